@@ -1,0 +1,37 @@
+GO ?= go
+BIN := bin/espnode
+ORT_LIB := $(CURDIR)/third_party/onnxruntime/libonnxruntime.so.1
+export ONNXRUNTIME_SHARED_LIBRARY_PATH ?= $(ORT_LIB)
+
+.PHONY: run build test test-go test-python vet fuzz bench deps-run deps-test
+
+run: deps-run build
+	./$(BIN) serve
+
+build:
+	$(GO) build -o $(BIN) ./cmd/espnode
+
+deps-run:
+	scripts/deps.sh run
+
+deps-test:
+	scripts/deps.sh test
+
+vet:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+test: deps-test vet test-go test-python
+
+test-go:
+	$(GO) test -count=1 -timeout 40m ./...
+
+test-python:
+	@if [ -d model ]; then cd model && /usr/bin/python3 -m unittest discover -v -s tests 2>&1; fi
+
+fuzz:
+	$(GO) test ./dimse -run '^$$' -fuzz FuzzReadPDU -fuzztime 60s
+	$(GO) test ./dimse -run '^$$' -fuzz FuzzDecodeCommand -fuzztime 60s
+
+bench:
+	bench/ingest/run.sh
