@@ -1,0 +1,416 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/espnode/espnode/internal/testutil"
+	"github.com/rs/zerolog"
+)
+
+// testThreads keeps tests from taking every core of a shared machine.
+const testThreads = 1
+
+// testLibrary returns the ONNX Runtime library the tests load: $ONNXRUNTIME_SHARED_LIBRARY_PATH
+// (the Makefile sets it), else the copy scripts/deps.sh puts in third_party.
+func testLibrary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv(LibraryEnv); p != "" {
+		return p
+	}
+	p := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("ONNX Runtime %s not found at %s: run `scripts/deps.sh run` (or set $%s)", LibraryVersion, p, LibraryEnv)
+	}
+	return p
+}
+
+func testOptions(t testing.TB) Options {
+	return Options{Library: testLibrary(t), Provider: ProviderCPU, Threads: testThreads, MaxBatch: 4, BatchWait: 10 * time.Millisecond}
+}
+
+func openTest(t testing.TB, path string, opts Options) *Model {
+	t.Helper()
+	m, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return m
+}
+
+func TestFindLibrary(t *testing.T) {
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "libonnxruntime.so.1")
+	if err := os.WriteFile(lib, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	missing := filepath.Join(empty, "nope.so")
+	tests := []struct {
+		name                          string
+		explicit, env, exeDir, ldPath string
+		want                          string
+		wantErr                       []string
+	}{
+		{name: "explicit wins", explicit: lib, env: missing, want: lib},
+		{name: "env", env: lib, exeDir: empty, want: lib},
+		{name: "next to binary", exeDir: dir, want: lib},
+		{name: "LD_LIBRARY_PATH", exeDir: empty, ldPath: empty + ":" + dir, want: lib},
+		{name: "explicit missing", explicit: missing, wantErr: []string{"--onnxruntime names " + missing, "scripts/deps.sh run"}},
+		{name: "env missing", env: missing, wantErr: []string{"$ONNXRUNTIME_SHARED_LIBRARY_PATH names", "npm pack onnxruntime-node@1.30.0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := findLibrary(tt.explicit, tt.env, tt.exeDir, tt.ldPath, []string{empty})
+			if tt.wantErr != nil {
+				if !errors.Is(err, ErrLibraryNotFound) {
+					t.Fatalf("err = %v, want ErrLibraryNotFound", err)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("findLibrary = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestFindLibraryNowhere checks the message a user gets on a machine without the library.
+func TestFindLibraryNowhere(t *testing.T) {
+	_, err := findLibrary("", "", t.TempDir(), "", []string{t.TempDir()})
+	if !errors.Is(err, ErrLibraryNotFound) {
+		t.Fatalf("err = %v, want ErrLibraryNotFound", err)
+	}
+	for _, w := range []string{"ONNX Runtime shared library not found", "libonnxruntime.so.1", "scripts/deps.sh run", "ONNXRUNTIME_SHARED_LIBRARY_PATH"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}
+
+func TestLoadLibraryVersion(t *testing.T) {
+	_, v, err := LoadLibrary(testLibrary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != LibraryVersion {
+		t.Errorf("ONNX Runtime version %s, want %s", v, LibraryVersion)
+	}
+}
+
+func TestParseMetadata(t *testing.T) {
+	good := func() map[string]string {
+		return map[string]string{
+			KeyChannels:     `[{"index":0,"name":"xray","label":"Lung","category":{"scheme":"SCT","value":"91723000","meaning":"Anatomical structure"},"type":{"scheme":"SCT","value":"39607008","meaning":"Lung"},"query":1}]`,
+			KeyInputSize:    "1024",
+			KeyModelName:    "esp-medsam",
+			KeyModelVersion: "1",
+			KeyThreshold:    "0.25",
+		}
+	}
+	tests := []struct {
+		name    string
+		edit    func(map[string]string)
+		wantErr string
+	}{
+		{name: "good"},
+		{name: "no channels", edit: func(m map[string]string) { delete(m, KeyChannels) }, wantErr: "espnode.channels is missing"},
+		{name: "channels not json", edit: func(m map[string]string) { m[KeyChannels] = "xray" }, wantErr: "not a JSON list"},
+		{name: "unknown channel field", edit: func(m map[string]string) { m[KeyChannels] = `[{"idx":0}]` }, wantErr: `unknown field "idx"`},
+		{name: "no codes", edit: func(m map[string]string) { m[KeyChannels] = `[{"index":0,"name":"x","label":"x","query":0}]` }, wantErr: "category code needs scheme"},
+		{name: "duplicate name", edit: func(m map[string]string) {
+			m[KeyChannels] = strings.Replace(strings.Repeat(good()[KeyChannels][1:len(good()[KeyChannels])-1]+",", 2), `"index":0`, `"index":1`, 1)
+			m[KeyChannels] = "[" + strings.TrimSuffix(m[KeyChannels], ",") + "]"
+		}, wantErr: `name "xray" appears twice`},
+		{name: "size not a number", edit: func(m map[string]string) { m[KeyInputSize] = "big" }, wantErr: `espnode.input_size = "big"`},
+		{name: "size zero", edit: func(m map[string]string) { m[KeyInputSize] = "0" }, wantErr: "want an integer in 1..8192"},
+		{name: "threshold", edit: func(m map[string]string) { m[KeyThreshold] = "NaN" }, wantErr: "want a finite number"},
+		{name: "no name", edit: func(m map[string]string) { m[KeyModelName] = " " }, wantErr: "espnode.model_name is empty"},
+		{name: "bad sha", edit: func(m map[string]string) { m[KeyCheckpointSHA256] = "abc" }, wantErr: "64 hexadecimal digits"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			props := good()
+			if tt.edit != nil {
+				tt.edit(props)
+			}
+			md, err := ParseMetadata(props)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if md.InputSize != 1024 || md.Threshold != 0.25 || len(md.Channels) != 1 || md.Channels[0].Query != 1 || md.Channels[0].Type.Meaning != "Lung" {
+					t.Errorf("parsed %+v", md)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotContract) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want ErrNotContract mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestOpenRejectsFilesOutsideTheContract(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"testdata/nometa-s64.onnx", []string{"espnode.channels is missing", "espnode.input_size is missing", "espnode.threshold is missing"}},
+		{"testdata/wrongshape-s64.onnx", []string{`output "logits" has shape [-1 2 64 64], want [N,1,64,64]`}},
+		{"testdata/gen_toy.py", []string{"read model testdata/gen_toy.py"}},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			m, err := Open(tt.file, testOptions(t))
+			if err == nil {
+				m.Close()
+				t.Fatal("Open succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// toyLogit is what testdata/toy-s64.onnx computes for one pixel.
+func toyLogit(r, g, b float32, q int64) float32 {
+	return (r+g+b)/3/255 - 0.5 + float32(q)/10
+}
+
+func toyImage(s int, seed float32) []float32 {
+	img := make([]float32, 3*s*s)
+	for i := range img {
+		img[i] = float32(math.Mod(float64(seed)*7+float64(i)*0.37, 256))
+	}
+	return img
+}
+
+func TestToyModelMixedBatch(t *testing.T) {
+	m := openTest(t, "testdata/toy-s64.onnx", testOptions(t))
+	s := m.InputSize()
+	queries := []int64{0, 3, 5, 1}
+	var images []float32
+	for i := range queries {
+		images = append(images, toyImage(s, float32(i))...)
+	}
+	logits, err := m.Run(images, queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, q := range queries {
+		img := images[n*3*s*s:]
+		for _, p := range []int{0, 1, s*s/2 + 7, s*s - 1} {
+			want := toyLogit(img[p], img[s*s+p], img[2*s*s+p], q)
+			if got := logits[n*s*s+p]; math.Abs(float64(got-want)) > 1e-5 {
+				t.Errorf("image %d (query %d) pixel %d: logit %v, want %v", n, q, p, got, want)
+			}
+		}
+	}
+	if _, err := m.Run(images[:3*s*s], []int64{6}); err == nil || !strings.Contains(err.Error(), "query 6") {
+		t.Errorf("query 6: err = %v, want a no-such-query error", err)
+	}
+}
+
+// TestConcurrentInferMatchesSingleRuns sends many goroutines through the batcher and checks
+// that each gets exactly what a batch of one gives for its image.
+func TestConcurrentInferMatchesSingleRuns(t *testing.T) {
+	for _, file := range []string{"testdata/toy-s64.onnx", tinyModel(t)} {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			m := openTest(t, file, testOptions(t))
+			s := m.InputSize()
+			const callers = 12
+			images := make([][]float32, callers)
+			want := make([][]float32, callers)
+			for i := range images {
+				images[i] = toyImage(s, float32(i))
+				var err error
+				if want[i], err = m.Run(images[i], []int64{int64(i % 6)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([][]float32, callers)
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for i := range images {
+				wg.Go(func() {
+					var err error
+					got[i], err = m.Infer(context.Background(), images[i], int64(i%6))
+					if err != nil {
+						errs <- err
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			for i := range got {
+				if d := maxAbsDiff(got[i], want[i]); d > 1e-5 {
+					t.Errorf("caller %d: batched result differs from a single run by %g", i, d)
+				}
+			}
+		})
+	}
+}
+
+func TestInferCancelledAndClosed(t *testing.T) {
+	m, err := Open("testdata/toy-s64.onnx", testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Infer(ctx, toyImage(64, 1), 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Infer: err = %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Infer(context.Background(), toyImage(64, 1), 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Infer after Close: err = %v", err)
+	}
+	if _, err := m.Run(toyImage(64, 1), []int64{0}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Run after Close: err = %v", err)
+	}
+}
+
+// TestAutoFallsBackToCPU runs where there is no GPU (the CI machines and this project's
+// development machines): auto must try each GPU provider, log why it failed, and run on the CPU.
+func TestAutoFallsBackToCPU(t *testing.T) {
+	var logs bytes.Buffer
+	opts := testOptions(t)
+	opts.Provider = ProviderAuto
+	opts.Logger = zerolog.New(&logs)
+	m := openTest(t, "testdata/toy-s64.onnx", opts)
+	if m.Provider() != ProviderCPU {
+		t.Skipf("auto chose %s: this machine has a working GPU provider", m.Provider())
+	}
+	if got := len(m.Skipped()); got != len(AutoOrder) {
+		t.Errorf("skipped %d providers, want %d: %v", got, len(AutoOrder), m.Skipped())
+	}
+	for _, p := range AutoOrder {
+		if !strings.Contains(logs.String(), `"provider":"`+p+`"`) {
+			t.Errorf("log does not say why %s was passed over:\n%s", p, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `"provider":"cpu"`) || !strings.Contains(logs.String(), "execution provider selected") {
+		t.Errorf("log does not say the CPU runs:\n%s", logs.String())
+	}
+	t.Logf("fallback log:\n%s", logs.String())
+	if _, err := m.Run(toyImage(64, 2), []int64{2}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExplicitGPUProviderFailsWithoutFallback(t *testing.T) {
+	for _, p := range AutoOrder {
+		t.Run(p, func(t *testing.T) {
+			opts := testOptions(t)
+			opts.Provider = p
+			m, err := Open("testdata/toy-s64.onnx", opts)
+			if err == nil {
+				m.Close()
+				t.Skipf("%s works on this machine", p)
+			}
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name the provider", err)
+			}
+		})
+	}
+	if _, err := ParseProvider("rocm"); err == nil || !strings.Contains(err.Error(), "cpu, cuda, tensorrt, webgpu, auto") {
+		t.Errorf("ParseProvider(rocm) = %v", err)
+	}
+}
+
+func TestEngineChannelMap(t *testing.T) {
+	opts := testOptions(t)
+	uni, err := OpenUniversal("testdata/toy-s64.onnx", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uni.Close()
+	if got := strings.Join(uni.Channels(), ","); got != "colonoscopy,dermoscopy,fundus,microscopy,ultrasound,xray" {
+		t.Errorf("universal channels = %s", got)
+	}
+	r, err := uni.Route("fundus")
+	if err != nil || r.Channel.Query != 3 {
+		t.Fatalf("route fundus = %+v, %v", r.Channel, err)
+	}
+
+	q := int64(5)
+	per, err := NewEngine([]Binding{
+		{Channel: "xray", Model: "testdata/toy-s64.onnx"},
+		{Channel: "ultrasound", Model: "testdata/toy-s64.onnx", Query: &q},
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer per.Close()
+	if len(per.models) != 1 {
+		t.Errorf("one file bound twice opened %d sessions", len(per.models))
+	}
+	for ch, want := range map[string]int64{"xray": 1, "ultrasound": 5} {
+		r, err := per.Route(ch)
+		if err != nil || r.Channel.Query != want {
+			t.Errorf("route %s = %+v, %v; want query %d", ch, r.Channel, err, want)
+		}
+		logits, err := r.Model.Infer(context.Background(), toyImage(64, 0), r.Channel.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := toyImage(64, 0)
+		if w := toyLogit(img[0], img[64*64], img[2*64*64], want); math.Abs(float64(logits[0]-w)) > 1e-5 {
+			t.Errorf("%s: logit %v, want %v", ch, logits[0], w)
+		}
+	}
+	if _, err := per.Route("fundus"); err == nil {
+		t.Error("route to an unbound channel succeeded")
+	}
+	if _, err := NewEngine([]Binding{{Channel: "teeth", Model: "testdata/toy-s64.onnx"}}, opts); err == nil || !strings.Contains(err.Error(), `does not list channel "teeth"`) {
+		t.Errorf("unknown channel: err = %v", err)
+	}
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d float64
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
+
+// tinyModel is the colleague-built ESP-MedSAM network with tiny widths at S=256 (model/).
+func tinyModel(t testing.TB) string {
+	t.Helper()
+	const p = "testdata/espmedsam-tiny-s256.onnx"
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s missing: it is exported by model/ (cd model && /usr/bin/python3 -m espmedsam.export ...): %v", p, err)
+	}
+	return p
+}
