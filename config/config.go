@@ -1,0 +1,307 @@
+// Package config is the node's one typed configuration: built-in defaults
+// (default.yaml, which also documents every key), an optional YAML file,
+// ESPNODE_* environment variables, then flags applied by the caller, with
+// validation whose messages name the offending key.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// defaultYAML holds the defaults and is the reference documentation of the keys.
+//
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Default returns the built-in configuration.
+func Default() Config {
+	var c Config
+	if err := decodeYAML(defaultYAML, &c); err != nil {
+		// default.yaml is part of the binary: a decoding error is a build defect.
+		panic("config: default.yaml: " + err.Error())
+	}
+	return c
+}
+
+// DefaultYAML returns the commented default configuration, e.g. for an
+// "espnode config" command that prints a starting point.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is the whole configuration. Field tags are the YAML keys; the key
+// paths (dicom.port) are what error messages and environment variables use.
+type Config struct {
+	AETitle string `yaml:"ae_title"`
+	DataDir string `yaml:"data_dir"`
+	DICOM   DICOM  `yaml:"dicom"`
+	Store   Store  `yaml:"store"`
+	Peers   []Peer `yaml:"peers"`
+	Log     Log    `yaml:"log"`
+}
+
+// DICOM configures the DICOM listener and association policy.
+type DICOM struct {
+	Host             string   `yaml:"host"`
+	Port             int      `yaml:"port"`
+	StrictCalledAE   bool     `yaml:"strict_called_ae"`
+	AllowedCallers   []Caller `yaml:"allowed_callers"`
+	MaxAssociations  int      `yaml:"max_associations"`
+	MaxPDULength     int      `yaml:"max_pdu_length"`
+	TransferSyntaxes []string `yaml:"transfer_syntaxes"`
+	Timeouts         Timeouts `yaml:"timeouts"`
+}
+
+// Addr is the listen address in net.Listen's form.
+func (d DICOM) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
+
+// Caller is one entry of the calling-AE allow list; an empty Host matches any host.
+type Caller struct {
+	AETitle string `yaml:"ae_title"`
+	Host    string `yaml:"host"`
+}
+
+// Timeouts bound how long a peer can hold an association without progress.
+type Timeouts struct {
+	ARTIM time.Duration `yaml:"artim"`
+	Idle  time.Duration `yaml:"idle"`
+	DIMSE time.Duration `yaml:"dimse"`
+}
+
+// Store configures the archive.
+type Store struct {
+	Duplicates string `yaml:"duplicates"`
+}
+
+// Peer is one entry of the AE table: a node this one connects to.
+type Peer struct {
+	AETitle string `yaml:"ae_title"`
+	Host    string `yaml:"host"`
+	Port    int    `yaml:"port"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Bounds of dicom.max_pdu_length. The lower one is the smallest PDU that still
+// carries a useful P-DATA fragment; the upper one caps what a peer can make us
+// allocate for a single PDU.
+const (
+	MinPDULength = 4096
+	MaxPDULength = 16 << 20
+)
+
+// EnvPrefix starts every environment variable Load reads.
+const EnvPrefix = "ESPNODE_"
+
+// Load builds the configuration: defaults, then the YAML file at path (if path
+// is not empty), then environment variables read through getenv (nil reads
+// none), then Validate. The caller applies flags afterwards and calls Validate
+// again.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeYAML(data, &c); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if getenv != nil {
+		if err := applyEnv(reflect.ValueOf(&c).Elem(), "", getenv); err != nil {
+			return Config{}, fmt.Errorf("config: environment: %w", err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeYAML decodes one YAML document onto c, leaving keys the document does
+// not mention as they were. A list in the document replaces the list in c.
+func decodeYAML(data []byte, c *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file changes nothing
+	}
+	// yaml.v3's own errors name the line but not the key path, and stop at the
+	// first problem; walk the tree first so the user sees every bad key by name.
+	if errs := checkNode(doc.Content[0], reflect.TypeOf(*c), ""); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// checkNode reports unknown keys and values of the wrong type under n, which
+// is to be decoded into a value of type t at key path path.
+func checkNode(n *yaml.Node, t reflect.Type, path string) []error {
+	var errs []error
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return nil // "key:" with nothing after it leaves the value as it was
+	case t.Kind() == reflect.Struct && t != reflect.TypeOf(time.Duration(0)):
+		if n.Kind != yaml.MappingNode {
+			return []error{fmt.Errorf("%s: line %d: expected a mapping", orRoot(path), n.Line)}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := fieldByKey(t, k.Value)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: line %d: unknown key", join(path, k.Value), k.Line))
+				continue
+			}
+			errs = append(errs, checkNode(v, f.Type, join(path, k.Value))...)
+		}
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return []error{fmt.Errorf("%s: line %d: expected a list", path, n.Line)}
+		}
+		for i, e := range n.Content {
+			errs = append(errs, checkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	default:
+		if n.Kind != yaml.ScalarNode {
+			return []error{fmt.Errorf("%s: line %d: expected a single value", path, n.Line)}
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return []error{fmt.Errorf("%s: line %d: %q is not a valid %s", path, n.Line, n.Value, kindName(t))}
+		}
+	}
+	return errs
+}
+
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if yamlKey(f) == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func yamlKey(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
+func kindName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		return `duration (e.g. "30s", "5m")`
+	case t.Kind() == reflect.Bool:
+		return "boolean (true or false)"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "integer"
+	default:
+		return t.String()
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+// EnvName is the environment variable that sets the key at path (dicom.port:
+// ESPNODE_DICOM_PORT).
+func EnvName(path string) string {
+	return EnvPrefix + strings.ToUpper(strings.NewReplacer(".", "_").Replace(path))
+}
+
+// applyEnv sets every scalar (and string-list) field of the struct v whose
+// variable getenv returns non-empty. An empty value counts as unset, because
+// getenv cannot tell the two apart.
+func applyEnv(v reflect.Value, path string, getenv func(string) string) error {
+	var errs []error
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := join(path, yamlKey(f))
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := applyEnv(fv, key, getenv); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		name := EnvName(key)
+		s := getenv(name)
+		if s == "" {
+			continue
+		}
+		if err := setScalar(fv, s); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", key, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func setScalar(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. \"30s\", \"5m\")", s)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		v.SetInt(int64(n))
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean (true or false)", s)
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var list []string
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				list = append(list, e)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
+	default:
+		return errors.New("cannot be set from the environment; use the configuration file")
+	}
+	return nil
+}
