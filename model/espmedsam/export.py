@@ -6,7 +6,8 @@
 Graph: ``image`` float32 [N,3,S,S] (RGB 0..255, normalised inside), ``modality`` int64 [N]
 (clamped to 0..5), ``logits`` float32 [N,1,S,S]; N dynamic, one query gathered per sample.
 Metadata (``espnode.*``): channels served (with their decoder query), input size, model name and
-version, threshold, normalisation, sha256 of the checkpoint (``random-seed-N`` for random weights).
+version, threshold, normalisation, sha256 of the checkpoint file (for random weights: sha256 of
+the weights, with `weights_source` = `random-seed-N`).
 A per-dataset checkpoint (ESP_<dataset>_best.pth) serves its channel only; a joint one all six.
 """
 
@@ -35,6 +36,17 @@ def sha256_file(path: str) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """Digest of the weights themselves (names, dtypes, shapes, little-endian bytes, in state-dict
+    order): the ``checkpoint_sha256`` of a model with random weights, which has no file."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{str(t.dtype)}|{tuple(t.shape)}\n".encode())
+        h.update(t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes())
     return h.hexdigest()
 
 
@@ -76,8 +88,10 @@ def export_onnx(model: ESPMedSAM, path: str, opset: int = OPSET, batch: int = 2)
 
 
 def build_metadata(model: ESPMedSAM, channels: List[Dict], model_name: str, model_version: str,
-                   checkpoint_sha256: str, threshold: float = 0.0) -> Dict[str, str]:
+                   checkpoint_sha256: str, weights_source: str, threshold: float = 0.0) -> Dict[str, str]:
     return {
+        # outside the espnode.* contract: where the weights came from (file name or random seed)
+        "weights_source": weights_source,
         "espnode.channels": json.dumps(channels, separators=(",", ":"), ensure_ascii=False),
         "espnode.input_size": str(model.cfg.img_size),
         "espnode.model_name": model_name,
@@ -96,7 +110,7 @@ def write_metadata(path: str, meta: Dict[str, str], doc: str = "") -> None:
     import onnx
 
     proto = onnx.load(path)
-    keep = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
+    keep = [p for p in proto.metadata_props if p.key not in meta]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)
     for k, v in meta.items():
@@ -140,6 +154,9 @@ def validate_onnx(path_or_proto) -> Dict[str, str]:
     proto = onnx.load(path_or_proto) if isinstance(path_or_proto, str) else path_or_proto
     onnx.checker.check_model(proto)
     meta = {p.key: p.value for p in proto.metadata_props}
+    sha = meta.get(META_PREFIX + "checkpoint_sha256", "")
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"espnode.checkpoint_sha256 {sha!r}: want 64 lower-case hex digits")
     for key in ("channels", "input_size", "model_name", "model_version", "threshold",
                 "normalization", "checkpoint_sha256"):
         if not meta.get(META_PREFIX + key):
@@ -191,9 +208,14 @@ def export(out: str, checkpoint: Optional[str] = None, seed: Optional[int] = Non
         one = channel_for_checkpoint(checkpoint) if checkpoint else None
         channels = [one] if one is not None else [c["index"] for c in all_chans if c["index"] < model.cfg.num_masks]
     served = select(all_chans, channels)
-    sha = sha256_file(checkpoint) if checkpoint else f"random-seed-{seed}"
+    # sha256 of the checkpoint file; for random weights (no file) sha256 of the weights, since the
+    # node's validator wants 64 hex digits; weights_source then says "random-seed-N"
+    if checkpoint:
+        sha, source = sha256_file(checkpoint), os.path.basename(checkpoint)
+    else:
+        sha, source = state_dict_sha256(model), f"random-seed-{seed}"
     meta = build_metadata(model, served, model_name or MODEL_NAMES.get(model.cfg.widths, "esp-medsam"),
-                          model_version or __version__, sha, threshold)
+                          model_version or __version__, sha, source, threshold)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     export_onnx(model, out, opset)
     doc = (f"ESP-MedSAM ({model.cfg.widths} widths, input {model.cfg.img_size}) for espnode: "
@@ -235,7 +257,8 @@ def main(argv=None):
     served = [c["name"] for c in json.loads(meta["espnode.channels"])]
     print(json.dumps({"out": a.out, "bytes": os.path.getsize(a.out), "nodes": len(proto.graph.node),
                       "channels": served, "input_size": int(meta["espnode.input_size"]),
-                      "checkpoint_sha256": meta["espnode.checkpoint_sha256"]}))
+                      "checkpoint_sha256": meta["espnode.checkpoint_sha256"],
+                      "weights_source": meta["weights_source"]}))
     return 0
 
 
