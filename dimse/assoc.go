@@ -1,0 +1,632 @@
+package dimse
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Timeouts bound every wait on a peer.
+type Timeouts struct {
+	// ARTIM bounds the wait for an A-ASSOCIATE-RQ after connect and for the peer to close after a
+	// release or abort (PS3.8 9.1.5).
+	ARTIM time.Duration
+	// Idle bounds the wait for the next message on an established association.
+	Idle time.Duration
+	// DIMSE bounds the wait for a response, and each read or write within a message: a peer that
+	// stalls mid-PDU is cut off after this.
+	DIMSE time.Duration
+}
+
+// DefaultTimeouts are DCMTK-like: 30 s ARTIM and DIMSE, five minutes idle.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{ARTIM: 30 * time.Second, Idle: 5 * time.Minute, DIMSE: 30 * time.Second}
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	d := DefaultTimeouts()
+	if t.ARTIM <= 0 {
+		t.ARTIM = d.ARTIM
+	}
+	if t.Idle <= 0 {
+		t.Idle = d.Idle
+	}
+	if t.DIMSE <= 0 {
+		t.DIMSE = d.DIMSE
+	}
+	return t
+}
+
+// PresentationContext is one accepted presentation context.
+type PresentationContext struct {
+	ID             byte
+	AbstractSyntax string
+	TransferSyntax string
+	// Roles after SCP/SCU role selection; both default to the standard's (requestor SCU, acceptor SCP).
+	RequestorSCU, RequestorSCP bool
+}
+
+// Errors that end an association; callers tell them apart with errors.Is.
+var (
+	ErrReleased      = errors.New("association released")
+	ErrAborted       = errors.New("association aborted")
+	ErrPeerAborted   = errors.New("association aborted by peer")
+	ErrRejected      = errors.New("association rejected")
+	ErrClosed        = errors.New("transport connection closed")
+	errReleaseByPeer = errors.New("peer requested release")
+)
+
+// AbortError is an abort received from the peer, with its source and reason.
+type AbortError struct{ Abort }
+
+func (e *AbortError) Error() string  { return "association aborted by peer: " + e.Abort.String() }
+func (e *AbortError) Unwrap() error  { return ErrPeerAborted }
+func (e *RejectError) Unwrap() error { return ErrRejected }
+
+// RejectError is an A-ASSOCIATE-RJ received by a requestor.
+type RejectError struct{ AssociateRJ }
+
+func (e *RejectError) Error() string { return "association rejected: " + e.AssociateRJ.String() }
+
+// Association is one DICOM association, in either role. It is driven by one goroutine at a time:
+// the server's goroutine for the connection, or the Client's caller.
+type Association struct {
+	conn      net.Conn
+	r         *bufio.Reader
+	w         *bufio.Writer
+	requestor bool
+	state     state
+	timeouts  Timeouts
+	log       zerolog.Logger
+
+	// maxRecv is the maximum P-DATA-TF length we announced; maxSend the peer's (0: unlimited).
+	maxRecv, maxSend uint32
+
+	CallingAE, CalledAE string
+	PeerImplementation  string
+	contexts            map[byte]*PresentationContext
+
+	// Reading state of the P-DATA-TF PDU in progress: bytes of its body not yet consumed.
+	pduLeft uint32
+	// idle is set while waiting for the first PDU of the next message; shutdown interrupts only then.
+	idle atomic.Bool
+
+	nextID  uint16
+	sendBuf []byte
+	cmdBuf  []byte
+}
+
+func newAssociation(conn net.Conn, requestor bool, t Timeouts, log zerolog.Logger, maxRecv uint32) *Association {
+	if maxRecv == 0 {
+		maxRecv = DefaultMaxPDULength
+	}
+	return &Association{
+		conn:      conn,
+		r:         bufio.NewReaderSize(conn, 64<<10),
+		w:         bufio.NewWriterSize(conn, 64<<10),
+		requestor: requestor,
+		state:     sta1,
+		timeouts:  t.withDefaults(),
+		log:       log,
+		maxRecv:   maxRecv,
+		contexts:  map[byte]*PresentationContext{},
+	}
+}
+
+// Context returns an accepted presentation context by ID.
+func (a *Association) Context(id byte) (*PresentationContext, bool) {
+	pc, ok := a.contexts[id]
+	return pc, ok
+}
+
+// Contexts returns the accepted presentation contexts.
+func (a *Association) Contexts() []*PresentationContext {
+	out := make([]*PresentationContext, 0, len(a.contexts))
+	for id := 1; id < 256; id += 2 {
+		if pc, ok := a.contexts[byte(id)]; ok {
+			out = append(out, pc)
+		}
+	}
+	return out
+}
+
+// RemoteAddr is the peer's network address.
+func (a *Association) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
+
+// fire applies the state machine to an event: it checks the transition, performs the action's
+// effect on the transport, and moves to the next state. Indications (AE-3, DT-2, AR-2, ...) are left
+// to the caller, which knows what the PDU means to it.
+func (a *Association) fire(e event, p PDU, reason AbortReason) (action, error) {
+	act := transition(e, a.state)
+	if act == actNone {
+		return act, fmt.Errorf("state machine: %s is not valid in %s", e, a.state)
+	}
+	from := a.state
+	a.state = nextState(act, a.requestor, true)
+	if a.log.GetLevel() <= zerolog.TraceLevel {
+		a.log.Trace().Stringer("state", from).Stringer("event", e).Stringer("action", act).Stringer("next", a.state).Msg("fsm")
+	}
+	switch act {
+	case ae2, ae7, ae8, ar1, ar4, ar9:
+		if err := a.send(p); err != nil {
+			a.closeTransport()
+			return act, err
+		}
+	case aa1, aa7:
+		_ = a.send(&Abort{Source: AbortSourceUser, Reason: AbortReasonNotSpecified})
+	case aa8:
+		_ = a.send(&Abort{Source: AbortSourceProvider, Reason: reason})
+	case ae4, ar3, aa2, aa3, aa4, aa5, ar5:
+		a.closeTransport()
+	}
+	return act, nil
+}
+
+func (a *Association) send(p PDU) error {
+	_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeouts.DIMSE))
+	return writePDU(a.w, p)
+}
+
+func (a *Association) closeTransport() {
+	_ = a.conn.Close()
+}
+
+// awaitClose is Sta13: the peer is expected to close the connection; ARTIM bounds the wait and
+// any PDU that still arrives is ignored (AA-6) or answered with an abort (AA-7).
+func (a *Association) awaitClose() {
+	deadline := time.Now().Add(a.timeouts.ARTIM)
+	for a.state == sta13 {
+		_ = a.conn.SetReadDeadline(deadline)
+		h, err := ReadPDUHeader(a.r)
+		if err != nil {
+			if isTimeout(err) {
+				_, _ = a.fire(evt18, nil, 0)
+			} else {
+				_, _ = a.fire(evt17, nil, 0)
+			}
+			return
+		}
+		e := eventForPDU(h.Type)
+		if h.checkLength(a.maxRecv) != nil {
+			e = evt19
+		} else if _, err := io.CopyN(io.Discard, a.r, int64(h.Length)); err != nil {
+			_, _ = a.fire(evt17, nil, 0)
+			return
+		}
+		if _, err := a.fire(e, nil, AbortReasonUnexpectedPDU); err != nil {
+			a.closeTransport()
+			return
+		}
+	}
+	a.closeTransport()
+}
+
+// abortProvider ends the association after a protocol error on our side of the wire (AA-8).
+func (a *Association) abortProvider(cause error) error {
+	reason := AbortReasonNotSpecified
+	var pe *ProtocolError
+	if errors.As(cause, &pe) {
+		reason = pe.Reason
+	}
+	a.log.Warn().Err(cause).Uint8("abort_reason", uint8(reason)).Msg("protocol error: aborting association")
+	if _, err := a.fire(evt19, nil, reason); err != nil {
+		a.closeTransport()
+	}
+	a.awaitClose()
+	return fmt.Errorf("%w: %v", ErrAborted, cause)
+}
+
+// Abort sends an A-ABORT (service-user source) and closes the transport (AA-1).
+func (a *Association) Abort() error {
+	if a.state == sta1 {
+		return nil
+	}
+	if _, err := a.fire(evt15, nil, 0); err != nil {
+		a.closeTransport()
+		return err
+	}
+	a.closeTransport()
+	a.state = sta1
+	return nil
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// readEvent reads the next PDU header with the given timeout and turns it into an event.
+// For P-DATA-TF only the header is consumed (its PDVs are streamed by the caller); other PDUs are
+// read and decoded whole (they are small and bounded).
+func (a *Association) readEvent(timeout time.Duration) (event, PDU, error) {
+	_ = a.conn.SetReadDeadline(time.Now().Add(timeout))
+	h, err := ReadPDUHeader(a.r)
+	if err != nil {
+		if isTimeout(err) {
+			return evt18, nil, err
+		}
+		return evt17, nil, err
+	}
+	if err := h.checkLength(a.maxRecv); err != nil {
+		return evt19, nil, err
+	}
+	if h.Type == TypePDataTF {
+		a.pduLeft = h.Length
+		return evt10, nil, nil
+	}
+	body := make([]byte, h.Length)
+	_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
+	if _, err := io.ReadFull(a.r, body); err != nil {
+		if isTimeout(err) {
+			return evt18, nil, err
+		}
+		return evt17, nil, noEOF(err)
+	}
+	p, err := DecodePDUBody(h.Type, body)
+	if err != nil {
+		return evt19, nil, err
+	}
+	return eventForPDU(h.Type), p, nil
+}
+
+// pdvHeader is the header of the next PDV in the current P-DATA-TF.
+type pdvHeader struct {
+	length    uint32 // of the data fragment
+	contextID byte
+	command   bool
+	last      bool
+}
+
+// nextPDV positions the reader at the next PDV, reading a new P-DATA-TF PDU when the current one is
+// used up. A PDU that is not P-DATA-TF ends the message: release, abort or a protocol error.
+func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
+	for a.pduLeft == 0 {
+		e, p, err := a.readEvent(timeout)
+		if e == evt10 {
+			if _, ferr := a.fire(e, nil, 0); ferr != nil {
+				return pdvHeader{}, ferr
+			}
+			if a.state == sta13 {
+				return pdvHeader{}, a.endAfterAbort(fmt.Errorf("P-DATA-TF in state %s", a.state))
+			}
+			continue
+		}
+		return pdvHeader{}, a.handleNonData(e, p, err)
+	}
+	if a.pduLeft < 6 {
+		return pdvHeader{}, a.abortProvider(protoErr(AbortReasonInvalidParameter, "truncated PDV item header"))
+	}
+	var h [6]byte
+	_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
+	if _, err := io.ReadFull(a.r, h[:]); err != nil {
+		return pdvHeader{}, a.transportError(err)
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if n < 2 || n > a.pduLeft-4 {
+		return pdvHeader{}, a.abortProvider(protoErr(AbortReasonInvalidParameter, "PDV item length %d exceeds the PDU", n))
+	}
+	a.pduLeft -= 4 + n
+	v := pdvHeader{length: n - 2, contextID: h[4], command: h[5]&1 != 0, last: h[5]&2 != 0}
+	if _, ok := a.contexts[v.contextID]; !ok {
+		return pdvHeader{}, a.abortProvider(protoErr(AbortReasonInvalidParameter, "PDV on presentation context %d, which was not accepted", v.contextID))
+	}
+	return v, nil
+}
+
+// handleNonData applies the state machine to a non-P-DATA event met while waiting for data.
+func (a *Association) handleNonData(e event, p PDU, cause error) error {
+	act, err := a.fire(e, p, reasonOf(cause, AbortReasonUnexpectedPDU))
+	if err != nil {
+		a.closeTransport()
+		return err
+	}
+	switch act {
+	case ar2: // A-RELEASE-RQ in Sta6: the caller answers with A-RELEASE-RP.
+		return errReleaseByPeer
+	case aa3:
+		if ab, ok := p.(*Abort); ok {
+			return &AbortError{*ab}
+		}
+		return ErrPeerAborted
+	case aa4, aa5, aa2:
+		if cause != nil && isTimeout(cause) {
+			return fmt.Errorf("%w: %v", ErrClosed, cause)
+		}
+		return ErrClosed
+	case aa1, aa7, aa8:
+		a.log.Warn().Err(cause).Stringer("event", e).Msg("aborting association")
+		a.awaitClose()
+		if cause == nil {
+			cause = fmt.Errorf("unexpected %s", e)
+		}
+		return fmt.Errorf("%w: %v", ErrAborted, cause)
+	case ar3: // A-RELEASE-RP while we were awaiting it.
+		return ErrReleased
+	}
+	return fmt.Errorf("%w: unexpected %s (%s)", ErrAborted, e, act)
+}
+
+func reasonOf(err error, fallback AbortReason) AbortReason {
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		return pe.Reason
+	}
+	return fallback
+}
+
+func (a *Association) endAfterAbort(cause error) error {
+	a.awaitClose()
+	return fmt.Errorf("%w: %v", ErrAborted, cause)
+}
+
+func (a *Association) transportError(err error) error {
+	if isTimeout(err) {
+		a.log.Warn().Msg("peer stalled mid-PDU: aborting association")
+		_, _ = a.fire(evt15, nil, 0) // AA-1: we give up on the peer
+		a.closeTransport()
+		a.state = sta1
+		return fmt.Errorf("%w: peer stalled: %v", ErrAborted, err)
+	}
+	_, _ = a.fire(evt17, nil, 0)
+	return fmt.Errorf("%w: %v", ErrClosed, noEOF(err))
+}
+
+// ReadMessage reads the next DIMSE message. When the message carries a data set, data streams it
+// from the wire: it must be read to EOF (or drained) before the next call.
+func (a *Association) ReadMessage(timeout time.Duration) (pc *PresentationContext, msg Message, data io.Reader, err error) {
+	a.cmdBuf = a.cmdBuf[:0]
+	first := true
+	var ctxID byte
+	for {
+		if first && a.pduLeft == 0 {
+			a.idle.Store(true)
+		}
+		h, err := a.nextPDV(timeout)
+		a.idle.Store(false)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if !h.command {
+			return nil, nil, nil, a.abortProvider(protoErr(AbortReasonUnexpectedParameter, "data PDV where a command was expected"))
+		}
+		if !first && h.contextID != ctxID {
+			return nil, nil, nil, a.abortProvider(protoErr(AbortReasonUnexpectedParameter, "command fragments on contexts %d and %d", ctxID, h.contextID))
+		}
+		first, ctxID = false, h.contextID
+		if len(a.cmdBuf)+int(h.length) > maxCommandSetLength {
+			return nil, nil, nil, a.abortProvider(protoErr(AbortReasonInvalidParameter, "command set longer than %d bytes", maxCommandSetLength))
+		}
+		start := len(a.cmdBuf)
+		a.cmdBuf = append(a.cmdBuf, make([]byte, h.length)...)
+		_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
+		if _, err := io.ReadFull(a.r, a.cmdBuf[start:]); err != nil {
+			return nil, nil, nil, a.transportError(err)
+		}
+		if h.last {
+			break
+		}
+	}
+	msg, err = DecodeCommand(a.cmdBuf)
+	if err != nil {
+		var unknown *UnknownCommandError
+		if errors.As(err, &unknown) {
+			return a.contexts[ctxID], nil, nil, err
+		}
+		return nil, nil, nil, a.abortProvider(protoErr(AbortReasonInvalidParameter, "%v", err))
+	}
+	pc = a.contexts[ctxID]
+	if msg.HasData() {
+		data = &dataReader{a: a, contextID: ctxID}
+	}
+	return pc, msg, data, nil
+}
+
+// dataReader streams one data set's PDVs; memory use is independent of the data set's size.
+type dataReader struct {
+	a         *Association
+	contextID byte
+	left      uint32 // bytes left in the current PDV
+	last      bool   // the current PDV is the last fragment
+	started   bool
+	err       error
+}
+
+func (d *dataReader) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	for d.left == 0 {
+		if d.started && d.last {
+			d.err = io.EOF
+			return 0, io.EOF
+		}
+		h, err := d.a.nextPDV(d.a.timeouts.DIMSE)
+		if err != nil {
+			d.err = err
+			return 0, err
+		}
+		if h.command || h.contextID != d.contextID {
+			d.err = d.a.abortProvider(protoErr(AbortReasonUnexpectedParameter, "PDV (context %d, command %v) inside a data set on context %d", h.contextID, h.command, d.contextID))
+			return 0, d.err
+		}
+		d.started, d.left, d.last = true, h.length, h.last
+	}
+	if uint32(len(p)) > d.left {
+		p = p[:d.left]
+	}
+	_ = d.a.conn.SetReadDeadline(time.Now().Add(d.a.timeouts.DIMSE))
+	n, err := d.a.r.Read(p)
+	d.left -= uint32(n)
+	if err != nil {
+		d.err = d.a.transportError(err)
+		return n, d.err
+	}
+	return n, nil
+}
+
+// drain discards what the handler left unread so the next message starts in step.
+func (d *dataReader) drain() error {
+	if d.err == io.EOF {
+		return nil
+	}
+	_, err := io.Copy(io.Discard, d)
+	return err
+}
+
+// SendMessage sends a command and, when data is not nil, the data set read from data, fragmented
+// to the peer's maximum PDU length.
+func (a *Association) SendMessage(pc *PresentationContext, msg Message, data io.Reader) error {
+	if (data != nil) != msg.HasData() {
+		return fmt.Errorf("send command 0x%04X: data set presence does not match the command", msg.CommandField())
+	}
+	if a.state != sta6 && !(a.state == sta8 && transition(evt9, a.state) == ar7) {
+		return fmt.Errorf("send command 0x%04X: association not established (%s)", msg.CommandField(), a.state)
+	}
+	if err := a.sendFragments(pc.ID, true, bytes.NewReader(EncodeCommand(msg))); err != nil {
+		return err
+	}
+	if data != nil {
+		return a.sendFragments(pc.ID, false, data)
+	}
+	return nil
+}
+
+// sendFragments sends src as PDVs, one PDV per P-DATA-TF PDU, each as large as the peer allows.
+func (a *Association) sendFragments(contextID byte, command bool, src io.Reader) error {
+	maxData := uint32(DefaultMaxPDULength)
+	if a.maxSend != 0 && a.maxSend < maxData+6 {
+		maxData = a.maxSend - 6
+	}
+	if a.maxSend != 0 && a.maxSend <= 6 {
+		maxData = 1
+	}
+	if cap(a.sendBuf) < int(maxData)+12 {
+		a.sendBuf = make([]byte, int(maxData)+12)
+	}
+	buf := a.sendBuf[:int(maxData)+12]
+	// One byte of look-ahead tells whether a full fragment is the last.
+	br, ok := src.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(src, 64<<10)
+	}
+	for {
+		n, err := io.ReadFull(br, buf[12:])
+		last := false
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			last = true
+		case err != nil:
+			return fmt.Errorf("read data set: %w", err)
+		default:
+			if _, perr := br.Peek(1); perr == io.EOF {
+				last = true
+			} else if perr != nil {
+				return fmt.Errorf("read data set: %w", perr)
+			}
+		}
+		buf[0], buf[1] = byte(TypePDataTF), 0
+		binary.BigEndian.PutUint32(buf[2:], uint32(n+6))
+		binary.BigEndian.PutUint32(buf[6:], uint32(n+2))
+		buf[10] = contextID
+		buf[11] = 0
+		if command {
+			buf[11] |= 1
+		}
+		if last {
+			buf[11] |= 2
+		}
+		if _, err := a.fire(evt9, nil, 0); err != nil {
+			return err
+		}
+		_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeouts.DIMSE))
+		if _, err := a.w.Write(buf[:12+n]); err != nil {
+			return a.writeFailed(err)
+		}
+		if last {
+			break
+		}
+	}
+	if err := a.w.Flush(); err != nil {
+		return a.writeFailed(err)
+	}
+	return nil
+}
+
+func (a *Association) writeFailed(err error) error {
+	a.closeTransport()
+	a.state = sta1
+	return fmt.Errorf("%w: write P-DATA-TF: %v", ErrClosed, err)
+}
+
+// answerRelease answers a peer's A-RELEASE-RQ (AR-4) and waits for the peer to close.
+func (a *Association) answerRelease() error {
+	if _, err := a.fire(evt14, &ReleaseRP{}, 0); err != nil {
+		a.closeTransport()
+		return err
+	}
+	a.awaitClose()
+	return nil
+}
+
+// Release asks the peer to release the association and waits for its answer, handling a release
+// collision as PS3.8 9.2.4 describes.
+func (a *Association) Release(ctx context.Context) error {
+	if _, err := a.fire(evt11, &ReleaseRQ{}, 0); err != nil {
+		return err
+	}
+	for {
+		e, p, err := a.readEvent(a.timeouts.ARTIM)
+		if e == evt10 {
+			// AR-6: data still arriving for us while we wait; it has no reader any more.
+			if _, ferr := a.fire(e, nil, 0); ferr != nil {
+				return ferr
+			}
+			if _, err := io.CopyN(io.Discard, a.r, int64(a.pduLeft)); err != nil {
+				return a.transportError(err)
+			}
+			a.pduLeft = 0
+			continue
+		}
+		act, ferr := a.fire(e, p, reasonOf(err, AbortReasonUnexpectedPDU))
+		if ferr != nil {
+			a.closeTransport()
+			return ferr
+		}
+		switch act {
+		case ar3:
+			return nil
+		case ar8: // collision: both sides asked; the requestor answers first (AR-9), then waits.
+			if a.requestor {
+				if _, err := a.fire(evt14, &ReleaseRP{}, 0); err != nil {
+					return err
+				}
+			}
+			continue
+		case ar10: // acceptor side of a collision: now answer.
+			return a.answerRelease()
+		case aa3:
+			if ab, ok := p.(*Abort); ok {
+				return &AbortError{*ab}
+			}
+			return ErrPeerAborted
+		case aa8, aa1:
+			a.awaitClose()
+			return fmt.Errorf("%w: unexpected %s while releasing", ErrAborted, e)
+		default:
+			a.closeTransport()
+			if err != nil {
+				return fmt.Errorf("release: %w", err)
+			}
+			return fmt.Errorf("release: unexpected %s (%s)", e, act)
+		}
+	}
+}

@@ -1,0 +1,492 @@
+package dimse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Request is one DIMSE request received by a Server.
+type Request struct {
+	Association *Association
+	Context     *PresentationContext
+	Command     Message
+	// Data streams the data set that follows the command; nil when there is none. The server drains
+	// whatever the handler leaves unread.
+	Data io.Reader
+}
+
+// ResponseWriter sends responses to the request being served. Pending responses may be sent
+// several times; the final one (any non-pending status) ends the exchange.
+type ResponseWriter interface {
+	Respond(rsp Response, data io.Reader) error
+}
+
+// Handler serves one DIMSE request.
+type Handler interface {
+	ServeDIMSE(ctx context.Context, w ResponseWriter, r *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, w ResponseWriter, r *Request)
+
+// ServeDIMSE calls f.
+func (f HandlerFunc) ServeDIMSE(ctx context.Context, w ResponseWriter, r *Request) { f(ctx, w, r) }
+
+// ServeMux dispatches requests by SOP class and command field, like http.ServeMux by path.
+type ServeMux struct {
+	mu sync.RWMutex
+	m  map[muxKey]Handler
+}
+
+type muxKey struct {
+	sopClass string // "" matches any SOP class
+	field    uint16
+}
+
+// NewServeMux returns an empty mux.
+func NewServeMux() *ServeMux { return &ServeMux{m: map[muxKey]Handler{}} }
+
+// Handle registers h for the command field on the SOP class ("" for every SOP class).
+func (mux *ServeMux) Handle(sopClass string, field uint16, h Handler) {
+	mux.mu.Lock()
+	defer mux.mu.Unlock()
+	mux.m[muxKey{sopClass, field}] = h
+}
+
+// HandleFunc registers a function.
+func (mux *ServeMux) HandleFunc(sopClass string, field uint16, f func(context.Context, ResponseWriter, *Request)) {
+	mux.Handle(sopClass, field, HandlerFunc(f))
+}
+
+// ServeDIMSE dispatches to the most specific handler; with none it answers "unrecognized operation".
+func (mux *ServeMux) ServeDIMSE(ctx context.Context, w ResponseWriter, r *Request) {
+	mux.mu.RLock()
+	h, ok := mux.m[muxKey{r.Context.AbstractSyntax, r.Command.CommandField()}]
+	if !ok {
+		h, ok = mux.m[muxKey{"", r.Command.CommandField()}]
+	}
+	mux.mu.RUnlock()
+	if ok {
+		h.ServeDIMSE(ctx, w, r)
+		return
+	}
+	if rsp := FailureResponse(r.Command, Status{Code: StatusUnrecognizedOperation, ErrorComment: "no service for this command"}); rsp != nil {
+		_ = w.Respond(rsp, nil)
+	}
+}
+
+// FailureResponse builds the response type matching a request with the given status; nil for a
+// command that has no response (C-CANCEL).
+func FailureResponse(req Message, s Status) Response {
+	switch q := req.(type) {
+	case *CEchoRQ:
+		return &CEchoRSP{MessageIDBeingRespondedTo: q.MessageID, AffectedSOPClassUID: q.AffectedSOPClassUID, Status: s}
+	case *CStoreRQ:
+		return &CStoreRSP{MessageIDBeingRespondedTo: q.MessageID, AffectedSOPClassUID: q.AffectedSOPClassUID, AffectedSOPInstanceUID: q.AffectedSOPInstanceUID, Status: s}
+	case *CFindRQ:
+		return &CFindRSP{MessageIDBeingRespondedTo: q.MessageID, AffectedSOPClassUID: q.AffectedSOPClassUID, Status: s}
+	case *CMoveRQ:
+		return &CMoveRSP{MessageIDBeingRespondedTo: q.MessageID, AffectedSOPClassUID: q.AffectedSOPClassUID, Status: s}
+	case *CGetRQ:
+		return &CGetRSP{MessageIDBeingRespondedTo: q.MessageID, AffectedSOPClassUID: q.AffectedSOPClassUID, Status: s}
+	}
+	return nil
+}
+
+// Policy decides which associations a Server accepts and with which presentation contexts.
+type Policy struct {
+	// AETitle is the node's own AE title.
+	AETitle string
+	// StrictCalledAE rejects requests whose called AE title is not AETitle.
+	StrictCalledAE bool
+	// CallerAllowed, when set, decides whether a calling AE title from an address may associate.
+	CallerAllowed func(callingAE string, remote net.Addr) bool
+	// TransferSyntaxes returns the transfer syntaxes accepted for an abstract syntax, in the order
+	// of preference; none means the abstract syntax is not supported.
+	TransferSyntaxes func(abstractSyntax string) []string
+}
+
+// Server accepts associations and serves their requests, one goroutine per association.
+type Server struct {
+	Policy  Policy
+	Handler Handler
+	// MaxAssociations caps concurrent associations; more are rejected as transient (0: 64).
+	MaxAssociations int
+	// MaxPDULength is the maximum P-DATA-TF length announced to peers (0: DefaultMaxPDULength).
+	MaxPDULength uint32
+	Timeouts     Timeouts
+	// ShutdownGrace is how long associations may finish their current message at shutdown.
+	ShutdownGrace time.Duration
+	Logger        zerolog.Logger
+	// Implementation identifies the node in A-ASSOCIATE-AC.
+	ImplementationClassUID    string
+	ImplementationVersionName string
+
+	mu     sync.Mutex
+	active map[*Association]struct{}
+	wg     sync.WaitGroup
+}
+
+// ListenAndServe listens on addr and serves until ctx is cancelled.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then stops accepting, lets associations
+// finish the message in progress (up to ShutdownGrace), aborts the rest and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.active == nil {
+		s.active = map[*Association]struct{}{}
+	}
+	s.mu.Unlock()
+	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelConns()
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	var acceptErr error
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				acceptErr = fmt.Errorf("accept: %w", err)
+			}
+			break
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(connCtx, conn)
+		}()
+	}
+	s.shutdown(cancelConns)
+	return acceptErr
+}
+
+// shutdown interrupts idle associations at once and busy ones after the grace period.
+func (s *Server) shutdown(cancel context.CancelFunc) {
+	cancel()
+	grace := s.ShutdownGrace
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(grace)
+	for {
+		s.mu.Lock()
+		for a := range s.active {
+			if a.idle.Load() {
+				_ = a.conn.SetReadDeadline(time.Now())
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		case <-deadline:
+			s.mu.Lock()
+			for a := range s.active {
+				_ = a.conn.Close()
+			}
+			s.mu.Unlock()
+			<-done
+			return
+		}
+	}
+}
+
+func (s *Server) track(a *Association) (count int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active[a] = struct{}{}
+	return len(s.active)
+}
+
+func (s *Server) untrack(a *Association) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.active, a)
+}
+
+func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
+	log := s.Logger.With().Str("peer", conn.RemoteAddr().String()).Logger()
+	a := newAssociation(conn, false, s.Timeouts, log, s.MaxPDULength)
+	n := s.track(a)
+	defer s.untrack(a)
+	defer a.closeTransport()
+
+	if _, err := a.fire(evt5, nil, 0); err != nil { // AE-5: start ARTIM, Sta2
+		log.Error().Err(err).Msg("association")
+		return
+	}
+	e, p, err := a.readEvent(a.timeouts.ARTIM)
+	if e != evt6 {
+		if e == evt18 {
+			log.Info().Msg("no A-ASSOCIATE-RQ before ARTIM expired: closing")
+		} else if err != nil && !errors.Is(err, io.EOF) {
+			log.Warn().Err(err).Stringer("event", e).Msg("bad association request")
+		}
+		if _, ferr := a.fire(e, p, reasonOf(err, AbortReasonUnexpectedPDU)); ferr == nil && a.state == sta13 {
+			a.awaitClose()
+		}
+		return
+	}
+	rq := p.(*AssociateRQ)
+	log = log.With().Str("calling_ae", rq.CallingAE).Str("called_ae", rq.CalledAE).Logger()
+	a.log = log
+	a.CallingAE, a.CalledAE = rq.CallingAE, rq.CalledAE
+	a.PeerImplementation = rq.UserInfo.ImplementationVersionName
+
+	// AE-6: stop ARTIM; the upper layer's own checks decide between Sta3 (indication to us) and
+	// an immediate A-ASSOCIATE-RJ with Sta13.
+	if _, err := a.fire(evt6, rq, 0); err != nil {
+		log.Error().Err(err).Msg("association")
+		return
+	}
+	if rj := providerCheck(rq); rj != nil {
+		a.state = nextState(ae6, false, false)
+		_ = a.send(rj)
+		log.Warn().Stringer("reject", rj).Msg("association rejected by the upper layer")
+		a.awaitClose()
+		return
+	}
+	if err := validateContextIDs(rq); err != nil {
+		_ = a.abortProvider(err)
+		return
+	}
+	ac, rj := s.negotiate(rq, conn.RemoteAddr(), n)
+	if rj != nil {
+		_, _ = a.fire(evt8, rj, 0) // AE-8
+		log.Info().Stringer("reject", rj).Msg("association rejected")
+		a.awaitClose()
+		return
+	}
+	if _, err := a.fire(evt7, ac, 0); err != nil { // AE-7
+		log.Warn().Err(err).Msg("send A-ASSOCIATE-AC")
+		return
+	}
+	a.maxSend = rq.UserInfo.MaxLength
+	a.adoptContexts(rq, ac)
+	log.Info().Int("contexts", len(a.contexts)).Msg("association accepted")
+	s.serveMessages(ctx, a)
+}
+
+// providerCheck is the part of AE-6 that belongs to the upper layer itself.
+func providerCheck(rq *AssociateRQ) *AssociateRJ {
+	if rq.ProtocolVersion&1 == 0 {
+		return &AssociateRJ{Result: RejectPermanent, Source: RejectSourceACSE, Reason: RejectReasonProtocolVersionNotSupp}
+	}
+	if rq.ApplicationContext != ApplicationContextName {
+		return &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonAppContextNotSupported}
+	}
+	return nil
+}
+
+// validateContextIDs enforces PS3.8 9.3.2.2: IDs are odd and unique within the request.
+func validateContextIDs(rq *AssociateRQ) error {
+	seen := map[byte]bool{}
+	for _, pc := range rq.PresentationContexts {
+		if pc.ID%2 == 0 {
+			return protoErr(AbortReasonInvalidParameter, "presentation context ID %d is even", pc.ID)
+		}
+		if seen[pc.ID] {
+			return protoErr(AbortReasonInvalidParameter, "presentation context ID %d appears twice", pc.ID)
+		}
+		seen[pc.ID] = true
+	}
+	return nil
+}
+
+func (s *Server) negotiate(rq *AssociateRQ, remote net.Addr, active int) (*AssociateAC, *AssociateRJ) {
+	pol := s.Policy
+	if pol.StrictCalledAE && !strings.EqualFold(strings.TrimSpace(rq.CalledAE), strings.TrimSpace(pol.AETitle)) {
+		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCalledAENotRecognized}
+	}
+	if pol.CallerAllowed != nil && !pol.CallerAllowed(rq.CallingAE, remote) {
+		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCallingAENotRecognized}
+	}
+	limit := s.MaxAssociations
+	if limit <= 0 {
+		limit = 64
+	}
+	if active > limit {
+		return nil, &AssociateRJ{Result: RejectTransient, Source: RejectSourcePresentation, Reason: RejectReasonLocalLimitExceeded}
+	}
+	maxLen := s.MaxPDULength
+	if maxLen == 0 {
+		maxLen = DefaultMaxPDULength
+	}
+	ac := &AssociateAC{
+		ProtocolVersion:    1,
+		CalledAE:           rq.CalledAE,
+		CallingAE:          rq.CallingAE,
+		ApplicationContext: ApplicationContextName,
+		UserInfo: UserInfo{
+			MaxLength:                 maxLen,
+			ImplementationClassUID:    s.ImplementationClassUID,
+			ImplementationVersionName: s.ImplementationVersionName,
+		},
+	}
+	if rq.UserInfo.AsyncOps != nil {
+		// Operations are performed one at a time on an association.
+		ac.UserInfo.AsyncOps = &AsyncOpsWindow{MaxInvoked: 1, MaxPerformed: 1}
+	}
+	accepted := map[string]bool{}
+	for _, pc := range rq.PresentationContexts {
+		res := PresentationContextAC{ID: pc.ID, Result: ResultAbstractSyntaxNotSupported}
+		var offered []string
+		if pol.TransferSyntaxes != nil {
+			offered = pol.TransferSyntaxes(pc.AbstractSyntax)
+		}
+		if len(offered) > 0 {
+			res.Result = ResultTransferSyntaxesNotSupported
+		pick:
+			for _, ts := range offered {
+				for _, p := range pc.TransferSyntaxes {
+					if p == ts {
+						res.Result, res.TransferSyntax = ResultAcceptance, ts
+						accepted[pc.AbstractSyntax] = true
+						break pick
+					}
+				}
+			}
+		}
+		ac.PresentationContexts = append(ac.PresentationContexts, res)
+	}
+	// SCP/SCU role selection: accept the proposed roles for accepted abstract syntaxes, so that a
+	// C-GET requestor can act as Storage SCP on the same association.
+	for _, r := range rq.UserInfo.RoleSelections {
+		if accepted[r.SOPClassUID] {
+			ac.UserInfo.RoleSelections = append(ac.UserInfo.RoleSelections, r)
+		}
+	}
+	return ac, nil
+}
+
+// adoptContexts records the accepted contexts and their roles.
+func (a *Association) adoptContexts(rq *AssociateRQ, ac *AssociateAC) {
+	roles := map[string]RoleSelection{}
+	for _, r := range ac.UserInfo.RoleSelections {
+		roles[r.SOPClassUID] = r
+	}
+	abstract := map[byte]string{}
+	for _, pc := range rq.PresentationContexts {
+		abstract[pc.ID] = pc.AbstractSyntax
+	}
+	for _, pc := range ac.PresentationContexts {
+		if pc.Result != ResultAcceptance {
+			continue
+		}
+		as, ok := abstract[pc.ID]
+		if !ok {
+			continue
+		}
+		c := &PresentationContext{ID: pc.ID, AbstractSyntax: as, TransferSyntax: pc.TransferSyntax, RequestorSCU: true}
+		if r, ok := roles[as]; ok {
+			c.RequestorSCU, c.RequestorSCP = r.SCURole, r.SCPRole
+		}
+		a.contexts[pc.ID] = c
+	}
+}
+
+type responseWriter struct {
+	a    *Association
+	pc   *PresentationContext
+	done bool
+}
+
+func (w *responseWriter) Respond(rsp Response, data io.Reader) error {
+	if w.done {
+		return errors.New("respond: the final response was already sent")
+	}
+	if !rsp.status().IsPending() {
+		w.done = true
+	}
+	return w.a.SendMessage(w.pc, rsp, data)
+}
+
+func (s *Server) serveMessages(ctx context.Context, a *Association) {
+	for {
+		if ctx.Err() != nil {
+			a.log.Info().Msg("shutting down: aborting association")
+			_ = a.Abort()
+			return
+		}
+		pc, msg, data, err := a.ReadMessage(a.timeouts.Idle)
+		var unknown *UnknownCommandError
+		switch {
+		case err == nil:
+		case errors.As(err, &unknown):
+			// PS3.7 C.4.2: answer an unrecognized operation rather than dropping the association;
+			// no response type exists for an unknown command, so the association ends politely.
+			a.log.Warn().Err(err).Msg("unrecognized command: aborting association")
+			_ = a.Abort()
+			return
+		case errors.Is(err, errReleaseByPeer):
+			if err := a.answerRelease(); err != nil {
+				a.log.Warn().Err(err).Msg("release")
+			}
+			a.log.Info().Msg("association released")
+			return
+		case errors.Is(err, ErrClosed) && ctx.Err() != nil:
+			_ = a.Abort()
+			return
+		default:
+			a.logEnd(err)
+			return
+		}
+		w := &responseWriter{a: a, pc: pc}
+		req := &Request{Association: a, Context: pc, Command: msg, Data: data}
+		s.Handler.ServeDIMSE(ctx, w, req)
+		if d, ok := data.(*dataReader); ok {
+			if err := d.drain(); err != nil {
+				a.logEnd(err)
+				return
+			}
+		}
+		if !w.done {
+			if rsp := FailureResponse(msg, Status{Code: StatusProcessingFailure, ErrorComment: "no response from the service"}); rsp != nil {
+				if err := a.SendMessage(pc, rsp, nil); err != nil {
+					a.logEnd(err)
+					return
+				}
+			}
+		}
+		if a.state != sta6 {
+			return
+		}
+	}
+}
+
+func (a *Association) logEnd(err error) {
+	switch {
+	case errors.Is(err, ErrPeerAborted):
+		a.log.Info().Err(err).Msg("association aborted by peer")
+	case errors.Is(err, ErrClosed):
+		a.log.Info().Err(err).Msg("connection closed")
+	default:
+		a.log.Warn().Err(err).Msg("association ended")
+	}
+}
