@@ -1,0 +1,301 @@
+package pixel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+)
+
+// Frame is one decoded frame: stored pixel values (bits outside BitsStored removed, signed
+// values sign-extended), samples interleaved (R,G,B,R,G,B,...) whatever the planar
+// configuration of the source.
+type Frame struct {
+	Rows, Columns, Samples int
+	// Photometric is the interpretation of Data: the data set's, except where decoding
+	// converted the colour space (JPEG decodes YBR to RGB; YBR_FULL_422 is expanded to YBR_FULL).
+	Photometric string
+	Data        []int32
+}
+
+// At returns sample s of the pixel at (x, y).
+func (f *Frame) At(x, y, s int) int32 { return f.Data[(y*f.Columns+x)*f.Samples+s] }
+
+// NumFrames returns the number of frames in the image.
+func (im *Image) NumFrames() int { return im.NumberOfFrames }
+
+// Frame decodes frame i (0-based).
+func (im *Image) Frame(i int) (*Frame, error) {
+	if i < 0 || i >= im.NumberOfFrames {
+		return nil, fmt.Errorf("frame %d of %d", i, im.NumberOfFrames)
+	}
+	switch im.TransferSyntax {
+	case ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian:
+		if im.native == nil {
+			return nil, errors.New("native transfer syntax but encapsulated pixel data")
+		}
+		return im.nativeFrame(i)
+	case RLELossless, JPEGBaseline8Bit:
+	default:
+		return nil, unsupported(im.TransferSyntax)
+	}
+	if im.frames == nil {
+		if im.fragments == nil {
+			return nil, fmt.Errorf("transfer syntax %s needs encapsulated pixel data", im.TransferSyntax)
+		}
+		// The parser drops the Basic Offset Table, so frames come from the fragment rules.
+		frames, err := SplitFrames(im.fragments, nil, im.NumberOfFrames, im.TransferSyntax != RLELossless)
+		if err != nil {
+			return nil, err
+		}
+		im.frames = frames
+	}
+	if im.TransferSyntax == RLELossless {
+		return im.rleFrame(im.frames[i])
+	}
+	return im.jpegFrame(im.frames[i])
+}
+
+func (im *Image) newFrame(samples int, photometric string) *Frame {
+	return &Frame{Rows: im.Rows, Columns: im.Columns, Samples: samples, Photometric: photometric,
+		Data: make([]int32, im.Rows*im.Columns*samples)}
+}
+
+func (im *Image) nativeFrame(i int) (*Frame, error) {
+	px := im.Rows * im.Columns
+	spp := im.SamplesPerPixel
+	if im.BitsAllocated == 1 {
+		// 1-bit frames are packed without padding between them (PS3.5 8.1.1), LSB first.
+		bits := px * spp
+		start := i * bits
+		if (start+bits+7)/8 > len(im.native) {
+			return nil, fmt.Errorf("pixel data holds %d bytes, frame %d needs bits %d..%d", len(im.native), i, start, start+bits)
+		}
+		f := im.newFrame(spp, im.Photometric)
+		for k := range bits {
+			b := start + k
+			f.Data[k] = int32(im.native[b/8]>>(b%8)) & 1
+		}
+		return f, nil
+	}
+	if im.Photometric == "YBR_FULL_422" && spp == 3 && im.BitsAllocated == 8 {
+		return im.native422Frame(i)
+	}
+	size := px * spp * im.BitsAllocated / 8
+	if (i+1)*size > len(im.native) {
+		return nil, fmt.Errorf("pixel data holds %d bytes, frame %d needs %d..%d", len(im.native), i, i*size, (i+1)*size)
+	}
+	return im.unpack(im.native[i*size:(i+1)*size], im.byteOrder, im.PlanarConfiguration == 1, im.Photometric)
+}
+
+// unpack turns one frame of native bytes into stored values.
+func (im *Image) unpack(raw []byte, bo binary.ByteOrder, planar bool, photometric string) (*Frame, error) {
+	spp := im.SamplesPerPixel
+	px := im.Rows * im.Columns
+	f := im.newFrame(spp, photometric)
+	shift := uint(im.HighBit - im.BitsStored + 1)
+	mask := uint32(1)<<uint(im.BitsStored) - 1
+	if im.BitsStored == 32 {
+		mask = 0xFFFFFFFF
+	}
+	signBit := uint32(1) << uint(im.BitsStored-1)
+	signed := im.Signed()
+	bytesPer := im.BitsAllocated / 8
+	for k := range px * spp {
+		var v uint32
+		switch bytesPer {
+		case 1:
+			v = uint32(raw[k])
+		case 2:
+			v = uint32(bo.Uint16(raw[2*k:]))
+		case 4:
+			v = bo.Uint32(raw[4*k:])
+		}
+		v = (v >> shift) & mask
+		if signed && v&signBit != 0 {
+			v |= ^mask
+		}
+		dst := k
+		if planar && spp > 1 {
+			// Planes R...R G...G B...B: sample k is component k/px of pixel k%px.
+			dst = (k%px)*spp + k/px
+		}
+		f.Data[dst] = int32(v)
+	}
+	return f, nil
+}
+
+// native422Frame expands YBR_FULL_422 (two pixels stored as Y1 Y2 Cb Cr, PS3.3 C.7.6.3.1.2)
+// to one Y, Cb, Cr triple per pixel.
+func (im *Image) native422Frame(i int) (*Frame, error) {
+	cols, rows := im.Columns, im.Rows
+	pairs := (cols + 1) / 2
+	size := rows * pairs * 4
+	if (i+1)*size > len(im.native) {
+		return nil, fmt.Errorf("YBR_FULL_422 pixel data holds %d bytes, frame %d needs %d..%d", len(im.native), i, i*size, (i+1)*size)
+	}
+	raw := im.native[i*size:]
+	f := im.newFrame(3, "YBR_FULL")
+	for y := range rows {
+		for p := range pairs {
+			b := raw[(y*pairs+p)*4:]
+			for j := range 2 {
+				x := 2*p + j
+				if x >= cols {
+					break
+				}
+				o := (y*cols + x) * 3
+				f.Data[o], f.Data[o+1], f.Data[o+2] = int32(b[j]), int32(b[2]), int32(b[3])
+			}
+		}
+	}
+	return f, nil
+}
+
+// DecodeRLE decodes one RLE Lossless frame (PS3.5 Annex G) into native little-endian bytes
+// with interleaved samples: each sample's bytes come as separate segments, most significant
+// byte first, and every segment is PackBits-encoded.
+func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, error) {
+	if bitsAllocated%8 != 0 || bitsAllocated == 0 || bitsAllocated > 32 {
+		return nil, fmt.Errorf("RLE: %d bits allocated is not supported", bitsAllocated)
+	}
+	if len(data) < 64 {
+		return nil, fmt.Errorf("RLE: frame of %d bytes is shorter than its 64-byte header", len(data))
+	}
+	bytesPer := bitsAllocated / 8
+	nseg := int(binary.LittleEndian.Uint32(data))
+	if want := samples * bytesPer; nseg != want {
+		return nil, fmt.Errorf("RLE: header declares %d segments, %d samples of %d bits need %d", nseg, samples, bitsAllocated, want)
+	}
+	px := rows * cols
+	out := make([]byte, px*samples*bytesPer)
+	for s := range nseg {
+		start := int(binary.LittleEndian.Uint32(data[4+4*s:]))
+		end := len(data)
+		if s+1 < nseg {
+			end = int(binary.LittleEndian.Uint32(data[8+4*s:]))
+		}
+		if start < 64 || start > end || end > len(data) {
+			return nil, fmt.Errorf("RLE: segment %d spans bytes %d..%d of a %d-byte frame", s, start, end, len(data))
+		}
+		// Segment s holds byte (bytesPer-1 - s%bytesPer) (little-endian position) of sample s/bytesPer.
+		sample, byteIdx := s/bytesPer, bytesPer-1-s%bytesPer
+		stride := samples * bytesPer
+		dst := sample*bytesPer + byteIdx
+		n, err := unpackBits(data[start:end], px, func(k int, b byte) { out[k*stride+dst] = b })
+		if err != nil {
+			return nil, fmt.Errorf("RLE: segment %d: %w", s, err)
+		}
+		if n < px {
+			return nil, fmt.Errorf("RLE: segment %d decodes to %d bytes, want %d", s, n, px)
+		}
+	}
+	return out, nil
+}
+
+// unpackBits decodes a PackBits stream, delivering at most limit bytes; encoders pad segments
+// to an even length, so output past the limit is ignored rather than an error.
+func unpackBits(src []byte, limit int, put func(int, byte)) (int, error) {
+	n := 0
+	for i := 0; i < len(src) && n < limit; {
+		h := int8(src[i])
+		i++
+		switch {
+		case h >= 0:
+			cnt := int(h) + 1
+			if i+cnt > len(src) {
+				return n, fmt.Errorf("literal run of %d at %d passes the end (%d)", cnt, i-1, len(src))
+			}
+			for _, b := range src[i : i+cnt] {
+				if n < limit {
+					put(n, b)
+					n++
+				}
+			}
+			i += cnt
+		case h != -128:
+			if i >= len(src) {
+				return n, fmt.Errorf("replicate run at %d has no byte", i-1)
+			}
+			for range 1 - int(h) {
+				if n < limit {
+					put(n, src[i])
+					n++
+				}
+			}
+			i++
+		}
+	}
+	return n, nil
+}
+
+func (im *Image) rleFrame(data []byte) (*Frame, error) {
+	raw, err := DecodeRLE(data, im.Rows, im.Columns, im.SamplesPerPixel, im.BitsAllocated)
+	if err != nil {
+		return nil, err
+	}
+	// RLE keeps each component in its own segment whatever PlanarConfiguration says, and
+	// DecodeRLE interleaves them; the attribute is ignored (some writers set it to 1).
+	return im.unpack(raw, binary.LittleEndian, false, im.Photometric)
+}
+
+// jpegFrame decodes JPEG Baseline with Go's image/jpeg, which also converts YCbCr to RGB.
+func (im *Image) jpegFrame(data []byte) (*Frame, error) {
+	if im.BitsAllocated != 8 {
+		return nil, fmt.Errorf("JPEG Baseline with BitsAllocated %d", im.BitsAllocated)
+	}
+	// Fragments are padded to an even length, sometimes past the EOI marker; the decoder stops at EOI.
+	img, err := jpeg.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("JPEG Baseline: %w", err)
+	}
+	b := img.Bounds()
+	if b.Dx() > im.Columns || b.Dy() > im.Rows {
+		return nil, fmt.Errorf("JPEG Baseline frame is %dx%d, the data set says %dx%d", b.Dx(), b.Dy(), im.Columns, im.Rows)
+	}
+	// Some slide scanners encode the edge tiles of a tiled image at their cropped size; the
+	// frame is still Rows x Columns, with the tile at the top left and black elsewhere.
+	w, h := b.Dx(), b.Dy()
+	switch src := img.(type) {
+	case *image.Gray:
+		f := im.newFrame(1, im.grayPhotometric())
+		for y := range h {
+			for x := range w {
+				f.Data[y*im.Columns+x] = int32(src.Pix[y*src.Stride+x])
+			}
+		}
+		return f, nil
+	case *image.YCbCr:
+		f := im.newFrame(3, "RGB")
+		for y := range h {
+			for x := range w {
+				yy := src.Y[src.YOffset(x+b.Min.X, y+b.Min.Y)]
+				c := src.COffset(x+b.Min.X, y+b.Min.Y)
+				r, g, bb := color.YCbCrToRGB(yy, src.Cb[c], src.Cr[c])
+				o := (y*im.Columns + x) * 3
+				f.Data[o], f.Data[o+1], f.Data[o+2] = int32(r), int32(g), int32(bb)
+			}
+		}
+		return f, nil
+	default:
+		f := im.newFrame(3, "RGB")
+		for y := range h {
+			for x := range w {
+				c := color.NRGBAModel.Convert(img.At(x+b.Min.X, y+b.Min.Y)).(color.NRGBA)
+				o := (y*im.Columns + x) * 3
+				f.Data[o], f.Data[o+1], f.Data[o+2] = int32(c.R), int32(c.G), int32(c.B)
+			}
+		}
+		return f, nil
+	}
+}
+
+func (im *Image) grayPhotometric() string {
+	if im.Photometric == "MONOCHROME1" {
+		return "MONOCHROME1"
+	}
+	return "MONOCHROME2"
+}

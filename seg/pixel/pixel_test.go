@@ -1,0 +1,631 @@
+package pixel
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/espnode/espnode/internal/testutil"
+)
+
+func dicomFile(t testing.TB, rel string) string {
+	t.Helper()
+	return testutil.SharedData(t, "dicom", rel)
+}
+
+func loadImage(t testing.TB, rel string) *Image {
+	t.Helper()
+	ds, err := ReadFile(dicomFile(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := NewImage(ds)
+	if err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	return im
+}
+
+func decodeFrame(t testing.TB, im *Image, i int) *Frame {
+	t.Helper()
+	f, err := im.Frame(i)
+	if err != nil {
+		t.Fatalf("frame %d: %v", i, err)
+	}
+	return f
+}
+
+// TestUnsupportedTransferSyntaxes checks the exact error for every compressed syntax this
+// package leaves to later codecs, whether the parser reads the file (JPEG-LS, JPEG 2000) or not
+// (HTJ2K, JPEG XL, which the parser does not know).
+func TestUnsupportedTransferSyntaxes(t *testing.T) {
+	tests := []struct{ file, want string }{
+		{"CT/cornerstone_CT_jpegls_lossless.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless Image Compression)"},
+		{"CR/wg04_RG3_JLSN_mono1.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.81 (JPEG-LS Lossy (Near-Lossless) Image Compression)"},
+		{"US/wg04_US1_J2KR.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.90 (JPEG 2000 Image Compression (Lossless Only))"},
+		{"US/wg04_US1_J2KI.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.91 (JPEG 2000 Image Compression)"},
+		{"US_multiframe/dcm4che_will_27fr_jpegxl.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.111 (JPEG XL JPEG Recompression)"},
+		{"OT/pydicom_SC_rgb_htj2k_lossless.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.201 (High-Throughput JPEG 2000 Image Compression (Lossless Only))"},
+		{"CT/cornerstone_CT_jpegext.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.51 (JPEG Extended (Process 2 & 4))"},
+		{"CT/cornerstone_CT_jpegll_sv1.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.70 (JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1]))"},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			err := decodeFirst(dicomFile(t, tt.file))
+			if !errors.Is(err, ErrUnsupportedTransferSyntax) {
+				t.Fatalf("err = %v, want ErrUnsupportedTransferSyntax", err)
+			}
+			if !strings.HasSuffix(err.Error(), tt.want) {
+				t.Errorf("err = %q, want it to end with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func decodeFirst(path string) error {
+	ds, err := ReadFile(path)
+	if err != nil {
+		return err
+	}
+	im, err := NewImage(ds)
+	if err != nil {
+		return err
+	}
+	_, err = im.Frame(0)
+	return err
+}
+
+// TestDecodeInventory decodes the first and last frame of every image in the shared inventory
+// whose transfer syntax is supported, and checks that the rest fail as unsupported.
+func TestDecodeInventory(t *testing.T) {
+	f, err := os.Open(testutil.SharedData(t, "dicom", "INVENTORY.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows[1:] {
+		path, ts := r[0], r[3]
+		t.Run(path, func(t *testing.T) {
+			if ts != "" && !Decodable(ts) {
+				if err := decodeFirst(dicomFile(t, path)); !errors.Is(err, ErrUnsupportedTransferSyntax) {
+					t.Errorf("err = %v, want unsupported transfer syntax", err)
+				}
+				return
+			}
+			im := loadImage(t, path)
+			wantFrames, _ := strconv.Atoi(r[6])
+			if im.NumFrames() != wantFrames {
+				t.Errorf("%d frames, inventory says %d", im.NumFrames(), wantFrames)
+			}
+			for _, i := range []int{0, im.NumFrames() - 1} {
+				fr := decodeFrame(t, im, i)
+				if _, err := im.Render(fr); err != nil {
+					t.Errorf("render frame %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeEquivalence checks that the same image stored in different transfer syntaxes
+// decodes to the same stored values, frame by frame.
+func TestDecodeEquivalence(t *testing.T) {
+	groups := [][]string{
+		{"US/wg04_US1_UNC.dcm", "US/wg04_US1_RLE.dcm"},
+		{"VL_SC/wg04_VL1_endo_barrett_UNC.dcm", "VL_SC/wg04_VL1_endo_barrett_RLE.dcm"},
+		{"CT/cornerstone_CT_evrle.dcm", "CT/cornerstone_CT_ivrle.dcm", "CT/cornerstone_CT_evrbe.dcm", "CT/cornerstone_CT_rle.dcm", "CT/cornerstone_CT_deflate.dcm"},
+		{"MR/pydicom_MR_small_ivrle.dcm", "MR/pydicom_MR_small_evrbe.dcm"},
+		{"US_multiframe/pydicom_OBXXXX1A_2fr_evrle_palette.dcm", "US_multiframe/pydicom_OBXXXX1A_2fr_evrbe_palette.dcm"},
+	}
+	for _, g := range groups {
+		t.Run(filepath.Base(g[0]), func(t *testing.T) {
+			ref := loadImage(t, g[0])
+			for _, other := range g[1:] {
+				im := loadImage(t, other)
+				if im.NumFrames() != ref.NumFrames() {
+					t.Fatalf("%s has %d frames, %s %d", other, im.NumFrames(), g[0], ref.NumFrames())
+				}
+				for i := range ref.NumFrames() {
+					a, b := decodeFrame(t, ref, i), decodeFrame(t, im, i)
+					if !slices.Equal(a.Data, b.Data) || a.Samples != b.Samples {
+						t.Errorf("%s frame %d differs from %s", other, i, g[0])
+					}
+				}
+			}
+		})
+	}
+}
+
+// dcmtkRender renders a frame (1-based) with DCMTK's dcmj2pnm as 8-bit PNM.
+func dcmtkRender(t testing.TB, path string, frame int, args ...string) *RGB {
+	t.Helper()
+	tool := testutil.Tool(t, "dcmj2pnm", "dcmtk")
+	out := filepath.Join(t.TempDir(), "out.pnm")
+	cmd := exec.Command(tool, append(append([]string{"+F", strconv.Itoa(frame)}, args...), path, out)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dcmj2pnm %s: %v\n%s", path, err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := readPNM(data)
+	if err != nil {
+		t.Fatalf("dcmj2pnm output: %v", err)
+	}
+	return img
+}
+
+// readPNM reads binary 8-bit PGM (P5) or PPM (P6) into RGB.
+func readPNM(data []byte) (*RGB, error) {
+	r := bufio.NewReader(bytes.NewReader(data))
+	var magic string
+	var w, h, maxv int
+	if _, err := fmt.Fscan(r, &magic, &w, &h, &maxv); err != nil {
+		return nil, err
+	}
+	if _, err := r.ReadByte(); err != nil {
+		return nil, err
+	}
+	if maxv != 255 {
+		return nil, fmt.Errorf("maxval %d", maxv)
+	}
+	img := &RGB{Width: w, Height: h, Pix: make([]uint8, w*h*3)}
+	switch magic {
+	case "P6":
+		if _, err := io.ReadFull(r, img.Pix); err != nil {
+			return nil, err
+		}
+	case "P5":
+		gray := make([]byte, w*h)
+		if _, err := io.ReadFull(r, gray); err != nil {
+			return nil, err
+		}
+		for i, g := range gray {
+			img.Pix[3*i], img.Pix[3*i+1], img.Pix[3*i+2] = g, g, g
+		}
+	default:
+		return nil, fmt.Errorf("magic %q", magic)
+	}
+	return img, nil
+}
+
+func compareRGB(a, b *RGB) (maxDiff int, meanDiff float64, err error) {
+	maxDiff, meanDiff, _, err = compareRGBQuantile(a, b)
+	return maxDiff, meanDiff, err
+}
+
+// compareRGBQuantile also returns the 99th percentile of the absolute differences.
+func compareRGBQuantile(a, b *RGB) (maxDiff int, meanDiff float64, p99 int, err error) {
+	if a.Width != b.Width || a.Height != b.Height {
+		return 0, 0, 0, fmt.Errorf("size %dx%d vs %dx%d", a.Width, a.Height, b.Width, b.Height)
+	}
+	var hist [256]int
+	var sum int
+	for i := range a.Pix {
+		d := int(a.Pix[i]) - int(b.Pix[i])
+		if d < 0 {
+			d = -d
+		}
+		maxDiff = max(maxDiff, d)
+		sum += d
+		hist[d]++
+	}
+	for acc := 0; p99 < 255; p99++ {
+		if acc += hist[p99]; acc >= len(a.Pix)*99/100 {
+			break
+		}
+	}
+	return maxDiff, float64(sum) / float64(len(a.Pix)), p99, nil
+}
+
+// TestRenderMatchesDCMTK compares this package's decode and display pipeline with DCMTK's
+// rendering of the same frame. Lossless paths must agree to rounding (DCMTK converts YBR in
+// integer arithmetic, hence 2); JPEG Baseline differs by the decoders' IDCT and chroma
+// upsampling (libjpeg interpolates chroma, Go's image/jpeg replicates it), which shows at sharp
+// colour edges only: the mean and the 99th percentile of the difference stay small.
+func TestRenderMatchesDCMTK(t *testing.T) {
+	tests := []struct {
+		file     string
+		frame    int // 0-based
+		args     []string
+		maxDiff  int
+		meanDiff float64
+		p99      int // JPEG only; 0 means equal to maxDiff
+	}{
+		{file: "US/wg04_US1_UNC.dcm"},
+		{file: "US/wg04_US1_RLE.dcm"},
+		{file: "US/barre_US_RGB_8_epicard_evrbe.dcm"}, // planar configuration 1, big endian
+		{file: "VL_SC/wg04_VL1_endo_barrett_RLE.dcm"},
+		{file: "US/dcm4che_US_ybrfull_rle.dcm", maxDiff: 2, meanDiff: 0.7},
+		{file: "US/orthanc_US_rle_planarconfig_ybrfull.dcm", maxDiff: 2, meanDiff: 0.7},
+		{file: "US/cornerstone_US_ybr422_evrle_uncompressed.dcm", maxDiff: 2, meanDiff: 0.7},
+		{file: "US_multiframe/barre_US_PAL_8_10x_echo_rle.dcm", frame: 6, maxDiff: 1, meanDiff: 0.6},
+		{file: "US_multiframe/pydicom_OBXXXX1A_2fr_evrbe_palette.dcm", frame: 1, maxDiff: 1, meanDiff: 0.6},
+		{file: "CT/cornerstone_CT_evrbe.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "CT/cornerstone_CT_rle.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "CR/wg04_RG3_UNC_mono1.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "CR/barre_CR_MONO1_10_chest_acrnema_nometa.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "CR/wg04_RG2_RLE_mono2.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "MR/wg04_MR2_RLE_1024.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "DX/highdicom_dx_image_mono1_evrle.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
+		{file: "US/gdcm_philips_US_jpegbaseline_ybr422.dcm", maxDiff: 80, meanDiff: 1, p99: 8},
+		{file: "US_multiframe/orthanc_Issue16_34fr_jpegbaseline.dcm", frame: 20, maxDiff: 80, meanDiff: 1, p99: 8},
+		{file: "US_multiframe/pydicom_examples_ybr_color_30fr_jpegbaseline.dcm", frame: 29, maxDiff: 80, meanDiff: 1, p99: 8},
+		{file: "wrapped/OP_drive_drive_05.dcm", maxDiff: 80, meanDiff: 1, p99: 8},
+		{file: "wrapped/ES_polypgen_130OLCV1_100H0002.dcm", maxDiff: 80, meanDiff: 1, p99: 8},
+		{file: "SM/fodicom_WSI_140fr_jpegbaseline_modalitySC.dcm", frame: 0, maxDiff: 80, meanDiff: 1, p99: 8},
+		// Rescale slope 32 and a 400-wide window amplify each decoder difference about 20 times.
+		{file: "CT/cornerstone_CT_jpegbaseline_8bit.dcm", args: []string{"+Wi", "1"}, maxDiff: 40, meanDiff: 1, p99: 4},
+		{file: "CR/orthanc_Issue44_mono1_jpegbaseline.dcm", args: []string{"+Wi", "1"}, maxDiff: 8, meanDiff: 1, p99: 4},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s#%d", filepath.Base(tt.file), tt.frame), func(t *testing.T) {
+			im := loadImage(t, tt.file)
+			got, err := im.Render(decodeFrame(t, im, tt.frame))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := dcmtkRender(t, dicomFile(t, tt.file), tt.frame+1, tt.args...)
+			maxDiff, mean, p99, err := compareRGBQuantile(got, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			limit99 := tt.p99
+			if limit99 == 0 {
+				limit99 = tt.maxDiff
+			}
+			t.Logf("max |diff| %d, mean %.3f, 99th percentile %d", maxDiff, mean, p99)
+			if maxDiff > tt.maxDiff || mean > tt.meanDiff || p99 > limit99 {
+				t.Errorf("differs from dcmj2pnm: max %d (limit %d), mean %.3f (limit %.3f), p99 %d (limit %d)", maxDiff, tt.maxDiff, mean, tt.meanDiff, p99, limit99)
+			}
+		})
+	}
+}
+
+// TestPercentileWindow checks the fallback for grayscale without a window: it must equal
+// DCMTK's linear window set to the 0.5th and 99.5th percentiles of the modality values.
+func TestPercentileWindow(t *testing.T) {
+	const file = "CT/wg04_CT1_UNC.dcm"
+	im := loadImage(t, file)
+	if len(im.Windows) != 0 || im.VOILUT != nil {
+		t.Fatalf("%s has a window; the test needs a file without one", file)
+	}
+	fr := decodeFrame(t, im, 0)
+	got, err := im.Render(fr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := percentiles(im.modalityValues(fr.Data), lowPercentile, highPercentile)
+	// PS3.3's linear window maps c-0.5-(w-1)/2 to 0 and c-0.5+(w-1)/2 to 255.
+	c, w := (lo+hi)/2+0.5, hi-lo+1
+	want := dcmtkRender(t, dicomFile(t, file), 1, "+Ww", strconv.FormatFloat(c, 'f', -1, 64), strconv.FormatFloat(w, 'f', -1, 64))
+	maxDiff, mean, err := compareRGB(got, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if maxDiff > 1 || mean > 0.5 {
+		t.Errorf("percentile window [%g, %g] differs from dcmj2pnm +Ww %g %g: max %d, mean %.3f", lo, hi, c, w, maxDiff, mean)
+	}
+}
+
+// TestSingleBitFrames decodes a multi-frame 1-bit SEG and checks every frame against DCMTK.
+func TestSingleBitFrames(t *testing.T) {
+	const file = "SEG/dcmqi_liver/liver_seg.dcm"
+	im := loadImage(t, file)
+	if im.BitsAllocated != 1 {
+		t.Fatalf("%s has BitsAllocated %d", file, im.BitsAllocated)
+	}
+	for i := range im.NumFrames() {
+		fr := decodeFrame(t, im, i)
+		want := dcmtkRender(t, dicomFile(t, file), i+1, "+Wm")
+		ones := 0
+		for k, v := range fr.Data {
+			if (v == 1) != (want.Pix[3*k] > 127) {
+				t.Fatalf("frame %d pixel %d: decoded %d, dcmj2pnm %d", i, k, v, want.Pix[3*k])
+			}
+			ones += int(v)
+		}
+		t.Logf("frame %d: %d foreground pixels", i, ones)
+	}
+}
+
+func TestNativeBitDepthsAndPlanar(t *testing.T) {
+	tests := []struct {
+		name string
+		info Info
+		raw  []byte
+		want []int32
+	}{
+		{"8 unsigned", Info{Rows: 1, Columns: 2, SamplesPerPixel: 1, BitsAllocated: 8, BitsStored: 8, HighBit: 7, Photometric: "MONOCHROME2"}, []byte{0, 255}, []int32{0, 255}},
+		{"8 signed", Info{Rows: 1, Columns: 2, SamplesPerPixel: 1, BitsAllocated: 8, BitsStored: 8, HighBit: 7, PixelRepresentation: 1, Photometric: "MONOCHROME2"}, []byte{0x7f, 0x80}, []int32{127, -128}},
+		{"12 in 16 signed", Info{Rows: 1, Columns: 2, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 12, HighBit: 11, PixelRepresentation: 1, Photometric: "MONOCHROME2"}, []byte{0xff, 0xf7, 0xff, 0x0f}, []int32{2047, -1}},
+		{"12 in 16 high bits", Info{Rows: 1, Columns: 1, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 12, HighBit: 15, Photometric: "MONOCHROME2"}, []byte{0x30, 0x12}, []int32{0x123}},
+		{"32 signed", Info{Rows: 1, Columns: 1, SamplesPerPixel: 1, BitsAllocated: 32, BitsStored: 32, HighBit: 31, PixelRepresentation: 1, Photometric: "MONOCHROME2"}, []byte{0xfe, 0xff, 0xff, 0xff}, []int32{-2}},
+		{"1 bit", Info{Rows: 1, Columns: 10, SamplesPerPixel: 1, BitsAllocated: 1, BitsStored: 1, HighBit: 0, Photometric: "MONOCHROME2"}, []byte{0b10000101, 0b10}, []int32{1, 0, 1, 0, 0, 0, 0, 1, 0, 1}},
+		{"rgb planar 0", Info{Rows: 1, Columns: 2, SamplesPerPixel: 3, BitsAllocated: 8, BitsStored: 8, HighBit: 7, Photometric: "RGB"}, []byte{1, 2, 3, 4, 5, 6}, []int32{1, 2, 3, 4, 5, 6}},
+		{"rgb planar 1", Info{Rows: 1, Columns: 2, SamplesPerPixel: 3, BitsAllocated: 8, BitsStored: 8, HighBit: 7, PlanarConfiguration: 1, Photometric: "RGB"}, []byte{1, 4, 2, 5, 3, 6}, []int32{1, 2, 3, 4, 5, 6}},
+		{"ybr 422", Info{Rows: 1, Columns: 2, SamplesPerPixel: 3, BitsAllocated: 8, BitsStored: 8, HighBit: 7, Photometric: "YBR_FULL_422"}, []byte{10, 20, 100, 200}, []int32{10, 100, 200, 20, 100, 200}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.info
+			in.NumberOfFrames = 1
+			in.TransferSyntax = ExplicitVRLittleEndian
+			in.byteOrder = binary.LittleEndian
+			im := &Image{Info: in, native: tt.raw}
+			fr, err := im.Frame(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(fr.Data, tt.want) {
+				t.Errorf("decoded %v, want %v", fr.Data, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeRLE(t *testing.T) {
+	// Two 8-bit samples, 2x2 pixels: segment 0 is a replicate run, segment 1 a literal run
+	// followed by a no-op (-128) and the even-length pad.
+	seg0 := []byte{0xFD, 7}                      // repeat 7 four times
+	seg1 := []byte{0x03, 1, 2, 3, 4, 0x80, 0x00} // literal 1 2 3 4, no-op, padding
+	hdr := make([]byte, 64)
+	hdr[0] = 2
+	hdr[4] = 64
+	hdr[8] = byte(64 + len(seg0))
+	frame := append(append(hdr, seg0...), seg1...)
+	got, err := DecodeRLE(frame, 2, 2, 2, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{7, 1, 7, 2, 7, 3, 7, 4}; !bytes.Equal(got, want) {
+		t.Errorf("decoded %v, want %v", got, want)
+	}
+	// 16-bit: the first segment holds the high bytes.
+	hdr16 := make([]byte, 64)
+	hdr16[0], hdr16[4], hdr16[8] = 2, 64, 66
+	got, err = DecodeRLE(append(hdr16, 0x00, 0x12, 0x00, 0x34), 1, 1, 1, 16)
+	if err != nil || !bytes.Equal(got, []byte{0x34, 0x12}) {
+		t.Errorf("16-bit: %v, %v", got, err)
+	}
+	bad := []struct {
+		name string
+		data []byte
+	}{
+		{"short header", hdr[:10]},
+		{"segment count", append(append([]byte{5}, hdr[1:]...), seg0...)},
+		{"short segment", append(append(append([]byte{}, hdr[:8]...), append([]byte{66}, hdr[9:]...)...), 0xFF, 1, 0x00)},
+	}
+	for _, b := range bad {
+		if _, err := DecodeRLE(b.data, 2, 2, 2, 8); err == nil {
+			t.Errorf("%s: no error", b.name)
+		}
+	}
+}
+
+func TestSplitFrames(t *testing.T) {
+	soi := func(s string) []byte { return append([]byte{0xFF, 0xD8}, s...) }
+	tests := []struct {
+		name    string
+		frags   [][]byte
+		offsets []uint32
+		frames  int
+		jpeg    bool
+		want    []string
+		wantErr string
+	}{
+		{name: "one frame many fragments", frags: [][]byte{soi("a"), []byte("bc")}, frames: 1, want: []string{"\xff\xd8abc"}},
+		{name: "one per frame", frags: [][]byte{[]byte("a"), []byte("b")}, frames: 2, want: []string{"a", "b"}},
+		{name: "by SOI", frags: [][]byte{soi("a"), []byte("b"), soi("c")}, frames: 2, jpeg: true, want: []string{"\xff\xd8ab", "\xff\xd8c"}},
+		{name: "by offsets", frags: [][]byte{[]byte("aa"), []byte("bb"), []byte("cc")}, offsets: []uint32{0, 20}, frames: 2, want: []string{"aabb", "cc"}},
+		{name: "empty offset table", frags: [][]byte{[]byte("a"), []byte("b")}, offsets: []uint32{0}, frames: 2, want: []string{"a", "b"}},
+		{name: "rle needs one per frame", frags: [][]byte{[]byte("a"), []byte("b"), []byte("c")}, frames: 2, wantErr: "one fragment per frame"},
+		{name: "too few SOI", frags: [][]byte{soi("a"), []byte("b"), []byte("c")}, frames: 2, jpeg: true, wantErr: "found 1 JPEG start markers"},
+		{name: "offset inside fragment", frags: [][]byte{[]byte("aa"), []byte("bb")}, offsets: []uint32{0, 5}, frames: 2, wantErr: "does not start a fragment"},
+		{name: "offset count", frags: [][]byte{[]byte("aa")}, offsets: []uint32{0, 10, 20}, frames: 2, wantErr: "3 entries for 2 frames"},
+		{name: "no fragments", frames: 1, wantErr: "no fragment"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SplitFrames(tt.frags, tt.offsets, tt.frames, tt.jpeg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s []string
+			for _, f := range got {
+				s = append(s, string(f))
+			}
+			if !slices.Equal(s, tt.want) {
+				t.Errorf("frames %q, want %q", s, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseItems(t *testing.T) {
+	item := func(b ...byte) []byte {
+		return append([]byte{0xFE, 0xFF, 0x00, 0xE0, byte(len(b)), 0, 0, 0}, b...)
+	}
+	value := bytes.Join([][]byte{item(0, 0, 0, 0, 10, 0, 0, 0), item(1, 2), item(3, 4), {0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0}}, nil)
+	offsets, frags, err := ParseItems(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(offsets, []uint32{0, 10}) || len(frags) != 2 || !bytes.Equal(frags[1], []byte{3, 4}) {
+		t.Errorf("offsets %v fragments %v", offsets, frags)
+	}
+	frames, err := SplitFrames(frags, offsets, 2, true)
+	if err != nil || !bytes.Equal(frames[1], []byte{3, 4}) {
+		t.Errorf("split: %v %v", frames, err)
+	}
+	if _, _, err := ParseItems(value[:len(value)-11]); err == nil {
+		t.Error("truncated item: no error")
+	}
+}
+
+func TestFitPreprocessPostprocess(t *testing.T) {
+	geoms := []struct {
+		w, h, s      int
+		wantW, wantH int
+	}{
+		{640, 480, 1024, 1024, 768},
+		{480, 640, 256, 192, 256},
+		{2000, 10, 256, 256, 1},
+		{256, 256, 256, 256, 256},
+	}
+	for _, g := range geoms {
+		got := Fit(g.w, g.h, g.s)
+		if got.Width != g.wantW || got.Height != g.wantH {
+			t.Errorf("Fit(%d,%d,%d) = %dx%d, want %dx%d", g.w, g.h, g.s, got.Width, got.Height, g.wantW, g.wantH)
+		}
+	}
+
+	// A disk on a 300x200 image: pre-process to S=128, make "logits" from the model input
+	// (positive where bright), post-process, and get the disk back on the source grid.
+	const w, h, s = 300, 200, 128
+	img := &RGB{Width: w, Height: h, Pix: make([]uint8, w*h*3)}
+	inDisk := func(x, y int) bool { return (x-150)*(x-150)+(y-90)*(y-90) < 60*60 }
+	for y := range h {
+		for x := range w {
+			if inDisk(x, y) {
+				img.Pix[3*(y*w+x)], img.Pix[3*(y*w+x)+1], img.Pix[3*(y*w+x)+2] = 200, 200, 200
+			}
+		}
+	}
+	tensor, g, err := Preprocess(img, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Width != 128 || g.Height != 85 {
+		t.Fatalf("geometry %+v", g)
+	}
+	for c := range 3 {
+		if v := tensor[c*s*s+100*s+5]; v != 0 {
+			t.Fatalf("padding row 100 holds %v", v)
+		}
+	}
+	logits := make([]float32, s*s)
+	for i := range logits {
+		logits[i] = tensor[i]/100 - 1 // +1 inside the disk, -1 outside, and padding -1
+	}
+	m, err := Postprocess(logits, g, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inter, union int
+	for y := range h {
+		for x := range w {
+			a, b := inDisk(x, y), m.Bits[y*w+x] == 1
+			if a && b {
+				inter++
+			}
+			if a || b {
+				union++
+			}
+		}
+	}
+	if iou := float64(inter) / float64(union); iou < 0.97 {
+		t.Errorf("round trip IoU %.3f", iou)
+	}
+	if p := m.Prob[90*w+150]; math.Abs(float64(p)-1/(1+math.Exp(-1))) > 1e-3 {
+		t.Errorf("probability at the disk centre %v", p)
+	}
+}
+
+// TestResampleAntialias checks that reducing a one-pixel checkerboard averages it instead of
+// sampling it (which would give pure black or white).
+func TestResampleAntialias(t *testing.T) {
+	const n = 64
+	src := make([]float32, n*n)
+	for y := range n {
+		for x := range n {
+			if (x+y)%2 == 0 {
+				src[y*n+x] = 255
+			}
+		}
+	}
+	out := resample(src, n, n, 1, 16, 16)
+	for i, v := range out {
+		if math.Abs(float64(v)-127.5) > 8 {
+			t.Fatalf("pixel %d = %v, want about 127.5", i, v)
+		}
+	}
+	flat := resample(slices.Repeat([]float32{42}, 7*5), 7, 5, 1, 19, 3)
+	for _, v := range flat {
+		if math.Abs(float64(v)-42) > 1e-4 {
+			t.Fatalf("constant image resampled to %v", v)
+		}
+	}
+}
+
+// TestSegmentedPalette checks the segmented palette of the ALOKA file (which DCMTK 3.6.7 does
+// not support) against pydicom's apply_color_lut, whose 16-bit output we take the high byte of.
+func TestSegmentedPalette(t *testing.T) {
+	const file = "US/gdcm_US_ALOKA_16_ivrle_palette.dcm"
+	path := dicomFile(t, file)
+	script := `import sys, pydicom
+from pydicom.pixel_data_handlers.util import apply_color_lut
+ds = pydicom.dcmread(sys.argv[1])
+rgb = apply_color_lut(ds.pixel_array, ds)
+sys.stdout.buffer.write((rgb >> 8).astype("uint8").tobytes())`
+	out, err := exec.Command(testutil.Python(t), "-c", script, path).Output()
+	if err != nil {
+		t.Fatalf("pydicom reference (install Debian's python3-pydicom and python3-numpy): %v", err)
+	}
+	im := loadImage(t, file)
+	got, err := im.Render(decodeFrame(t, im, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &RGB{Width: got.Width, Height: got.Height, Pix: out}
+	if len(out) != len(got.Pix) {
+		t.Fatalf("pydicom gave %d bytes, want %d", len(out), len(got.Pix))
+	}
+	if maxDiff, mean, _ := compareRGB(got, want); maxDiff > 1 {
+		t.Errorf("differs from pydicom: max %d, mean %.3f", maxDiff, mean)
+	}
+}
+
+// TestCroppedEdgeTile checks a tiled slide whose last JPEG tile is encoded at its cropped size
+// (55x121 in a 240x240 frame): the tile sits at the top left and the rest is black.
+func TestCroppedEdgeTile(t *testing.T) {
+	im := loadImage(t, "SM/fodicom_WSI_140fr_jpegbaseline_modalitySC.dcm")
+	fr := decodeFrame(t, im, 139)
+	var inside, outside int64
+	for y := range fr.Rows {
+		for x := range fr.Columns {
+			v := int64(fr.At(x, y, 0))
+			if x < 55 && y < 121 {
+				inside += v
+			} else {
+				outside += v
+			}
+		}
+	}
+	if inside == 0 || outside != 0 {
+		t.Errorf("tile sum %d, outside sum %d; want tile content and black outside", inside, outside)
+	}
+}

@@ -1,0 +1,206 @@
+package pixel
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// RGB is an 8-bit RGB raster, three bytes per pixel, row-major.
+type RGB struct {
+	Width, Height int
+	Pix           []uint8
+}
+
+// percentile bounds of the fallback window for grayscale images that carry no window or VOI
+// LUT: wide enough to keep the anatomy, narrow enough that a few outliers (padding, burned-in
+// text, metal) do not flatten it.
+const (
+	lowPercentile  = 0.005
+	highPercentile = 0.995
+	// percentileSamples bounds the values sorted to find the percentiles.
+	percentileSamples = 1 << 18
+)
+
+// Render applies the display pipeline to a decoded frame: for grayscale the modality LUT
+// (or rescale), then the VOI LUT, else the data set's first window, else a percentile window,
+// then the MONOCHROME1 inversion and replication to three channels; for colour the YBR or
+// palette conversion to RGB, scaled to 8 bits.
+func (im *Image) Render(f *Frame) (*RGB, error) {
+	out := &RGB{Width: f.Columns, Height: f.Rows, Pix: make([]uint8, f.Rows*f.Columns*3)}
+	px := f.Rows * f.Columns
+	switch f.Photometric {
+	case "MONOCHROME1", "MONOCHROME2":
+		if f.Samples != 1 {
+			return nil, fmt.Errorf("%s with %d samples per pixel", f.Photometric, f.Samples)
+		}
+		gray := im.grayToDisplay(f.Data)
+		invert := f.Photometric == "MONOCHROME1"
+		for i, g := range gray {
+			if invert {
+				g = 255 - g
+			}
+			out.Pix[3*i], out.Pix[3*i+1], out.Pix[3*i+2] = g, g, g
+		}
+	case "RGB":
+		if f.Samples != 3 {
+			return nil, fmt.Errorf("RGB with %d samples per pixel", f.Samples)
+		}
+		shift := max(im.BitsStored-8, 0)
+		if im.TransferSyntax == JPEGBaseline8Bit {
+			shift = 0
+		}
+		for i, v := range f.Data {
+			out.Pix[i] = clamp8(float64(v >> shift))
+		}
+	case "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420":
+		if f.Samples != 3 {
+			return nil, fmt.Errorf("%s with %d samples per pixel", f.Photometric, f.Samples)
+		}
+		partial := f.Photometric == "YBR_PARTIAL_422" || f.Photometric == "YBR_PARTIAL_420"
+		for i := range px {
+			y, cb, cr := float64(f.Data[3*i]), float64(f.Data[3*i+1])-128, float64(f.Data[3*i+2])-128
+			var r, g, b float64
+			if partial {
+				y = 1.1644 * (y - 16)
+				r, g, b = y+1.5960*cr, y-0.3917*cb-0.8129*cr, y+2.0172*cb
+			} else {
+				// PS3.3 C.7.6.3.1.2 (ITU-R BT.601 full range).
+				r, g, b = y+1.402*cr, y-0.344136*cb-0.714136*cr, y+1.772*cb
+			}
+			out.Pix[3*i], out.Pix[3*i+1], out.Pix[3*i+2] = clamp8(r), clamp8(g), clamp8(b)
+		}
+	case "PALETTE COLOR":
+		if im.Palette == nil || f.Samples != 1 {
+			return nil, fmt.Errorf("PALETTE COLOR without a palette or with %d samples", f.Samples)
+		}
+		for c := range 3 {
+			lut := &im.Palette[c]
+			shift := max(lut.Bits-8, 0)
+			if lut.Bits == 16 && maxEntry(lut.Data) < 256 {
+				// Declared 16-bit, filled with 8-bit values: a common writer mistake.
+				shift = 0
+			}
+			for i, v := range f.Data {
+				out.Pix[3*i+c] = uint8(lut.Lookup(int(v)) >> shift)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("photometric interpretation %q is not supported", f.Photometric)
+	}
+	return out, nil
+}
+
+func maxEntry(d []uint16) uint16 {
+	var m uint16
+	for _, v := range d {
+		m = max(m, v)
+	}
+	return m
+}
+
+func clamp8(v float64) uint8 {
+	switch {
+	case v <= 0:
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return uint8(v + 0.5)
+}
+
+// modalityValues applies the Modality LUT, or the rescale, to stored values.
+func (im *Image) modalityValues(stored []int32) []float64 {
+	out := make([]float64, len(stored))
+	if lut := im.ModalityLUT; lut != nil {
+		for i, v := range stored {
+			out[i] = float64(lut.Lookup(int(v)))
+		}
+		return out
+	}
+	for i, v := range stored {
+		out[i] = float64(v)*im.RescaleSlope + im.RescaleIntercept
+	}
+	return out
+}
+
+// grayToDisplay maps stored grayscale values to 0..255 (before any MONOCHROME1 inversion).
+func (im *Image) grayToDisplay(stored []int32) []uint8 {
+	vals := im.modalityValues(stored)
+	out := make([]uint8, len(vals))
+	switch {
+	case im.VOILUT != nil:
+		lut := im.VOILUT
+		top := float64(uint32(1)<<uint(lut.Bits) - 1)
+		if m := float64(maxEntry(lut.Data)); m < top/2 {
+			// Tables whose entries use fewer bits than the descriptor claims.
+			top = m
+		}
+		for i, v := range vals {
+			out[i] = clamp8(float64(lut.Lookup(int(math.Round(v)))) * 255 / max(top, 1))
+		}
+	case len(im.Windows) > 0:
+		w := im.Windows[0]
+		for i, v := range vals {
+			out[i] = clamp8(applyWindow(v, w))
+		}
+	default:
+		lo, hi := percentiles(vals, lowPercentile, highPercentile)
+		for i, v := range vals {
+			out[i] = clamp8((v - lo) / (hi - lo) * 255)
+		}
+	}
+	return out
+}
+
+// applyWindow implements PS3.3 C.11.2.1.2 for an output range of 0..255.
+func applyWindow(x float64, w Window) float64 {
+	const ymax = 255
+	c, width := w.Center, w.Width
+	switch w.Function {
+	case "SIGMOID":
+		return ymax / (1 + math.Exp(-4*(x-c)/width))
+	case "LINEAR_EXACT":
+		switch {
+		case x <= c-width/2:
+			return 0
+		case x > c+width/2:
+			return ymax
+		}
+		return ((x-c)/width + 0.5) * ymax
+	default:
+		if width < 1 {
+			width = 1
+		}
+		switch {
+		case x <= c-0.5-(width-1)/2:
+			return 0
+		case x > c-0.5+(width-1)/2:
+			return ymax
+		}
+		if width == 1 {
+			return ymax
+		}
+		return ((x-(c-0.5))/(width-1) + 0.5) * ymax
+	}
+}
+
+// percentiles returns the lo and hi quantiles of vals from an even subsample.
+func percentiles(vals []float64, lo, hi float64) (float64, float64) {
+	step := max(1, len(vals)/percentileSamples)
+	sample := make([]float64, 0, len(vals)/step+1)
+	for i := 0; i < len(vals); i += step {
+		sample = append(sample, vals[i])
+	}
+	slices.Sort(sample)
+	q := func(p float64) float64 { return sample[int(p*float64(len(sample)-1)+0.5)] }
+	a, b := q(lo), q(hi)
+	if b <= a {
+		// A flat image, or one whose values almost all sit on one level: fall back to min..max.
+		a, b = sample[0], sample[len(sample)-1]
+		if b <= a {
+			b = a + 1
+		}
+	}
+	return a, b
+}

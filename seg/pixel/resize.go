@@ -1,0 +1,179 @@
+package pixel
+
+import (
+	"fmt"
+	"math"
+)
+
+// resampleWeights are, for each output coordinate, the first input index and the normalised
+// weights of the inputs it draws from.
+type resampleWeights struct {
+	start []int
+	w     [][]float32
+}
+
+// triangle weights: bilinear interpolation when enlarging (pixel centres at +0.5, which is
+// PyTorch's align_corners=False), and, when reducing, a triangle widened by the scale so that
+// every input pixel contributes (an area-like antialiasing filter, as PIL's BILINEAR does)
+// instead of skipping pixels and aliasing thin structures such as vessels.
+func triangleWeights(in, out int) resampleWeights {
+	scale := float64(in) / float64(out)
+	support := max(scale, 1)
+	rw := resampleWeights{start: make([]int, out), w: make([][]float32, out)}
+	for i := range out {
+		center := (float64(i) + 0.5) * scale
+		lo := max(int(math.Floor(center-support)), 0)
+		hi := min(int(math.Ceil(center+support)), in)
+		var ws []float32
+		var sum float64
+		for j := lo; j < hi; j++ {
+			d := math.Abs((float64(j) + 0.5 - center) / support)
+			w := max(1-d, 0)
+			ws = append(ws, float32(w))
+			sum += w
+		}
+		if sum == 0 {
+			// Enlarging by a lot puts the centre between two pixels at the border: take the nearest.
+			j := min(max(int(center), 0), in-1)
+			lo, ws, sum = j, []float32{1}, 1
+		}
+		for k := range ws {
+			ws[k] = float32(float64(ws[k]) / sum)
+		}
+		rw.start[i], rw.w[i] = lo, ws
+	}
+	return rw
+}
+
+// resample resizes an interleaved float32 raster of ch channels from w x h to dw x dh.
+func resample(src []float32, w, h, ch, dw, dh int) []float32 {
+	if w == dw && h == dh {
+		return append([]float32(nil), src...)
+	}
+	xw := triangleWeights(w, dw)
+	tmp := make([]float32, h*dw*ch)
+	for y := range h {
+		row := src[y*w*ch:]
+		for x := range dw {
+			s := xw.start[x]
+			for c := range ch {
+				var acc float32
+				for k, wt := range xw.w[x] {
+					acc += wt * row[(s+k)*ch+c]
+				}
+				tmp[(y*dw+x)*ch+c] = acc
+			}
+		}
+	}
+	yw := triangleWeights(h, dh)
+	out := make([]float32, dh*dw*ch)
+	for y := range dh {
+		s := yw.start[y]
+		dst := out[y*dw*ch : (y+1)*dw*ch]
+		for k, wt := range yw.w[y] {
+			srow := tmp[(s+k)*dw*ch : (s+k+1)*dw*ch]
+			for i, v := range srow {
+				dst[i] += wt * v
+			}
+		}
+	}
+	return out
+}
+
+// Geometry records how a source image was fitted into the model's S x S input, so that the
+// output can be mapped back.
+type Geometry struct {
+	// SrcWidth and SrcHeight are the source image's size.
+	SrcWidth, SrcHeight int
+	// Width and Height are the resized image's size inside the input, at its top left.
+	Width, Height int
+	// Size is S.
+	Size int
+}
+
+// Fit computes the geometry that resizes the longer side to size, keeping the aspect ratio.
+func Fit(srcWidth, srcHeight, size int) Geometry {
+	g := Geometry{SrcWidth: srcWidth, SrcHeight: srcHeight, Size: size}
+	long := max(srcWidth, srcHeight)
+	g.Width = max(1, int(math.Round(float64(srcWidth)*float64(size)/float64(long))))
+	g.Height = max(1, int(math.Round(float64(srcHeight)*float64(size)/float64(long))))
+	g.Width, g.Height = min(g.Width, size), min(g.Height, size)
+	return g
+}
+
+// Preprocess resizes an RGB image so that its longer side is size, pads it with zeros at the
+// bottom and right, and returns it as the model's float32 [3,size,size] input (RGB, 0..255).
+func Preprocess(img *RGB, size int) ([]float32, Geometry, error) {
+	if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != img.Width*img.Height*3 {
+		return nil, Geometry{}, fmt.Errorf("preprocess: %dx%d image with %d bytes", img.Width, img.Height, len(img.Pix))
+	}
+	if size <= 0 {
+		return nil, Geometry{}, fmt.Errorf("preprocess: input size %d", size)
+	}
+	g := Fit(img.Width, img.Height, size)
+	src := make([]float32, len(img.Pix))
+	for i, v := range img.Pix {
+		src[i] = float32(v)
+	}
+	scaled := resample(src, img.Width, img.Height, 3, g.Width, g.Height)
+	out := make([]float32, 3*size*size)
+	for y := range g.Height {
+		for x := range g.Width {
+			for c := range 3 {
+				v := scaled[(y*g.Width+x)*3+c]
+				out[c*size*size+y*size+x] = min(max(v, 0), 255)
+			}
+		}
+	}
+	return out, g, nil
+}
+
+// Mask is a segmentation on the source image's pixel grid.
+type Mask struct {
+	Width, Height int
+	// Bits holds 1 for foreground and 0 for background, row-major.
+	Bits []uint8
+	// Prob holds the foreground probability (the sigmoid of the logit) when asked for, for
+	// FRACTIONAL segmentations.
+	Prob []float32
+}
+
+// Foreground counts the foreground pixels.
+func (m *Mask) Foreground() int {
+	n := 0
+	for _, b := range m.Bits {
+		n += int(b)
+	}
+	return n
+}
+
+// Postprocess maps the model's logits [S,S] back to the source: it crops the padding, resizes
+// the logits (bilinearly, before thresholding, so edges stay smooth) to the source size and
+// thresholds them; with probabilities it also keeps the sigmoid of the resized logits.
+func Postprocess(logits []float32, g Geometry, threshold float32, probabilities bool) (*Mask, error) {
+	s := g.Size
+	if len(logits) != s*s {
+		return nil, fmt.Errorf("postprocess: %d logits for a %dx%d output", len(logits), s, s)
+	}
+	if g.Width <= 0 || g.Height <= 0 || g.Width > s || g.Height > s || g.SrcWidth <= 0 || g.SrcHeight <= 0 {
+		return nil, fmt.Errorf("postprocess: bad geometry %+v", g)
+	}
+	crop := make([]float32, g.Width*g.Height)
+	for y := range g.Height {
+		copy(crop[y*g.Width:(y+1)*g.Width], logits[y*s:y*s+g.Width])
+	}
+	full := resample(crop, g.Width, g.Height, 1, g.SrcWidth, g.SrcHeight)
+	m := &Mask{Width: g.SrcWidth, Height: g.SrcHeight, Bits: make([]uint8, len(full))}
+	for i, v := range full {
+		if v >= threshold {
+			m.Bits[i] = 1
+		}
+	}
+	if probabilities {
+		m.Prob = make([]float32, len(full))
+		for i, v := range full {
+			m.Prob[i] = float32(1 / (1 + math.Exp(-float64(v))))
+		}
+	}
+	return m, nil
+}
