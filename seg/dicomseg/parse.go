@@ -76,7 +76,7 @@ func parseFile(data []byte) ([]rawElement, error) {
 		}
 		meta = append(meta, e)
 	}
-	ts := strings.TrimRight(string(find(meta, 0x00020010).value), " \x00")
+	ts := text(meta, 0x00020010)
 	rest := p.buf
 	switch ts {
 	case explicitVRLittleEndian:
