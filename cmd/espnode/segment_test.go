@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/dicomseg"
+)
+
+// segmentTestEnv points the runtime at the project's ONNX Runtime copy when the Makefile has
+// not set it, and returns the tiny committed model.
+func segmentTestEnv(t *testing.T) (model string) {
+	t.Helper()
+	root := testutil.RepoRoot(t)
+	if os.Getenv("ONNXRUNTIME_SHARED_LIBRARY_PATH") == "" {
+		lib := filepath.Join(root, "third_party", "onnxruntime", "libonnxruntime.so.1")
+		if _, err := os.Stat(lib); err != nil {
+			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
+		}
+		t.Setenv("ONNXRUNTIME_SHARED_LIBRARY_PATH", lib)
+	}
+	return filepath.Join(root, "seg", "runtime", "testdata", "espmedsam-tiny-s256.onnx")
+}
+
+func TestSegmentCommand(t *testing.T) {
+	model := segmentTestEnv(t)
+	out := t.TempDir()
+	us := testutil.SharedData(t, "dicom", "US", "wg04_US1_RLE.dcm")
+	cine := testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_examples_ybr_color_30fr_jpegbaseline.dcm")
+	fundus := testutil.SharedData(t, "dicom", "wrapped", "OP_drive_drive_05.dcm")
+	j2k := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
+	ct := testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm")
+	var stdout, stderr bytes.Buffer
+	err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
+		[]string{"--model", model, "--threads", "1", "--provider", "cpu", us, cine, fundus, j2k, ct, "-o", out})
+	if err == nil || !strings.Contains(err.Error(), "2 of 5 files failed") {
+		t.Fatalf("err = %v, want 2 of 5 failed\nstderr:\n%s", err, stderr.String())
+	}
+	for _, want := range []string{
+		"unsupported transfer syntax 1.2.840.10008.1.2.4.90 (JPEG 2000 Image Compression (Lossless Only))",
+		`no channel for Modality "CT": pass --channel`,
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	for _, tt := range []struct {
+		base          string
+		frames        int
+		width, height int
+		label         string
+	}{
+		{"wg04_US1_RLE", 1, 640, 480, "Breast lesion"},
+		{"pydicom_examples_ybr_color_30fr_jpegbaseline", 30, 320, 240, "Breast lesion"},
+		{"OP_drive_drive_05", 1, 495, 512, "Retinal blood vessel"},
+	} {
+		t.Run(tt.base, func(t *testing.T) {
+			name := tt.base
+			if tt.frames > 1 {
+				name += "_f0030"
+			}
+			for _, suffix := range []string{"_mask.png", "_overlay.png"} {
+				f, err := os.Open(filepath.Join(out, name+suffix))
+				if err != nil {
+					t.Fatal(err)
+				}
+				img, err := png.Decode(f)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b := img.Bounds(); b.Dx() != tt.width || b.Dy() != tt.height {
+					t.Errorf("%s is %dx%d, want %dx%d", suffix, b.Dx(), b.Dy(), tt.width, tt.height)
+				}
+			}
+			data, err := os.ReadFile(filepath.Join(out, tt.base+"_seg.dcm"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seg, err := dicomseg.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(seg.Frames) != tt.frames || seg.Columns != tt.width || seg.Rows != tt.height || len(seg.Segments) != 1 || seg.Segments[0].Label != tt.label {
+				t.Errorf("SEG: %d frames %dx%d, segments %+v", len(seg.Frames), seg.Columns, seg.Rows, seg.Segments)
+			}
+		})
+	}
+	if !strings.Contains(stdout.String(), "wg04_US1_RLE.dcm: ultrasound, 1 frame(s)") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+}
+
+func TestSegmentUsageErrors(t *testing.T) {
+	model := segmentTestEnv(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", model, "-o", t.TempDir()}, "no input files"},
+		{[]string{"--model", model, "x.dcm"}, "-o DIR is required"},
+		{[]string{"--model", model, "--channel", "teeth", "x.dcm", "-o", t.TempDir()}, `unknown channel "teeth"`},
+		{[]string{"--model", filepath.Join(testutil.RepoRoot(t), "seg", "runtime", "testdata", "nometa-s64.onnx"), "--provider", "cpu", "x.dcm", "-o", t.TempDir()}, "not an espnode model"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, tt.args)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: err = %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestModelInfo(t *testing.T) {
+	model := segmentTestEnv(t)
+	var stdout, stderr bytes.Buffer
+	if err := runModel(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, []string{"info", model}); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"input size:        256", "3 fundus", `"Retinal blood vessel"`, "onnx runtime:      1.30.0", "logits"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("model info lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	err := runModel(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, []string{"info", filepath.Join(testutil.RepoRoot(t), "seg", "runtime", "testdata", "wrongshape-s64.onnx")})
+	if err == nil || !strings.Contains(err.Error(), `output "logits" has shape`) {
+		t.Errorf("wrong-shape model: err = %v", err)
+	}
+}
