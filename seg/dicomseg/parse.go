@@ -19,7 +19,7 @@ const (
 	implicitVRLittleEndian  = "1.2.840.10008.1.2"
 	deflatedExplicitVRLE    = "1.2.840.10008.1.2.1.99"
 	maxDepth                = 16
-	maxInflated             = 1 << 30
+	maxInflated             = 256 << 20 // bounds what a deflate bomb can cost
 	tagItem                 = 0xFFFEE000
 	tagItemDelimitation     = 0xFFFEE00D
 	tagSequenceDelimitation = 0xFFFEE0DD
@@ -83,9 +83,12 @@ func parseFile(data []byte) ([]rawElement, error) {
 	case implicitVRLittleEndian:
 		p.explicit = false
 	case deflatedExplicitVRLE:
-		inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(rest)), maxInflated))
+		inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(rest)), maxInflated+1))
 		if err != nil {
 			return nil, fmt.Errorf("inflate data set: %w", err)
+		}
+		if len(inflated) > maxInflated {
+			return nil, fmt.Errorf("data set inflates to more than %d bytes", maxInflated)
 		}
 		rest = inflated
 	default:

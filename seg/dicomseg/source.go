@@ -62,7 +62,7 @@ type Geometry struct {
 
 // ReadSource parses a DICOM file's attributes (not its pixel data) into a Source.
 func ReadSource(path string) (*Source, error) {
-	ds, err := dicom.ParseFile(path, nil, dicom.SkipPixelData())
+	ds, err := parseSourceFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", path, err)
 	}
@@ -71,6 +71,18 @@ func ReadSource(path string) (*Source, error) {
 		return nil, fmt.Errorf("read source %s: %w", path, err)
 	}
 	return src, nil
+}
+
+// parseSourceFile runs suyashkumar/dicom, which panics on some inputs (a transfer syntax it
+// does not know, such as HTJ2K or JPEG XL, leaves it without a byte order): a file a peer sent
+// must cost an error, not the process.
+func parseSourceFile(path string) (ds dicom.Dataset, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("parser failed: %v", p)
+		}
+	}()
+	return dicom.ParseFile(path, nil, dicom.SkipPixelData())
 }
 
 // SourceFromDataset collects a Source from a data set parsed by suyashkumar/dicom. Geometry

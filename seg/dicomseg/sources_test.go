@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +166,67 @@ func TestEncodeRealSources(t *testing.T) {
 				}
 				if tt.geometry && len(fr.Position) != 3 {
 					t.Errorf("frame %d has no image position", i+1)
+				}
+			}
+		})
+	}
+}
+
+func TestReadSourceRejects(t *testing.T) {
+	tests := []struct {
+		path, wantErr string
+	}{
+		// suyashkumar/dicom panics on transfer syntaxes it does not know.
+		{"OT/pydicom_SC_rgb_htj2k_lossless.dcm", "parser failed"},
+		{"US_multiframe/dcm4che_will_27fr_jpegxl.dcm", "parser failed"},
+		// A SEG belongs to its source's study; without the study's UID there is nowhere to put it.
+		{"SM/fodicom_WSI_140fr_jpegbaseline_modalitySC.dcm", "lacks Study Instance UID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			_, err := ReadSource(testutil.SharedData(t, "dicom", tt.path))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("ReadSource error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestReadSourceGeometry checks the geometry read from classic and enhanced images, in every
+// byte order and VR encoding the library reads.
+func TestReadSourceGeometry(t *testing.T) {
+	tests := []struct {
+		path      string
+		frames    int
+		spacing   [2]float64
+		firstPos  [3]float64
+		thickness float64
+	}{
+		{"CT/cornerstone_CT_evrle.dcm", 1, [2]float64{0.675781, 0.675781}, [3]float64{-161.399994, -148.800003, 4.7}, 5},
+		{"CT/cornerstone_CT_evrbe.dcm", 1, [2]float64{0.675781, 0.675781}, [3]float64{-161.399994, -148.800003, 4.7}, 5},
+		{"CT/cornerstone_CT_ivrle.dcm", 1, [2]float64{0.675781, 0.675781}, [3]float64{-161.399994, -148.800003, 4.7}, 5},
+		{"MR/fodicom_EnhancedMR_MOVEKNEE_19fr.dcm", 19, [2]float64{0.625, 0.625}, [3]float64{-3, -80, 80}, 6},
+	}
+	var ct *Geometry
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			src, err := ReadSource(testutil.SharedData(t, "dicom", tt.path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := src.Geometry
+			if g == nil || src.Frames != tt.frames || len(g.Positions) != tt.frames || g.PixelSpacing != tt.spacing {
+				t.Fatalf("frames %d, geometry %+v; want %d frames, spacing %v", src.Frames, g, tt.frames, tt.spacing)
+			}
+			if (g.SliceThickness != tt.thickness || g.Positions[0] != tt.firstPos) {
+				t.Errorf("thickness %v, first position %v; want %v, %v", g.SliceThickness, g.Positions[0], tt.thickness, tt.firstPos)
+			}
+			// The same CT slice in three encodings must give the same geometry.
+			if tt.frames == 1 {
+				if ct == nil {
+					ct = g
+				} else if g.Positions[0] != ct.Positions[0] || g.Orientation != ct.Orientation {
+					t.Errorf("geometry %+v differs from the little endian file's %+v", g, ct)
 				}
 			}
 		})
