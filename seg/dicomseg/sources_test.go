@@ -218,7 +218,7 @@ func TestReadSourceGeometry(t *testing.T) {
 			if g == nil || src.Frames != tt.frames || len(g.Positions) != tt.frames || g.PixelSpacing != tt.spacing {
 				t.Fatalf("frames %d, geometry %+v; want %d frames, spacing %v", src.Frames, g, tt.frames, tt.spacing)
 			}
-			if (g.SliceThickness != tt.thickness || g.Positions[0] != tt.firstPos) {
+			if g.SliceThickness != tt.thickness || g.Positions[0] != tt.firstPos {
 				t.Errorf("thickness %v, first position %v; want %v, %v", g.SliceThickness, g.Positions[0], tt.thickness, tt.firstPos)
 			}
 			// The same CT slice in three encodings must give the same geometry.
