@@ -175,10 +175,11 @@ func Encode(src *Source, segments []Segment, opts Options) (*Result, error) {
 
 	frames := selectFrames(src, segments, opts.OmitEmptyFrames)
 	e := encoder{src: src, segments: segments, opts: opts, frames: frames, dimOrgUID: dimOrgUID}
-	ds := e.dataset(sopUID, seriesUID)
+	pixels := e.pixelData()
+	ds := e.dataset(sopUID, seriesUID, pixels)
 
 	var buf bytes.Buffer
-	buf.Grow(len(e.pixelData()) + 64*1024)
+	buf.Grow(len(pixels) + 64*1024)
 	if err := writeFile(&buf, SegmentationStorage, sopUID, ds); err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
@@ -343,24 +344,31 @@ func code(c channel.Code) dataset {
 	}
 }
 
-var (
-	// DCM codes from PS3.16 Annex D.
-	purposeSourceImage = channel.Code{Scheme: "DCM", Value: "121322", Meaning: "Source image for image processing operation"}
-	derivationSegment  = channel.Code{Scheme: "DCM", Value: "113076", Meaning: "Segmentation"}
-	familyAI           = channel.Code{Scheme: "DCM", Value: "123110", Meaning: "Artificial Intelligence"}
-)
+// DCM codes from PS3.16 Annex D: the purpose of a source image reference (CID 7202), the
+// derivation (CID 7203) and the algorithm family (CID 7162).
+func purposeSourceImage() channel.Code {
+	return channel.Code{Scheme: "DCM", Value: "121322", Meaning: "Source image for image processing operation"}
+}
+
+func derivationSegmentation() channel.Code {
+	return channel.Code{Scheme: "DCM", Value: "113076", Meaning: "Segmentation"}
+}
+
+func familyAI() channel.Code {
+	return channel.Code{Scheme: "DCM", Value: "123110", Meaning: "Artificial Intelligence"}
+}
 
 // Tags used more than once.
-var (
-	tagReferencedSegmentNumber  = tagOf(0x0062, 0x000B)
-	tagSegmentIdentificationSeq = tagOf(0x0062, 0x000A)
-	tagImagePositionPatient     = tagOf(0x0020, 0x0032)
-	tagPlanePositionSeq         = tagOf(0x0020, 0x9113)
-	tagReferencedFrameNumber    = tagOf(0x0008, 0x1160)
-	tagDerivationImageSeq       = tagOf(0x0008, 0x9124)
+const (
+	tagReferencedSegmentNumber  = 0x0062000B
+	tagSegmentIdentificationSeq = 0x0062000A
+	tagImagePositionPatient     = 0x00200032
+	tagPlanePositionSeq         = 0x00209113
+	tagReferencedFrameNumber    = 0x00081160
+	tagDerivationImageSeq       = 0x00089124
 )
 
-func (e *encoder) dataset(sopUID, seriesUID string) dataset {
+func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
 	src, o := e.src, e.opts
 	date, tm := o.Time.Format("20060102"), o.Time.Format("150405.000000")
 	ds := dataset{
@@ -412,7 +420,7 @@ func (e *encoder) dataset(sopUID, seriesUID string) dataset {
 		str(tagOf(0x0070, 0x0081), "LO", o.ContentDescription),
 		str(tagOf(0x0070, 0x0084), "PN", o.ContentCreatorName),
 		e.segmentSequence(),
-		ob(tagOf(0x7FE0, 0x0010), e.pixelData()),
+		ob(tagOf(0x7FE0, 0x0010), pixels),
 		// Common Instance Reference
 		seq(tagOf(0x0008, 0x1115), dataset{
 			str(tagOf(0x0020, 0x000E), "UI", src.SeriesInstanceUID),
@@ -487,7 +495,7 @@ func (e *encoder) segmentSequence() element {
 			seq(tagOf(0x0062, 0x0003), code(s.Category)),
 			seq(tagOf(0x0062, 0x000F), code(s.Type)),
 			seq(tagOf(0x0062, 0x0007), dataset{
-				seq(tagOf(0x0066, 0x002F), code(familyAI)),
+				seq(tagOf(0x0066, 0x002F), code(familyAI())),
 				str(tagOf(0x0066, 0x0036), "LO", e.opts.AlgorithmName),
 				str(tagOf(0x0066, 0x0031), "LO", e.opts.AlgorithmVersion),
 			}),
@@ -619,7 +627,7 @@ func (e *encoder) functionalGroups() dataset {
 			str(tagOf(0x0008, 0x1150), "UI", src.SOPClassUID),
 			str(tagOf(0x0008, 0x1155), "UI", src.SOPInstanceUID),
 			str(tagOf(0x0028, 0x135A), "CS", "YES"),
-			seq(tagOf(0x0040, 0xA170), code(purposeSourceImage)),
+			seq(tagOf(0x0040, 0xA170), code(purposeSourceImage())),
 		}
 		if src.Frames > 1 {
 			sourceImage = append(sourceImage, is(tagReferencedFrameNumber, f.source+1))
@@ -634,7 +642,7 @@ func (e *encoder) functionalGroups() dataset {
 		item := dataset{
 			seq(tagDerivationImageSeq, dataset{
 				seq(tagOf(0x0008, 0x2112), sourceImage),
-				seq(tagOf(0x0008, 0x9215), code(derivationSegment)),
+				seq(tagOf(0x0008, 0x9215), code(derivationSegmentation())),
 			}),
 			seq(tagOf(0x0020, 0x9111), dataset{u32(tagOf(0x0020, 0x9157), dimValues...)}),
 			seq(tagSegmentIdentificationSeq, dataset{u16(tagReferencedSegmentNumber, uint16(f.segment))}),

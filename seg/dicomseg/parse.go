@@ -37,29 +37,33 @@ type rawElement struct {
 	items [][]rawElement
 }
 
-// sequenceTags are the sequences the decoder reads: implicit VR data sets carry no VR, and a
-// sequence with a defined length is otherwise indistinguishable from bytes.
-var sequenceTags = map[uint32]bool{
-	0x00081115: true, // Referenced Series
-	0x0008114A: true, // Referenced Instance
-	0x00082112: true, // Source Image
-	0x00089124: true, // Derivation Image
-	0x00089215: true, // Derivation Code
-	0x00209111: true, // Frame Content
-	0x00209113: true, // Plane Position
-	0x00209116: true, // Plane Orientation
-	0x00209221: true, // Dimension Organization
-	0x00209222: true, // Dimension Index
-	0x00289110: true, // Pixel Measures
-	0x0040A170: true, // Purpose of Reference Code
-	0x0048021A: true, // Plane Position (Slide)
-	0x00620002: true, // Segment
-	0x00620003: true, // Segmented Property Category Code
-	0x00620007: true, // Segmentation Algorithm Identification
-	0x0062000A: true, // Segment Identification
-	0x0062000F: true, // Segmented Property Type Code
-	0x52009229: true, // Shared Functional Groups
-	0x52009230: true, // Per-frame Functional Groups
+// isSequence says which tags the decoder reads as sequences: implicit VR data sets carry no
+// VR, and a sequence with a defined length is otherwise indistinguishable from bytes.
+func isSequence(tag uint32) bool {
+	switch tag {
+	case 0x00081115, // Referenced Series
+		0x0008114A, // Referenced Instance
+		0x00082112, // Source Image
+		0x00089124, // Derivation Image
+		0x00089215, // Derivation Code
+		0x00209111, // Frame Content
+		0x00209113, // Plane Position
+		0x00209116, // Plane Orientation
+		0x00209221, // Dimension Organization
+		0x00209222, // Dimension Index
+		0x00289110, // Pixel Measures
+		0x0040A170, // Purpose of Reference Code
+		0x0048021A, // Plane Position (Slide)
+		0x00620002, // Segment
+		0x00620003, // Segmented Property Category Code
+		0x00620007, // Segmentation Algorithm Identification
+		0x0062000A, // Segment Identification
+		0x0062000F, // Segmented Property Type Code
+		0x52009229, // Shared Functional Groups
+		0x52009230: // Per-frame Functional Groups
+		return true
+	}
+	return false
 }
 
 // parseFile reads a Part 10 file and returns its data set (file meta information excluded).
@@ -155,7 +159,7 @@ func (p *parser) element(depth int) (rawElement, error) {
 	} else {
 		length = binary.LittleEndian.Uint32(p.buf[4:])
 		p.buf = p.buf[8:]
-		if sequenceTags[e.tag] || (length == undefinedLength && e.tag != tagPixelData) {
+		if isSequence(e.tag) || (length == undefinedLength && e.tag != tagPixelData) {
 			e.vr = "SQ"
 		}
 	}
