@@ -16,6 +16,9 @@ type Segmentation struct {
 	SOPInstanceUID    string
 	SeriesInstanceUID string
 	StudyInstanceUID  string
+	// FrameOfReferenceUID is empty when the SEG has no Frame of Reference module.
+	FrameOfReferenceUID string
+	PatientID           string
 	// Type is the Segmentation Type: BINARY, FRACTIONAL or LABELMAP.
 	Type          string
 	Rows, Columns int
@@ -73,11 +76,13 @@ func Decode(data []byte) (*Segmentation, error) {
 
 func decode(ds []rawElement) (*Segmentation, error) {
 	s := &Segmentation{
-		SOPClassUID:       text(ds, 0x00080016),
-		SOPInstanceUID:    text(ds, 0x00080018),
-		SeriesInstanceUID: text(ds, 0x0020000E),
-		StudyInstanceUID:  text(ds, 0x0020000D),
-		Type:              text(ds, 0x00620001),
+		SOPClassUID:         text(ds, 0x00080016),
+		SOPInstanceUID:      text(ds, 0x00080018),
+		SeriesInstanceUID:   text(ds, 0x0020000E),
+		StudyInstanceUID:    text(ds, 0x0020000D),
+		FrameOfReferenceUID: text(ds, 0x00200052),
+		PatientID:           text(ds, 0x00100020),
+		Type:                text(ds, 0x00620001),
 	}
 	if s.SOPClassUID != SegmentationStorage && s.SOPClassUID != LabelmapSegmentationStorage {
 		return nil, fmt.Errorf("SOP class %q is not a segmentation", s.SOPClassUID)

@@ -112,7 +112,7 @@ func TestEncodeRealSources(t *testing.T) {
 			var wants []want
 			for s, seg := range segments {
 				for f, m := range seg.Masks {
-					if m == nil || tt.omitEmpty && !slices.Contains(m, 1) && !slices.ContainsFunc(m, func(v byte) bool { return v > 1 }) {
+					if m == nil || tt.omitEmpty && !slices.ContainsFunc(m, func(v byte) bool { return v != 0 }) {
 						continue
 					}
 					wants = append(wants, want{s + 1, f, m})
@@ -134,6 +134,13 @@ func TestEncodeRealSources(t *testing.T) {
 			seg, err := Decode(res.Bytes)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if seg.SOPInstanceUID != res.SOPInstanceUID || seg.SeriesInstanceUID != res.SeriesInstanceUID ||
+				seg.StudyInstanceUID != src.Study.InstanceUID || seg.PatientID != src.Patient.ID ||
+				seg.FrameOfReferenceUID != src.FrameOfReferenceUID {
+				t.Errorf("decoded instance %s series %s study %s patient %q frame of reference %q; want %s %s %s %q %q",
+					seg.SOPInstanceUID, seg.SeriesInstanceUID, seg.StudyInstanceUID, seg.PatientID, seg.FrameOfReferenceUID,
+					res.SOPInstanceUID, res.SeriesInstanceUID, src.Study.InstanceUID, src.Patient.ID, src.FrameOfReferenceUID)
 			}
 			if len(seg.Segments) != tt.segments {
 				t.Errorf("decoded %d segments, want %d (empty segments keep their description)", len(seg.Segments), tt.segments)
@@ -160,6 +167,9 @@ func TestEncodeRealSources(t *testing.T) {
 				}
 				if d := diffPixels(fr.Pixels, w.pixels); d != "" {
 					t.Errorf("frame %d, our decoder: %s", i+1, d)
+				}
+				if d := diffPixels(seg.Mask(w.segment, src.SOPInstanceUID, wantFrame), w.pixels); d != "" {
+					t.Errorf("Mask(%d, source frame %d): %s", w.segment, wantFrame, d)
 				}
 				if d := diffPixels(pyFrames[i], w.pixels); d != "" {
 					t.Errorf("frame %d, pydicom: %s", i+1, d)
