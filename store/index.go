@@ -1,0 +1,19 @@
+package store
+
+import "context"
+
+// index is what the store needs of its database. It is deliberately narrow so
+// that another engine (PostgreSQL, for several nodes sharing one archive) can
+// replace the embedded SQLite one. All SQL lives in sqlite.go.
+type index interface {
+	// get returns the instance with the SOP Instance UID, or ErrNotFound.
+	get(ctx context.Context, sopInstanceUID string) (Instance, error)
+	// put inserts the instance, or replaces the row with its SOP Instance
+	// UID, and creates or updates its patient, study and series, in one
+	// transaction that is durable when put returns.
+	put(ctx context.Context, inst Instance) error
+	counts(ctx context.Context) (counts, error)
+	close() error
+}
+
+type counts struct{ patients, studies, series, instances int }

@@ -1,0 +1,371 @@
+package store
+
+// All of the index's SQL is in this file.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+// migrations()[i] takes the schema from version i to i+1. Append only: a
+// released migration never changes.
+func migrations() []string {
+	return []string{`
+CREATE TABLE patient (
+	pk           INTEGER PRIMARY KEY,
+	patient_id   TEXT NOT NULL,
+	issuer       TEXT NOT NULL DEFAULT '',
+	patient_name TEXT NOT NULL DEFAULT '',
+	birth_date   TEXT NOT NULL DEFAULT '',
+	sex          TEXT NOT NULL DEFAULT '',
+	UNIQUE (patient_id, issuer)
+);
+CREATE INDEX patient_name ON patient (patient_name);
+
+CREATE TABLE study (
+	pk                       INTEGER PRIMARY KEY,
+	patient_pk               INTEGER NOT NULL REFERENCES patient (pk),
+	study_uid                TEXT NOT NULL UNIQUE,
+	study_date               TEXT NOT NULL DEFAULT '',
+	study_time               TEXT NOT NULL DEFAULT '',
+	accession_number         TEXT NOT NULL DEFAULT '',
+	study_id                 TEXT NOT NULL DEFAULT '',
+	study_description        TEXT NOT NULL DEFAULT '',
+	referring_physician_name TEXT NOT NULL DEFAULT '',
+	updated_at               TEXT NOT NULL
+);
+CREATE INDEX study_patient ON study (patient_pk);
+CREATE INDEX study_date ON study (study_date);
+CREATE INDEX study_accession ON study (accession_number);
+
+CREATE TABLE series (
+	pk                 INTEGER PRIMARY KEY,
+	study_pk           INTEGER NOT NULL REFERENCES study (pk),
+	series_uid         TEXT NOT NULL UNIQUE,
+	modality           TEXT NOT NULL DEFAULT '',
+	series_number      INTEGER,
+	series_description TEXT NOT NULL DEFAULT '',
+	series_date        TEXT NOT NULL DEFAULT '',
+	series_time        TEXT NOT NULL DEFAULT '',
+	body_part_examined TEXT NOT NULL DEFAULT '',
+	updated_at         TEXT NOT NULL
+);
+CREATE INDEX series_study ON series (study_pk);
+CREATE INDEX series_modality ON series (modality);
+
+CREATE TABLE instance (
+	pk                         INTEGER PRIMARY KEY,
+	series_pk                  INTEGER NOT NULL REFERENCES series (pk),
+	sop_instance_uid           TEXT NOT NULL UNIQUE,
+	sop_class_uid              TEXT NOT NULL,
+	instance_number            INTEGER,
+	num_rows                   INTEGER,
+	num_columns                INTEGER,
+	number_of_frames           INTEGER,
+	image_type                 TEXT NOT NULL DEFAULT '',
+	photometric_interpretation TEXT NOT NULL DEFAULT '',
+	specific_character_set     TEXT NOT NULL DEFAULT '',
+	transfer_syntax_uid        TEXT NOT NULL,
+	path                       TEXT NOT NULL,
+	size                       INTEGER NOT NULL,
+	received_at                TEXT NOT NULL,
+	calling_ae                 TEXT NOT NULL DEFAULT '',
+	called_ae                  TEXT NOT NULL DEFAULT '',
+	remote_addr                TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX instance_series ON instance (series_pk);
+CREATE INDEX instance_sop_class ON instance (sop_class_uid);
+CREATE INDEX instance_received ON instance (received_at);
+`}
+}
+
+// sqliteIndex keeps two pools: one connection for writes, since SQLite has
+// one writer at a time and queueing in Go is cheaper than spinning on
+// SQLITE_BUSY, and several read-only ones, which WAL lets run beside it.
+type sqliteIndex struct {
+	w, r *sql.DB
+}
+
+func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
+	// synchronous=FULL: a commit is on disk when it returns, which is what
+	// lets Put's caller answer Success. busy_timeout covers the moments WAL
+	// checkpoints take locks.
+	const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+	w, err := sql.Open("sqlite", "file:"+path+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", "file:"+path+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	return &sqliteIndex{w: w, r: r}, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return err
+	}
+	m := migrations()
+	if v > len(m) {
+		return fmt.Errorf("schema version %d is newer than this program knows (%d): use a newer espnode", v, len(m))
+	}
+	for ; v < len(m); v++ {
+		if _, err := tx.ExecContext(ctx, m[v]); err != nil {
+			return fmt.Errorf("migration to schema version %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, v+1); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func (x *sqliteIndex) close() error {
+	return errors.Join(x.r.Close(), x.w.Close())
+}
+
+const selectInstance = `
+SELECT p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex,
+	st.study_uid, st.study_date, st.study_time, st.accession_number, st.study_id,
+	st.study_description, st.referring_physician_name,
+	se.series_uid, se.modality, COALESCE(se.series_number, 0), se.series_description,
+	se.series_date, se.series_time, se.body_part_examined,
+	i.sop_instance_uid, i.sop_class_uid, COALESCE(i.instance_number, 0), COALESCE(i.num_rows, 0),
+	COALESCE(i.num_columns, 0), COALESCE(i.number_of_frames, 0), i.image_type,
+	i.photometric_interpretation, i.specific_character_set, i.transfer_syntax_uid,
+	i.path, i.size, i.received_at, i.calling_ae, i.called_ae, i.remote_addr
+FROM instance i
+JOIN series se ON se.pk = i.series_pk
+JOIN study st ON st.pk = se.study_pk
+JOIN patient p ON p.pk = st.patient_pk
+WHERE i.sop_instance_uid = ?`
+
+func (x *sqliteIndex) get(ctx context.Context, uid string) (Instance, error) {
+	var (
+		in       Instance
+		received string
+	)
+	err := x.r.QueryRowContext(ctx, selectInstance, uid).Scan(
+		&in.PatientID, &in.IssuerOfPatientID, &in.PatientName, &in.PatientBirthDate, &in.PatientSex,
+		&in.StudyInstanceUID, &in.StudyDate, &in.StudyTime, &in.AccessionNumber, &in.StudyID,
+		&in.StudyDescription, &in.ReferringPhysicianName,
+		&in.SeriesInstanceUID, &in.Modality, &in.SeriesNumber, &in.SeriesDescription,
+		&in.SeriesDate, &in.SeriesTime, &in.BodyPartExamined,
+		&in.SOPInstanceUID, &in.SOPClassUID, &in.InstanceNumber, &in.Rows,
+		&in.Columns, &in.NumberOfFrames, &in.ImageType,
+		&in.PhotometricInterpretation, &in.SpecificCharacterSet, &in.TransferSyntaxUID,
+		&in.Path, &in.Size, &received, &in.CallingAE, &in.CalledAE, &in.RemoteAddr)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Instance{}, ErrNotFound
+	}
+	if err != nil {
+		return Instance{}, fmt.Errorf("index: %w", err)
+	}
+	in.ReceivedAt, err = time.Parse(time.RFC3339Nano, received)
+	if err != nil {
+		return Instance{}, fmt.Errorf("index: received_at %q: %w", received, err)
+	}
+	return in, nil
+}
+
+// nullIfZero stores an absent number (0 in Instance) as NULL, so a query can
+// tell "no Instance Number" from any value.
+func nullIfZero(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
+// Attribute updates keep a stored value when the new instance has none: the
+// instances of a study do not all repeat every study attribute.
+const (
+	upsertPatient = `
+INSERT INTO patient (patient_id, issuer, patient_name, birth_date, sex) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (patient_id, issuer) DO UPDATE SET
+	patient_name = COALESCE(NULLIF(excluded.patient_name, ''), patient.patient_name),
+	birth_date   = COALESCE(NULLIF(excluded.birth_date, ''), patient.birth_date),
+	sex          = COALESCE(NULLIF(excluded.sex, ''), patient.sex)
+RETURNING pk`
+	upsertStudy = `
+INSERT INTO study (study_uid, patient_pk, study_date, study_time, accession_number, study_id,
+	study_description, referring_physician_name, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (study_uid) DO UPDATE SET
+	patient_pk               = excluded.patient_pk,
+	study_date               = COALESCE(NULLIF(excluded.study_date, ''), study.study_date),
+	study_time               = COALESCE(NULLIF(excluded.study_time, ''), study.study_time),
+	accession_number         = COALESCE(NULLIF(excluded.accession_number, ''), study.accession_number),
+	study_id                 = COALESCE(NULLIF(excluded.study_id, ''), study.study_id),
+	study_description        = COALESCE(NULLIF(excluded.study_description, ''), study.study_description),
+	referring_physician_name = COALESCE(NULLIF(excluded.referring_physician_name, ''), study.referring_physician_name),
+	updated_at               = excluded.updated_at
+RETURNING pk`
+	upsertSeries = `
+INSERT INTO series (series_uid, study_pk, modality, series_number, series_description,
+	series_date, series_time, body_part_examined, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (series_uid) DO UPDATE SET
+	study_pk           = excluded.study_pk,
+	modality           = COALESCE(NULLIF(excluded.modality, ''), series.modality),
+	series_number      = COALESCE(excluded.series_number, series.series_number),
+	series_description = COALESCE(NULLIF(excluded.series_description, ''), series.series_description),
+	series_date        = COALESCE(NULLIF(excluded.series_date, ''), series.series_date),
+	series_time        = COALESCE(NULLIF(excluded.series_time, ''), series.series_time),
+	body_part_examined = COALESCE(NULLIF(excluded.body_part_examined, ''), series.body_part_examined),
+	updated_at         = excluded.updated_at
+RETURNING pk`
+	upsertInstance = `
+INSERT INTO instance (sop_instance_uid, series_pk, sop_class_uid, instance_number, num_rows, num_columns,
+	number_of_frames, image_type, photometric_interpretation, specific_character_set, transfer_syntax_uid,
+	path, size, received_at, calling_ae, called_ae, remote_addr)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (sop_instance_uid) DO UPDATE SET
+	series_pk                  = excluded.series_pk,
+	sop_class_uid              = excluded.sop_class_uid,
+	instance_number            = excluded.instance_number,
+	num_rows                   = excluded.num_rows,
+	num_columns                = excluded.num_columns,
+	number_of_frames           = excluded.number_of_frames,
+	image_type                 = excluded.image_type,
+	photometric_interpretation = excluded.photometric_interpretation,
+	specific_character_set     = excluded.specific_character_set,
+	transfer_syntax_uid        = excluded.transfer_syntax_uid,
+	path                       = excluded.path,
+	size                       = excluded.size,
+	received_at                = excluded.received_at,
+	calling_ae                 = excluded.calling_ae,
+	called_ae                  = excluded.called_ae,
+	remote_addr                = excluded.remote_addr`
+
+	// A replaced instance may leave its old series, study or patient empty.
+	deleteEmptySeries  = `DELETE FROM series WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM instance WHERE series_pk = ?) RETURNING study_pk`
+	deleteEmptyStudy   = `DELETE FROM study WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = ?) RETURNING patient_pk`
+	deleteEmptyPatient = `DELETE FROM patient WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM study WHERE patient_pk = ?)`
+)
+
+func (x *sqliteIndex) put(ctx context.Context, in Instance) error {
+	tx, err := x.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	defer tx.Rollback()
+	if err := putTx(ctx, tx, in); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: commit: %w", err)
+	}
+	return nil
+}
+
+func putTx(ctx context.Context, tx *sql.Tx, in Instance) error {
+	now := in.ReceivedAt.UTC().Format(time.RFC3339Nano)
+
+	var prevPatient, prevSeries sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM study WHERE study_uid = ?`, in.StudyInstanceUID).Scan(&prevPatient)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT series_pk FROM instance WHERE sop_instance_uid = ?`, in.SOPInstanceUID).Scan(&prevSeries)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+
+	var patientPK, studyPK, seriesPK int64
+	if err := tx.QueryRowContext(ctx, upsertPatient, in.PatientID, in.IssuerOfPatientID, in.PatientName,
+		in.PatientBirthDate, in.PatientSex).Scan(&patientPK); err != nil {
+		return fmt.Errorf("patient: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, upsertStudy, in.StudyInstanceUID, patientPK, in.StudyDate, in.StudyTime,
+		in.AccessionNumber, in.StudyID, in.StudyDescription, in.ReferringPhysicianName, now).Scan(&studyPK); err != nil {
+		return fmt.Errorf("study: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, upsertSeries, in.SeriesInstanceUID, studyPK, in.Modality,
+		nullIfZero(in.SeriesNumber), in.SeriesDescription, in.SeriesDate, in.SeriesTime, in.BodyPartExamined,
+		now).Scan(&seriesPK); err != nil {
+		return fmt.Errorf("series: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, upsertInstance, in.SOPInstanceUID, seriesPK, in.SOPClassUID,
+		nullIfZero(in.InstanceNumber), nullIfZero(in.Rows), nullIfZero(in.Columns), nullIfZero(in.NumberOfFrames),
+		in.ImageType, in.PhotometricInterpretation, in.SpecificCharacterSet, in.TransferSyntaxUID,
+		in.Path, in.Size, now, in.CallingAE, in.CalledAE, in.RemoteAddr); err != nil {
+		return fmt.Errorf("instance: %w", err)
+	}
+
+	if prevSeries.Valid && prevSeries.Int64 != seriesPK {
+		if err := deleteEmpty(ctx, tx, prevSeries.Int64); err != nil {
+			return err
+		}
+	}
+	if prevPatient.Valid && prevPatient.Int64 != patientPK {
+		if _, err := tx.ExecContext(ctx, deleteEmptyPatient, prevPatient.Int64, prevPatient.Int64); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteEmpty removes a series left without instances, then its study and
+// patient if they are left empty in turn.
+func deleteEmpty(ctx context.Context, tx *sql.Tx, seriesPK int64) error {
+	var studyPK, patientPK int64
+	err := tx.QueryRowContext(ctx, deleteEmptySeries, seriesPK, seriesPK).Scan(&studyPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = tx.QueryRowContext(ctx, deleteEmptyStudy, studyPK, studyPK).Scan(&patientPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, deleteEmptyPatient, patientPK, patientPK)
+	return err
+}
+
+func (x *sqliteIndex) counts(ctx context.Context) (counts, error) {
+	var c counts
+	err := x.r.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM patient), (SELECT COUNT(*) FROM study),
+		(SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)`).
+		Scan(&c.patients, &c.studies, &c.series, &c.instances)
+	if err != nil {
+		return counts{}, fmt.Errorf("index: %w", err)
+	}
+	return c, nil
+}
