@@ -683,7 +683,13 @@ func decodeAssociateAC(body []byte) (*AssociateAC, error) {
 			return nil, protoErr(AbortReasonUnrecognizedParameter, "unexpected item 0x%02X in A-ASSOCIATE-AC", typ)
 		}
 	}
-	return p, r.err
+	if r.err != nil {
+		return nil, r.err
+	}
+	if p.ApplicationContext == "" {
+		return nil, protoErr(AbortReasonInvalidParameter, "A-ASSOCIATE-AC without application context")
+	}
+	return p, nil
 }
 
 func decodeUserInfo(v []byte) (UserInfo, error) {

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dimse"
+)
+
+// sendFile is one file to send, as found by the first pass.
+type sendFile struct {
+	path                      string
+	sopClass, sopInstance, ts string
+	noMeta                    bool // ACR-NEMA style: the whole file is an implicit VR LE data set
+	size                      int64
+	dataLen                   int64 // bytes after the file meta
+}
+
+type syntaxPair struct{ sopClass, ts string }
+
+func runStore(ctx context.Context, env *cliEnv, args []string) error {
+	fset := flag.NewFlagSet("store", flag.ContinueOnError)
+	fset.SetOutput(env.stderr)
+	var cf clientFlags
+	cf.register(fset)
+	fset.Usage = func() {
+		fmt.Fprintln(env.stderr, "usage: espnode store [--ae-title AET] [--called-ae AET] HOST:PORT PATH...")
+		fmt.Fprintln(env.stderr, "Sends DICOM files, and the files under folders (recursively), with C-STORE.")
+		fset.PrintDefaults()
+	}
+	if err := fset.Parse(args); err != nil {
+		return exitError{2}
+	}
+	if fset.NArg() < 2 {
+		fset.Usage()
+		return exitError{2}
+	}
+	addr := fset.Arg(0)
+	paths, err := collectFiles(fset.Args()[1:])
+	if err != nil {
+		return err
+	}
+	var files []sendFile
+	skipped := 0
+	s := &storeRun{env: env, cf: cf, addr: addr}
+	for _, p := range paths {
+		f, err := inspectFile(p)
+		switch {
+		case err == nil:
+			files = append(files, f)
+		case f.sopInstance == "":
+			fmt.Fprintf(env.stderr, "skip %s: %v\n", p, err)
+			skipped++
+		default:
+			s.fail(f, err)
+		}
+	}
+	s.progress = newProgress(env.stderr, len(files), isTerminal(env.stderr) && len(files) > 1)
+	s.sendAll(ctx, files)
+	s.progress.done()
+	fmt.Fprintf(env.stdout, "sent %d, failed %d, skipped %d (not DICOM) of %d files; %.1f MB in %v\n",
+		s.sent, s.failed, skipped, len(paths), float64(s.bytes)/1e6, s.elapsed.Round(time.Millisecond))
+	if s.failed > 0 {
+		return exitError{1}
+	}
+	return nil
+}
+
+// collectFiles expands folders recursively, in lexical order.
+func collectFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() {
+				out = append(out, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", a, err)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// inspectFile reads what the association needs: SOP class, SOP instance and transfer syntax.
+// The UIDs come from the data set, not the file meta: receivers check the data set against the
+// command (A900), and file meta is sometimes stale.
+func inspectFile(path string) (sendFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return sendFile{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return sendFile{}, err
+	}
+	cr := &countingReader{r: f}
+	br := bufio.NewReaderSize(cr, 64<<10)
+	sf := sendFile{path: path, size: st.Size()}
+	m, err := dcm.ReadFileMeta(br)
+	switch {
+	case errors.Is(err, dcm.ErrNoFileMeta):
+		// A bare data set (ACR-NEMA era): implicit VR little endian.
+		sf.ts, sf.noMeta = dcm.ImplicitVRLittleEndian, true
+	case err != nil:
+		return sendFile{}, err
+	default:
+		sf.ts = m.TransferSyntaxUID
+	}
+	sf.dataLen = sf.size - (cr.n - int64(br.Buffered()))
+	attrs, err := dcm.Scan(br, sf.ts, dcm.NewTagSet(dcm.SOPClassUID, dcm.SOPInstanceUID))
+	if err != nil {
+		if sf.noMeta {
+			return sendFile{}, fmt.Errorf("not a DICOM file: %w", err)
+		}
+		return sendFile{}, fmt.Errorf("read data set: %w", err)
+	}
+	sf.sopClass, sf.sopInstance = attrs.String(dcm.SOPClassUID), attrs.String(dcm.SOPInstanceUID)
+	if sf.sopClass == "" || sf.sopInstance == "" {
+		if sf.noMeta {
+			return sendFile{}, errors.New("not a DICOM file: no SOP class or instance UID")
+		}
+		return sendFile{}, errors.New("data set lacks SOP Class UID or SOP Instance UID")
+	}
+	// A deflated data set may end on an odd byte; it is padded when sent (PS3.5 A.5).
+	if sf.dataLen%2 != 0 && sf.ts != dcm.DeflatedExplicitVRLittleEndian {
+		return sf, fmt.Errorf("malformed: the data set has odd length %d, and DICOM values and fragments must be even", sf.dataLen)
+	}
+	return sf, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type storeRun struct {
+	env          *cliEnv
+	cf           clientFlags
+	addr         string
+	progress     *progress
+	sent, failed int
+	bytes        int64
+	elapsed      time.Duration
+}
+
+// sendAll sends the files over as few associations as the 128-context limit allows, one context
+// per (SOP class, transfer syntax) pair: files are sent as they are, never transcoded.
+func (s *storeRun) sendAll(ctx context.Context, files []sendFile) {
+	start := time.Now()
+	defer func() { s.elapsed = time.Since(start) }()
+	for len(files) > 0 {
+		seen := map[syntaxPair]bool{}
+		var contexts []dimse.PresentationContextRQ
+		n := 0
+		for _, f := range files {
+			k := syntaxPair{f.sopClass, f.ts}
+			if !seen[k] {
+				if len(contexts) == 128 {
+					break
+				}
+				seen[k] = true
+				contexts = append(contexts, dimse.PresentationContextRQ{AbstractSyntax: f.sopClass, TransferSyntaxes: []string{f.ts}})
+			}
+			n++
+		}
+		batch := files[:n]
+		files = files[n:]
+		s.sendBatch(ctx, batch, contexts)
+		if ctx.Err() != nil {
+			s.failed += len(files)
+			return
+		}
+	}
+}
+
+func (s *storeRun) sendBatch(ctx context.Context, batch []sendFile, contexts []dimse.PresentationContextRQ) {
+	var c *dimse.Client
+	defer func() {
+		if c != nil {
+			_ = c.Release(ctx)
+		}
+	}()
+	for _, f := range batch {
+		if c == nil {
+			var err error
+			if c, err = dimse.Dial(ctx, s.addr, s.cf.config(contexts)); err != nil {
+				s.fail(f, err)
+				continue
+			}
+		}
+		st, err := s.sendOne(ctx, c, f)
+		switch {
+		case err != nil:
+			s.fail(f, err)
+			if errors.Is(err, dimse.ErrAborted) || errors.Is(err, dimse.ErrPeerAborted) || errors.Is(err, dimse.ErrClosed) || ctx.Err() != nil {
+				c = nil // the association is gone; the next file opens a new one
+			}
+		case st.Code == dimse.StatusSuccess || st.Code&0xF000 == 0xB000:
+			s.sent++
+			s.bytes += f.size
+			if st.Code != dimse.StatusSuccess {
+				fmt.Fprintf(s.env.stderr, "%s: stored with warning %v\n", f.path, st)
+			}
+		default:
+			s.fail(f, fmt.Errorf("status %v", st))
+		}
+		s.progress.step()
+	}
+}
+
+func (s *storeRun) sendOne(ctx context.Context, c *dimse.Client, f sendFile) (dimse.Status, error) {
+	if _, ok := c.FindContext(f.sopClass, f.ts); !ok {
+		return dimse.Status{}, fmt.Errorf("the peer accepted no presentation context for %s in %s", f.sopClass, f.ts)
+	}
+	file, err := os.Open(f.path)
+	if err != nil {
+		return dimse.Status{}, err
+	}
+	defer file.Close()
+	br := bufio.NewReaderSize(file, 256<<10)
+	if !f.noMeta {
+		if _, err := dcm.ReadFileMeta(br); err != nil {
+			return dimse.Status{}, err
+		}
+	}
+	var data io.Reader = br
+	if f.dataLen%2 != 0 {
+		data = io.MultiReader(br, bytes.NewReader([]byte{0}))
+	}
+	return c.Store(ctx, f.sopClass, f.sopInstance, f.ts, data)
+}
+
+func (s *storeRun) fail(f sendFile, err error) {
+	s.failed++
+	if s.progress != nil {
+		s.progress.clear()
+	}
+	fmt.Fprintf(s.env.stderr, "failed %s: %v\n", f.path, err)
+}

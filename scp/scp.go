@@ -1,0 +1,203 @@
+// Package scp holds the node's DICOM services: which SOP classes and transfer syntaxes it accepts,
+// the AE-title policy, and the Verification and Storage handlers.
+package scp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/store"
+)
+
+// Archive keeps what the Storage SCP receives. *store.Store implements it.
+type Archive interface {
+	Put(ctx context.Context, req store.PutRequest) (store.Instance, error)
+}
+
+// Caller is one entry of the calling-AE allow-list; an empty Host matches any address.
+type Caller struct {
+	AETitle string
+	Host    string
+}
+
+// Options configure the services.
+type Options struct {
+	AETitle        string
+	StrictCalledAE bool
+	// AllowedCallers, when not empty, is the only set of peers that may associate.
+	AllowedCallers []Caller
+	// TransferSyntaxes accepted for storage, most preferred first.
+	TransferSyntaxes []string
+	// Resolver looks up host names of the allow-list; nil uses net.DefaultResolver.
+	Resolver *net.Resolver
+	// Stored, when set, is called after an instance is stored and before Success is answered.
+	Stored func(ctx context.Context, inst store.Instance)
+	Logger zerolog.Logger
+}
+
+// Services builds the node's dimse.Policy and handlers.
+type Services struct {
+	opts     Options
+	archive  Archive
+	storage  map[string]bool
+	mux      *dimse.ServeMux
+	resolver *net.Resolver
+}
+
+// New returns the services storing into archive.
+func New(opts Options, archive Archive) *Services {
+	s := &Services{opts: opts, archive: archive, storage: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
+	if s.resolver == nil {
+		s.resolver = net.DefaultResolver
+	}
+	for _, c := range storageSOPClasses {
+		s.storage[c.UID] = true
+	}
+	s.mux.HandleFunc(dimse.VerificationSOPClass, dimse.FieldCEchoRQ, s.echo)
+	s.mux.HandleFunc("", dimse.FieldCStoreRQ, s.store)
+	return s
+}
+
+// Handler is the dispatcher to give a dimse.Server.
+func (s *Services) Handler() *dimse.ServeMux { return s.mux }
+
+// Policy is the association policy to give a dimse.Server.
+func (s *Services) Policy() dimse.Policy {
+	p := dimse.Policy{
+		AETitle:          s.opts.AETitle,
+		StrictCalledAE:   s.opts.StrictCalledAE,
+		TransferSyntaxes: s.transferSyntaxes,
+	}
+	if len(s.opts.AllowedCallers) > 0 {
+		p.CallerAllowed = s.callerAllowed
+	}
+	return p
+}
+
+func (s *Services) transferSyntaxes(abstractSyntax string) []string {
+	switch {
+	case abstractSyntax == dimse.VerificationSOPClass:
+		// PS3.4 A.4: Verification uses the default transfer syntax; explicit LE is harmless too.
+		return []string{dimse.ImplicitVRLittleEndian, dimse.ExplicitVRLittleEndian}
+	case s.storage[abstractSyntax]:
+		return s.opts.TransferSyntaxes
+	}
+	return nil
+}
+
+func (s *Services) callerAllowed(callingAE string, remote net.Addr) bool {
+	ip := remoteIP(remote)
+	for _, c := range s.opts.AllowedCallers {
+		if strings.TrimSpace(c.AETitle) != strings.TrimSpace(callingAE) {
+			continue
+		}
+		if c.Host == "" || s.hostMatches(c.Host, ip) {
+			return true
+		}
+	}
+	s.opts.Logger.Warn().Str("calling_ae", callingAE).Stringer("peer", remote).Msg("calling AE title not on the allow-list")
+	return false
+}
+
+func remoteIP(a net.Addr) net.IP {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP
+	}
+	host, _, _ := net.SplitHostPort(a.String())
+	return net.ParseIP(host)
+}
+
+// hostMatches compares the peer's address with a configured IP address or host name.
+func (s *Services) hostMatches(host string, ip net.IP) bool {
+	if ip == nil {
+		return false
+	}
+	if want := net.ParseIP(host); want != nil {
+		return want.Equal(ip)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := s.resolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		s.opts.Logger.Warn().Err(err).Str("host", host).Msg("allow-list host lookup failed")
+		return false
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Services) echo(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+	rq := r.Command.(*dimse.CEchoRQ)
+	_ = w.Respond(&dimse.CEchoRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID}, nil)
+}
+
+func (s *Services) store(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+	rq := r.Command.(*dimse.CStoreRQ)
+	a := r.Association
+	log := s.opts.Logger.With().Str("calling_ae", a.CallingAE).Str("sop_instance_uid", rq.AffectedSOPInstanceUID).Logger()
+	respond := func(st dimse.Status) {
+		if err := w.Respond(&dimse.CStoreRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
+			AffectedSOPInstanceUID: rq.AffectedSOPInstanceUID, Status: st}, nil); err != nil {
+			log.Warn().Err(err).Msg("send C-STORE-RSP")
+		}
+	}
+	if rq.AffectedSOPClassUID != r.Context.AbstractSyntax {
+		respond(dimse.Status{Code: dimse.StatusSOPClassNotSupported,
+			ErrorComment: "SOP class differs from the presentation context's"})
+		return
+	}
+	start := time.Now()
+	inst, err := s.archive.Put(ctx, store.PutRequest{
+		SOPClassUID:       rq.AffectedSOPClassUID,
+		SOPInstanceUID:    rq.AffectedSOPInstanceUID,
+		TransferSyntaxUID: r.Context.TransferSyntax,
+		CallingAE:         a.CallingAE,
+		CalledAE:          a.CalledAE,
+		RemoteAddr:        a.RemoteAddr().String(),
+		Data:              r.Data,
+	})
+	if err != nil {
+		if errors.Is(err, dimse.ErrPeerAborted) || errors.Is(err, dimse.ErrClosed) || errors.Is(err, dimse.ErrAborted) {
+			log.Info().Err(err).Msg("transfer ended by the association; nothing stored")
+			return
+		}
+		st := storeStatus(err)
+		log.Warn().Err(err).Stringer("status", st).Msg("C-STORE failed")
+		respond(st)
+		return
+	}
+	if s.opts.Stored != nil {
+		s.opts.Stored(ctx, inst)
+	}
+	log.Info().Str("sop_class", StorageSOPClassName(rq.AffectedSOPClassUID)).Str("study_uid", inst.StudyInstanceUID).
+		Int64("bytes", inst.Size).Dur("took", time.Since(start)).Bool("duplicate", inst.Duplicate).Msg("stored")
+	respond(dimse.Status{Code: dimse.StatusSuccess})
+}
+
+// storeStatus maps a store failure to the C-STORE status PS3.4 B.2.3 gives for it.
+func storeStatus(err error) dimse.Status {
+	comment := err.Error()
+	switch {
+	case errors.Is(err, store.ErrMismatch):
+		return dimse.Status{Code: dimse.StatusDataSetDoesNotMatchClass, ErrorComment: comment}
+	case errors.Is(err, store.ErrInvalidUID), errors.Is(err, store.ErrCannotUnderstand):
+		return dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: comment}
+	case errors.Is(err, store.ErrDuplicate):
+		return dimse.Status{Code: dimse.StatusDuplicateSOPInstance, ErrorComment: comment}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, store.ErrOutOfResources):
+		return dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: comment}
+	}
+	return dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: fmt.Sprintf("not stored: %v", err)}
+}
