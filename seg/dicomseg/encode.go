@@ -141,25 +141,31 @@ type Result struct {
 // frameRef is one SEG frame: a segment's mask over one source frame.
 type frameRef struct {
 	segment int // 1-based segment number
-	source  int // 0-based source frame index
+	source  int // index into the encoder's sourceFrames
 }
 
 // Encode makes a Segmentation Storage instance for src with the given segments.
 func Encode(src *Source, segments []Segment, opts Options) (*Result, error) {
-	if src == nil {
-		return nil, errors.New("encode SEG: no source")
-	}
-	if err := src.validate(); err != nil {
+	return EncodeSeries([]*Source{src}, segments, opts)
+}
+
+// EncodeSeries makes one Segmentation Storage instance for several source instances of a
+// study, such as the slices of a CT series. Each segment's Masks run over the sources' frames in
+// order: every frame of sources[0], then of sources[1], and so on. With more than one source,
+// all must share a frame of reference and plane geometry (spacing and orientation), and their
+// frames must lie at distinct positions: that is how the SEG's frames are told apart.
+func EncodeSeries(sources []*Source, segments []Segment, opts Options) (*Result, error) {
+	frames, geometry, err := combine(sources)
+	if err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
 	opts = opts.withDefaults()
-	if err := checkSegments(src, segments, opts.Type); err != nil {
+	if err := checkSegments(sources[0].Rows, sources[0].Columns, len(frames), segments, opts.Type); err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
 	if err := checkOptions(opts); err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
-	var err error
 	sopUID, seriesUID := opts.SOPInstanceUID, opts.SeriesInstanceUID
 	for _, p := range []*string{&sopUID, &seriesUID} {
 		if *p == "" {
@@ -173,8 +179,15 @@ func Encode(src *Source, segments []Segment, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
 
-	frames := selectFrames(src, segments, opts.OmitEmptyFrames)
-	e := encoder{src: src, segments: segments, opts: opts, frames: frames, dimOrgUID: dimOrgUID}
+	e := encoder{
+		sources:      sources,
+		sourceFrames: frames,
+		geometry:     geometry,
+		segments:     segments,
+		opts:         opts,
+		frames:       selectFrames(segments, opts.OmitEmptyFrames),
+		dimOrgUID:    dimOrgUID,
+	}
 	pixels := e.pixelData()
 	ds := e.dataset(sopUID, seriesUID, pixels)
 
@@ -183,10 +196,67 @@ func Encode(src *Source, segments []Segment, opts Options) (*Result, error) {
 	if err := writeFile(&buf, SegmentationStorage, sopUID, ds); err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
-	return &Result{Bytes: buf.Bytes(), SOPInstanceUID: sopUID, SeriesInstanceUID: seriesUID, Frames: len(frames)}, nil
+	return &Result{Bytes: buf.Bytes(), SOPInstanceUID: sopUID, SeriesInstanceUID: seriesUID, Frames: len(e.frames)}, nil
 }
 
-func checkSegments(src *Source, segments []Segment, typ SegmentationType) error {
+// sourceFrame is one frame of one source instance.
+type sourceFrame struct {
+	src    *Source
+	number int // 1-based within src
+}
+
+// combine checks the sources and lists their frames, with the plane geometry they share
+// (nil when unknown).
+func combine(sources []*Source) ([]sourceFrame, *Geometry, error) {
+	if len(sources) == 0 {
+		return nil, nil, errors.New("no source")
+	}
+	var frames []sourceFrame
+	for i, src := range sources {
+		if src == nil {
+			return nil, nil, fmt.Errorf("source %d is nil", i+1)
+		}
+		if err := src.validate(); err != nil {
+			return nil, nil, fmt.Errorf("source %d: %w", i+1, err)
+		}
+		for n := range src.Frames {
+			frames = append(frames, sourceFrame{src: src, number: n + 1})
+		}
+	}
+	first := sources[0]
+	if len(sources) == 1 {
+		return frames, first.Geometry, nil
+	}
+	g := &Geometry{}
+	sameThickness := true
+	for i, src := range sources {
+		switch {
+		case src.Study.InstanceUID != first.Study.InstanceUID:
+			return nil, nil, fmt.Errorf("source %d is in study %s, source 1 in %s", i+1, src.Study.InstanceUID, first.Study.InstanceUID)
+		case src.Rows != first.Rows || src.Columns != first.Columns:
+			return nil, nil, fmt.Errorf("source %d is %dx%d, source 1 %dx%d", i+1, src.Columns, src.Rows, first.Columns, first.Rows)
+		case src.FrameOfReferenceUID != first.FrameOfReferenceUID:
+			return nil, nil, fmt.Errorf("source %d has frame of reference %q, source 1 %q", i+1, src.FrameOfReferenceUID, first.FrameOfReferenceUID)
+		case src.Geometry == nil:
+			return nil, nil, fmt.Errorf("source %d has no plane geometry, which several sources need", i+1)
+		case src.Geometry.PixelSpacing != first.Geometry.PixelSpacing || src.Geometry.Orientation != first.Geometry.Orientation:
+			return nil, nil, fmt.Errorf("source %d differs from source 1 in pixel spacing or orientation", i+1)
+		}
+		g.Positions = append(g.Positions, src.Geometry.Positions...)
+		sameThickness = sameThickness && src.Geometry.SliceThickness == first.Geometry.SliceThickness
+	}
+	if !distinct(g.Positions) {
+		return nil, nil, errors.New("two source frames lie at the same position")
+	}
+	g.PixelSpacing, g.Orientation = first.Geometry.PixelSpacing, first.Geometry.Orientation
+	if sameThickness {
+		// Otherwise it stays 0, unknown, and is left out.
+		g.SliceThickness = first.Geometry.SliceThickness
+	}
+	return frames, g, nil
+}
+
+func checkSegments(rows, columns, frames int, segments []Segment, typ SegmentationType) error {
 	if typ != Binary && typ != Fractional {
 		return fmt.Errorf("unknown segmentation type %v", typ)
 	}
@@ -196,7 +266,7 @@ func checkSegments(src *Source, segments []Segment, typ SegmentationType) error 
 	if len(segments) > 0xFFFF {
 		return fmt.Errorf("%d segments; at most 65535 fit Segment Number", len(segments))
 	}
-	size := src.Rows * src.Columns
+	size := rows * columns
 	masks := 0
 	for i, s := range segments {
 		if s.Label == "" || len(s.Label) > 64 {
@@ -213,8 +283,8 @@ func checkSegments(src *Source, segments []Segment, typ SegmentationType) error 
 				return fmt.Errorf("segment %d %s: %w", i+1, c.what, err)
 			}
 		}
-		if len(s.Masks) != src.Frames {
-			return fmt.Errorf("segment %d: %d masks for %d source frames", i+1, len(s.Masks), src.Frames)
+		if len(s.Masks) != frames {
+			return fmt.Errorf("segment %d: %d masks for %d source frames", i+1, len(s.Masks), frames)
 		}
 		for f, m := range s.Masks {
 			if m == nil {
@@ -222,7 +292,7 @@ func checkSegments(src *Source, segments []Segment, typ SegmentationType) error 
 			}
 			masks++
 			if len(m) != size {
-				return fmt.Errorf("segment %d frame %d: mask has %d values, want %dx%d=%d", i+1, f+1, len(m), src.Columns, src.Rows, size)
+				return fmt.Errorf("segment %d frame %d: mask has %d values, want %dx%d=%d", i+1, f+1, len(m), columns, rows, size)
 			}
 			if typ == Binary {
 				if j := slices.IndexFunc(m, func(v byte) bool { return v > 1 }); j >= 0 {
@@ -278,7 +348,7 @@ func checkOptions(o Options) error {
 // selectFrames lists the SEG's frames, segment by segment. With omitEmpty, all-zero masks are
 // left out, but never every frame: a SEG needs at least one, so the first segmented frame of
 // the first segment that has one is then kept.
-func selectFrames(src *Source, segments []Segment, omitEmpty bool) []frameRef {
+func selectFrames(segments []Segment, omitEmpty bool) []frameRef {
 	var frames []frameRef
 	for s, seg := range segments {
 		for f, m := range seg.Masks {
@@ -301,17 +371,19 @@ func selectFrames(src *Source, segments []Segment, omitEmpty bool) []frameRef {
 }
 
 type encoder struct {
-	src       *Source
-	segments  []Segment
-	opts      Options
-	frames    []frameRef
-	dimOrgUID string
+	sources      []*Source
+	sourceFrames []sourceFrame
+	geometry     *Geometry
+	segments     []Segment
+	opts         Options
+	frames       []frameRef
+	dimOrgUID    string
 }
 
 // pixelData packs the frames: for Binary one bit per pixel, least significant bit first, with
 // no gap between frames (PS3.5 8.1.1 and 8.2), the whole padded to even length.
 func (e *encoder) pixelData() []byte {
-	size := e.src.Rows * e.src.Columns
+	size := e.sources[0].Rows * e.sources[0].Columns
 	if e.opts.Type == Fractional {
 		out := make([]byte, 0, len(e.frames)*size+1)
 		for _, f := range e.frames {
@@ -369,7 +441,7 @@ const (
 )
 
 func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
-	src, o := e.src, e.opts
+	src, o := e.sources[0], e.opts
 	date, tm := o.Time.Format("20060102"), o.Time.Format("150405.000000")
 	ds := dataset{
 		// SOP Common
@@ -421,14 +493,7 @@ func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
 		str(tagOf(0x0070, 0x0084), "PN", o.ContentCreatorName),
 		e.segmentSequence(),
 		ob(tagOf(0x7FE0, 0x0010), pixels),
-		// Common Instance Reference
-		seq(tagOf(0x0008, 0x1115), dataset{
-			str(tagOf(0x0020, 0x000E), "UI", src.SeriesInstanceUID),
-			seq(tagOf(0x0008, 0x114A), dataset{
-				str(tagOf(0x0008, 0x1150), "UI", src.SOPClassUID),
-				str(tagOf(0x0008, 0x1155), "UI", src.SOPInstanceUID),
-			}),
-		}),
+		e.referencedSeries(),
 	}
 	if o.Type == Binary {
 		ds = append(ds, u16(tagOf(0x0028, 0x0100), 1), u16(tagOf(0x0028, 0x0101), 1), u16(tagOf(0x0028, 0x0102), 0))
@@ -444,7 +509,7 @@ func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
 	if src.Study.Description != "" {
 		ds = append(ds, str(tagOf(0x0008, 0x1030), "LO", src.Study.Description))
 	}
-	if src.Geometry == nil {
+	if e.geometry == nil {
 		// General Image: Type 2C, required when Image Orientation (Patient) is absent.
 		ds = append(ds, str(tagOf(0x0020, 0x0020), "CS", src.PatientOrientation))
 	}
@@ -460,6 +525,29 @@ func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
 	ds = append(ds, e.dimensions()...)
 	ds = append(ds, e.functionalGroups()...)
 	return ds
+}
+
+// referencedSeries is the Common Instance Reference: every source, grouped by series.
+func (e *encoder) referencedSeries() element {
+	var series []string
+	instances := map[string][]dataset{}
+	for _, src := range e.sources {
+		if _, ok := instances[src.SeriesInstanceUID]; !ok {
+			series = append(series, src.SeriesInstanceUID)
+		}
+		instances[src.SeriesInstanceUID] = append(instances[src.SeriesInstanceUID], dataset{
+			str(tagOf(0x0008, 0x1150), "UI", src.SOPClassUID),
+			str(tagOf(0x0008, 0x1155), "UI", src.SOPInstanceUID),
+		})
+	}
+	items := make([]dataset, len(series))
+	for i, uid := range series {
+		items[i] = dataset{
+			str(tagOf(0x0020, 0x000E), "UI", uid),
+			seq(tagOf(0x0008, 0x114A), instances[uid]...),
+		}
+	}
+	return seq(tagOf(0x0008, 0x1115), items...)
 }
 
 func isASCII(ds dataset) bool {
@@ -513,9 +601,9 @@ func (e *encoder) overlap() string {
 	if len(e.segments) < 2 {
 		return "NO"
 	}
-	size := e.src.Rows * e.src.Columns
+	size := e.sources[0].Rows * e.sources[0].Columns
 	count := make([]uint8, size)
-	for f := 0; f < e.src.Frames; f++ {
+	for f := range e.sourceFrames {
 		clear(count)
 		for _, s := range e.segments {
 			for p, v := range s.Masks[f] { // a nil mask ranges over nothing
@@ -532,8 +620,9 @@ func (e *encoder) overlap() string {
 }
 
 // The second dimension locates a frame within the source: the image position when the
-// geometry is known, else the source frame number for a multi-frame source. A single-frame
-// source without geometry needs no second dimension.
+// geometry is known, else the source frame number for a multi-frame source (several sources
+// always have geometry: combine makes sure). A single-frame source without geometry needs no
+// second dimension.
 type secondDimension int
 
 const (
@@ -544,9 +633,9 @@ const (
 
 func (e *encoder) second() secondDimension {
 	switch {
-	case e.src.Geometry != nil && distinct(e.src.Geometry.Positions):
+	case e.geometry != nil && distinct(e.geometry.Positions):
 		return dimPosition
-	case e.src.Frames > 1:
+	case len(e.sourceFrames) > 1:
 		return dimFrameNumber
 	}
 	return dimNone
@@ -607,10 +696,9 @@ func positionIndices(g *Geometry) []int {
 }
 
 func (e *encoder) functionalGroups() dataset {
-	src := e.src
 	shared := dataset{}
 	var posIndex []int
-	if g := src.Geometry; g != nil {
+	if g := e.geometry; g != nil {
 		measures := dataset{ds(tagOf(0x0028, 0x0030), g.PixelSpacing[0], g.PixelSpacing[1])}
 		if g.SliceThickness > 0 {
 			measures = append(measures, ds(tagOf(0x0018, 0x0050), g.SliceThickness))
@@ -623,6 +711,8 @@ func (e *encoder) functionalGroups() dataset {
 	second := e.second()
 	perFrame := make([]dataset, len(e.frames))
 	for i, f := range e.frames {
+		sf := e.sourceFrames[f.source]
+		src := sf.src
 		sourceImage := dataset{
 			str(tagOf(0x0008, 0x1150), "UI", src.SOPClassUID),
 			str(tagOf(0x0008, 0x1155), "UI", src.SOPInstanceUID),
@@ -630,14 +720,14 @@ func (e *encoder) functionalGroups() dataset {
 			seq(tagOf(0x0040, 0xA170), code(purposeSourceImage())),
 		}
 		if src.Frames > 1 {
-			sourceImage = append(sourceImage, is(tagReferencedFrameNumber, f.source+1))
+			sourceImage = append(sourceImage, is(tagReferencedFrameNumber, sf.number))
 		}
 		dimValues := []uint32{uint32(f.segment)}
 		switch second {
 		case dimPosition:
 			dimValues = append(dimValues, uint32(posIndex[f.source]))
 		case dimFrameNumber:
-			dimValues = append(dimValues, uint32(f.source+1))
+			dimValues = append(dimValues, uint32(sf.number))
 		}
 		item := dataset{
 			seq(tagDerivationImageSeq, dataset{
@@ -647,7 +737,7 @@ func (e *encoder) functionalGroups() dataset {
 			seq(tagOf(0x0020, 0x9111), dataset{u32(tagOf(0x0020, 0x9157), dimValues...)}),
 			seq(tagSegmentIdentificationSeq, dataset{u16(tagReferencedSegmentNumber, uint16(f.segment))}),
 		}
-		if g := src.Geometry; g != nil {
+		if g := e.geometry; g != nil {
 			p := g.Positions[f.source]
 			item = append(item, seq(tagPlanePositionSeq, dataset{ds(tagImagePositionPatient, p[0], p[1], p[2])}))
 		}
