@@ -4,24 +4,24 @@
 // The table lives in channels.json so that the Python ONNX exporter (model/) reads the very same
 // data into the model's espnode.channels metadata; the node checks the two agree at load time.
 //
-// Where the codes come from (DICOM PS3.16, Annex B context groups; the SNOMED CT concept IDs are
-// the ones those groups list):
-//   - Categories are from CID 7150 "Segmentation Property Category": 49755003 Morphologically
-//     Abnormal Structure, 91723000 Anatomical Structure (which replaced 123037004, now "Body
-//     structure", in that group), 85756007 Tissue.
-//   - Each type is taken from the group CID 7151 pairs with its category:
-//     52988006 Lesion from CID 7159 "Lesion Segmentation Type" (via CID 7194), for the skin
-//     and breast lesions; the organ is carried by the segment label, not a pre-coordinated code.
-//     39607008 Lung from CID 7155 "Thoracic Segmentation Type" (via CID 7192).
-//     59820001 Blood vessel from CID 7166 "Common Tissue Segmentation Type" (via CID 7191, hence
-//     the Tissue category); DICOM has no retina-specific vessel code, so the label says "Retinal".
-//     84640000 Nucleus from CID 8135 "Microscopy Annotation Property Type", the group DICOM
-//     uses for nuclei in slide microscopy, under Anatomical Structure.
-//     41329004 Polyp, the SNOMED CT morphologic abnormality concept (no DICOM lesion group lists
-//     polyps; CID 6201 has only the disorder 68496003 "Polyp of colon").
+// Where the codes come from: DICOM PS3.16 context groups, checked as rendered in
+// github.com/bvdh/dicom-terminology-in-fhir (one ValueSet file per CID), and SNOMED CT.
+// Categories are from CID 7150 "Segmentation Property Category"; each type comes from the group
+// that CID 7151 pairs with its category.
 //
-// Checked against PS3.16 as rendered in github.com/bvdh/dicom-terminology-in-fhir (ValueSet
-// files for the CIDs above) and SNOMED CT's morphologic abnormality hierarchy.
+//   - 49755003 Morphologically Abnormal Structure (category) with 52988006 Lesion, from CID 7159
+//     "Lesion Segmentation Type" via CID 7194: skin and breast lesions. The organ is in the
+//     segment label rather than a pre-coordinated code.
+//   - 91723000 Anatomical Structure (category; it replaced 123037004, now "Body structure", in
+//     CID 7150) with 39607008 Lung, from CID 7155 "Thoracic Segmentation Type" via CID 7192.
+//   - 85756007 Tissue (category) with 59820001 Blood vessel, from CID 7166 "Common Tissue
+//     Segmentation Type" via CID 7191. DICOM has no retina-specific vessel code, so the label
+//     says "Retinal".
+//   - 91723000 Anatomical Structure with 84640000 Nucleus, from CID 8135 "Microscopy Annotation
+//     Property Type", the group DICOM uses for nuclei in slide microscopy.
+//   - 49755003 Morphologically Abnormal Structure with 41329004 Polyp, SNOMED CT's morphologic
+//     abnormality concept: no DICOM lesion group lists polyps, and CID 6201 has only the
+//     disorder 68496003 "Polyp of colon".
 package channel
 
 import (
