@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -413,4 +414,29 @@ func tinyModel(t testing.TB) string {
 		t.Fatalf("%s missing: it is exported by model/ (cd model && /usr/bin/python3 -m espmedsam.export ...): %v", p, err)
 	}
 	return p
+}
+
+// BenchmarkRunTiny measures one batch of B images through the committed tiny model.
+func BenchmarkRunTiny(b *testing.B) {
+	for _, batch := range []int{1, 4} {
+		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
+			opts := testOptions(b)
+			opts.Threads = 2
+			m := openTest(b, tinyModel(b), opts)
+			s := m.InputSize()
+			var images []float32
+			queries := make([]int64, batch)
+			for i := range batch {
+				images = append(images, toyImage(s, float32(i))...)
+				queries[i] = int64(i % 6)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := m.Run(images, queries); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed())/1e6/float64(b.N*batch), "ms/image")
+		})
+	}
 }
