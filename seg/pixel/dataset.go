@@ -194,7 +194,8 @@ type Info struct {
 // Signed reports whether stored values are two's complement.
 func (in *Info) Signed() bool { return in.PixelRepresentation == 1 }
 
-// Image is a DICOM image whose frames can be decoded one at a time.
+// Image is a DICOM image whose frames can be decoded one at a time. It is safe for concurrent
+// use: decoding a frame does not modify it.
 type Image struct {
 	Info
 	native    []byte
@@ -262,6 +263,13 @@ func NewImage(ds dicom.Dataset) (*Image, error) {
 	case pd.IsEncapsulated:
 		for _, f := range pd.Frames {
 			im.fragments = append(im.fragments, f.EncapsulatedData.Data)
+		}
+		if Decodable(in.TransferSyntax) {
+			// The parser drops the Basic Offset Table, so frames come from the fragment rules.
+			// Splitting here keeps Frame free of writes, so an Image can serve goroutines.
+			if im.frames, err = SplitFrames(im.fragments, nil, in.NumberOfFrames, in.TransferSyntax != RLELossless); err != nil {
+				return nil, err
+			}
 		}
 	case pd.IntentionallyUnprocessed:
 		im.native = pd.UnprocessedValueData
@@ -331,10 +339,12 @@ func (in *Info) readLUTs(ds dicom.Dataset) error {
 	} else if ok {
 		in.RescaleIntercept = v
 	}
-	if in.ModalityLUT, err = lutFromSequence(ds, tag.ModalityLUTSequence, in.byteOrder); err != nil {
+	// The Modality LUT's input is the stored value, signed when the pixels are; the VOI LUT's
+	// input is the modality value, which a signed LUT descriptor marks the same way.
+	if in.ModalityLUT, err = lutFromSequence(ds, tag.ModalityLUTSequence, in.byteOrder, in.Signed()); err != nil {
 		return fmt.Errorf("modality LUT: %w", err)
 	}
-	if in.VOILUT, err = lutFromSequence(ds, tag.VOILUTSequence, in.byteOrder); err != nil {
+	if in.VOILUT, err = lutFromSequence(ds, tag.VOILUTSequence, in.byteOrder, in.Signed() || in.RescaleIntercept < 0); err != nil {
 		return fmt.Errorf("VOI LUT: %w", err)
 	}
 	centers, _ := decimals(ds, tag.WindowCenter)
@@ -519,7 +529,7 @@ func expandSegmented(seg []uint16, n int) ([]uint16, error) {
 	return out, nil
 }
 
-func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder) (*LUT, error) {
+func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder, signedInput bool) (*LUT, error) {
 	e, err := ds.FindElementByTag(t)
 	if err != nil {
 		return nil, nil
@@ -536,6 +546,11 @@ func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder) (*LUT, er
 	n, first, bits, err := lutDescriptor(de)
 	if err != nil {
 		return nil, err
+	}
+	if signedInput && first > 32767 {
+		// The first mapped value is US or SS by context (PS3.3 C.11.1.1); read as US, a
+		// negative SS value comes out above 32767.
+		first -= 65536
 	}
 	raw, err := byteValue(item, tag.LUTData)
 	if err != nil {

@@ -43,15 +43,7 @@ func (im *Image) Frame(i int) (*Frame, error) {
 		return nil, unsupported(im.TransferSyntax)
 	}
 	if im.frames == nil {
-		if im.fragments == nil {
-			return nil, fmt.Errorf("transfer syntax %s needs encapsulated pixel data", im.TransferSyntax)
-		}
-		// The parser drops the Basic Offset Table, so frames come from the fragment rules.
-		frames, err := SplitFrames(im.fragments, nil, im.NumberOfFrames, im.TransferSyntax != RLELossless)
-		if err != nil {
-			return nil, err
-		}
-		im.frames = frames
+		return nil, fmt.Errorf("transfer syntax %s needs encapsulated pixel data", im.TransferSyntax)
 	}
 	if im.TransferSyntax == RLELossless {
 		return im.rleFrame(im.frames[i])

@@ -629,3 +629,75 @@ func TestCroppedEdgeTile(t *testing.T) {
 		t.Errorf("tile sum %d, outside sum %d; want tile content and black outside", inside, outside)
 	}
 }
+
+func TestGrayscalePipeline(t *testing.T) {
+	base := Info{Rows: 1, Columns: 4, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 16, HighBit: 15,
+		NumberOfFrames: 1, Photometric: "MONOCHROME2", RescaleSlope: 1}
+	tests := []struct {
+		name   string
+		edit   func(*Info)
+		stored []int32
+		want   []uint8
+	}{
+		{"rescale and window", func(in *Info) {
+			in.RescaleSlope, in.RescaleIntercept = 2, -100
+			in.Windows = []Window{{Center: 0, Width: 101}}
+		}, []int32{0, 25, 50, 75}, []uint8{0, 0, 128, 255}},
+		{"modality LUT wins over rescale", func(in *Info) {
+			in.RescaleSlope = 100
+			in.ModalityLUT = &LUT{First: 1, Bits: 16, Data: []uint16{0, 10, 20}}
+			in.Windows = []Window{{Center: 10.5, Width: 21, Function: "LINEAR_EXACT"}}
+		}, []int32{0, 1, 2, 9}, []uint8{0, 0, 121, 243}},
+		{"VOI LUT wins over window", func(in *Info) {
+			in.VOILUT = &LUT{First: 0, Bits: 8, Data: []uint16{0, 51, 255}}
+			in.Windows = []Window{{Center: 0, Width: 1}}
+		}, []int32{0, 1, 2, 7}, []uint8{0, 51, 255, 255}},
+		{"sigmoid", func(in *Info) {
+			in.Windows = []Window{{Center: 100, Width: 50, Function: "SIGMOID"}}
+		}, []int32{100, 0, 1000, 100}, []uint8{128, 0, 255, 128}},
+		{"MONOCHROME1 inverts", func(in *Info) {
+			in.Photometric = "MONOCHROME1"
+			in.Windows = []Window{{Center: 128, Width: 256}}
+		}, []int32{0, 255, 0, 255}, []uint8{255, 0, 255, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base
+			tt.edit(&in)
+			im := &Image{Info: in}
+			got, err := im.Render(&Frame{Rows: 1, Columns: 4, Samples: 1, Photometric: in.Photometric, Data: tt.stored})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range tt.want {
+				if g := got.Pix[3*i]; int(g)-int(w) > 1 || int(w)-int(g) > 1 || got.Pix[3*i+1] != g || got.Pix[3*i+2] != g {
+					t.Errorf("pixel %d = %v, want gray %d", i, got.Pix[3*i:3*i+3], w)
+				}
+			}
+		})
+	}
+}
+
+func TestExpandSegmented(t *testing.T) {
+	tests := []struct {
+		name    string
+		seg     []uint16
+		n       int
+		want    []uint16
+		wantErr bool
+	}{
+		{"discrete then linear", []uint16{0, 2, 10, 20, 1, 3, 50}, 5, []uint16{10, 20, 30, 40, 50}, false},
+		{"indirect", []uint16{0, 1, 7, 1, 2, 9, 2, 2, 0, 0}, 6, []uint16{7, 8, 9, 7, 8, 9}, false},
+		{"length mismatch", []uint16{0, 2, 1, 2}, 3, nil, true},
+		{"linear first", []uint16{1, 2, 5}, 2, nil, true},
+		{"bad opcode", []uint16{9, 1, 1}, 1, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := expandSegmented(tt.seg, tt.n)
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Errorf("expandSegmented = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
