@@ -701,3 +701,26 @@ func TestExpandSegmented(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecodeRenderPreprocess measures the CPU work before the model for a 1760x1760
+// 16-bit radiograph and a 640x480 RGB ultrasound frame, at S=1024.
+func BenchmarkDecodeRenderPreprocess(b *testing.B) {
+	for _, file := range []string{"CR/wg04_RG3_UNC_mono1.dcm", "US/wg04_US1_RLE.dcm"} {
+		b.Run(filepath.Base(file), func(b *testing.B) {
+			im := loadImage(b, file)
+			for b.Loop() {
+				fr, err := im.Frame(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rgb, err := im.Render(fr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := Preprocess(rgb, 1024); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
