@@ -324,6 +324,14 @@ func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
 
 // handleNonData applies the state machine to a non-P-DATA event met while waiting for data.
 func (a *Association) handleNonData(e event, p PDU, cause error) error {
+	if e == evt18 && a.state != sta2 && a.state != sta13 {
+		// Not ARTIM but our idle or DIMSE timer: giving up on the peer is a local A-ABORT request.
+		a.log.Info().Err(cause).Stringer("state", a.state).Msg("peer silent past the timeout: aborting association")
+		_, _ = a.fire(evt15, nil, 0)
+		a.closeTransport()
+		a.state = sta1
+		return fmt.Errorf("%w: timeout: %v", ErrAborted, cause)
+	}
 	act, err := a.fire(e, p, reasonOf(cause, AbortReasonUnexpectedPDU))
 	if err != nil {
 		a.closeTransport()

@@ -359,6 +359,12 @@ func TestBadPeers(t *testing.T) {
 		p.write(EncodePDU(&AssociateRQ{ProtocolVersion: 1, CalledAE: "ESPNODE", CallingAE: "RAW", ApplicationContext: ApplicationContextName}))
 		p.expectAbort(AbortSourceProvider, AbortReasonUnexpectedPDU)
 	})
+	t.Run("idle association", func(t *testing.T) {
+		idle := startServer(t, func(s *Server) { s.Timeouts.Idle = 300 * time.Millisecond })
+		p := dialRaw(t, idle.addr)
+		p.associate()
+		p.expectAbort(AbortSourceUser, AbortReasonNotSpecified)
+	})
 	t.Run("stall mid-PDU after association", func(t *testing.T) {
 		p := dialRaw(t, ts.addr)
 		p.associate()

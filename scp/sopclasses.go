@@ -180,16 +180,6 @@ var storageSOPClasses = []struct{ UID, Name string }{
 	{"1.2.840.10008.5.1.4.34.10", "RT Brachy Application Setup Delivery Instruction Storage"},
 }
 
-// IsStorageSOPClass reports whether uid is a Storage SOP class the node accepts.
-func IsStorageSOPClass(uid string) bool {
-	for _, c := range storageSOPClasses {
-		if c.UID == uid {
-			return true
-		}
-	}
-	return false
-}
-
 // StorageSOPClassName returns the standard's name for a Storage SOP class, or "".
 func StorageSOPClassName(uid string) string {
 	for _, c := range storageSOPClasses {

@@ -501,3 +501,61 @@ func TestAbortMidTransfer(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk gone") }
+
+// TestServeCommand runs `espnode serve` as a user would: a config file, then flags over it.
+func TestServeCommand(t *testing.T) {
+	dir := t.TempDir()
+	filePort, flagPort := freePort(t), freePort(t)
+	cfgFile := filepath.Join(dir, "espnode.yaml")
+	yaml := fmt.Sprintf("ae_title: FILEAE\ndata_dir: %s\ndicom:\n  host: 127.0.0.1\n  port: %d\n  strict_called_ae: true\n", filepath.Join(dir, "from-file"), filePort)
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "from-flag")
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &cliEnv{stdout: io.Discard, stderr: &stderr}, []string{"serve", "--config", cfgFile, "--port", strconv.Itoa(flagPort), "--data-dir", dataDir})
+	}()
+	port := strconv.Itoa(flagPort)
+	var out string
+	var err error
+	for i := 0; i < 100; i++ {
+		if out, err = dcmtk(t, "echoscu", "-aec", "FILEAE", "127.0.0.1", port); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		cancel()
+		t.Fatalf("echoscu to the flag's port with the file's AE title: %v\n%s\nserve log:\n%s", err, out, stderr.String())
+	}
+	// The file's strict_called_ae still holds.
+	if out, err := dcmtk(t, "echoscu", "-aec", "OTHER", "127.0.0.1", port); err == nil {
+		t.Errorf("strict_called_ae from the file was not applied:\n%s", out)
+	}
+	src := testutil.SharedData(t, "dicom", "MR", "pydicom_MR_small_ivrle.dcm")
+	if out, err := dcmtk(t, "storescu", "-aec", "FILEAE", "127.0.0.1", port, src); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d after SIGTERM-like cancel:\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if got := archived(t, dataDir); len(got) != 1 {
+		t.Fatalf("%d instances under the flag's data dir, want 1", len(got))
+	}
+
+	// Invalid values are refused with the key's name.
+	var errOut bytes.Buffer
+	code := run(context.Background(), &cliEnv{stdout: io.Discard, stderr: &errOut}, []string{"serve", "--port", "70000"})
+	if code == 0 || !strings.Contains(errOut.String(), "dicom.port") {
+		t.Fatalf("serve --port 70000: exit %d, stderr %q; want an error naming dicom.port", code, errOut.String())
+	}
+}

@@ -1,0 +1,100 @@
+package scp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/store"
+)
+
+func TestStoreStatus(t *testing.T) {
+	tests := []struct {
+		err  error
+		want uint16
+	}{
+		{fmt.Errorf("put: %w", store.ErrMismatch), dimse.StatusDataSetDoesNotMatchClass},
+		{fmt.Errorf("put: %w", store.ErrInvalidUID), dimse.StatusCannotUnderstand},
+		{fmt.Errorf("put: %w", store.ErrCannotUnderstand), dimse.StatusCannotUnderstand},
+		{fmt.Errorf("put: %w", store.ErrDuplicate), dimse.StatusDuplicateSOPInstance},
+		{fmt.Errorf("put: %w: %w", store.ErrOutOfResources, syscall.ENOSPC), dimse.StatusOutOfResources},
+		{fmt.Errorf("write: %w", syscall.ENOSPC), dimse.StatusOutOfResources},
+		{errors.New("something else"), dimse.StatusOutOfResources},
+	}
+	for _, tt := range tests {
+		st := storeStatus(tt.err)
+		if st.Code != tt.want {
+			t.Errorf("%v: status 0x%04X, want 0x%04X", tt.err, st.Code, tt.want)
+		}
+		if st.ErrorComment == "" {
+			t.Errorf("%v: no error comment", tt.err)
+		}
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	s := New(Options{
+		AETitle:          "ESPNODE",
+		TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian},
+		AllowedCallers: []Caller{
+			{AETitle: "CT1", Host: "10.0.0.21"},
+			{AETitle: "LOCAL", Host: "localhost"},
+			{AETitle: "ANYWHERE"},
+		},
+	}, nil)
+	p := s.Policy()
+	addr := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000} }
+	callers := []struct {
+		ae, ip string
+		want   bool
+	}{
+		{"CT1", "10.0.0.21", true},
+		{"CT1", "10.0.0.22", false},
+		{"LOCAL", "127.0.0.1", true},
+		{"LOCAL", "10.0.0.21", false},
+		{"ANYWHERE", "192.0.2.7", true},
+		{"STRANGER", "10.0.0.21", false},
+	}
+	for _, c := range callers {
+		if got := p.CallerAllowed(c.ae, addr(c.ip)); got != c.want {
+			t.Errorf("caller %s from %s allowed = %v, want %v", c.ae, c.ip, got, c.want)
+		}
+	}
+	syntaxes := []struct {
+		abstract string
+		want     int
+	}{
+		{dimse.VerificationSOPClass, 2},
+		{"1.2.840.10008.5.1.4.1.1.66.4", 2}, // Segmentation Storage
+		{"1.2.840.10008.5.1.4.1.1.77.1.4", 2},
+		{"1.2.840.10008.5.1.4.1.2.2.1", 0}, // Study Root Query/Retrieve FIND: not yet served
+		{"1.2.3.4", 0},
+	}
+	for _, sx := range syntaxes {
+		if got := len(p.TransferSyntaxes(sx.abstract)); got != sx.want {
+			t.Errorf("%s: %d transfer syntaxes, want %d", sx.abstract, got, sx.want)
+		}
+	}
+	if New(Options{}, nil).Policy().CallerAllowed != nil {
+		t.Error("an empty allow-list must let everyone in")
+	}
+}
+
+func TestStorageSOPClassTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range storageSOPClasses {
+		if seen[c.UID] {
+			t.Errorf("%s listed twice", c.UID)
+		}
+		seen[c.UID] = true
+		if c.Name == "" {
+			t.Errorf("%s has no name", c.UID)
+		}
+	}
+	if StorageSOPClassName("1.2.840.10008.5.1.4.1.1.66.4") != "Segmentation Storage" {
+		t.Error("Segmentation Storage missing")
+	}
+}
