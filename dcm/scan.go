@@ -45,7 +45,8 @@ func NewTagSet(tags ...Tag) TagSet {
 // Value is one extracted attribute.
 type Value struct {
 	// VR is the value representation as encoded, or from the dictionary for
-	// implicit VR streams ("UN" for tags it does not know).
+	// implicit VR streams and values encoded as UN ("UN" for tags it does
+	// not know).
 	VR string
 	// Str is the value as text with its padding trimmed; binary numbers (US,
 	// UL, SS, SL) are written in decimal; multiple values are separated by
@@ -320,8 +321,12 @@ func (s *scanner) value(h header) error {
 		return err
 	}
 	vr := h.vr
-	if vr == "" {
-		vr = dictVR(h.tag)
+	if vr == "" || vr == "UN" {
+		// Implicit VR, or a writer that did not know the tag: a value
+		// encoded as UN is still in its own VR's encoding (PS3.5 §6.2.2).
+		if d := dictVR(h.tag); d != "UN" || vr == "" {
+			vr = d
+		}
 	}
 	v := Value{VR: vr}
 	bo := s.enc.bo

@@ -225,6 +225,7 @@ func TestScanHandMade(t *testing.T) {
 		elem(0x00280030, "DS", []byte("0.5\\0.5 ")).
 		str(InstanceNumber, "IS", " 12 ").
 		elem(0x00189219, "SS", []byte{0xFE, 0xFF}).
+		elem(Columns, "UN", []byte{0x00, 0x01}). // UN of a known tag: decoded by the dictionary's VR
 		// Undefined-length UN: contents are implicit VR LE.
 		header(0x00291010, "UN", undefinedLength).
 		header(Item, "", undefinedLength)
@@ -264,6 +265,7 @@ func TestScanHandMade(t *testing.T) {
 			PatientID:      {VR: "LO", Str: "ID 7"},
 			PatientName:    {VR: "PN", Str: "Doe^Jane"},
 			Rows:           {VR: "US", Str: "512", Int: 512, HasInt: true},
+			Columns:        {VR: "US", Str: "256", Int: 256, HasInt: true},
 			InstanceNumber: {VR: "IS", Str: "12", Int: 12, HasInt: true},
 			0x00189219:     {VR: "SS", Str: "-2", Int: -2, HasInt: true},
 			0x00280030:     {VR: "DS", Str: `0.5\0.5`},
@@ -287,6 +289,7 @@ func TestScanHandMade(t *testing.T) {
 			PatientID:      {VR: "LO", Str: "ID 7"},
 			PatientName:    {VR: "PN", Str: "Doe^Jane"},
 			Rows:           {VR: "US", Str: "512", Int: 512, HasInt: true},
+			Columns:        {VR: "US", Str: "256", Int: 256, HasInt: true},
 			InstanceNumber: {VR: "IS", Str: "12", Int: 12, HasInt: true},
 			0x00189219:     {VR: "SS", Str: "-2", Int: -2, HasInt: true},
 			0x00280030:     {VR: "DS", Str: `0.5\0.5`},

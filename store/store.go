@@ -204,11 +204,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.implClassUID == "" {
 		s.implClassUID = DefaultImplementationClassUID
 	}
-	if err := dcm.CheckUID(s.implClassUID); err != nil {
-		return nil, fmt.Errorf("store: implementation class UID: %w", err)
-	}
-	if len(s.implVersion) > 16 {
-		return nil, fmt.Errorf("store: implementation version name %q: at most 16 characters", s.implVersion)
+	// A trial header checks the implementation UID and version name once,
+	// rather than failing every Put.
+	if err := dcm.WriteFileMeta(io.Discard, dcm.FileMeta{
+		MediaStorageSOPClassUID:    "1.2",
+		MediaStorageSOPInstanceUID: "1.2",
+		TransferSyntaxUID:          dcm.ExplicitVRLittleEndian,
+		ImplementationClassUID:     s.implClassUID,
+		ImplementationVersionName:  s.implVersion,
+	}); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
 	}
 
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {

@@ -589,6 +589,7 @@ func TestOpenOptions(t *testing.T) {
 		"bad policy":    {Dir: t.TempDir(), Duplicates: "merge"},
 		"bad impl UID":  {Dir: t.TempDir(), ImplementationClassUID: "1.02"},
 		"long version":  {Dir: t.TempDir(), ImplementationVersionName: strings.Repeat("V", 17)},
+		"bad version":   {Dir: t.TempDir(), ImplementationVersionName: "V\n1"},
 		"dir is a file": {Dir: filepath.Join(testutil.RepoRoot(t), "go.mod")},
 	} {
 		if s, err := Open(ctx, opts); err == nil {
