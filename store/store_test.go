@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -611,4 +614,65 @@ func BenchmarkPut(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestPutStreamsLargeData stores a 64 MiB data set and checks that Put's
+// allocations stay far below its size: the data set is streamed, never held.
+func TestPutStreamsLargeData(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openStore(t, dir, "")
+	const pixels = 64 << 20
+	head := dataset(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 0)
+	// Pixel data header (OW, 32-bit length), then zeros produced on the fly.
+	ow := []byte{0xe0, 0x7f, 0x10, 0x00, 'O', 'W', 0, 0, 0, 0, 0, 0}
+	binary.LittleEndian.PutUint32(ow[8:], pixels)
+	data := io.MultiReader(bytes.NewReader(head), bytes.NewReader(ow), io.LimitReader(zeros{}, pixels))
+	req := handRequest(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 0)
+	req.Data = data
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	inst, err := s.Put(context.Background(), req)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("Put allocated %d bytes for a %d-byte data set", alloc, pixels)
+	}
+	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(inst.Path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != inst.Size || inst.Size < pixels {
+		t.Errorf("file %d bytes, index says %d", fi.Size(), inst.Size)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// BenchmarkPutParallel stores small instances from several goroutines at
+// once, as concurrent associations do.
+func BenchmarkPutParallel(b *testing.B) {
+	s, _ := openStore(b, b.TempDir(), "")
+	ctx := context.Background()
+	b.SetBytes(int64(len(dataset(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 4096))))
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			a := instanceAttrs("1.2.3", fmt.Sprintf("1.2.3.%d", i/100+1), fmt.Sprintf("1.2.3.4.%d", i))
+			if _, err := s.Put(ctx, handRequest(a, 4096)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
