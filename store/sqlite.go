@@ -7,7 +7,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -97,7 +99,10 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 	// lets Put's caller answer Success. busy_timeout covers the moments WAL
 	// checkpoints take locks.
 	const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
-	w, err := sql.Open("sqlite", "file:"+path+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	// A file: URI, escaped, so that a data directory whose name holds ?, #
+	// or % still names the right file.
+	uri := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	w, err := sql.Open("sqlite", uri+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
@@ -108,7 +113,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 		w.Close()
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", "file:"+path+pragmas+"&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", uri+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("index %s: %w", path, err)

@@ -569,6 +569,22 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestOddDirectoryName: characters that mean something in a URI do not
+// confuse where the index goes.
+func TestOddDirectoryName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a?b#c%20d e")
+	s, _ := openStore(t, dir, "")
+	if _, err := s.Put(context.Background(), handRequest(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 64)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, indexName)); err != nil {
+		t.Errorf("index not in the data directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Errorf("files created beside the data directory: %v", entries)
+	}
+}
+
 func TestOpenCleansTmp(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := openStore(t, dir, "")
