@@ -242,6 +242,7 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"data dir", func(c *Config) { c.DataDir = "" }, "data_dir: must not be empty"},
 		{"host", func(c *Config) { c.DICOM.Host = "a b" }, `dicom.host: must be an IP address or host name, got "a b"`},
 		{"caller ae", func(c *Config) { c.DICOM.AllowedCallers = []Caller{{AETitle: "OK"}, {AETitle: ""}} }, "dicom.allowed_callers[1].ae_title: at most 16"},
+		{"caller host", func(c *Config) { c.DICOM.AllowedCallers = []Caller{{AETitle: "OK", Host: "10.0.0.1 10.0.0.2"}} }, `dicom.allowed_callers[0].host: must be empty, an IP address or a host name, got "10.0.0.1 10.0.0.2"`},
 		{"max associations", func(c *Config) { c.DICOM.MaxAssociations = 0 }, "dicom.max_associations: must be at least 1, got 0"},
 		{"pdu small", func(c *Config) { c.DICOM.MaxPDULength = 4095 }, "dicom.max_pdu_length: must be 4096..16777216, got 4095"},
 		{"pdu big", func(c *Config) { c.DICOM.MaxPDULength = 16777217 }, "dicom.max_pdu_length: must be 4096..16777216, got 16777217"},

@@ -64,6 +64,9 @@ func (c Config) Validate() error {
 	checkPort("dicom.port", d.Port)
 	for i, cl := range d.AllowedCallers {
 		checkAE(fmt.Sprintf("dicom.allowed_callers[%d].ae_title", i), cl.AETitle)
+		if strings.ContainsAny(cl.Host, " \t\r\n") {
+			bad(fmt.Sprintf("dicom.allowed_callers[%d].host", i), "must be empty, an IP address or a host name, got %q", cl.Host)
+		}
 	}
 	if d.MaxAssociations < 1 {
 		bad("dicom.max_associations", "must be at least 1, got %d", d.MaxAssociations)
