@@ -401,3 +401,20 @@ func TestScanSkipsLongValues(t *testing.T) {
 		t.Errorf("Scan allocated %d bytes per call skipping a %d-byte value", per, len(long))
 	}
 }
+
+// BenchmarkScan scans shared files for the store's attributes: throughput is
+// what Put adds on top of writing the bytes.
+func BenchmarkScan(b *testing.B) {
+	for _, name := range []string{"CT/cornerstone_CT_evrle.dcm", "CT/cornerstone_CT_deflate.dcm", "SEG/tcga_gbm_TCGA-08-0360_seg_96fr.dcm"} {
+		data, ts := dataSetOf(b, testutil.SharedData(b, "dicom", name))
+		b.Run(filepath.Base(name), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			want := NewTagSet(scanTags...)
+			for b.Loop() {
+				if _, err := Scan(bytes.NewReader(data), ts, want); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
