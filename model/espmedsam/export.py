@@ -200,7 +200,7 @@ def export(out: str, checkpoint: Optional[str] = None, seed: Optional[int] = Non
     if (checkpoint is None) == (seed is None) and model is None:
         raise ValueError("give exactly one of checkpoint or seed")
     if model is None:
-        model = build_model(widths, size, normalization, seed=seed)
+        model = build_model(widths, size, normalization, seed=seed, calibrate=seed is not None)
         if checkpoint is not None:
             load_checkpoint(model, checkpoint)
     all_chans = load_channels(channels_file)

@@ -86,16 +86,37 @@ class ESPMedSAM(nn.Module):
 
 
 def build_model(widths: str = "published", img_size: int = 1024, normalization: str = DEFAULT_NORMALIZATION,
-                seed: Optional[int] = None) -> ESPMedSAM:
+                seed: Optional[int] = None, calibrate: bool = False) -> ESPMedSAM:
     """A model in eval mode; with ``seed``, every parameter and buffer drawn from that seed
-    (see ``randomize``)."""
+    (see ``randomize``); with ``calibrate`` too, the patch head's bias set so that about half the
+    patch cells of a probe image are foreground (see ``calibrate_patch_head``)."""
     cfg = preset(widths, img_size)
     if seed is not None:
         torch.manual_seed(seed)
-    model = ESPMedSAM(cfg, normalization)
+    model = ESPMedSAM(cfg, normalization).eval()
     if seed is not None:
         randomize(model, seed)
-    return model.eval()
+        if calibrate:
+            calibrate_patch_head(model)
+    return model
+
+
+@torch.no_grad()
+def calibrate_patch_head(model: "ESPMedSAM", probe: Optional[torch.Tensor] = None) -> float:
+    """Random weights put nearly all SPPG patch logits on one side of 0, so the dense prompt would be
+    constant. Shift the patch head's bias to the midpoint between the two middle logits of a probe
+    image: both prompt values then occur. Returns the shift. (For random-weight fixtures only; trained checkpoints are never changed.)"""
+    from .parity import make_inputs  # image-like probe
+
+    s = model.cfg.img_size
+    if probe is None:
+        probe = torch.from_numpy(make_inputs(1, s, seed=20240717))
+    logits = model.encode(probe)[2].flatten().sort().values
+    k = logits.numel() // 2
+    # rounded to a 2^-10 grid, so that float noise (thread count, library) gives the same weights
+    shift = round(float((logits[k - 1] + logits[k]) / 2) * 1024.0) / 1024.0
+    model.patch_decoder[-1].bias.sub_(shift)
+    return shift
 
 
 @torch.no_grad()

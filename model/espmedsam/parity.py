@@ -43,13 +43,20 @@ def make_inputs(n: int, size: int, seed: int) -> np.ndarray:
 def write_fixture(out_dir: str, size: int, modalities, seed: int, widths: str = "published",
                   normalization: str = DEFAULT_NORMALIZATION) -> dict:
     os.makedirs(out_dir, exist_ok=True)
-    model = build_model(widths, size, normalization, seed=seed)
+    model = build_model(widths, size, normalization, seed=seed, calibrate=True)  # = export --seed
     image = make_inputs(len(modalities), size, seed)
     modality = np.asarray(modalities, dtype=np.int64)
     t0 = time.time()
     with torch.no_grad():
         logits = model(torch.from_numpy(image), torch.from_numpy(modality)).numpy().astype(np.float32)
-    torch_s = time.time() - t0
+        torch_s = time.time() - t0
+        patch = model.encode(torch.from_numpy(image))[2]
+    # the SPPG prompt thresholds patch logits at 0: a logit within float error of 0 could flip
+    # between runtimes and make the fixture useless; report the margin (and warn)
+    margin = float(patch.abs().min())
+    if margin < 1e-5:
+        print(f"parity: warning: a patch logit is {margin:.2e} from the threshold; "
+              "ONNX Runtime may threshold it differently (try another --seed)", file=sys.stderr)
     export(os.path.join(out_dir, "model.onnx"), model=model, seed=seed)
     image.astype("<f4").tofile(os.path.join(out_dir, "image.f32"))
     modality.astype("<i8").tofile(os.path.join(out_dir, "modality.i64"))
@@ -57,6 +64,8 @@ def write_fixture(out_dir: str, size: int, modalities, seed: int, widths: str = 
     meta = {"n": len(modalities), "size": size, "modalities": [int(m) for m in modalities], "seed": seed,
             "widths": widths, "normalization": normalization,
             "logits_abs_max": float(np.abs(logits).max()), "torch_seconds": round(torch_s, 3),
+            "patch_foreground_fraction": round(float((patch >= 0).float().mean()), 4),
+            "patch_logit_min_abs": margin,
             "torch_version": torch.__version__}
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
