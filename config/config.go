@@ -42,12 +42,66 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 // Config is the whole configuration. Field tags are the YAML keys; the key
 // paths (dicom.port) are what error messages and environment variables use.
 type Config struct {
-	AETitle string `yaml:"ae_title"`
-	DataDir string `yaml:"data_dir"`
-	DICOM   DICOM  `yaml:"dicom"`
-	Store   Store  `yaml:"store"`
-	Peers   []Peer `yaml:"peers"`
-	Log     Log    `yaml:"log"`
+	AETitle  string   `yaml:"ae_title"`
+	DataDir  string   `yaml:"data_dir"`
+	DICOM    DICOM    `yaml:"dicom"`
+	Store    Store    `yaml:"store"`
+	Peers    []Peer   `yaml:"peers"`
+	Pipeline Pipeline `yaml:"pipeline"`
+	Model    Model    `yaml:"model"`
+	HTTP     HTTP     `yaml:"http"`
+	Log      Log      `yaml:"log"`
+}
+
+// Pipeline configures what happens to a stored instance: routing to a
+// channel, segmentation jobs and the delivery of their SEGs.
+type Pipeline struct {
+	// Workers is how many segmentation jobs run at once; 0 fits it to the
+	// machine and the execution provider.
+	Workers        int           `yaml:"workers"`
+	SeriesMode     bool          `yaml:"series_mode"`
+	SeriesIdle     time.Duration `yaml:"series_idle"`
+	SegmentRetry   Retry         `yaml:"segment_retry"`
+	PollInterval   time.Duration `yaml:"poll_interval"`
+	Routing        []Route       `yaml:"routing"`
+	Destinations   []Peer        `yaml:"destinations"`
+	ReplyToSender  bool          `yaml:"reply_to_sender"`
+	DeliveryRetry  Retry         `yaml:"delivery_retry"`
+	DeliverTimeout time.Duration `yaml:"delivery_timeout"`
+}
+
+// Route is one routing rule: an instance matching every non-empty list (each
+// list matches when one of its values does) goes to Channel; the first
+// matching rule wins.
+type Route struct {
+	Channel          string   `yaml:"channel"`
+	Modality         []string `yaml:"modality"`
+	SOPClassUID      []string `yaml:"sop_class_uid"`
+	BodyPartExamined []string `yaml:"body_part_examined"`
+	ImageType        []string `yaml:"image_type"`
+	CallingAE        []string `yaml:"calling_ae"`
+}
+
+// Retry is an exponential backoff with jitter and a bound on attempts.
+type Retry struct {
+	MaxAttempts int           `yaml:"max_attempts"`
+	Initial     time.Duration `yaml:"initial"`
+	Max         time.Duration `yaml:"max"`
+}
+
+// Model configures the segmentation model and ONNX Runtime.
+type Model struct {
+	Path        string        `yaml:"path"`
+	Provider    string        `yaml:"provider"`
+	ONNXRuntime string        `yaml:"onnxruntime"`
+	Threads     int           `yaml:"threads"`
+	Batch       int           `yaml:"batch"`
+	BatchWait   time.Duration `yaml:"batch_wait"`
+}
+
+// HTTP configures the health and metrics endpoint.
+type HTTP struct {
+	Addr string `yaml:"addr"`
 }
 
 // DICOM configures the DICOM listener and association policy.
@@ -88,6 +142,29 @@ type Peer struct {
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
 	Port    int    `yaml:"port"`
+}
+
+// Addr is the peer's address in net.Dial's form.
+func (p Peer) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// String writes the peer as AET@HOST:PORT, the form --destination takes.
+func (p Peer) String() string { return p.AETitle + "@" + p.Addr() }
+
+// ParsePeer reads AET@HOST:PORT.
+func ParsePeer(s string) (Peer, error) {
+	aet, addr, ok := strings.Cut(s, "@")
+	if !ok {
+		return Peer{}, fmt.Errorf("%q: want AET@HOST:PORT", s)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return Peer{}, fmt.Errorf("%q: want AET@HOST:PORT: %w", s, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return Peer{}, fmt.Errorf("%q: port %q is not a number", s, port)
+	}
+	return Peer{AETitle: aet, Host: host, Port: n}, nil
 }
 
 // Log configures logging.

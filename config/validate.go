@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -112,6 +113,8 @@ func (c Config) Validate() error {
 		checkPort(key+".port", p.Port)
 	}
 
+	c.validatePipeline(bad, checkAE, checkPort, checkDuration)
+
 	if !slices.Contains(logLevels, c.Log.Level) {
 		bad("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
 	}
@@ -122,3 +125,81 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Providers are the accepted values of model.provider (seg/runtime's names;
+// repeated here so that config does not load ONNX Runtime's bindings).
+var providers = []string{"auto", "cpu", "cuda", "tensorrt", "webgpu"}
+
+// ChannelNone routes an instance to no channel: stored, not segmented.
+const ChannelNone = "none"
+
+func (c Config) validatePipeline(bad func(key, format string, args ...any),
+	checkAE func(key, ae string), checkPort func(key string, port int), checkDuration func(key string, d time.Duration)) {
+	p := &c.Pipeline
+	if p.Workers < 0 {
+		bad("pipeline.workers", "must be 0 (fit to the machine) or more, got %d", p.Workers)
+	}
+	checkDuration("pipeline.series_idle", p.SeriesIdle)
+	checkDuration("pipeline.poll_interval", p.PollInterval)
+	checkDuration("pipeline.delivery_timeout", p.DeliverTimeout)
+	for _, r := range []struct {
+		key string
+		r   Retry
+	}{{"pipeline.segment_retry", p.SegmentRetry}, {"pipeline.delivery_retry", p.DeliveryRetry}} {
+		if r.r.MaxAttempts < 1 {
+			bad(r.key+".max_attempts", "must be at least 1, got %d", r.r.MaxAttempts)
+		}
+		checkDuration(r.key+".initial", r.r.Initial)
+		checkDuration(r.key+".max", r.r.Max)
+		if r.r.Max < r.r.Initial {
+			bad(r.key+".max", "must not be shorter than %s.initial (%s), got %s", r.key, r.r.Initial, r.r.Max)
+		}
+	}
+	for i, r := range p.Routing {
+		key := fmt.Sprintf("pipeline.routing[%d]", i)
+		if r.Channel != ChannelNone && !slices.Contains(channelNames, r.Channel) {
+			bad(key+".channel", "must be one of %s or %s, got %q", strings.Join(channelNames, ", "), ChannelNone, r.Channel)
+		}
+		for j, uid := range r.SOPClassUID {
+			if err := dcm.CheckUID(uid); err != nil {
+				bad(fmt.Sprintf("%s.sop_class_uid[%d]", key, j), "%v", err)
+			}
+		}
+	}
+	dests := make(map[string]int)
+	for i, d := range p.Destinations {
+		key := fmt.Sprintf("pipeline.destinations[%d]", i)
+		checkAE(key+".ae_title", d.AETitle)
+		if j, dup := dests[d.Addr()]; dup {
+			bad(key, "%s is already pipeline.destinations[%d]", d, j)
+		} else {
+			dests[d.Addr()] = i
+		}
+		if strings.TrimSpace(d.Host) == "" || strings.ContainsAny(d.Host, " \t\r\n") {
+			bad(key+".host", "must be an IP address or host name, got %q", d.Host)
+		}
+		checkPort(key+".port", d.Port)
+	}
+
+	m := &c.Model
+	if !slices.Contains(providers, m.Provider) {
+		bad("model.provider", "must be one of %s, got %q", strings.Join(providers, ", "), m.Provider)
+	}
+	if m.Threads < 0 {
+		bad("model.threads", "must be 0 (ONNX Runtime chooses) or more, got %d", m.Threads)
+	}
+	if m.Batch < 0 || m.Batch > 256 {
+		bad("model.batch", "must be 0 (fit to the provider) to 256, got %d", m.Batch)
+	}
+	if m.BatchWait < 0 {
+		bad("model.batch_wait", "must not be negative, got %s", m.BatchWait)
+	}
+	if c.HTTP.Addr != "" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil || port == "" {
+			bad("http.addr", "must be HOST:PORT (e.g. 127.0.0.1:8080) or empty, got %q", c.HTTP.Addr)
+		}
+	}
+}
+
+// channelNames are the channels a route may name (seg/channel's table).
+var channelNames = []string{"dermoscopy", "xray", "ultrasound", "fundus", "microscopy", "colonoscopy"}

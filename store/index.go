@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"database/sql"
+)
 
 // index is what the store needs of its database. It is deliberately narrow so
 // that another engine (PostgreSQL, for several nodes sharing one archive) can
@@ -10,8 +13,9 @@ type index interface {
 	get(ctx context.Context, sopInstanceUID string) (Instance, error)
 	// put inserts the instance, or replaces the row with its SOP Instance
 	// UID, and creates or updates its patient, study and series, in one
-	// transaction that is durable when put returns.
-	put(ctx context.Context, inst Instance) error
+	// transaction that is durable when put returns. inTx, when not nil, runs
+	// in that transaction after the rows are written; its error rolls it back.
+	put(ctx context.Context, inst Instance, inTx func(*sql.Tx) error) error
 	counts(ctx context.Context) (counts, error)
 	close() error
 }

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -122,6 +123,29 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	return &sqliteIndex{w: w, r: r}, nil
+}
+
+// OpenIndexDB opens the index database of the data directory dir for
+// another process than the one serving it, such as `espnode jobs`: WAL lets
+// it read and write beside the server, and the archive's lock is not taken.
+// The index must exist already. The caller closes the pool.
+func OpenIndexDB(ctx context.Context, dir string) (*sql.DB, error) {
+	path := filepath.Join(dir, indexName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	uri := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	db, err := sql.Open("sqlite", uri+pragmas)
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	return db, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -279,7 +303,7 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
 	deleteEmptyPatient = `DELETE FROM patient WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM study WHERE patient_pk = ?)`
 )
 
-func (x *sqliteIndex) put(ctx context.Context, in Instance) error {
+func (x *sqliteIndex) put(ctx context.Context, in Instance, inTx func(*sql.Tx) error) error {
 	tx, err := x.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
@@ -287,6 +311,11 @@ func (x *sqliteIndex) put(ctx context.Context, in Instance) error {
 	defer tx.Rollback()
 	if err := putTx(ctx, tx, in); err != nil {
 		return fmt.Errorf("index: %w", err)
+	}
+	if inTx != nil {
+		if err := inTx(tx); err != nil {
+			return fmt.Errorf("index: in the instance's transaction: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index: commit: %w", err)

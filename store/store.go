@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -89,6 +90,16 @@ type PutRequest struct {
 	// Data is the data set exactly as received, without file meta, ending at
 	// the data set's end. Put streams it; it is never held in memory whole.
 	Data io.Reader
+	// InTx, when set, runs inside the index transaction that records the
+	// instance, after its rows are written: what it writes with tx commits
+	// with the instance or not at all (the pipeline creates its job so). Its
+	// error fails the Put like any index failure (ErrOutOfResources). It does
+	// not run when the instance is kept as a duplicate.
+	InTx func(ctx context.Context, tx *sql.Tx, inst Instance) error
+	// Overwrite applies the overwrite duplicate policy to this Put whatever
+	// the store's policy is: the node's own derived objects (a job's rerun
+	// replacing its SEG) replace their earlier version.
+	Overwrite bool
 }
 
 // Instance is one stored instance as the index records it. Text values are as
@@ -151,6 +162,7 @@ type Store struct {
 	implClassUID            string
 	implVersion             string
 	idx                     index
+	db                      *sql.DB
 	unlock                  func() error
 
 	// uidLocks serialise Puts of the same SOP Instance UID (striped by
@@ -245,8 +257,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return fail(err)
 	}
 	s.idx = idx
+	s.db = idx.w
 	return s, nil
 }
+
+// DB returns the pool the index's write transactions come from (one
+// connection: SQLite has one writer). A job queue that must share those
+// transactions (see PutRequest.InTx) runs on it.
+func (s *Store) DB() *sql.DB { return s.db }
 
 // cleanTmp removes leftovers of Puts that did not finish: the lock makes sure
 // no other process is writing there.
@@ -315,10 +333,14 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return Instance{}, fmt.Errorf("store %s: %w", uid, err)
 	}
-	if s.dup != DuplicatesOverwrite {
+	dup := s.dup
+	if req.Overwrite {
+		dup = DuplicatesOverwrite
+	}
+	if dup != DuplicatesOverwrite {
 		// Decide early, so a duplicate is not received to disk for nothing;
 		// the decision is made again under the UID's lock below.
-		if inst, err := s.duplicate(ctx, uid); inst != nil || err != nil {
+		if inst, err := s.duplicate(ctx, uid, dup); inst != nil || err != nil {
 			return deref(inst), err
 		}
 	}
@@ -347,8 +369,8 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 	l := &s.uidLocks[stripe(uid)]
 	l.Lock()
 	defer l.Unlock()
-	if s.dup != DuplicatesOverwrite {
-		if dupl, err := s.duplicate(ctx, uid); dupl != nil || err != nil {
+	if dup != DuplicatesOverwrite {
+		if dupl, err := s.duplicate(ctx, uid, dup); dupl != nil || err != nil {
 			return deref(dupl), err
 		}
 	}
@@ -382,7 +404,11 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 		}
 		return Instance{}, resourceErr(uid, err)
 	}
-	if err := s.idx.put(ctx, inst); err != nil {
+	var inTx func(*sql.Tx) error
+	if req.InTx != nil {
+		inTx = func(tx *sql.Tx) error { return req.InTx(ctx, tx, inst) }
+	}
+	if err := s.idx.put(ctx, inst, inTx); err != nil {
 		// The old row, if any, still points at its file: remove the new
 		// file unless it replaced that very file.
 		if !samePath {
@@ -414,14 +440,14 @@ func deref(p *Instance) Instance {
 
 // duplicate applies the keep or reject policy: it returns the stored instance
 // (keep), ErrDuplicate (reject), or nil, nil when uid is not stored.
-func (s *Store) duplicate(ctx context.Context, uid string) (*Instance, error) {
+func (s *Store) duplicate(ctx context.Context, uid, policy string) (*Instance, error) {
 	inst, err := s.idx.get(ctx, uid)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, nil
 	case err != nil:
 		return nil, resourceErr(uid, err)
-	case s.dup == DuplicatesReject:
+	case policy == DuplicatesReject:
 		return nil, fmt.Errorf("store %s: %w (received %s)", uid, ErrDuplicate, inst.ReceivedAt.Format(time.RFC3339))
 	}
 	s.log.Info().Str("sop_instance_uid", uid).Msg("duplicate SOP instance: kept the stored one")

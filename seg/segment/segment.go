@@ -1,0 +1,246 @@
+// Package segment is the segmentation step of the node: DICOM images in, a DICOM
+// Segmentation out. It decodes every frame, runs the channel's model on each, and
+// encodes one SEG per instance, or one over several instances of a series,
+// reporting how long each stage took so that callers can export latency per
+// channel and execution provider.
+package segment
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/suyashkumar/dicom"
+
+	"github.com/espnode/espnode/seg/channel"
+	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/pixel"
+	segrt "github.com/espnode/espnode/seg/runtime"
+)
+
+// ErrUndecodable is wrapped by the error for a source whose pixel data or
+// attributes this node cannot use (an unsupported transfer syntax, a missing
+// attribute): retrying does not help.
+var ErrUndecodable = errors.New("source cannot be segmented")
+
+// Source is one decoded DICOM image: its data set, its pixels and the
+// attributes the SEG references.
+type Source struct {
+	Dataset dicom.Dataset
+	Image   *pixel.Image
+	SEG     *dicomseg.Source
+}
+
+// ReadFile parses and checks a DICOM Part-10 file for segmentation. Its
+// errors wrap ErrUndecodable.
+func ReadFile(path string) (*Source, error) {
+	ds, err := pixel.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
+	}
+	im, err := pixel.NewImage(ds)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
+	}
+	src, err := dicomseg.SourceFromDataset(&ds)
+	if err != nil {
+		return nil, fmt.Errorf("%w: SEG source: %w", ErrUndecodable, err)
+	}
+	return &Source{Dataset: ds, Image: im, SEG: src}, nil
+}
+
+// Timing is where the time of one segmentation went.
+type Timing struct {
+	// Decode covers parsing, decoding, rendering and pre-processing.
+	Decode time.Duration
+	// Infer is the time spent waiting for the model, batching included.
+	Infer time.Duration
+	// Post covers post-processing of the logits into masks.
+	Post time.Duration
+	// Encode is the SEG encoding.
+	Encode time.Duration
+}
+
+// Total is the sum of the stages.
+func (t Timing) Total() time.Duration { return t.Decode + t.Infer + t.Post + t.Encode }
+
+// FrameFunc, when given, sees every frame's rendered image and mask; the
+// command-line segmenter writes PNGs with it.
+type FrameFunc func(source, frame int, rgb *pixel.RGB, mask *pixel.Mask) error
+
+// Request is one segmentation: the sources (one instance, or the instances of
+// a series in order) and the channel to run.
+type Request struct {
+	Paths   []string
+	Channel string
+	// Fractional writes probabilities instead of a binary mask.
+	Fractional bool
+	// SEG are the encoder options; Segmenter fills AlgorithmName and
+	// AlgorithmVersion from the model when they are empty.
+	SEG dicomseg.Options
+	// Frame, when set, is called for each frame after post-processing.
+	Frame FrameFunc
+}
+
+// Result is a finished segmentation.
+type Result struct {
+	SEG        *dicomseg.Result
+	Channel    string
+	Provider   string
+	Model      string // model name
+	Version    string // model version
+	Frames     int
+	Foreground int
+	Timing     Timing
+}
+
+// Segmenter runs segmentation requests on an engine. It is safe for
+// concurrent use; concurrent requests meet in the model's batcher.
+type Segmenter struct {
+	engine *segrt.Engine
+}
+
+// New returns a Segmenter on engine.
+func New(engine *segrt.Engine) *Segmenter { return &Segmenter{engine: engine} }
+
+// ModelVersion returns the name and version of the model serving a channel,
+// which name the SEG's algorithm and key its idempotent UIDs.
+func (s *Segmenter) ModelVersion(ch string) (name, version string, err error) {
+	route, err := s.engine.Route(ch)
+	if err != nil {
+		return "", "", err
+	}
+	md := route.Model.Metadata()
+	return md.ModelName, md.ModelVersion, nil
+}
+
+// Segment decodes every frame of every source, segments it with the
+// request's channel and encodes one SEG covering all of them.
+func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
+	if len(req.Paths) == 0 {
+		return nil, errors.New("segment: no source")
+	}
+	route, err := s.engine.Route(req.Channel)
+	if err != nil {
+		return nil, err
+	}
+	md := route.Model.Metadata()
+	res := &Result{Channel: req.Channel, Provider: route.Model.Provider(), Model: md.ModelName, Version: md.ModelVersion}
+
+	var (
+		sources []*dicomseg.Source
+		masks   [][]byte
+	)
+	for si, path := range req.Paths {
+		start := time.Now()
+		src, err := ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		res.Timing.Decode += time.Since(start)
+		m, err := s.frames(ctx, route, src, si, req, res)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		sources = append(sources, src.SEG)
+		masks = append(masks, m...)
+	}
+
+	ch, ok := channel.ByName(req.Channel)
+	if !ok {
+		// A model may serve a channel outside the node's table; take its own description.
+		ch = channel.Channel{Index: route.Channel.Index, Name: req.Channel, Label: route.Channel.Label,
+			Category: channel.Code(route.Channel.Category), Type: channel.Code(route.Channel.Type)}
+	}
+	opts := req.SEG
+	if req.Fractional {
+		opts.Type = dicomseg.Fractional
+	}
+	if opts.AlgorithmName == "" {
+		opts.AlgorithmName = md.ModelName
+	}
+	if opts.AlgorithmVersion == "" {
+		opts.AlgorithmVersion = md.ModelVersion
+	}
+	start := time.Now()
+	out, err := dicomseg.EncodeSeries(sources, []dicomseg.Segment{dicomseg.SegmentForChannel(ch, masks)}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
+	}
+	res.Timing.Encode = time.Since(start)
+	res.SEG = out
+	return res, nil
+}
+
+// frames segments every frame of one source and returns its masks.
+func (s *Segmenter) frames(ctx context.Context, route segrt.Route, src *Source, si int, req Request, res *Result) ([][]byte, error) {
+	size := route.Model.InputSize()
+	threshold := route.Model.Metadata().Threshold
+	im := src.Image
+	masks := make([][]byte, im.NumFrames())
+	for i := range im.NumFrames() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		fr, err := im.Frame(i)
+		if err != nil {
+			return nil, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+		}
+		rgb, err := im.Render(fr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+		}
+		input, geom, err := pixel.Preprocess(rgb, size)
+		if err != nil {
+			return nil, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+		}
+		res.Timing.Decode += time.Since(start)
+
+		start = time.Now()
+		logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
+		if err != nil {
+			return nil, fmt.Errorf("frame %d: %w", i+1, err)
+		}
+		res.Timing.Infer += time.Since(start)
+
+		start = time.Now()
+		mask, err := pixel.Postprocess(logits, geom, threshold, req.Fractional)
+		if err != nil {
+			return nil, fmt.Errorf("frame %d: %w", i+1, err)
+		}
+		if req.Fractional {
+			masks[i] = make([]byte, len(mask.Prob))
+			for k, p := range mask.Prob {
+				masks[i][k] = byte(p*255 + 0.5)
+			}
+		} else {
+			masks[i] = mask.Bits
+		}
+		res.Timing.Post += time.Since(start)
+		res.Foreground += mask.Foreground()
+		res.Frames++
+		if req.Frame != nil {
+			if err := req.Frame(si, i, rgb, mask); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return masks, nil
+}
+
+// DerivedUID returns a UID determined by its parts: "2.25." and the decimal
+// value of a version-8 UUID made from their SHA-256 (PS3.5 §B.2). The same
+// parts always give the same UID, which is what makes a rerun replace its
+// earlier SEG instead of adding a second one.
+func DerivedUID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	u := h[:16]
+	u[6] = u[6]&0x0f | 0x80 // version 8: custom
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return "2.25." + new(big.Int).SetBytes(u).String()
+}
