@@ -390,7 +390,11 @@ func (a *Association) transportError(err error) error {
 
 // ReadMessage reads the next DIMSE message. When the message carries a data set, data streams it
 // from the wire: it must be read to EOF (or drained) before the next call.
+// A timeout of zero means the DIMSE timeout.
 func (a *Association) ReadMessage(timeout time.Duration) (pc *PresentationContext, msg Message, data io.Reader, err error) {
+	if timeout <= 0 {
+		timeout = a.timeouts.DIMSE
+	}
 	a.cmdBuf = a.cmdBuf[:0]
 	first := true
 	var ctxID byte

@@ -139,13 +139,7 @@ func (c *Client) FindContext(abstractSyntax, transferSyntax string) (*Presentati
 	return found, found != nil
 }
 
-func (c *Client) messageID() uint16 {
-	c.a.nextID++
-	if c.a.nextID == 0 {
-		c.a.nextID = 1
-	}
-	return c.a.nextID
-}
+func (c *Client) messageID() uint16 { return c.a.NextMessageID() }
 
 // roundTrip sends a request and reads its one final response.
 func (c *Client) roundTrip(ctx context.Context, pc *PresentationContext, rq Message, data io.Reader) (Message, error) {
@@ -190,21 +184,7 @@ func (c *Client) Echo(ctx context.Context) (Status, error) {
 // Store sends one data set, streamed from data in the transfer syntax of an accepted context, and
 // returns the peer's status.
 func (c *Client) Store(ctx context.Context, sopClass, sopInstance, transferSyntax string, data io.Reader) (Status, error) {
-	pc, ok := c.FindContext(sopClass, transferSyntax)
-	if !ok {
-		return Status{}, fmt.Errorf("store %s: no accepted presentation context for SOP class %s with transfer syntax %s", sopInstance, sopClass, transferSyntax)
-	}
-	id := c.messageID()
-	rq := &CStoreRQ{MessageID: id, Priority: PriorityMedium, AffectedSOPClassUID: sopClass, AffectedSOPInstanceUID: sopInstance}
-	rsp, err := c.roundTrip(ctx, pc, rq, data)
-	if err != nil {
-		return Status{}, fmt.Errorf("store %s: %w", sopInstance, err)
-	}
-	r, ok := rsp.(*CStoreRSP)
-	if !ok || r.MessageIDBeingRespondedTo != id {
-		return Status{}, c.unexpected("store", rsp)
-	}
-	return r.Status, nil
+	return c.StoreWithOptions(ctx, sopClass, sopInstance, transferSyntax, data, StoreOptions{})
 }
 
 func (c *Client) unexpected(op string, rsp Message) error {

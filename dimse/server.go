@@ -112,6 +112,10 @@ type Policy struct {
 	// TransferSyntaxes returns the transfer syntaxes accepted for an abstract syntax, in the order
 	// of preference; none means the abstract syntax is not supported.
 	TransferSyntaxes func(abstractSyntax string) []string
+	// SendTransferSyntaxes, when set, replaces TransferSyntaxes for contexts on which the
+	// requestor asked for the SCP role (it receives C-STOREs of a C-GET from us): there the
+	// preference is about what we can send, not what we like to store.
+	SendTransferSyntaxes func(abstractSyntax string) []string
 }
 
 // Server accepts associations and serves their requests, one goroutine per association.
@@ -354,10 +358,17 @@ func (s *Server) negotiate(rq *AssociateRQ, remote net.Addr, active int) (*Assoc
 		ac.UserInfo.AsyncOps = &AsyncOpsWindow{MaxInvoked: 1, MaxPerformed: 1}
 	}
 	accepted := map[string]bool{}
+	scpRole := map[string]bool{}
+	for _, r := range rq.UserInfo.RoleSelections {
+		scpRole[r.SOPClassUID] = r.SCPRole
+	}
 	for _, pc := range rq.PresentationContexts {
 		res := PresentationContextAC{ID: pc.ID, Result: ResultAbstractSyntaxNotSupported}
 		var offered []string
-		if pol.TransferSyntaxes != nil {
+		switch {
+		case scpRole[pc.AbstractSyntax] && pol.SendTransferSyntaxes != nil:
+			offered = pol.SendTransferSyntaxes(pc.AbstractSyntax)
+		case pol.TransferSyntaxes != nil:
 			offered = pol.TransferSyntaxes(pc.AbstractSyntax)
 		}
 		if len(offered) > 0 {

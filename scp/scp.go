@@ -17,9 +17,11 @@ import (
 	"github.com/espnode/espnode/store"
 )
 
-// Archive keeps what the Storage SCP receives. *store.Store implements it.
+// Archive keeps what the Storage SCP receives and answers Query/Retrieve. *store.Store
+// implements it.
 type Archive interface {
 	Put(ctx context.Context, req store.PutRequest) (store.Instance, error)
+	Index
 }
 
 // Caller is one entry of the calling-AE allow-list; an empty Host matches any address.
@@ -38,6 +40,8 @@ type Options struct {
 	TransferSyntaxes []string
 	// Resolver looks up host names of the allow-list; nil uses net.DefaultResolver.
 	Resolver *net.Resolver
+	// Peers is the AE table: the destinations C-MOVE may send to.
+	Peers []Peer
 	// Stored, when set, is called after an instance is stored and before Success is answered.
 	Stored func(ctx context.Context, inst store.Instance)
 	Logger zerolog.Logger
@@ -47,6 +51,7 @@ type Options struct {
 type Services struct {
 	opts     Options
 	archive  Archive
+	index    Index
 	storage  map[string]bool
 	mux      *dimse.ServeMux
 	resolver *net.Resolver
@@ -54,7 +59,7 @@ type Services struct {
 
 // New returns the services storing into archive.
 func New(opts Options, archive Archive) *Services {
-	s := &Services{opts: opts, archive: archive, storage: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
+	s := &Services{opts: opts, archive: archive, index: archive, storage: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
 	}
@@ -63,6 +68,15 @@ func New(opts Options, archive Archive) *Services {
 	}
 	s.mux.HandleFunc(dimse.VerificationSOPClass, dimse.FieldCEchoRQ, s.echo)
 	s.mux.HandleFunc("", dimse.FieldCStoreRQ, s.store)
+	for _, uid := range []string{PatientRootFind, StudyRootFind} {
+		s.mux.HandleFunc(uid, dimse.FieldCFindRQ, s.find)
+	}
+	for _, uid := range []string{PatientRootMove, StudyRootMove} {
+		s.mux.HandleFunc(uid, dimse.FieldCMoveRQ, s.move)
+	}
+	for _, uid := range []string{PatientRootGet, StudyRootGet} {
+		s.mux.HandleFunc(uid, dimse.FieldCGetRQ, s.get)
+	}
 	return s
 }
 
@@ -75,6 +89,14 @@ func (s *Services) Policy() dimse.Policy {
 		AETitle:          s.opts.AETitle,
 		StrictCalledAE:   s.opts.StrictCalledAE,
 		TransferSyntaxes: s.transferSyntaxes,
+		SendTransferSyntaxes: func(abstractSyntax string) []string {
+			if !s.storage[abstractSyntax] {
+				return nil
+			}
+			// Implicit VR little endian first: every stored uncompressed instance can be sent in it
+			// (explicit ones are converted), and every peer accepts it.
+			return append([]string{dimse.ImplicitVRLittleEndian}, s.opts.TransferSyntaxes...)
+		},
 	}
 	if len(s.opts.AllowedCallers) > 0 {
 		p.CallerAllowed = s.callerAllowed
@@ -87,6 +109,9 @@ func (s *Services) transferSyntaxes(abstractSyntax string) []string {
 	case abstractSyntax == dimse.VerificationSOPClass:
 		// PS3.4 A.4: Verification uses the default transfer syntax; explicit LE is harmless too.
 		return []string{dimse.ImplicitVRLittleEndian, dimse.ExplicitVRLittleEndian}
+	case isQueryRetrieve(abstractSyntax):
+		// Identifiers are small; the node decodes them in either little endian syntax.
+		return []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}
 	case s.storage[abstractSyntax]:
 		return s.opts.TransferSyntaxes
 	}

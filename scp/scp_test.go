@@ -70,7 +70,8 @@ func TestPolicy(t *testing.T) {
 		{dimse.VerificationSOPClass, 2},
 		{"1.2.840.10008.5.1.4.1.1.66.4", 2}, // Segmentation Storage
 		{"1.2.840.10008.5.1.4.1.1.77.1.4", 2},
-		{"1.2.840.10008.5.1.4.1.2.2.1", 0}, // Study Root Query/Retrieve FIND: not yet served
+		{"1.2.840.10008.5.1.4.1.2.2.1", 2}, // Study Root Query/Retrieve FIND
+		{"1.2.840.10008.5.1.4.1.2.2.3", 2}, // Study Root Query/Retrieve GET
 		{"1.2.3.4", 0},
 	}
 	for _, sx := range syntaxes {

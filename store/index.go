@@ -7,7 +7,7 @@ import (
 
 // index is what the store needs of its database. It is deliberately narrow so
 // that another engine (PostgreSQL, for several nodes sharing one archive) can
-// replace the embedded SQLite one. All SQL lives in sqlite.go.
+// replace the embedded SQLite one. All SQL lives in sqlite.go and sqlite_query.go.
 type index interface {
 	// get returns the instance with the SOP Instance UID, or ErrNotFound.
 	get(ctx context.Context, sopInstanceUID string) (Instance, error)
@@ -17,6 +17,8 @@ type index interface {
 	// in that transaction after the rows are written; its error rolls it back.
 	put(ctx context.Context, inst Instance, inTx func(*sql.Tx) error) error
 	counts(ctx context.Context) (counts, error)
+	// find streams the records matching a query to fn (SQL in sqlite_query.go).
+	find(ctx context.Context, q Query, fn func(Record) error) error
 	close() error
 }
 

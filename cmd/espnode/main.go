@@ -28,6 +28,8 @@ func commands() map[string]command {
 		"serve":   {"run the DICOM node", runServe},
 		"echo":    {"send C-ECHO to a peer (exit 0 on success)", runEcho},
 		"store":   {"send DICOM files and folders to a peer with C-STORE", runStore},
+		"find":    {"query a peer with C-FIND", runFind},
+		"get":     {"retrieve from a peer with C-GET", runGet},
 		"version": {"print the version", runVersion},
 		"segment": {"segment DICOM files with the model and write masks and overlays", runSegment},
 		"model":   {"inspect model files (model info FILE.onnx)", runModel},

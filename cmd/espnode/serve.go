@@ -85,6 +85,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		StrictCalledAE:   cfg.DICOM.StrictCalledAE,
 		AllowedCallers:   callers,
 		TransferSyntaxes: cfg.DICOM.TransferSyntaxes,
+		Peers:            peers(cfg),
 		Logger:           log.With().Str("component", "scp").Logger(),
 	}, st)
 	srv := &dimse.Server{

@@ -1,0 +1,649 @@
+package scp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/internal/version"
+	"github.com/espnode/espnode/store"
+)
+
+// Query/Retrieve SOP classes (PS3.4 C.6).
+const (
+	PatientRootFind = "1.2.840.10008.5.1.4.1.2.1.1"
+	PatientRootMove = "1.2.840.10008.5.1.4.1.2.1.2"
+	PatientRootGet  = "1.2.840.10008.5.1.4.1.2.1.3"
+	StudyRootFind   = "1.2.840.10008.5.1.4.1.2.2.1"
+	StudyRootMove   = "1.2.840.10008.5.1.4.1.2.2.2"
+	StudyRootGet    = "1.2.840.10008.5.1.4.1.2.2.3"
+)
+
+func isQueryRetrieve(uid string) bool {
+	switch uid {
+	case PatientRootFind, PatientRootMove, PatientRootGet, StudyRootFind, StudyRootMove, StudyRootGet:
+		return true
+	}
+	return false
+}
+
+func patientRoot(uid string) bool {
+	return uid == PatientRootFind || uid == PatientRootMove || uid == PatientRootGet
+}
+
+// Peer is an entry of the node's AE table: where C-MOVE sends to.
+type Peer struct {
+	AETitle string
+	Host    string
+	Port    int
+}
+
+// Index is what Query/Retrieve needs of the archive. *store.Store implements it.
+type Index interface {
+	Find(ctx context.Context, q store.Query, fn func(store.Record) error) error
+	Instances(ctx context.Context, studies, series, instances []string) ([]store.Instance, error)
+	Open(ctx context.Context, sopInstanceUID string) (io.ReadCloser, store.Instance, error)
+}
+
+// maxIdentifierLength bounds a query identifier read into memory.
+const maxIdentifierLength = 1 << 20
+
+// readIdentifier reads and decodes a request's identifier.
+func readIdentifier(r *dimse.Request) ([]dcm.Element, error) {
+	if r.Data == nil {
+		return nil, errors.New("no identifier")
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Data, maxIdentifierLength+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxIdentifierLength {
+		return nil, fmt.Errorf("identifier longer than %d bytes", maxIdentifierLength)
+	}
+	return dcm.ParseDataSet(b, r.Context.TransferSyntax)
+}
+
+// selection is what a query identifier asks for, with what it matches on.
+type selection struct {
+	level    store.Level
+	query    store.Query
+	elements []dcm.Element
+}
+
+// parseSelection applies the hierarchical rules of PS3.4 C.4.1.2.1: below the top level of the
+// model, each higher level needs its unique key. Relational queries are not negotiated.
+func parseSelection(elems []dcm.Element, sopClass string) (selection, dimse.Status, bool) {
+	bad := func(format string, args ...any) (selection, dimse.Status, bool) {
+		return selection{}, dimse.Status{Code: dimse.StatusDataSetDoesNotMatchClass, ErrorComment: fmt.Sprintf(format, args...)}, false
+	}
+	lv, ok := dcm.Find(elems, dcm.QueryRetrieveLevel)
+	if !ok {
+		return bad("identifier lacks Query/Retrieve Level (0008,0052)")
+	}
+	level, err := store.ParseLevel(lv.Str())
+	if err != nil {
+		return bad("%v", err)
+	}
+	if level == store.PatientLevel && !patientRoot(sopClass) {
+		return bad("PATIENT level is not part of the Study Root model")
+	}
+	sel := selection{level: level, query: store.Query{Level: level}, elements: elems}
+	unique := map[dcm.Tag]bool{}
+	for _, e := range elems {
+		if e.Tag == dcm.QueryRetrieveLevel || e.Tag == dcm.SpecificCharacterSet || e.VR == "SQ" || !store.Matchable(e.Tag, level) {
+			continue
+		}
+		m, matches := matchFor(e)
+		if !matches {
+			continue
+		}
+		sel.query.Matches = append(sel.query.Matches, m)
+		if len(m.Values) > 0 {
+			unique[e.Tag] = true
+		}
+	}
+	var need []dcm.Tag
+	if patientRoot(sopClass) && level > store.PatientLevel {
+		need = append(need, dcm.PatientID)
+	}
+	if level > store.StudyLevel {
+		need = append(need, dcm.StudyInstanceUID)
+	}
+	if level > store.SeriesLevel {
+		need = append(need, dcm.SeriesInstanceUID)
+	}
+	for _, t := range need {
+		if !unique[t] {
+			return bad("hierarchical query at %s level needs a value for %s (relational queries are not supported)", level, t)
+		}
+	}
+	return sel, dimse.Status{}, true
+}
+
+// matchFor turns an identifier element into a matching key (PS3.4 C.2.2.2). An empty value, or
+// "*", is universal matching: a return key only.
+func matchFor(e dcm.Element) (store.Match, bool) {
+	v := e.Str()
+	if v == "" || v == "*" {
+		return store.Match{}, false
+	}
+	m := store.Match{Tag: e.Tag}
+	switch {
+	case (e.VR == "DA" || e.VR == "TM" || e.VR == "DT") && strings.Contains(v, "-"):
+		lo, hi, _ := strings.Cut(v, "-")
+		m.Range, m.Lo, m.Hi = true, strings.TrimSpace(lo), strings.TrimSpace(hi)
+	case e.VR != "UI" && strings.ContainsAny(v, "*?"):
+		m.Pattern = v
+	default:
+		for _, x := range strings.Split(v, `\`) {
+			if x = strings.TrimSpace(x); x != "" {
+				m.Values = append(m.Values, x)
+			}
+		}
+	}
+	return m, true
+}
+
+// response builds the identifier of one match: every key of the request, with its value.
+func (s *Services) response(sel selection, r store.Record) []dcm.Element {
+	var out []dcm.Element
+	has := map[dcm.Tag]bool{}
+	for _, e := range sel.elements {
+		has[e.Tag] = true
+		if e.VR == "SQ" {
+			out = append(out, dcm.Element{Tag: e.Tag, VR: "SQ"})
+			continue
+		}
+		out = append(out, dcm.Element{Tag: e.Tag, VR: e.VR, Value: []byte(recordValue(e.Tag, sel.level, r))})
+	}
+	if !has[dcm.RetrieveAETitle] {
+		out = append(out, dcm.StrElement(dcm.RetrieveAETitle, s.opts.AETitle))
+	}
+	if !has[dcm.SpecificCharacterSet] && r.SpecificCharacterSet != "" {
+		out = append(out, dcm.StrElement(dcm.SpecificCharacterSet, r.SpecificCharacterSet))
+	}
+	return out
+}
+
+func itoaNonZero(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// recordValue is the value of a return key for a record; keys the index does not hold are empty.
+func recordValue(t dcm.Tag, level store.Level, r store.Record) string {
+	switch t {
+	case dcm.QueryRetrieveLevel:
+		return level.String()
+	case dcm.PatientID:
+		return r.PatientID
+	case dcm.IssuerOfPatientID:
+		return r.IssuerOfPatientID
+	case dcm.PatientName:
+		return r.PatientName
+	case dcm.PatientBirthDate:
+		return r.PatientBirthDate
+	case dcm.PatientSex:
+		return r.PatientSex
+	case dcm.NumberOfPatientRelatedStudies:
+		return strconv.Itoa(r.RelatedStudies)
+	case dcm.NumberOfPatientRelatedSeries:
+		return strconv.Itoa(r.RelatedSeries)
+	case dcm.NumberOfPatientRelatedInstances:
+		return strconv.Itoa(r.RelatedInstances)
+	case dcm.StudyInstanceUID:
+		return r.StudyInstanceUID
+	case dcm.StudyDate:
+		return r.StudyDate
+	case dcm.StudyTime:
+		return r.StudyTime
+	case dcm.AccessionNumber:
+		return r.AccessionNumber
+	case dcm.StudyID:
+		return r.StudyID
+	case dcm.StudyDescription:
+		return r.StudyDescription
+	case dcm.ReferringPhysicianName:
+		return r.ReferringPhysicianName
+	case dcm.ModalitiesInStudy:
+		return strings.Join(r.ModalitiesInStudy, `\`)
+	case dcm.SOPClassesInStudy:
+		return strings.Join(r.SOPClassesInStudy, `\`)
+	case dcm.NumberOfStudyRelatedSeries:
+		return strconv.Itoa(r.RelatedSeries)
+	case dcm.NumberOfStudyRelatedInstances, dcm.NumberOfSeriesRelatedInstances:
+		return strconv.Itoa(r.RelatedInstances)
+	case dcm.SeriesInstanceUID:
+		return r.SeriesInstanceUID
+	case dcm.Modality:
+		return r.Modality
+	case dcm.SeriesNumber:
+		return itoaNonZero(r.SeriesNumber)
+	case dcm.SeriesDescription:
+		return r.SeriesDescription
+	case dcm.SeriesDate:
+		return r.SeriesDate
+	case dcm.SeriesTime:
+		return r.SeriesTime
+	case dcm.BodyPartExamined:
+		return r.BodyPartExamined
+	case dcm.SOPInstanceUID:
+		return r.SOPInstanceUID
+	case dcm.SOPClassUID:
+		return r.SOPClassUID
+	case dcm.InstanceNumber:
+		return itoaNonZero(r.InstanceNumber)
+	case dcm.Rows:
+		return "" // US: binary; not returned from the index
+	case dcm.NumberOfFrames:
+		return itoaNonZero(r.NumberOfFrames)
+	case dcm.InstanceAvailability:
+		return "ONLINE"
+	}
+	return ""
+}
+
+func (s *Services) find(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+	rq := r.Command.(*dimse.CFindRQ)
+	respond := func(st dimse.Status, data []dcm.Element) error {
+		rsp := &dimse.CFindRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, Status: st}
+		var body io.Reader
+		if data != nil {
+			rsp.Data = true
+			body = strings.NewReader(string(dcm.AppendDataSet(nil, data, r.Context.TransferSyntax)))
+		}
+		return w.Respond(rsp, body)
+	}
+	elems, err := readIdentifier(r)
+	if err != nil {
+		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, nil)
+		return
+	}
+	sel, st, ok := parseSelection(elems, rq.AffectedSOPClassUID)
+	if !ok {
+		_ = respond(st, nil)
+		return
+	}
+	log := s.opts.Logger.With().Str("calling_ae", r.Association.CallingAE).Str("level", sel.level.String()).Logger()
+	errCancelled := errors.New("cancelled")
+	n := 0
+	err = s.index.Find(ctx, sel.query, func(rec store.Record) error {
+		if cancelled, err := r.Association.PollCancel(rq.MessageID); err != nil {
+			return err
+		} else if cancelled {
+			return errCancelled
+		}
+		n++
+		return respond(dimse.Status{Code: dimse.StatusPending}, s.response(sel, rec))
+	})
+	switch {
+	case errors.Is(err, errCancelled):
+		log.Info().Int("matches", n).Msg("C-FIND cancelled")
+		_ = respond(dimse.Status{Code: dimse.StatusCancel}, nil)
+	case err != nil && (errors.Is(err, dimse.ErrAborted) || errors.Is(err, dimse.ErrClosed) || errors.Is(err, dimse.ErrPeerAborted)):
+		log.Info().Err(err).Msg("C-FIND ended with the association")
+	case err != nil:
+		log.Warn().Err(err).Msg("C-FIND failed")
+		_ = respond(dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: "query failed: " + err.Error()}, nil)
+	default:
+		log.Info().Int("matches", n).Msg("C-FIND")
+		_ = respond(dimse.Status{Code: dimse.StatusSuccess}, nil)
+	}
+}
+
+// retrieveSet resolves a C-MOVE/C-GET identifier to the instances it names.
+func (s *Services) retrieveSet(ctx context.Context, elems []dcm.Element, sopClass string) ([]store.Instance, dimse.Status, bool) {
+	sel, st, ok := parseSelection(elems, sopClass)
+	if !ok {
+		return nil, st, false
+	}
+	// A retrieve names what it wants by the unique key of its level (PS3.4 C.4.2.2.1).
+	key := map[store.Level]dcm.Tag{store.PatientLevel: dcm.PatientID, store.StudyLevel: dcm.StudyInstanceUID,
+		store.SeriesLevel: dcm.SeriesInstanceUID, store.ImageLevel: dcm.SOPInstanceUID}[sel.level]
+	named := false
+	for _, m := range sel.query.Matches {
+		named = named || (m.Tag == key && len(m.Values) > 0)
+	}
+	if !named {
+		return nil, dimse.Status{Code: dimse.StatusDataSetDoesNotMatchClass,
+			ErrorComment: fmt.Sprintf("a %s-level retrieve needs values for %s", sel.level, key)}, false
+	}
+	var out []store.Instance
+	seen := map[string]bool{}
+	// Select at the requested level, then expand each match to its instances.
+	err := s.index.Find(ctx, sel.query, func(rec store.Record) error {
+		var studies, series, instances []string
+		switch sel.level {
+		case store.PatientLevel:
+			return s.index.Find(ctx, store.Query{Level: store.StudyLevel, Matches: []store.Match{{Tag: dcm.PatientID, Values: []string{rec.PatientID}}}},
+				func(st store.Record) error {
+					in, err := s.index.Instances(ctx, []string{st.StudyInstanceUID}, nil, nil)
+					for _, i := range in {
+						if !seen[i.SOPInstanceUID] {
+							seen[i.SOPInstanceUID] = true
+							out = append(out, i)
+						}
+					}
+					return err
+				})
+		case store.StudyLevel:
+			studies = []string{rec.StudyInstanceUID}
+		case store.SeriesLevel:
+			series = []string{rec.SeriesInstanceUID}
+		case store.ImageLevel:
+			instances = []string{rec.SOPInstanceUID}
+		}
+		in, err := s.index.Instances(ctx, studies, series, instances)
+		for _, i := range in {
+			if !seen[i.SOPInstanceUID] {
+				seen[i.SOPInstanceUID] = true
+				out = append(out, i)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: "query failed: " + err.Error()}, false
+	}
+	return out, dimse.Status{}, true
+}
+
+// openInstance opens a stored file positioned at its data set.
+func (s *Services) openInstance(ctx context.Context, in store.Instance) (io.ReadCloser, io.Reader, error) {
+	f, _, err := s.index.Open(ctx, in.SOPInstanceUID)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(f, 256<<10)
+	if _, err := dcm.ReadFileMeta(br); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, br, nil
+}
+
+// counter tracks sub-operations and the failed UIDs.
+type counter struct {
+	sub    dimse.SubOperations
+	failed []string
+}
+
+func (c *counter) done(uid string, st dimse.Status, err error) {
+	c.sub.Remaining--
+	switch {
+	case err == nil && st.Code == dimse.StatusSuccess:
+		c.sub.Completed++
+	case err == nil && st.Code&0xF000 == 0xB000:
+		c.sub.Warning++
+	default:
+		c.sub.Failed++
+		c.failed = append(c.failed, uid)
+	}
+}
+
+// final is the status of a finished C-MOVE/C-GET (PS3.4 C.4.2.1.5, C.4.3.1.4).
+func (c *counter) final() (dimse.Status, []dcm.Element) {
+	c.sub.Present = true
+	if c.sub.Failed == 0 && c.sub.Warning == 0 {
+		return dimse.Status{Code: dimse.StatusSuccess}, nil
+	}
+	var ids []dcm.Element
+	if len(c.failed) > 0 {
+		ids = []dcm.Element{dcm.StrElement(dcm.FailedSOPInstanceUIDList, c.failed...)}
+	}
+	return dimse.Status{Code: dimse.StatusWarningSubops, ErrorComment: fmt.Sprintf("%d of %d sub-operations failed", c.sub.Failed, c.sub.Completed+c.sub.Failed+c.sub.Warning)}, ids
+}
+
+func (s *Services) peer(aet string) (Peer, bool) {
+	for _, p := range s.opts.Peers {
+		if strings.TrimSpace(p.AETitle) == strings.TrimSpace(aet) {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+func (s *Services) move(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+	rq := r.Command.(*dimse.CMoveRQ)
+	respond := func(st dimse.Status, sub dimse.SubOperations, data []dcm.Element) error {
+		rsp := &dimse.CMoveRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, Status: st, SubOperations: sub}
+		var body io.Reader
+		if data != nil {
+			rsp.Data = true
+			body = strings.NewReader(string(dcm.AppendDataSet(nil, data, r.Context.TransferSyntax)))
+		}
+		return w.Respond(rsp, body)
+	}
+	log := s.opts.Logger.With().Str("calling_ae", r.Association.CallingAE).Str("destination", rq.MoveDestination).Logger()
+	elems, err := readIdentifier(r)
+	if err != nil {
+		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{}, nil)
+		return
+	}
+	dest, ok := s.peer(rq.MoveDestination)
+	if !ok {
+		log.Warn().Msg("C-MOVE to an AE title not in the AE table")
+		_ = respond(dimse.Status{Code: dimse.StatusMoveDestinationUnknown, ErrorComment: "move destination " + rq.MoveDestination + " is not in the AE table"}, dimse.SubOperations{}, nil)
+		return
+	}
+	instances, st, ok := s.retrieveSet(ctx, elems, rq.AffectedSOPClassUID)
+	if !ok {
+		_ = respond(st, dimse.SubOperations{}, nil)
+		return
+	}
+	c := &counter{sub: dimse.SubOperations{Remaining: uint16(len(instances)), Present: true}}
+	if len(instances) > 0 {
+		contexts := storageContexts(instances)
+		client, err := dimse.Dial(ctx, net.JoinHostPort(dest.Host, strconv.Itoa(dest.Port)), dimse.ClientConfig{
+			CallingAE: s.opts.AETitle, CalledAE: dest.AETitle, Contexts: contexts,
+			ImplementationClassUID: version.ImplementationClassUID, ImplementationVersionName: version.ImplementationVersionName(),
+		})
+		if err != nil {
+			log.Warn().Err(err).Msg("C-MOVE: cannot associate with the destination")
+			c.sub.Failed, c.sub.Remaining = uint16(len(instances)), 0
+			_ = respond(dimse.Status{Code: dimse.StatusOutOfResourcesSubops, ErrorComment: "destination: " + err.Error()}, c.sub, nil)
+			return
+		}
+		defer client.Release(ctx)
+		for _, in := range instances {
+			if cancelled, err := r.Association.PollCancel(rq.MessageID); err != nil {
+				return
+			} else if cancelled {
+				c.sub.Present = true
+				_ = respond(dimse.Status{Code: dimse.StatusCancel}, c.sub, nil)
+				return
+			}
+			st, err := s.sendInstance(ctx, client, in, dimse.StoreOptions{MoveOriginatorAETitle: r.Association.CallingAE, MoveOriginatorMessageID: rq.MessageID})
+			if err != nil {
+				log.Warn().Err(err).Str("sop_instance_uid", in.SOPInstanceUID).Msg("C-MOVE sub-operation failed")
+			}
+			c.done(in.SOPInstanceUID, st, err)
+			if c.sub.Remaining > 0 {
+				if err := respond(dimse.Status{Code: dimse.StatusPending}, c.sub, nil); err != nil {
+					return
+				}
+			}
+		}
+	}
+	status, ids := c.final()
+	log.Info().Uint16("completed", c.sub.Completed).Uint16("failed", c.sub.Failed).Msg("C-MOVE")
+	_ = respond(status, c.sub, ids)
+}
+
+// storageContexts proposes one context per SOP class and stored transfer syntax: files are sent as
+// stored, never transcoded.
+func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
+	type pair struct{ class, ts string }
+	seen := map[pair]bool{}
+	var out []dimse.PresentationContextRQ
+	for _, in := range instances {
+		k := pair{in.SOPClassUID, in.TransferSyntaxUID}
+		if seen[k] || len(out) == 128 {
+			continue
+		}
+		seen[k] = true
+		syntaxes := []string{k.ts}
+		if k.ts == dimse.ExplicitVRLittleEndian {
+			syntaxes = append(syntaxes, dimse.ImplicitVRLittleEndian) // converted when chosen
+		}
+		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: syntaxes})
+	}
+	return out
+}
+
+func (s *Services) sendInstance(ctx context.Context, c *dimse.Client, in store.Instance, opts dimse.StoreOptions) (dimse.Status, error) {
+	ts := in.TransferSyntaxUID
+	if _, ok := c.FindContext(in.SOPClassUID, ts); !ok && ts == dimse.ExplicitVRLittleEndian {
+		ts = dimse.ImplicitVRLittleEndian
+	}
+	f, data, err := s.openConverted(ctx, in, ts)
+	if err != nil {
+		return dimse.Status{}, err
+	}
+	defer f.Close()
+	return c.StoreWithOptions(ctx, in.SOPClassUID, in.SOPInstanceUID, ts, data, opts)
+}
+
+// openConverted opens a stored instance for sending in transfer syntax ts: as stored, or converted
+// from explicit to implicit VR little endian on the fly.
+func (s *Services) openConverted(ctx context.Context, in store.Instance, ts string) (io.Closer, io.Reader, error) {
+	f, data, err := s.openInstance(ctx, in)
+	if err != nil || ts == in.TransferSyntaxUID {
+		return f, data, err
+	}
+	if in.TransferSyntaxUID != dimse.ExplicitVRLittleEndian || ts != dimse.ImplicitVRLittleEndian {
+		f.Close()
+		return nil, nil, fmt.Errorf("cannot send %s stored in %s as %s", in.SOPInstanceUID, in.TransferSyntaxUID, ts)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, data)) }()
+	return closers{pr, f}, pr, nil
+}
+
+type closers []io.Closer
+
+func (c closers) Close() error {
+	var errs []error
+	for _, x := range c {
+		errs = append(errs, x.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+	rq := r.Command.(*dimse.CGetRQ)
+	a := r.Association
+	respond := func(st dimse.Status, sub dimse.SubOperations, data []dcm.Element) error {
+		rsp := &dimse.CGetRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, Status: st, SubOperations: sub}
+		var body io.Reader
+		if data != nil {
+			rsp.Data = true
+			body = strings.NewReader(string(dcm.AppendDataSet(nil, data, r.Context.TransferSyntax)))
+		}
+		return w.Respond(rsp, body)
+	}
+	log := s.opts.Logger.With().Str("calling_ae", a.CallingAE).Logger()
+	elems, err := readIdentifier(r)
+	if err != nil {
+		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{}, nil)
+		return
+	}
+	instances, st, ok := s.retrieveSet(ctx, elems, rq.AffectedSOPClassUID)
+	if !ok {
+		_ = respond(st, dimse.SubOperations{}, nil)
+		return
+	}
+	c := &counter{sub: dimse.SubOperations{Remaining: uint16(len(instances)), Present: true}}
+	cancelled := false
+	for _, in := range instances {
+		if !cancelled {
+			if cancelled, err = a.PollCancel(rq.MessageID); err != nil {
+				return
+			}
+		}
+		if cancelled {
+			break
+		}
+		st, err := s.getSubOperation(ctx, a, in, rq.MessageID, &cancelled)
+		if err != nil {
+			log.Warn().Err(err).Str("sop_instance_uid", in.SOPInstanceUID).Msg("C-GET sub-operation failed")
+			if errors.Is(err, dimse.ErrAborted) || errors.Is(err, dimse.ErrClosed) || errors.Is(err, dimse.ErrPeerAborted) {
+				return
+			}
+		}
+		c.done(in.SOPInstanceUID, st, err)
+		if c.sub.Remaining > 0 && !cancelled {
+			if err := respond(dimse.Status{Code: dimse.StatusPending}, c.sub, nil); err != nil {
+				return
+			}
+		}
+	}
+	if cancelled {
+		_ = respond(dimse.Status{Code: dimse.StatusCancel}, c.sub, nil)
+		return
+	}
+	status, _ := c.final()
+	// The Failed SOP Instance UID List goes to the log, not the response: DCMTK 3.6.7's getscu does
+	// not read a final C-GET-RSP's identifier and then fails its A-RELEASE on the pending data.
+	log.Info().Uint16("completed", c.sub.Completed).Uint16("failed", c.sub.Failed).Strs("failed_uids", c.failed).Msg("C-GET")
+	_ = respond(status, c.sub, nil)
+}
+
+// getSubOperation sends one C-STORE on the C-GET's association and waits for its response; a
+// C-CANCEL-RQ arriving meanwhile is noted.
+func (s *Services) getSubOperation(ctx context.Context, a *dimse.Association, in store.Instance, getID uint16, cancelled *bool) (dimse.Status, error) {
+	var pc *dimse.PresentationContext
+	for _, c := range a.Contexts() {
+		if c.AbstractSyntax != in.SOPClassUID || !c.RequestorSCP {
+			continue
+		}
+		if c.TransferSyntax == in.TransferSyntaxUID {
+			pc = c
+			break
+		}
+		if in.TransferSyntaxUID == dimse.ExplicitVRLittleEndian && c.TransferSyntax == dimse.ImplicitVRLittleEndian {
+			pc = c
+		}
+	}
+	if pc == nil {
+		return dimse.Status{}, fmt.Errorf("no presentation context with the SCP role for %s in %s", in.SOPClassUID, in.TransferSyntaxUID)
+	}
+	f, data, err := s.openConverted(ctx, in, pc.TransferSyntax)
+	if err != nil {
+		return dimse.Status{}, err
+	}
+	defer f.Close()
+	id := a.NextMessageID()
+	if err := a.SendMessage(pc, &dimse.CStoreRQ{MessageID: id, AffectedSOPClassUID: in.SOPClassUID, AffectedSOPInstanceUID: in.SOPInstanceUID}, data); err != nil {
+		return dimse.Status{}, err
+	}
+	for {
+		_, msg, _, err := a.ReadMessage(0)
+		if err != nil {
+			return dimse.Status{}, err
+		}
+		switch m := msg.(type) {
+		case *dimse.CStoreRSP:
+			if m.MessageIDBeingRespondedTo != id {
+				return dimse.Status{}, fmt.Errorf("C-STORE-RSP for message %d, expected %d", m.MessageIDBeingRespondedTo, id)
+			}
+			return m.Status, nil
+		case *dimse.CCancelRQ:
+			if m.MessageIDBeingRespondedTo == getID {
+				*cancelled = true
+			}
+		default:
+			_ = a.Abort()
+			return dimse.Status{}, fmt.Errorf("%w: command 0x%04X during a C-GET sub-operation", dimse.ErrAborted, msg.CommandField())
+		}
+	}
+}
