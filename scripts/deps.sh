@@ -40,8 +40,9 @@ case "$mode" in
   test)
     fetch_ort
     # dcmtk: storescu/storescp/echoscu/findscu/movescu/getscu/dcmdump; dicom3tools: dciodvfy;
-    # python3-*: pydicom read-back, the PyTorch model and its ONNX export.
-    apt_install dcmtk dicom3tools python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils
+    # orthanc: a real PACS for the Query/Retrieve test; python3-*: pydicom read-back, the PyTorch
+    # model and its ONNX export; bc: the benchmark scripts.
+    apt_install dcmtk dicom3tools orthanc python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc
     ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

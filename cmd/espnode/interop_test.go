@@ -53,6 +53,10 @@ func startNode(t *testing.T, mutate func(*config.Config)) *node {
 	cfg.DICOM.Port = freePort(t)
 	cfg.DICOM.Timeouts.ARTIM = 2 * time.Second
 	cfg.DICOM.Timeouts.DIMSE = 10 * time.Second
+	// Storage tests run without segmentation and without the HTTP endpoint
+	// (whose default port would collide); pipeline tests turn them on in mutate.
+	cfg.Pipeline.Routing = nil
+	cfg.HTTP.Addr = ""
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -278,6 +282,26 @@ func readMeta(t *testing.T, path string) dcm.FileMeta {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return m
+}
+
+// readAttrs reads top-level attributes of a Part-10 file.
+func readAttrs(t *testing.T, path string, tags ...dcm.Tag) dcm.Attrs {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	m, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	attrs, err := dcm.Scan(br, m.TransferSyntaxUID, dcm.NewTagSet(tags...))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return attrs
 }
 
 var uncompressed = map[string]bool{

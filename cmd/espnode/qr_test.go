@@ -47,20 +47,7 @@ func newQRFixture(t *testing.T) *qrFixture {
 		t.Fatalf("loading the node: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	for _, p := range archived(t, f.node.dataDir) {
-		file, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(file)
-		m, err := dcm.ReadFileMeta(br)
-		if err != nil {
-			t.Fatal(err)
-		}
-		attrs, err := dcm.Scan(br, m.TransferSyntaxUID, dcm.NewTagSet(oracleTags...))
-		file.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
+		attrs := readAttrs(t, p, oracleTags...)
 		row := map[dcm.Tag]string{}
 		for _, tag := range oracleTags {
 			row[tag] = attrs.String(tag)
