@@ -724,3 +724,28 @@ func BenchmarkDecodeRenderPreprocess(b *testing.B) {
 		})
 	}
 }
+
+// TestNewEncapsulatedImage builds an image from fragments and a Basic Offset Table obtained
+// outside the parser (as a network peer's data set would give them) and checks it decodes
+// like the file it came from.
+func TestNewEncapsulatedImage(t *testing.T) {
+	src := loadImage(t, "US_multiframe/barre_US_PAL_8_10x_echo_rle.dcm")
+	offsets := make([]uint32, len(src.fragments))
+	pos := uint32(0)
+	for i, f := range src.fragments {
+		offsets[i] = pos
+		pos += 8 + uint32(len(f))
+	}
+	im, err := NewEncapsulatedImage(src.Info, offsets, src.fragments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range src.NumFrames() {
+		if a, b := decodeFrame(t, src, i), decodeFrame(t, im, i); !slices.Equal(a.Data, b.Data) {
+			t.Errorf("frame %d differs", i)
+		}
+	}
+	if _, err := NewEncapsulatedImage(src.Info, offsets[:3], src.fragments); err == nil {
+		t.Error("short offset table accepted")
+	}
+}
