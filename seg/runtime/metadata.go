@@ -242,11 +242,24 @@ func Inspect(path string) (*ModelInfo, error) {
 	if !ort.IsInitialized() {
 		return nil, errors.New("inspect model: ONNX Runtime is not loaded (call LoadLibrary first)")
 	}
-	ins, outs, err := ort.GetInputOutputInfo(path)
+	// Reading the signature and the metadata each loads the model into a throwaway session;
+	// without graph optimisation that costs a file read, not a compilation.
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("inspect model: %w", err)
+	}
+	defer opts.Destroy()
+	if err := opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
+		return nil, fmt.Errorf("inspect model: %w", err)
+	}
+	if err := opts.SetIntraOpNumThreads(1); err != nil {
+		return nil, fmt.Errorf("inspect model: %w", err)
+	}
+	ins, outs, err := ort.GetInputOutputInfoWithOptions(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: %w", path, err)
 	}
-	props, err := readProps(path)
+	props, err := readProps(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -260,8 +273,8 @@ func Inspect(path string) (*ModelInfo, error) {
 	return &ModelInfo{Path: path, Metadata: md, Inputs: ins, Outputs: outs}, nil
 }
 
-func readProps(path string) (map[string]string, error) {
-	meta, err := ort.GetModelMetadata(path)
+func readProps(path string, opts *ort.SessionOptions) (map[string]string, error) {
+	meta, err := ort.GetModelMetadataWithOptions(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("read metadata of %s: %w", path, err)
 	}
