@@ -9,7 +9,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -486,5 +488,58 @@ func TestShutdownEndsIdleAssociations(t *testing.T) {
 	}
 	if _, err := c.Echo(context.Background()); err == nil {
 		t.Fatal("echo succeeded on an association the server shut down")
+	}
+}
+
+// patternReader yields n bytes without holding them.
+type patternReader struct{ left int64 }
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > p.left {
+		b = b[:p.left]
+	}
+	for i := range b {
+		b[i] = byte(i)
+	}
+	p.left -= int64(len(b))
+	return len(b), nil
+}
+
+// TestLargeDataSetIsStreamed sends 512 MiB through client and server in this process and checks
+// that far less than that was allocated: neither side holds the data set.
+func TestLargeDataSetIsStreamed(t *testing.T) {
+	const size = 512 << 20
+	var received atomic.Int64
+	srv := startServer(t, func(s *Server) {
+		mux := NewServeMux()
+		mux.HandleFunc("", FieldCStoreRQ, func(ctx context.Context, w ResponseWriter, r *Request) {
+			rq := r.Command.(*CStoreRQ)
+			n, err := io.Copy(io.Discard, r.Data)
+			if err != nil {
+				return
+			}
+			received.Store(n)
+			_ = w.Respond(&CStoreRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, AffectedSOPInstanceUID: rq.AffectedSOPInstanceUID}, nil)
+		})
+		s.Handler = mux
+	})
+	c, err := Dial(context.Background(), srv.addr, clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release(context.Background())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	st, err := c.Store(context.Background(), ctImage, "1.2.3", ExplicitVRLittleEndian, &patternReader{left: size})
+	runtime.ReadMemStats(&after)
+	if err != nil || st.Code != StatusSuccess || received.Load() != size {
+		t.Fatalf("store: %v %v, received %d of %d bytes", st, err, received.Load(), size)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Fatalf("sending and receiving %d MiB allocated %d MiB: the data set is being buffered", size>>20, alloc>>20)
 	}
 }
