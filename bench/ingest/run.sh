@@ -2,13 +2,16 @@
 # Ingest benchmark: espnode (fsync on, indexed) and DCMTK storescp (no fsync) receive the same
 # files from DCMTK storescu over loopback, in the same run, alternating, ROUNDS times each.
 # Prints files/s and MB/s per receiver and the ratio espnode/storescp (median of the rounds).
-#   SMALL_N (1000) objects of 64x64x16 bit; LARGE_N (20) objects of 5000x5000x16 bit (50 MB).
+#   SMALL_N (1000) objects of 64x64x16 bit; LARGE_N (20) objects of 5000x5000x16 bit (50 MB);
+#   "parallel": the small set split over PARALLEL (4) storescu processes sending at once
+#   (storescp runs with --fork there, as DCMTK serves concurrent associations).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${BENCH_OUT:-$PWD/bench/out/ingest}
 rounds=${ROUNDS:-3}
 small_n=${SMALL_N:-1000}
 large_n=${LARGE_N:-20}
+parallel=${PARALLEL:-4}
 for tool in storescu storescp; do
   command -v "$tool" >/dev/null || { echo "$tool not found: install Debian's dcmtk (scripts/deps.sh test)" >&2; exit 1; }
 done
@@ -18,6 +21,12 @@ rm -rf "$out"; mkdir -p "$out"
 go build -o "$out/espnode" ./cmd/espnode
 [ -d "$out/small" ] || go run ./bench/ingest/gen -n "$small_n" -side 64 -out "$out/small"
 [ -d "$out/large" ] || go run ./bench/ingest/gen -n "$large_n" -side 5000 -out "$out/large"
+# The parallel set is the small set in PARALLEL folders, one per sender.
+mkdir -p "$out/parallel"
+i=0
+for f in "$out"/small/*.dcm; do
+  d="$out/parallel/$((i % parallel))"; mkdir -p "$d"; ln -sf "$f" "$d/"; i=$((i + 1))
+done
 
 port=$((20000 + RANDOM % 20000))
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
@@ -28,16 +37,23 @@ receive() {
   rm -rf "$dir"; mkdir -p "$dir"
   case $name in
     espnode) "$out/espnode" serve --port "$port" --data-dir "$dir" --log-level warn 2>"$out/espnode.log" & pid=$! ;;
-    storescp) storescp -od "$dir" "$port" 2>"$out/storescp.log" & pid=$! ;;
+    storescp)
+      local fork=""; [ "$set" = parallel ] && fork=--fork
+      storescp $fork -od "$dir" "$port" 2>"$out/storescp.log" & pid=$! ;;
   esac
   wait_port "$port"
   local t0 t1
   t0=$(date +%s.%N)
-  storescu -aec ANY +sd "127.0.0.1" "$port" "$out/$set" >/dev/null 2>"$out/storescu.log"
+  if [ "$set" = parallel ]; then
+    for d in "$out"/parallel/*/; do storescu -aec ANY +sd "127.0.0.1" "$port" "$d" >/dev/null 2>>"$out/storescu.log" & done
+    wait $(jobs -p | grep -v "^$pid\$") 2>/dev/null || true
+  else
+    storescu -aec ANY +sd "127.0.0.1" "$port" "$out/$set" >/dev/null 2>"$out/storescu.log"
+  fi
   t1=$(date +%s.%N)
   local rss; rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  local files; files=$(find "$dir" -name '*.dcm' -o -type f -name '[A-Z]*.*' | grep -c . || true)
+  local files; files=$(find "$dir" -type f \( -name '*.dcm' -o -name '[A-Z]*.*' \) | grep -c . || true)
   echo "$(echo "$t1 - $t0" | bc -l) $rss $files"
   rm -rf "$dir"
 }
@@ -45,9 +61,9 @@ receive() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 printf '%-6s %-9s %7s %9s %9s %10s\n' set receiver files files/s MB/s peak_RSS_MiB
-for set in small large; do
-  n=$(ls "$out/$set" | wc -l)
-  mb=$(du -sm --apparent-size "$out/$set" | cut -f1)
+for set in small parallel large; do
+  n=$(find -L "$out/$set" -name '*.dcm' | wc -l)
+  mb=$(du -Lsm --apparent-size "$out/$set" | cut -f1)
   declare -A secs=() rss=()
   for r in $(seq "$rounds"); do
     for recv in storescp espnode; do
