@@ -326,7 +326,7 @@ func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
 func (a *Association) handleNonData(e event, p PDU, cause error) error {
 	if e == evt18 && a.state != sta2 && a.state != sta13 {
 		// Not ARTIM but our idle or DIMSE timer: giving up on the peer is a local A-ABORT request.
-		a.log.Info().Err(cause).Stringer("state", a.state).Msg("peer silent past the timeout: aborting association")
+		a.log.Debug().Err(cause).Stringer("state", a.state).Msg("timeout: aborting association")
 		_, _ = a.fire(evt15, nil, 0)
 		a.closeTransport()
 		a.state = sta1

@@ -461,7 +461,9 @@ func (s *Server) serveMessages(ctx context.Context, a *Association) {
 			}
 			a.log.Info().Msg("association released")
 			return
-		case errors.Is(err, ErrClosed) && ctx.Err() != nil:
+		case ctx.Err() != nil:
+			// Shutdown interrupted the wait for the next message.
+			a.log.Info().Msg("shutting down: association aborted")
 			_ = a.Abort()
 			return
 		default:
