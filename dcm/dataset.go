@@ -148,6 +148,9 @@ func (p *dsParser) elements(depth int, inItem bool) ([]Element, error) {
 			}
 			return out, nil
 		}
+		if tag.Group() == 0xFFFE {
+			return nil, fmt.Errorf("%s outside a sequence", tag)
+		}
 		vr, length, err := p.header(tag)
 		if err != nil {
 			return nil, err
@@ -177,7 +180,7 @@ func (p *dsParser) elements(depth int, inItem bool) ([]Element, error) {
 }
 
 func (p *dsParser) header(tag Tag) (vr string, length uint32, err error) {
-	if !p.explicit || tag.Group() == 0xFFFE {
+	if !p.explicit {
 		length = binary.LittleEndian.Uint32(p.b[p.off+4:])
 		p.off += 8
 		return VROf(tag), length, nil

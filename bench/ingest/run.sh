@@ -28,6 +28,9 @@ for f in "$out"/small/*.dcm; do
   d="$out/parallel/$((i % parallel))"; mkdir -p "$d"; ln -sf "$f" "$d/"; i=$((i + 1))
 done
 
+# The synthetic objects are Modality OT, which no routing rule segments: this measures ingest.
+# No HTTP endpoint, so a node already running here does not collide.
+printf 'http:\n  addr: ""\nlog:\n  level: warn\n' > "$out/espnode.yaml"
 port=$((20000 + RANDOM % 20000))
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
@@ -36,7 +39,7 @@ receive() {
   local name=$1 set=$2 dir="$out/recv-$1" pid
   rm -rf "$dir"; mkdir -p "$dir"
   case $name in
-    espnode) "$out/espnode" serve --port "$port" --data-dir "$dir" --log-level warn 2>"$out/espnode.log" & pid=$! ;;
+    espnode) "$out/espnode" serve --config "$out/espnode.yaml" --port "$port" --data-dir "$dir" 2>"$out/espnode.log" & pid=$! ;;
     storescp)
       local fork=""; [ "$set" = parallel ] && fork=--fork
       storescp $fork -od "$dir" "$port" 2>"$out/storescp.log" & pid=$! ;;
