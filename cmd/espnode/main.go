@@ -26,6 +26,7 @@ type cliEnv struct {
 func commands() map[string]command {
 	return map[string]command{
 		"serve":   {"run the DICOM node", runServe},
+		"jobs":    {"list, retry and purge the pipeline's jobs (jobs list|retry|purge)", runJobs},
 		"echo":    {"send C-ECHO to a peer (exit 0 on success)", runEcho},
 		"store":   {"send DICOM files and folders to a peer with C-STORE", runStore},
 		"find":    {"query a peer with C-FIND", runFind},

@@ -5,14 +5,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/version"
+	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
+	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
 )
 
@@ -20,7 +28,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: espnode serve [--config FILE] [--port N] [--ae-title AET] [--data-dir DIR]")
+		fmt.Fprintln(env.stderr, "usage: espnode serve [--config FILE] [--port N] [--ae-title AET] [--data-dir DIR] [--destination AET@HOST:PORT]...")
 		fmt.Fprintln(env.stderr, "Runs the DICOM node with the embedded defaults, overridden by the file, ESPNODE_* variables, then flags.")
 		fs.PrintDefaults()
 	}
@@ -29,6 +37,15 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	aet := fs.String("ae-title", "", "this node's AE title (ae_title)")
 	dataDir := fs.String("data-dir", "", "archive `folder` (data_dir)")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (log.level)")
+	var dests []config.Peer
+	fs.Func("destination", "send every SEG to `AET@HOST:PORT` too (repeatable; adds to pipeline.destinations)", func(s string) error {
+		p, err := config.ParsePeer(s)
+		if err != nil {
+			return err
+		}
+		dests = append(dests, p)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -53,6 +70,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 			cfg.Log.Level = *logLevel
 		}
 	})
+	cfg.Pipeline.Destinations = append(cfg.Pipeline.Destinations, dests...)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -76,6 +94,49 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	defer st.Close()
 
+	metrics := pipeline.NewMetrics()
+	pl, err := pipeline.New(ctx, pipeline.Options{
+		Store:                     st,
+		DataDir:                   cfg.DataDir,
+		Config:                    cfg.Pipeline,
+		Peers:                     cfg.Peers,
+		AETitle:                   cfg.AETitle,
+		Metrics:                   metrics,
+		Logger:                    log.With().Str("component", "pipeline").Logger(),
+		ImplementationClassUID:    version.ImplementationClassUID,
+		ImplementationVersionName: version.ImplementationVersionName(),
+	})
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	// The workers outlive ctx by the grace period Stop gives them.
+	if err := pl.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	// The model loads in the background: a GPU provider may take minutes to
+	// compile it, and storing must not wait for that.
+	engineCh := make(chan *segrt.Engine, 1)
+	go func() {
+		engine, err := loadModel(ctx, cfg, pl, log.With().Str("component", "model").Logger())
+		if err != nil {
+			pl.ModelFailed(err)
+			log.Error().Err(err).Msg("no model: instances are stored and their segmentation jobs wait")
+		}
+		engineCh <- engine
+	}()
+	defer func() {
+		// Running jobs finish (or are cancelled, to run again at the next
+		// start) before the model they use closes.
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pl.Stop(sctx); err != nil {
+			log.Warn().Err(err).Msg("stopping the pipeline")
+		}
+		if engine := <-engineCh; engine != nil {
+			engine.Close()
+		}
+	}()
+
 	callers := make([]scp.Caller, 0, len(cfg.DICOM.AllowedCallers))
 	for _, c := range cfg.DICOM.AllowedCallers {
 		callers = append(callers, scp.Caller{AETitle: c.AETitle, Host: c.Host})
@@ -87,7 +148,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		TransferSyntaxes: cfg.DICOM.TransferSyntaxes,
 		Peers:            peers(cfg),
 		Logger:           log.With().Str("component", "scp").Logger(),
-	}, st)
+	}, archive{Store: st, pl: pl})
 	srv := &dimse.Server{
 		Policy:          services.Policy(),
 		Handler:         services.Handler(),
@@ -102,12 +163,101 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		ImplementationClassUID:    version.ImplementationClassUID,
 		ImplementationVersionName: version.ImplementationVersionName(),
 	}
-	log.Info().Str("ae_title", cfg.AETitle).Str("listen", cfg.DICOM.Addr()).Str("data_dir", cfg.DataDir).
-		Str("version", version.String()).Msg("espnode serving")
-	err = srv.ListenAndServe(ctx, cfg.DICOM.Addr())
+	ln, err := net.Listen("tcp", cfg.DICOM.Addr())
+	if err != nil {
+		return err
+	}
+	if cfg.HTTP.Addr != "" {
+		hln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http.addr: %w", err)
+		}
+		hs := &http.Server{Handler: pipeline.HTTPHandler(metrics, pl.Ready), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Msg("HTTP server")
+			}
+		}()
+		defer hs.Close()
+		log.Info().Str("listen", hln.Addr().String()).Msg("HTTP: /healthz, /readyz, /metrics")
+	}
+	log.Info().Str("ae_title", cfg.AETitle).Str("listen", ln.Addr().String()).Str("data_dir", cfg.DataDir).
+		Int("destinations", len(cfg.Pipeline.Destinations)).Str("version", version.String()).Msg("espnode serving")
+	err = srv.Serve(ctx, countingListener{Listener: ln, n: metrics.Associations})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	log.Info().Msg("espnode stopped")
 	return nil
+}
+
+// archive stores through the pipeline, which creates each routed instance's
+// job in its index transaction; the rest of the store serves as it is.
+type archive struct {
+	*store.Store
+	pl *pipeline.Pipeline
+}
+
+func (a archive) Put(ctx context.Context, req store.PutRequest) (store.Instance, error) {
+	return a.pl.Put(ctx, req)
+}
+
+// countingListener counts accepted connections for espnode_associations_total.
+type countingListener struct {
+	net.Listener
+	n prometheus.Counter
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Inc()
+	}
+	return c, err
+}
+
+// loadModel opens the configured model, or the shipped one, and starts the
+// segmentation workers on it.
+func loadModel(ctx context.Context, cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*segrt.Engine, error) {
+	path := cfg.Model.Path
+	if path == "" {
+		var err error
+		if path, err = segment.WriteShippedModel(filepath.Join(cfg.DataDir, "models")); err != nil {
+			return nil, err
+		}
+	}
+	batch := cfg.Model.Batch
+	if batch == 0 {
+		batch = 8
+		if cfg.Model.Provider == segrt.ProviderCPU {
+			batch = 2
+		}
+	}
+	engine, err := segrt.OpenUniversal(path, segrt.Options{
+		Library:   cfg.Model.ONNXRuntime,
+		Provider:  cfg.Model.Provider,
+		Threads:   cfg.Model.Threads,
+		MaxBatch:  batch,
+		BatchWait: cfg.Model.BatchWait,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	provider := ""
+	for _, ch := range engine.Channels() {
+		if r, err := engine.Route(ch); err == nil {
+			provider = r.Model.Provider()
+			break
+		}
+	}
+	workers := pipeline.Workers(cfg.Pipeline.Workers, provider, batch)
+	if err := pl.EnableSegmentation(segment.New(engine), workers); err != nil {
+		engine.Close()
+		return nil, err
+	}
+	log.Info().Str("model", path).Str("provider", provider).Int("workers", workers).Int("batch", batch).
+		Strs("channels", engine.Channels()).Msg("model loaded: segmenting")
+	return engine, nil
 }

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/pipeline"
+	"github.com/espnode/espnode/seg/dicomseg"
+	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/store"
+)
+
+// pipelineORT points the runtime at the project's ONNX Runtime copy when the
+// Makefile has not.
+func pipelineORT(t *testing.T) {
+	t.Helper()
+	if os.Getenv(segrt.LibraryEnv) != "" {
+		return
+	}
+	lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
+	if _, err := os.Stat(lib); err != nil {
+		t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
+	}
+	t.Setenv(segrt.LibraryEnv, lib)
+}
+
+// withPipeline turns on the default routing, the CPU, quick retries and the
+// given destinations, over startNode's storage-only defaults.
+func withPipeline(dests ...config.Peer) func(*config.Config) {
+	return func(c *config.Config) {
+		def := config.Default()
+		c.Pipeline.Routing = def.Pipeline.Routing
+		c.Pipeline.Destinations = dests
+		c.Pipeline.Workers = 2
+		c.Pipeline.PollInterval = 100 * time.Millisecond
+		c.Pipeline.DeliveryRetry = config.Retry{MaxAttempts: 3, Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond}
+		c.Pipeline.SegmentRetry = config.Retry{MaxAttempts: 2, Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond}
+		c.Model.Provider = "cpu"
+		c.Model.Threads = 1
+	}
+}
+
+// routedSources are decodable files of every routed modality, the wrapped
+// ES, OP, XC and GM ones included, and the channel each must get.
+var routedSources = []struct {
+	path    []string
+	channel string
+	frames  int
+}{
+	{[]string{"wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"}, "colonoscopy", 1},
+	{[]string{"wrapped", "ES_kvasir-seg-sample_cju0rx1idathl0835detmsp84.dcm"}, "colonoscopy", 1},
+	{[]string{"wrapped", "OP_drishti-gs1_drishtiGS_012.dcm"}, "fundus", 1},
+	{[]string{"wrapped", "OP_drive_drive_05.dcm"}, "fundus", 1},
+	{[]string{"wrapped", "XC_ph2_IMD092.dcm"}, "dermoscopy", 1},
+	{[]string{"wrapped", "XC_ham10000-sample_ISIC_0027800.dcm"}, "dermoscopy", 1},
+	{[]string{"wrapped", "GM_gbm40_gbm40_25.dcm"}, "microscopy", 1},
+	{[]string{"wrapped", "GM_gbm40_gbm40_05.dcm"}, "microscopy", 1},
+	{[]string{"XC", "fodicom_XC_photo_jpegbaseline_icon.dcm"}, "dermoscopy", 1},
+	{[]string{"US", "wg04_US1_UNC.dcm"}, "ultrasound", 1},
+	{[]string{"US_multiframe", "pydicom_examples_ybr_color_30fr_jpegbaseline.dcm"}, "ultrasound", 30},
+	{[]string{"CR", "wg04_RG3_UNC_mono1.dcm"}, "xray", 1},
+	{[]string{"DX", "highdicom_dx_image_mono1_evrle.dcm"}, "xray", 1},
+}
+
+// storescuProposal is the storescu option that proposes a compressed
+// transfer syntax, which storescu cannot convert to: files in it go in their
+// own association.
+var storescuProposal = map[string]string{
+	"1.2.840.10008.1.2.4.50": "-xy", // JPEG Baseline
+	"1.2.840.10008.1.2.4.70": "-xs", // JPEG Lossless SV1
+	"1.2.840.10008.1.2.4.90": "-xv", // JPEG 2000 lossless
+	"1.2.840.10008.1.2.5":    "-xr", // RLE
+}
+
+// storescu sends files to the node with DCMTK storescu, one association per
+// transfer syntax group.
+func storescu(t *testing.T, port int, files []string) {
+	t.Helper()
+	groups := map[string][]string{}
+	for _, f := range files {
+		opt := storescuProposal[readMeta(t, f).TransferSyntaxUID]
+		groups[opt] = append(groups[opt], f)
+	}
+	for opt, fs := range groups {
+		args := []string{"-aet", "STORESCU", "-aec", "ESPNODE"}
+		if opt != "" {
+			args = append(args, opt)
+		}
+		args = append(append(args, "127.0.0.1", strconv.Itoa(port)), fs...)
+		if out, err := dcmtk(t, "storescu", args...); err != nil {
+			t.Fatalf("storescu %s: %v\n%s", opt, err, out)
+		}
+	}
+}
+
+// receivedSEGs decodes every file storescp holds and maps source SOP
+// Instance UID to the SEG files referencing it.
+func receivedSEGs(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "SG.") { // storescp names files by modality
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dicomseg.Decode(data)
+		if err != nil {
+			continue // storescp still writing it
+		}
+		refs := map[string]bool{}
+		for _, f := range s.Frames {
+			for _, src := range f.Sources {
+				refs[src.SOPInstanceUID] = true
+			}
+		}
+		for uid := range refs {
+			out[uid] = append(out[uid], p)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes (a guard against
+// a hang, not a latency assertion: latency is measured in bench/).
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func dciodvfyErrors(t *testing.T, path string) []string {
+	t.Helper()
+	tool := testutil.Tool(t, "dciodvfy", "dicom3tools")
+	// dciodvfy exits non-zero when it finds errors; its lines say which.
+	out, _ := exec.Command(tool, path).CombinedOutput()
+	if len(out) == 0 {
+		t.Fatalf("dciodvfy printed nothing for %s", path)
+	}
+	var errs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "Error") {
+			errs = append(errs, line)
+		}
+	}
+	return errs
+}
+
+// TestPipelineStorescuToStorescp: DCMTK storescu sends files of every routed
+// modality, plus one no rule routes and one the node cannot decode; DCMTK
+// storescp, the destination, receives exactly one dciodvfy-clean SEG per
+// routed source, referencing it, and the archive keeps every SEG.
+func TestPipelineStorescuToStorescp(t *testing.T) {
+	pipelineORT(t)
+	destDir := t.TempDir()
+	destPort := startStorescp(t, destDir)
+	n := startNode(t, withPipeline(config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort}))
+
+	var files []string
+	want := map[string]string{} // source SOP Instance UID -> file
+	frames := map[string]int{}
+	for _, s := range routedSources {
+		p := testutil.SharedData(t, append([]string{"dicom"}, s.path...)...)
+		files = append(files, p)
+		want[readMeta(t, p).MediaStorageSOPInstanceUID] = p
+		frames[readMeta(t, p).MediaStorageSOPInstanceUID] = s.frames
+	}
+	unrouted := testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm")
+	undecodable := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
+	files = append(files, unrouted, undecodable)
+
+	storescu(t, n.port, files)
+	stored := archived(t, n.dataDir)
+	for _, f := range files {
+		if uid := readMeta(t, f).MediaStorageSOPInstanceUID; stored[uid] == "" {
+			t.Errorf("%s was not stored", f)
+		}
+	}
+
+	var got map[string][]string
+	waitFor(t, "a SEG per routed source at storescp", 3*time.Minute, func() bool {
+		got = receivedSEGs(t, destDir)
+		for uid := range want {
+			if len(got[uid]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Once every job is final, nothing more can arrive at the destination.
+	var jobs map[string]int
+	waitFor(t, "every job to finish", time.Minute, func() bool {
+		jobs = jobCounts(t, n.dataDir)
+		return jobsSettled(jobs)
+	})
+	for k, want := range map[string]int{
+		"segment/completed": len(want), "segment/cancelled": 1, // the JPEG 2000 one
+		"deliver/completed": len(want),
+	} {
+		if jobs[k] != want {
+			t.Errorf("%d %s jobs, want %d (all: %v)", jobs[k], k, want, jobs)
+		}
+	}
+	got = receivedSEGs(t, destDir)
+	for uid, f := range want {
+		if len(got[uid]) != 1 {
+			t.Errorf("%s: %d SEGs at the destination, want 1: %v", f, len(got[uid]), got[uid])
+			continue
+		}
+		data, err := os.ReadFile(got[uid][0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dicomseg.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Frames) != frames[uid] {
+			t.Errorf("%s: SEG has %d frames, want one per source frame (%d)", f, len(s.Frames), frames[uid])
+		}
+	}
+	for _, f := range []string{unrouted, undecodable} {
+		if segs := got[readMeta(t, f).MediaStorageSOPInstanceUID]; len(segs) > 0 {
+			t.Errorf("%s got SEGs %v; want none", f, segs)
+		}
+	}
+	segUIDs := map[string]bool{}
+	for _, paths := range got {
+		for _, p := range paths {
+			if errs := dciodvfyErrors(t, p); len(errs) > 0 {
+				t.Errorf("dciodvfy %s:\n%s", filepath.Base(p), strings.Join(errs, "\n"))
+			}
+			segUIDs[strings.TrimPrefix(filepath.Base(p), "SG.")] = true
+		}
+	}
+	// Every delivered SEG is also in the archive, retrievable locally.
+	stored = archived(t, n.dataDir)
+	for uid := range segUIDs {
+		if stored[uid] == "" {
+			t.Errorf("SEG %s delivered but not in the archive", uid)
+		}
+	}
+	if len(segUIDs) != len(want) {
+		t.Errorf("%d distinct SEGs delivered, want %d", len(segUIDs), len(want))
+	}
+}
+
+// jobsCmd runs `espnode jobs` and returns its output.
+func jobsCmd(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, append([]string{"jobs"}, args...))
+	return stdout.String() + stderr.String(), code
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	rsp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(rsp.Body)
+	return rsp.StatusCode, b.String()
+}
+
+// jobCounts counts a data directory's jobs by "kind/state", as `espnode
+// jobs` sees them.
+func jobCounts(t *testing.T, dataDir string) map[string]int {
+	t.Helper()
+	db, err := store.OpenIndexDB(context.Background(), dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	admin, err := pipeline.NewAdmin(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := admin.List(context.Background(), nil, nil, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, j := range jobs {
+		out[strings.TrimPrefix(j.Kind, "espnode.")+"/"+string(j.State)]++
+	}
+	return out
+}
+
+// jobsSettled reports whether no job is waiting or running.
+func jobsSettled(counts map[string]int) bool {
+	for k, n := range counts {
+		_, state, _ := strings.Cut(k, "/")
+		if n > 0 && !slices.Contains([]string{"completed", "discarded", "cancelled"}, state) {
+			return false
+		}
+	}
+	return true
+}

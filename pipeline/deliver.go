@@ -1,0 +1,96 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/store"
+)
+
+// deliverWorker sends one SEG to one destination with C-STORE.
+type deliverWorker struct {
+	river.WorkerDefaults[DeliverArgs]
+	p *Pipeline
+}
+
+func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	a := job.Args
+	p := w.p
+	dest := a.Destination()
+	log := p.log.With().Str("seg_instance_uid", a.SEGInstanceUID).Str("destination", dest).
+		Int64("job", job.ID).Int("attempt", job.Attempt).Int("max_attempts", job.MaxAttempts).Logger()
+
+	p.metrics.DeliveryAttempts.WithLabelValues(dest).Inc()
+	err := w.send(ctx, a)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Warn().Err(err).Msg("SEG no longer in the archive: delivery cancelled")
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		p.metrics.DeliveryFailures.WithLabelValues(dest).Inc()
+		ev := log.Warn().Err(err)
+		if job.Attempt >= job.MaxAttempts {
+			ev.Msg("delivery failed for the last time: dead letter (espnode jobs list --state discarded; espnode jobs retry)")
+		} else {
+			ev.Msg("delivery failed; will retry")
+		}
+		return err
+	}
+	e2e := time.Since(time.Unix(0, a.ReceivedAt))
+	p.metrics.EndToEnd.WithLabelValues(a.Channel).Observe(e2e.Seconds())
+	log.Info().Dur("since_received", e2e).Msg("SEG delivered")
+	return nil
+}
+
+func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
+	p := w.p
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Config.DeliverTimeout)
+	defer cancel()
+	rc, _, err := p.opts.Store.Open(ctx, a.SEGInstanceUID)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
+	meta, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		return fmt.Errorf("SEG %s: %w", a.SEGInstanceUID, err)
+	}
+	c, err := dimse.Dial(ctx, config.Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
+		CallingAE: p.opts.AETitle,
+		CalledAE:  a.AETitle,
+		Contexts: []dimse.PresentationContextRQ{{
+			AbstractSyntax:   meta.MediaStorageSOPClassUID,
+			TransferSyntaxes: []string{meta.TransferSyntaxUID},
+		}},
+		Logger:                    p.log,
+		ImplementationClassUID:    p.opts.ImplementationClassUID,
+		ImplementationVersionName: p.opts.ImplementationVersionName,
+	})
+	if err != nil {
+		return fmt.Errorf("associate: %w", err)
+	}
+	st, err := c.Store(ctx, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID, br)
+	if err != nil {
+		_ = c.Abort()
+		return fmt.Errorf("C-STORE: %w", err)
+	}
+	// Success, or a warning (0xB000, 0xB007, 0xB006): the object is kept.
+	if st.Code != dimse.StatusSuccess && st.Code&0xF000 != 0xB000 {
+		_ = c.Release(ctx)
+		return fmt.Errorf("C-STORE: the destination answered %s", st)
+	}
+	if err := c.Release(ctx); err != nil {
+		// Stored already: a failed release does not undo it.
+		p.log.Debug().Err(err).Msg("release after delivery")
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/segment"
+	"github.com/espnode/espnode/store"
+)
+
+// segmentWorker makes the SEG of one instance.
+type segmentWorker struct {
+	river.WorkerDefaults[SegmentArgs]
+	p *Pipeline
+}
+
+func (w *segmentWorker) Work(ctx context.Context, job *river.Job[SegmentArgs]) error {
+	a := job.Args
+	inst, err := w.p.opts.Store.Get(ctx, a.SOPInstanceUID)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	return segmentAndStore(ctx, w.p, job, segmentation{
+		key:        a.SOPInstanceUID,
+		series:     inst.SeriesInstanceUID,
+		channel:    a.Channel,
+		callingAE:  a.CallingAE,
+		instances:  []store.Instance{inst},
+		receivedAt: inst.ReceivedAt,
+	})
+}
+
+// seriesWorker makes the SEG of a series once no instance has arrived for
+// the idle window.
+type seriesWorker struct {
+	river.WorkerDefaults[SeriesArgs]
+	p *Pipeline
+}
+
+func (w *seriesWorker) Work(ctx context.Context, job *river.Job[SeriesArgs]) error {
+	a := job.Args
+	idle := w.p.opts.Config.SeriesIdle
+	uids, last, err := seriesInstances(ctx, w.p.db, a.SeriesInstanceUID)
+	if err != nil {
+		return err
+	}
+	if wait := time.Until(last.Add(idle)); wait > 0 {
+		return river.JobSnooze(wait)
+	}
+	if len(uids) == 0 {
+		return river.JobCancel(fmt.Errorf("series %s: no instances recorded", a.SeriesInstanceUID))
+	}
+	var insts []store.Instance
+	for _, uid := range uids {
+		inst, err := w.p.opts.Store.Get(ctx, uid)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // replaced into another series
+		}
+		if err != nil {
+			return err
+		}
+		insts = append(insts, inst)
+	}
+	if len(insts) == 0 {
+		return river.JobCancel(fmt.Errorf("series %s: no instance left in the archive", a.SeriesInstanceUID))
+	}
+	return segmentAndStore(ctx, w.p, job, segmentation{
+		key:        a.SeriesInstanceUID,
+		series:     a.SeriesInstanceUID,
+		channel:    a.Channel,
+		callingAE:  a.CallingAE,
+		instances:  insts,
+		receivedAt: last,
+		seriesMode: true,
+	})
+}
+
+// segmentation is one SEG to make.
+type segmentation struct {
+	// key is what the SEG is of: a SOP Instance UID, or a Series Instance
+	// UID in series mode. The SEG's UID derives from it.
+	key        string
+	series     string
+	channel    string
+	callingAE  string
+	instances  []store.Instance
+	receivedAt time.Time
+	seriesMode bool
+}
+
+// segmentAndStore segments, stores the SEG, completes the job and creates
+// its deliveries, the last three in one index transaction: either the SEG is
+// indexed, its job completed and its deliveries queued, or none of it is and
+// the job runs again, making the same SEG (same UIDs) again.
+func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *river.Job[T], s segmentation) error {
+	sg := p.segmenterOrNil()
+	if sg == nil {
+		return errors.New("no model loaded")
+	}
+	model, version, err := sg.ModelVersion(s.channel)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	segUID := SEGInstanceUID(s.key, s.channel, model, version)
+	paths := make([]string, len(s.instances))
+	sources := make([]string, len(s.instances))
+	for i, inst := range s.instances {
+		paths[i] = filepath.Join(p.opts.DataDir, filepath.FromSlash(inst.Path))
+		sources[i] = inst.SOPInstanceUID
+	}
+	log := p.log.With().Str("seg_instance_uid", segUID).Str("source", s.key).Str("channel", s.channel).
+		Int64("job", job.ID).Int("attempt", job.Attempt).Logger()
+
+	res, err := sg.Segment(ctx, segment.Request{Paths: paths, Channel: s.channel, SEG: dicomseg.Options{
+		SOPInstanceUID:    segUID,
+		SeriesInstanceUID: SEGSeriesUID(s.series, s.channel, model, version),
+		Equipment: dicomseg.Equipment{
+			Manufacturer: "espnode", ModelName: "espnode",
+			SoftwareVersions: p.opts.ImplementationVersionName,
+		},
+	}})
+	if err != nil {
+		p.metrics.SegmentFailures.WithLabelValues(s.channel).Inc()
+		if errors.Is(err, segment.ErrUndecodable) {
+			log.Warn().Err(err).Msg("cannot segment: job cancelled, the instance stays stored")
+			return river.JobCancel(err)
+		}
+		log.Warn().Err(err).Msg("segmentation failed; will retry")
+		return err
+	}
+	p.metrics.Inference.WithLabelValues(s.channel, res.Provider).Observe(res.Timing.Infer.Seconds())
+	p.metrics.Segmentation.WithLabelValues(s.channel, res.Provider).Observe(res.Timing.Total().Seconds())
+
+	if s.seriesMode {
+		// An instance that arrived while this ran found the job running and
+		// made no new one: go round again so the SEG covers it.
+		_, last, err := seriesInstances(ctx, p.db, s.series)
+		if err != nil {
+			return err
+		}
+		if last.After(s.receivedAt) {
+			return river.JobSnooze(p.opts.Config.SeriesIdle)
+		}
+	}
+
+	br := bufio.NewReader(bytes.NewReader(res.SEG.Bytes))
+	meta, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		return fmt.Errorf("SEG %s: %w", segUID, err)
+	}
+	dests := p.destinations(s.callingAE)
+	rev := revision(sources)
+	_, err = p.opts.Store.Put(ctx, store.PutRequest{
+		SOPClassUID:       meta.MediaStorageSOPClassUID,
+		SOPInstanceUID:    meta.MediaStorageSOPInstanceUID,
+		TransferSyntaxUID: meta.TransferSyntaxUID,
+		CallingAE:         p.opts.AETitle,
+		CalledAE:          p.opts.AETitle,
+		Data:              br,
+		// A rerun replaces its SEG whatever the duplicate policy.
+		Overwrite: true,
+		InTx: func(ctx context.Context, tx *sql.Tx, _ store.Instance) error {
+			for _, d := range dests {
+				_, err := p.client.InsertTx(ctx, tx, DeliverArgs{
+					SEGInstanceUID: segUID, Source: s.key, Channel: s.channel,
+					AETitle: d.AETitle, Host: d.Host, Port: d.Port,
+					Revision: rev, ReceivedAt: s.receivedAt.UnixNano(),
+				}, &river.InsertOpts{
+					Queue: QueueDeliver, MaxAttempts: p.opts.Config.DeliveryRetry.MaxAttempts,
+					// A destination gets one delivery per SEG revision, however
+					// often the segmentation runs.
+					UniqueOpts: river.UniqueOpts{ByArgs: true},
+				})
+				if err != nil {
+					return fmt.Errorf("delivery job to %s: %w", d, err)
+				}
+			}
+			if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+				return fmt.Errorf("complete job: %w", err)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("storing the SEG failed; will retry")
+		return err
+	}
+	log.Info().Int("frames", res.Frames).Int("foreground", res.Foreground).Str("provider", res.Provider).
+		Dur("infer", res.Timing.Infer).Dur("total", res.Timing.Total()).Int("destinations", len(dests)).
+		Msg("SEG stored")
+	return nil
+}
