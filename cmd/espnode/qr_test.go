@@ -269,6 +269,7 @@ func TestFindAndGetCommands(t *testing.T) {
 	c, err := dimse.Dial(ctx, f.node.addr, dimse.ClientConfig{CallingAE: "TEST", CalledAE: "ESPNODE", Contexts: []dimse.PresentationContextRQ{
 		{AbstractSyntax: scp.StudyRootFind, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}},
 		{AbstractSyntax: scp.StudyRootMove, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}},
+		{AbstractSyntax: scp.PatientRootMove, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +290,14 @@ func TestFindAndGetCommands(t *testing.T) {
 	n := len(f.distinct(dcm.SOPInstanceUID, func(in map[dcm.Tag]string) bool { return in[dcm.StudyInstanceUID] == segStudy[0] }))
 	if err != nil || res.Status.Code != dimse.StatusSuccess || int(res.SubOperations.Completed) != n || pending != n-1 {
 		t.Errorf("move: %v %v, %+v, %d pending; want success, %d completed", res.Status, err, res.SubOperations, pending, n)
+	}
+	// Patient root, PATIENT level: everything of one patient, identifier in implicit VR.
+	patient := f.distinct(dcm.PatientID, func(in map[dcm.Tag]string) bool { return in[dcm.StudyInstanceUID] == segStudy[0] })
+	nPatient := len(f.distinct(dcm.SOPInstanceUID, func(in map[dcm.Tag]string) bool { return in[dcm.PatientID] == patient[0] }))
+	res, err = c.Move(ctx, scp.PatientRootMove, "STORESCP", dcm.AppendDataSet(nil, []dcm.Element{dcm.StrElement(dcm.QueryRetrieveLevel, "PATIENT"),
+		dcm.StrElement(dcm.PatientID, patient[0])}, dimse.ImplicitVRLittleEndian), nil)
+	if err != nil || res.Status.Code != dimse.StatusSuccess || int(res.SubOperations.Completed) != nPatient {
+		t.Errorf("patient-level move: %v %v, %+v; want success, %d completed", res.Status, err, res.SubOperations, nPatient)
 	}
 	res, err = c.Move(ctx, scp.StudyRootMove, "STORESCP", ident(dcm.StrElement(dcm.QueryRetrieveLevel, "STUDY"), dcm.StrElement(dcm.StudyInstanceUID)), nil)
 	if err != nil || res.Status.Code != dimse.StatusDataSetDoesNotMatchClass {
