@@ -3,8 +3,15 @@ package pipeline
 import (
 	"bufio"
 	"context"
+	"database/sql"
+	"io"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +19,9 @@ import (
 
 	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/dicomseg"
 	segrt "github.com/espnode/espnode/seg/runtime"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
@@ -119,17 +128,278 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// fakeDestination is a Storage SCP that fails the first failures C-STOREs
+// (0xA700, out of resources) and then stores: a destination down, then up,
+// without timing.
+type fakeDestination struct {
+	addr     string
+	mu       sync.Mutex
+	failures int
+	received map[string]int // SOP Instance UID -> times stored
+	calls    int
+}
+
+func startFakeDestination(t *testing.T, failures int) *fakeDestination {
+	t.Helper()
+	d := &fakeDestination{failures: failures, received: map[string]int{}}
+	mux := dimse.NewServeMux()
+	mux.HandleFunc("", dimse.FieldCStoreRQ, func(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+		rq := r.Command.(*dimse.CStoreRQ)
+		_, _ = io.Copy(io.Discard, r.Data)
+		d.mu.Lock()
+		d.calls++
+		st := dimse.Status{Code: dimse.StatusSuccess}
+		if d.calls <= d.failures {
+			st = dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: "disk full"}
+		} else {
+			d.received[rq.AffectedSOPInstanceUID]++
+		}
+		d.mu.Unlock()
+		_ = w.Respond(&dimse.CStoreRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
+			AffectedSOPInstanceUID: rq.AffectedSOPInstanceUID, Status: st}, nil)
+	})
+	srv := &dimse.Server{
+		Policy: dimse.Policy{AETitle: "DEST", TransferSyntaxes: func(string) []string {
+			return []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}
+		}},
+		Handler: mux,
+		Logger:  zerolog.Nop(),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+func (d *fakeDestination) peer(t *testing.T) config.Peer {
+	host, port, _ := net.SplitHostPort(d.addr)
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config.Peer{AETitle: "DEST", Host: host, Port: p}
+}
+
+func (d *fakeDestination) stored() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.received)
+}
+
+func jobsByState(t *testing.T, db *sql.DB) map[string]int {
+	t.Helper()
+	c, err := countJobs(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for k, n := range c {
+		out[strings.TrimPrefix(k[0], "espnode.")+"/"+k[1]] = n
+	}
+	return out
+}
+
+// TestJobCreatedWithTheInstance: a routed instance has exactly one job from
+// the moment Put returns (before any worker runs: none is started here), an
+// unrouted one has none and is still stored.
+func TestJobCreatedWithTheInstance(t *testing.T) {
+	n := startPipeline(t, t.TempDir(), nil, nil) // no model: jobs wait
+	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "OP_drishti-gs1_drishtiGS_012.dcm"), "SCU")
+	ct := putFile(t, n.pl, testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm"), "SCU")
+	if got := jobsByState(t, n.st.DB()); !maps.Equal(got, map[string]int{"segment/available": 1}) {
+		t.Errorf("jobs %v, want one available segmentation job", got)
+	}
+	if _, err := n.st.Get(context.Background(), ct.SOPInstanceUID); err != nil {
+		t.Errorf("unrouted instance not stored: %v", err)
+	}
+	if err := n.pl.Ready(); err == nil || !strings.Contains(err.Error(), "segmentation jobs wait") {
+		t.Errorf("Ready without a model: %v", err)
+	}
+}
+
+// TestDeliveryRetriesUntilTheDestinationAccepts: a destination that fails
+// twice gets the SEG on the third attempt, once; a rerun of the segmentation
+// job replaces the SEG (same UID) and does not deliver it again.
+func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
+	dest := startFakeDestination(t, 2)
+	n := startPipeline(t, t.TempDir(), func(c *config.Pipeline) {
+		c.Destinations = []config.Peer{dest.peer(t)}
+		c.DeliveryRetry.MaxAttempts = 5
+	}, testEngine(t))
+	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"), "SCU")
+	waitUntil(t, "the delivery", time.Minute, func() bool {
+		return jobsByState(t, n.st.DB())["deliver/completed"] == 1
+	})
+	got := dest.stored()
+	if len(got) != 1 {
+		t.Fatalf("destination holds %v, want one SEG", got)
+	}
+	var segUID string
+	for uid, times := range got {
+		segUID = uid
+		if times != 1 {
+			t.Errorf("SEG %s stored %d times", uid, times)
+		}
+	}
+	dest.mu.Lock()
+	calls := dest.calls
+	dest.mu.Unlock()
+	if calls != 3 {
+		t.Errorf("%d C-STOREs, want 3 (two failures, then success)", calls)
+	}
+	seg, err := n.st.Get(context.Background(), segUID)
+	if err != nil {
+		t.Fatalf("delivered SEG not in the archive: %v", err)
+	}
+
+	// Rerun the completed segmentation job, as an operator's retry would.
+	admin, err := NewAdmin(n.st.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := admin.List(context.Background(), nil, []string{KindSegment}, 10)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("segment jobs %v (%v)", jobs, err)
+	}
+	if err := admin.Retry(context.Background(), []int64{jobs[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the rerun", time.Minute, func() bool {
+		again, err := n.st.Get(context.Background(), segUID)
+		return err == nil && again.ReceivedAt.After(seg.ReceivedAt)
+	})
+	waitUntil(t, "the rerun's job to complete", time.Minute, func() bool {
+		return jobsByState(t, n.st.DB())["segment/completed"] == 1
+	})
+	_, _, _, instances, _ := n.st.Counts(context.Background())
+	if instances != 2 {
+		t.Errorf("%d instances in the archive, want the source and one SEG", instances)
+	}
+	if got := jobsByState(t, n.st.DB()); got["deliver/completed"] != 1 || len(got) != 2 {
+		t.Errorf("jobs after the rerun %v, want no second delivery", got)
+	}
+	if got := dest.stored(); got[segUID] != 1 || len(got) != 1 {
+		t.Errorf("destination after the rerun: %v", got)
+	}
+}
+
+func TestRouter(t *testing.T) {
+	r := NewRouter(append([]config.Route{
+		{Channel: config.ChannelNone, CallingAE: []string{"TEACHING"}},
+		{Channel: "xray", Modality: []string{"CR"}, BodyPartExamined: []string{"chest"}, ImageType: []string{"PRIMARY"}},
+		{Channel: "microscopy", SOPClassUID: []string{"1.2.840.10008.5.1.4.1.1.77.1.6"}},
+	}, config.Default().Pipeline.Routing...))
+	tests := []struct {
+		name string
+		inst store.Instance
+		want string
+		ok   bool
+	}{
+		{"design table ES", store.Instance{Modality: "ES"}, "colonoscopy", true},
+		{"design table XC", store.Instance{Modality: "XC"}, "dermoscopy", true},
+		{"design table DMS", store.Instance{Modality: "DMS"}, "dermoscopy", true},
+		{"design table DX", store.Instance{Modality: "DX"}, "xray", true},
+		{"design table OP", store.Instance{Modality: "OP"}, "fundus", true},
+		{"design table GM", store.Instance{Modality: "GM"}, "microscopy", true},
+		{"design table US, case", store.Instance{Modality: "us"}, "ultrasound", true},
+		{"unrouted CT", store.Instance{Modality: "CT"}, "", false},
+		{"calling AE says none", store.Instance{Modality: "ES", CallingAE: "TEACHING"}, "", false},
+		{"chest rule: image type value", store.Instance{Modality: "CR", BodyPartExamined: "CHEST", ImageType: `ORIGINAL\PRIMARY`}, "xray", true},
+		{"SOP class rule before modality", store.Instance{Modality: "SC", SOPClassUID: "1.2.840.10008.5.1.4.1.1.77.1.6"}, "microscopy", true},
+	}
+	for _, tt := range tests {
+		got, _, ok := r.Route(tt.inst)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: Route = %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+	// A CR that is not a chest falls through the chest rule to the default one.
+	if _, rule, _ := r.Route(store.Instance{Modality: "CR", BodyPartExamined: "HAND"}); rule != 4 {
+		t.Errorf("CR hand matched rule %d, want 4 (the default CR rule)", rule)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{Initial: time.Second, Max: 10 * time.Second}
+	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 50: 10 * time.Second} {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := b.Delay(attempt)
+			if d < want/2 || d > want {
+				t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, want/2, want)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 10 {
+			t.Errorf("attempt %d: %d distinct delays in 200, want jitter", attempt, len(seen))
+		}
+	}
+}
+
+func TestSEGUIDs(t *testing.T) {
+	a := SEGInstanceUID("1.2.3", "xray", "m", "1")
+	if a != SEGInstanceUID("1.2.3", "xray", "m", "1") {
+		t.Fatal("SEG UID is not a function of source, channel and model")
+	}
+	for _, other := range []string{SEGInstanceUID("1.2.4", "xray", "m", "1"), SEGInstanceUID("1.2.3", "fundus", "m", "1"),
+		SEGInstanceUID("1.2.3", "xray", "m", "2"), SEGSeriesUID("1.2.3", "xray", "m", "1")} {
+		if other == a {
+			t.Errorf("UID collision: %s", a)
+		}
+	}
+}
+
+// TestSegmentsStoredInstances: every frame of a multi-frame instance is
+// segmented into one SEG, stored and indexed beside its source.
 func TestSegmentsStoredInstances(t *testing.T) {
 	n := startPipeline(t, t.TempDir(), nil, testEngine(t))
 	es := putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"), "SCU")
-	us := putFile(t, n.pl, testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_OBXXXX1A_2fr_evrle_palette.dcm"), "SCU")
-	for _, inst := range []store.Instance{es, us} {
-		ch, _, _ := n.pl.router.Route(inst)
-		uid := SEGInstanceUID(inst.SOPInstanceUID, ch, "x", "y")
-		_ = uid
-	}
+	us := putFile(t, n.pl, testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_examples_ybr_color_30fr_jpegbaseline.dcm"), "SCU")
 	waitUntil(t, "two SEGs", time.Minute, func() bool {
-		_, _, _, instances, err := n.st.Counts(context.Background())
-		return err == nil && instances == 4
+		return jobsByState(t, n.st.DB())["segment/completed"] == 2
 	})
+	md := testEngineMetadata(t)
+	for _, tt := range []struct {
+		inst    store.Instance
+		channel string
+		frames  int
+	}{{es, "colonoscopy", 1}, {us, "ultrasound", 30}} {
+		uid := SEGInstanceUID(tt.inst.SOPInstanceUID, tt.channel, md.ModelName, md.ModelVersion)
+		rc, seg, err := n.st.Open(context.Background(), uid)
+		if err != nil {
+			t.Fatalf("SEG of %s: %v", tt.inst.SOPInstanceUID, err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dicomseg.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Frames) != tt.frames || s.StudyInstanceUID != tt.inst.StudyInstanceUID || seg.Modality != "SEG" {
+			t.Errorf("SEG of %s: %d frames (want %d), study %s, modality %q", tt.inst.SOPInstanceUID, len(s.Frames), tt.frames, s.StudyInstanceUID, seg.Modality)
+		}
+		if want := SEGSeriesUID(tt.inst.SeriesInstanceUID, tt.channel, md.ModelName, md.ModelVersion); seg.SeriesInstanceUID != want {
+			t.Errorf("SEG series %s, want %s", seg.SeriesInstanceUID, want)
+		}
+	}
+}
+
+// testEngineMetadata is the shipped model's metadata.
+func testEngineMetadata(t *testing.T) *segrt.Metadata {
+	t.Helper()
+	e := testEngine(t)
+	r, err := e.Route("colonoscopy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Model.Metadata()
 }

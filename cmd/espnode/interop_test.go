@@ -144,8 +144,13 @@ func TestEspnodeEchoToStorescp(t *testing.T) {
 // startStorescp runs DCMTK's storescp on a free port, accepting every transfer syntax it knows.
 func startStorescp(t *testing.T, dir string) int {
 	t.Helper()
+	return startStorescpOn(t, dir, freePort(t))
+}
+
+// startStorescpOn runs storescp on a given port: a destination that comes up late.
+func startStorescpOn(t *testing.T, dir string, port int) int {
+	t.Helper()
 	path := testutil.Tool(t, "storescp", "dcmtk")
-	port := freePort(t)
 	cmd := exec.Command(path, "-aet", "STORESCP", "+xa", "-od", dir, strconv.Itoa(port))
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	var out bytes.Buffer

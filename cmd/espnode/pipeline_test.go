@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,4 +322,189 @@ func jobsSettled(counts map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestDeadLettersAndJobsRetry: with the destination down, deliveries use up
+// their attempts and become dead letters that `espnode jobs list` shows; the
+// destination comes up, `espnode jobs retry --all-dead` sends them, and the
+// SEGs were in the archive all along.
+func TestDeadLettersAndJobsRetry(t *testing.T) {
+	pipelineORT(t)
+	destPort := freePort(t)
+	dest := config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort}
+	n := startNode(t, withPipeline(dest))
+	files := []string{
+		testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm"),
+		testutil.SharedData(t, "dicom", "wrapped", "GM_gbm40_gbm40_25.dcm"),
+	}
+	storescu(t, n.port, files)
+
+	waitFor(t, "two dead letters", time.Minute, func() bool {
+		return jobCounts(t, n.dataDir)["deliver/discarded"] == 2
+	})
+	out, code := jobsCmd(t, "list", "--data-dir", n.dataDir, "--state", "discarded")
+	if code != 0 || strings.Count(out, "deliver") != 2 || !strings.Contains(out, "3/3") || !strings.Contains(out, "connection refused") {
+		t.Errorf("jobs list --state discarded: exit %d, want two deliver jobs after 3/3 attempts with their error:\n%s", code, out)
+	}
+	if !strings.Contains(out, dest.AETitle) || !strings.Contains(out, strconv.Itoa(destPort)) {
+		t.Errorf("jobs list does not show the destination:\n%s", out)
+	}
+	// The SEGs are in the archive whatever happened to their delivery.
+	segs := 0
+	for _, p := range archived(t, n.dataDir) {
+		if readMeta(t, p).MediaStorageSOPClassUID == dicomseg.SegmentationStorage {
+			segs++
+		}
+	}
+	if segs != 2 {
+		t.Errorf("%d SEGs in the archive, want 2", segs)
+	}
+
+	destDir := t.TempDir()
+	startStorescpOn(t, destDir, destPort)
+	out, code = jobsCmd(t, "retry", "--data-dir", n.dataDir, "--all-dead")
+	if code != 0 || !strings.Contains(out, "2 job(s)") {
+		t.Fatalf("jobs retry --all-dead: exit %d\n%s", code, out)
+	}
+	waitFor(t, "the retried deliveries", time.Minute, func() bool {
+		c := jobCounts(t, n.dataDir)
+		return c["deliver/completed"] == 2 && jobsSettled(c)
+	})
+	got := receivedSEGs(t, destDir)
+	for _, f := range files {
+		if uid := readMeta(t, f).MediaStorageSOPInstanceUID; len(got[uid]) != 1 {
+			t.Errorf("%s: %d SEGs delivered after retry, want 1", f, len(got[uid]))
+		}
+	}
+
+	// purge removes final jobs only, and refuses a state that is not final.
+	if out, code := jobsCmd(t, "purge", "--data-dir", n.dataDir, "--state", "running"); code == 0 {
+		t.Errorf("purge --state running succeeded:\n%s", out)
+	}
+	out, code = jobsCmd(t, "purge", "--data-dir", n.dataDir, "--state", "completed")
+	if code != 0 || !strings.Contains(out, "4 job(s) deleted") {
+		t.Errorf("purge --state completed: exit %d, want 4 deleted (2 segment, 2 deliver):\n%s", code, out)
+	}
+}
+
+// TestServeHTTP: `espnode serve` with no configuration but a data directory,
+// ports and one --destination segments with the shipped model, sends the SEG,
+// and reports it on /metrics; /healthz and /readyz answer.
+func TestServeHTTP(t *testing.T) {
+	pipelineORT(t)
+	destDir := t.TempDir()
+	destPort := startStorescp(t, destDir)
+	dicomPort, httpPort := freePort(t), freePort(t)
+	dataDir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	t.Setenv("ESPNODE_HTTP_ADDR", "127.0.0.1:"+strconv.Itoa(httpPort))
+	t.Setenv("ESPNODE_MODEL_PROVIDER", "cpu")
+	go func() {
+		done <- run(ctx, &cliEnv{stdout: &stderr, stderr: &stderr}, []string{"serve", "--data-dir", dataDir,
+			"--port", strconv.Itoa(dicomPort), "--destination", "STORESCP@127.0.0.1:" + strconv.Itoa(destPort)})
+	}()
+	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
+	waitFor(t, "/readyz", time.Minute, func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d:\n%s", code, stderr.String())
+		default:
+		}
+		rsp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		rsp.Body.Close()
+		return rsp.StatusCode == http.StatusOK
+	})
+	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK || !strings.Contains(body, "ok") {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	src := testutil.SharedData(t, "dicom", "wrapped", "OP_drishti-gs1_drishtiGS_012.dcm")
+	unrouted := testutil.SharedData(t, "dicom", "MR", "pydicom_MR_small_ivrle.dcm")
+	storescu(t, dicomPort, []string{src, unrouted})
+	uid := readMeta(t, src).MediaStorageSOPInstanceUID
+	waitFor(t, "the SEG at storescp", time.Minute, func() bool { return len(receivedSEGs(t, destDir)[uid]) == 1 })
+	var metrics string
+	waitFor(t, "the delivery in /metrics", 30*time.Second, func() bool {
+		_, metrics = httpGet(t, base+"/metrics")
+		// River marks a job completed shortly after its work returns.
+		return strings.Contains(metrics, `espnode_end_to_end_seconds_count{channel="fundus"} 1`) &&
+			strings.Contains(metrics, `espnode_jobs{kind="espnode.deliver",state="completed"} 1`)
+	})
+	for _, want := range []string{
+		"espnode_associations_total 1",
+		`espnode_instances_received_total{channel="fundus"} 1`,
+		`espnode_instances_received_total{channel="none"} 1`,
+		`espnode_inference_seconds_count{channel="fundus",provider="cpu"} 1`,
+		`espnode_delivery_attempts_total{destination="STORESCP@127.0.0.1:` + strconv.Itoa(destPort) + `"} 1`,
+		`espnode_jobs{kind="espnode.deliver",state="completed"} 1`,
+		`espnode_jobs{kind="espnode.segment",state="completed"} 1`,
+		"espnode_received_bytes_total ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(metrics, "espnode_delivery_failures_total{") {
+		t.Errorf("/metrics counts delivery failures; there were none")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d:\n%s", code, stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a node's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeWithoutONNXRuntime: when ONNX Runtime cannot be loaded the node
+// still stores (and answers Success), /readyz says why, and the job waits.
+func TestServeWithoutONNXRuntime(t *testing.T) {
+	httpPort := freePort(t)
+	missing := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	n := startNode(t, func(c *config.Config) {
+		withPipeline()(c)
+		c.Model.ONNXRuntime = missing
+		c.HTTP.Addr = "127.0.0.1:" + strconv.Itoa(httpPort)
+	})
+	src := testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm")
+	storescu(t, n.port, []string{src})
+	if archived(t, n.dataDir)[readMeta(t, src).MediaStorageSOPInstanceUID] == "" {
+		t.Fatal("instance not stored")
+	}
+	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
+	var body string
+	waitFor(t, "/readyz to give the reason", 30*time.Second, func() bool {
+		var code int
+		code, body = httpGet(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, missing)
+	})
+	if !strings.Contains(body, "segmentation jobs wait") {
+		t.Errorf("/readyz: %q", body)
+	}
+	if code, _ := httpGet(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d, want 200 (the process is alive)", code)
+	}
+	if c := jobCounts(t, n.dataDir); c["segment/available"] != 1 {
+		t.Errorf("jobs %v, want the segmentation job waiting (available)", c)
+	}
 }
