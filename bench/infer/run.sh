@@ -3,6 +3,10 @@
 # same random weights and the same input, at 1024 (published widths) and at the compact size.
 #   bench/infer/run.sh                      # both sizes, 2 threads
 #   THREADS=1 ITERS=3 SIZES="256:compact" bench/infer/run.sh
+#   BLAS=system bench/infer/run.sh         # PyTorch on Debian's default (reference) BLAS
+# PyTorch runs on OpenBLAS by default when Debian's libopenblas0-pthread is installed: Debian's
+# python3-torch otherwise does its Linear layers with the reference BLAS, which is many times
+# slower and would flatter the Go side.
 # Needs: Go, scripts/deps.sh run (ONNX Runtime), Debian's python3-torch and python3-onnx.
 # Prints each side's JSON line, then a table with the ratio (PyTorch time / Go time).
 set -euo pipefail
@@ -12,6 +16,7 @@ iters=${ITERS:-3}
 batch=${BATCH:-1}
 sizes=${SIZES:-"1024:published 256:compact"}
 py=/usr/bin/python3
+blas=${BLAS:-$([ -d /usr/lib/x86_64-linux-gnu/openblas-pthread ] && echo openblas || echo system)}
 out="$root/bench/out/infer"
 mkdir -p "$out"
 export ONNXRUNTIME_SHARED_LIBRARY_PATH=${ONNXRUNTIME_SHARED_LIBRARY_PATH:-$root/third_party/onnxruntime/libonnxruntime.so.1}
@@ -33,17 +38,17 @@ for spec in $sizes; do
   go_line=$("$out/infer" --model "$fx/model.onnx" --input "$fx/image.f32" --threads "$threads" --iters "$iters" --batch "$batch")
   echo "$go_line"
   py_line=$(cd "$root/model" && $py -m espmedsam.bench --size "$size" --widths "$widths" --threads "$threads" \
-    --iters "$iters" --batch "$batch")
+    --iters "$iters" --batch "$batch" --blas "$blas")
   echo "$py_line"
   printf '{"widths":"%s","go":%s,"pytorch":%s}\n' "$widths" "$go_line" "$py_line" >> "$results"
 done
 
 $py - "$results" <<'PY'
 import json, sys
-print(f"{'size':>5} {'widths':>9} {'batch':>5} {'Go+ORT ms/img':>14} {'img/s':>7} {'PyTorch ms/img':>15} {'img/s':>7} {'PyTorch/Go':>10}")
+print(f"{'size':>5} {'widths':>9} {'batch':>5} {'Go+ORT ms/img':>14} {'img/s':>7} {'PyTorch ms/img':>15} {'img/s':>7} {'blas':>9} {'PyTorch/Go':>10}")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     g, p = r["go"], r["pytorch"]
     print(f"{g['size']:>5} {r['widths']:>9} {g['batch']:>5} {g['ms_per_image']:>14.1f} {g['images_per_s']:>7.3f} "
-          f"{p['ms_per_image']:>15.1f} {p['images_per_s']:>7.3f} {p['ms_per_image'] / g['ms_per_image']:>9.2f}x")
+          f"{p['ms_per_image']:>15.1f} {p['images_per_s']:>7.3f} {p.get('blas', '?'):>9} {p['ms_per_image'] / g['ms_per_image']:>9.2f}x")
 PY
