@@ -30,7 +30,9 @@ for spec in $sizes; do
   size=${spec%%:*}; widths=${spec##*:}
   fx="$out/fixture-$widths-$size"
   # Seed 0 and the first $batch modalities: the weights and images espmedsam.bench builds.
-  if [ ! -f "$fx/model.onnx" ]; then
+  # Regenerated when the network's code is newer, so that both sides keep the same weights.
+  if [ ! -f "$fx/meta.json" ] || [ -n "$(find "$root/model/espmedsam" -name '*.py' -newer "$fx/meta.json")" ]; then
+    rm -rf "$fx"
     (cd "$root/model" && $py -m espmedsam.parity --size "$size" --widths "$widths" --modalities "$mods" \
       --seed 0 --out "$fx" --threads "$threads" >/dev/null)
   fi
