@@ -166,6 +166,12 @@ type Window struct {
 	Function string
 }
 
+// FrameTransform is the grayscale transform of one frame of an enhanced multi-frame image.
+type FrameTransform struct {
+	RescaleSlope, RescaleIntercept float64
+	Windows                        []Window
+}
+
 // Info holds the attributes of the Image Pixel module and the LUTs that pre-processing needs.
 type Info struct {
 	TransferSyntax      string
@@ -187,6 +193,9 @@ type Info struct {
 	Windows                        []Window
 	// Palette holds the red, green and blue tables of PALETTE COLOR images.
 	Palette *[3]LUT
+	// PerFrame holds, for enhanced multi-frame images, each frame's rescale and windows from
+	// the shared and per-frame functional groups (PS3.3 C.7.6.16); nil for other images.
+	PerFrame []FrameTransform
 
 	byteOrder binary.ByteOrder
 }
@@ -355,12 +364,98 @@ func (in *Info) readLUTs(ds dicom.Dataset) error {
 			in.Windows = append(in.Windows, Window{Center: centers[i], Width: widths[i], Function: strings.ToUpper(strings.TrimSpace(fn))})
 		}
 	}
+	if err := in.readFunctionalGroups(ds); err != nil {
+		return err
+	}
 	if in.Photometric == "PALETTE COLOR" {
 		if in.Palette, err = readPalette(ds, in.byteOrder); err != nil {
 			return fmt.Errorf("palette: %w", err)
 		}
 	}
 	return nil
+}
+
+// Functional group sequences of enhanced multi-frame images and the macros read from them.
+var (
+	sharedFunctionalGroups   = tag.Tag{Group: 0x5200, Element: 0x9229}
+	perFrameFunctionalGroups = tag.Tag{Group: 0x5200, Element: 0x9230}
+	frameVOILUTSequence      = tag.Tag{Group: 0x0028, Element: 0x9132}
+	pixelValueTransformation = tag.Tag{Group: 0x0028, Element: 0x9145}
+)
+
+// readFunctionalGroups fills PerFrame: the top-level values, overridden by the shared
+// functional groups, overridden by each frame's own.
+func (in *Info) readFunctionalGroups(ds dicom.Dataset) error {
+	shared := sequenceItems(ds, sharedFunctionalGroups)
+	perFrame := sequenceItems(ds, perFrameFunctionalGroups)
+	if len(shared) == 0 && len(perFrame) == 0 {
+		return nil
+	}
+	base := FrameTransform{RescaleSlope: in.RescaleSlope, RescaleIntercept: in.RescaleIntercept, Windows: in.Windows}
+	if len(shared) > 0 {
+		if err := applyGroups(shared[0], &base); err != nil {
+			return fmt.Errorf("shared functional groups: %w", err)
+		}
+	}
+	in.PerFrame = make([]FrameTransform, in.NumberOfFrames)
+	for i := range in.PerFrame {
+		in.PerFrame[i] = base
+		if i < len(perFrame) {
+			if err := applyGroups(perFrame[i], &in.PerFrame[i]); err != nil {
+				return fmt.Errorf("per-frame functional groups, frame %d: %w", i+1, err)
+			}
+		}
+	}
+	return nil
+}
+
+func applyGroups(item dicom.Dataset, ft *FrameTransform) error {
+	if pvt := sequenceItems(item, pixelValueTransformation); len(pvt) > 0 {
+		if v, ok, err := decimal(pvt[0], tag.RescaleSlope, 0); err != nil {
+			return err
+		} else if ok && v != 0 {
+			ft.RescaleSlope = v
+		}
+		if v, ok, err := decimal(pvt[0], tag.RescaleIntercept, 0); err != nil {
+			return err
+		} else if ok {
+			ft.RescaleIntercept = v
+		}
+	}
+	if voi := sequenceItems(item, frameVOILUTSequence); len(voi) > 0 {
+		centers, _ := decimals(voi[0], tag.WindowCenter)
+		widths, _ := decimals(voi[0], tag.WindowWidth)
+		fn, _ := str(voi[0], tag.VOILUTFunction)
+		var ws []Window
+		for i := range min(len(centers), len(widths)) {
+			if widths[i] > 0 {
+				ws = append(ws, Window{Center: centers[i], Width: widths[i], Function: strings.ToUpper(strings.TrimSpace(fn))})
+			}
+		}
+		if len(ws) > 0 {
+			ft.Windows = ws
+		}
+	}
+	return nil
+}
+
+// sequenceItems returns the items of a sequence element as data sets.
+func sequenceItems(ds dicom.Dataset, t tag.Tag) []dicom.Dataset {
+	e, err := ds.FindElementByTag(t)
+	if err != nil {
+		return nil
+	}
+	items, ok := e.Value.GetValue().([]*dicom.SequenceItemValue)
+	if !ok {
+		return nil
+	}
+	out := make([]dicom.Dataset, 0, len(items))
+	for _, it := range items {
+		if elems, ok := it.GetValue().([]*dicom.Element); ok {
+			out = append(out, dicom.Dataset{Elements: elems})
+		}
+	}
+	return out
 }
 
 func readPalette(ds dicom.Dataset, bo binary.ByteOrder) (*[3]LUT, error) {
@@ -530,15 +625,11 @@ func expandSegmented(seg []uint16, n int) ([]uint16, error) {
 }
 
 func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder, signedInput bool) (*LUT, error) {
-	e, err := ds.FindElementByTag(t)
-	if err != nil {
+	items := sequenceItems(ds, t)
+	if len(items) == 0 {
 		return nil, nil
 	}
-	items, ok := e.Value.GetValue().([]*dicom.SequenceItemValue)
-	if !ok || len(items) == 0 {
-		return nil, nil
-	}
-	item := dicom.Dataset{Elements: items[0].GetValue().([]*dicom.Element)}
+	item := items[0]
 	de, err := item.FindElementByTag(tag.LUTDescriptor)
 	if err != nil {
 		return nil, errors.New("LUT Descriptor missing")

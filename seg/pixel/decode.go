@@ -14,6 +14,8 @@ import (
 // values sign-extended), samples interleaved (R,G,B,R,G,B,...) whatever the planar
 // configuration of the source.
 type Frame struct {
+	// Index is the frame's 0-based number in its image; per-frame functional groups apply by it.
+	Index                  int
 	Rows, Columns, Samples int
 	// Photometric is the interpretation of Data: the data set's, except where decoding
 	// converted the colour space (JPEG decodes YBR to RGB; YBR_FULL_422 is expanded to YBR_FULL).
@@ -32,6 +34,15 @@ func (im *Image) Frame(i int) (*Frame, error) {
 	if i < 0 || i >= im.NumberOfFrames {
 		return nil, fmt.Errorf("frame %d of %d", i, im.NumberOfFrames)
 	}
+	f, err := im.decodeFrame(i)
+	if err != nil {
+		return nil, err
+	}
+	f.Index = i
+	return f, nil
+}
+
+func (im *Image) decodeFrame(i int) (*Frame, error) {
 	switch im.TransferSyntax {
 	case ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian:
 		if im.native == nil {

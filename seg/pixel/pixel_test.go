@@ -312,7 +312,7 @@ func TestPercentileWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, hi := percentiles(im.modalityValues(fr.Data), lowPercentile, highPercentile)
+	lo, hi := percentiles(im.modalityValues(fr.Data, im.transform(0)), lowPercentile, highPercentile)
 	// PS3.3's linear window maps c-0.5-(w-1)/2 to 0 and c-0.5+(w-1)/2 to 255.
 	c, w := (lo+hi)/2+0.5, hi-lo+1
 	want := dcmtkRender(t, dicomFile(t, file), 1, "+Ww", strconv.FormatFloat(c, 'f', -1, 64), strconv.FormatFloat(w, 'f', -1, 64))
@@ -747,5 +747,36 @@ func TestNewEncapsulatedImage(t *testing.T) {
 	}
 	if _, err := NewEncapsulatedImage(src.Info, offsets[:3], src.fragments); err == nil {
 		t.Error("short offset table accepted")
+	}
+}
+
+// TestFunctionalGroups reads each frame's window of an enhanced MR from the per-frame
+// functional groups and renders with it, as DCMTK does when given that window.
+func TestFunctionalGroups(t *testing.T) {
+	const file = "MR/fodicom_EnhancedMR_MOVEKNEE_19fr.dcm"
+	im := loadImage(t, file)
+	if len(im.PerFrame) != 19 {
+		t.Fatalf("%d per-frame transforms, want 19", len(im.PerFrame))
+	}
+	for _, tt := range []struct {
+		frame         int
+		center, width float64
+	}{{0, 1518, 2810}, {1, 1519, 2808}, {3, 1523, 2800}} {
+		ft := im.PerFrame[tt.frame]
+		if len(ft.Windows) == 0 || ft.Windows[0].Center != tt.center || ft.Windows[0].Width != tt.width || ft.RescaleSlope != 1 {
+			t.Fatalf("frame %d: %+v, want window %g/%g and slope 1", tt.frame, ft, tt.center, tt.width)
+		}
+		got, err := im.Render(decodeFrame(t, im, tt.frame))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dcmtkRender(t, dicomFile(t, file), tt.frame+1, "+Ww", strconv.FormatFloat(tt.center, 'f', -1, 64), strconv.FormatFloat(tt.width, 'f', -1, 64))
+		if maxDiff, mean, err := compareRGB(got, want); err != nil || maxDiff > 1 || mean > 0.6 {
+			t.Errorf("frame %d differs from dcmj2pnm: max %d, mean %.3f, %v", tt.frame, maxDiff, mean, err)
+		}
+	}
+	ct := loadImage(t, "CT/cornerstone_EnhancedCT_2fr_fragmented_nobot_jpegext.dcm")
+	if len(ct.PerFrame) != 2 || ct.PerFrame[1].RescaleIntercept != -1024 {
+		t.Errorf("enhanced CT transforms %+v, want intercept -1024 from the shared groups", ct.PerFrame)
 	}
 }

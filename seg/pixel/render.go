@@ -34,7 +34,7 @@ func (im *Image) Render(f *Frame) (*RGB, error) {
 		if f.Samples != 1 {
 			return nil, fmt.Errorf("%s with %d samples per pixel", f.Photometric, f.Samples)
 		}
-		gray := im.grayToDisplay(f.Data)
+		gray := im.grayToDisplay(f.Data, im.transform(f.Index))
 		invert := f.Photometric == "MONOCHROME1"
 		for i, g := range gray {
 			if invert {
@@ -109,8 +109,17 @@ func clamp8(v float64) uint8 {
 	return uint8(v + 0.5)
 }
 
+// transform returns frame i's rescale and windows: its functional groups' for enhanced
+// multi-frame images, the data set's otherwise.
+func (im *Image) transform(i int) FrameTransform {
+	if i >= 0 && i < len(im.PerFrame) {
+		return im.PerFrame[i]
+	}
+	return FrameTransform{RescaleSlope: im.RescaleSlope, RescaleIntercept: im.RescaleIntercept, Windows: im.Windows}
+}
+
 // modalityValues applies the Modality LUT, or the rescale, to stored values.
-func (im *Image) modalityValues(stored []int32) []float64 {
+func (im *Image) modalityValues(stored []int32, ft FrameTransform) []float64 {
 	out := make([]float64, len(stored))
 	if lut := im.ModalityLUT; lut != nil {
 		for i, v := range stored {
@@ -119,14 +128,14 @@ func (im *Image) modalityValues(stored []int32) []float64 {
 		return out
 	}
 	for i, v := range stored {
-		out[i] = float64(v)*im.RescaleSlope + im.RescaleIntercept
+		out[i] = float64(v)*ft.RescaleSlope + ft.RescaleIntercept
 	}
 	return out
 }
 
 // grayToDisplay maps stored grayscale values to 0..255 (before any MONOCHROME1 inversion).
-func (im *Image) grayToDisplay(stored []int32) []uint8 {
-	vals := im.modalityValues(stored)
+func (im *Image) grayToDisplay(stored []int32, ft FrameTransform) []uint8 {
+	vals := im.modalityValues(stored, ft)
 	out := make([]uint8, len(vals))
 	switch {
 	case im.VOILUT != nil:
@@ -139,8 +148,8 @@ func (im *Image) grayToDisplay(stored []int32) []uint8 {
 		for i, v := range vals {
 			out[i] = clamp8(float64(lut.Lookup(int(math.Round(v)))) * 255 / max(top, 1))
 		}
-	case len(im.Windows) > 0:
-		w := im.Windows[0]
+	case len(ft.Windows) > 0:
+		w := ft.Windows[0]
 		for i, v := range vals {
 			out[i] = clamp8(applyWindow(v, w))
 		}
