@@ -403,3 +403,39 @@ func testEngineMetadata(t *testing.T) *segrt.Metadata {
 	}
 	return r.Model.Metadata()
 }
+
+// TestRecoverRunningJobs: a job a killed process left running, and the
+// queue leadership it held, are given back at the next start, and the job
+// then runs to completion.
+func TestRecoverRunningJobs(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default().Pipeline
+	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: cfg, AETitle: "ESPNODE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, pl, testutil.SharedData(t, "dicom", "wrapped", "GM_gbm40_gbm40_25.dcm"), "SCU")
+	// What SIGKILL leaves: the job running, a leader whose lease has not
+	// expired. (The client was never started, so nothing else touches them.)
+	if _, err := st.DB().ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = datetime('now')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().ExecContext(ctx, `INSERT INTO river_leader (elected_at, expires_at, leader_id) VALUES (datetime('now'), datetime('now', '+1 hour'), 'dead-process')`); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	n := startPipeline(t, dir, nil, testEngine(t))
+	waitUntil(t, "the recovered job", time.Minute, func() bool {
+		return jobsByState(t, n.st.DB())["segment/completed"] == 1
+	})
+	var leaders int
+	if err := n.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM river_leader WHERE leader_id = 'dead-process'`).Scan(&leaders); err != nil || leaders != 0 {
+		t.Errorf("the dead process's leadership is still there (%d, %v)", leaders, err)
+	}
+}
