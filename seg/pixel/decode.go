@@ -273,15 +273,7 @@ func (im *Image) jpegFrame(data []byte) (*Frame, error) {
 		return f, nil
 	case *image.YCbCr:
 		f := im.newFrame(3, "RGB")
-		for y := range h {
-			for x := range w {
-				yy := src.Y[src.YOffset(x+b.Min.X, y+b.Min.Y)]
-				c := src.COffset(x+b.Min.X, y+b.Min.Y)
-				r, g, bb := color.YCbCrToRGB(yy, src.Cb[c], src.Cr[c])
-				o := (y*im.Columns + x) * 3
-				f.Data[o], f.Data[o+1], f.Data[o+2] = int32(r), int32(g), int32(bb)
-			}
-		}
+		ycbcrToRGB(src, w, h, im.Columns, f.Data)
 		return f, nil
 	default:
 		f := im.newFrame(3, "RGB")

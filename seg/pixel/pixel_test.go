@@ -237,9 +237,9 @@ func compareRGBQuantile(a, b *RGB) (maxDiff int, meanDiff float64, p99 int, err 
 
 // TestRenderMatchesDCMTK compares this package's decode and display pipeline with DCMTK's
 // rendering of the same frame. Lossless paths must agree to rounding (DCMTK converts YBR in
-// integer arithmetic, hence 2); JPEG Baseline differs by the decoders' IDCT and chroma
-// upsampling (libjpeg interpolates chroma, Go's image/jpeg replicates it), which shows at sharp
-// colour edges only: the mean and the 99th percentile of the difference stay small.
+// integer arithmetic, hence 2). JPEG Baseline goes through libjpeg's chroma upsampling and
+// colour conversion here too, so only the two decoders' IDCTs differ: a few levels at most,
+// more where a steep rescale and window magnify them.
 func TestRenderMatchesDCMTK(t *testing.T) {
 	tests := []struct {
 		file     string
@@ -265,12 +265,17 @@ func TestRenderMatchesDCMTK(t *testing.T) {
 		{file: "CR/wg04_RG2_RLE_mono2.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
 		{file: "MR/wg04_MR2_RLE_1024.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
 		{file: "DX/highdicom_dx_image_mono1_evrle.dcm", args: []string{"+Wi", "1"}, maxDiff: 1, meanDiff: 0.6},
-		{file: "US/gdcm_philips_US_jpegbaseline_ybr422.dcm", maxDiff: 80, meanDiff: 1, p99: 8},
-		{file: "US_multiframe/orthanc_Issue16_34fr_jpegbaseline.dcm", frame: 20, maxDiff: 80, meanDiff: 1, p99: 8},
-		{file: "US_multiframe/pydicom_examples_ybr_color_30fr_jpegbaseline.dcm", frame: 29, maxDiff: 80, meanDiff: 1, p99: 8},
-		{file: "wrapped/OP_drive_drive_05.dcm", maxDiff: 80, meanDiff: 1, p99: 8},
-		{file: "wrapped/ES_polypgen_130OLCV1_100H0002.dcm", maxDiff: 80, meanDiff: 1, p99: 8},
-		{file: "SM/fodicom_WSI_140fr_jpegbaseline_modalitySC.dcm", frame: 0, maxDiff: 80, meanDiff: 1, p99: 8},
+		{file: "US/gdcm_philips_US_jpegbaseline_ybr422.dcm", maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "US_multiframe/orthanc_Issue16_34fr_jpegbaseline.dcm", frame: 20, maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "US_multiframe/pydicom_examples_ybr_color_30fr_jpegbaseline.dcm", frame: 29, maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "wrapped/OP_drive_drive_05.dcm", maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "wrapped/ES_polypgen_130OLCV1_100H0002.dcm", maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "SM/fodicom_WSI_140fr_jpegbaseline_modalitySC.dcm", frame: 0, maxDiff: 4, meanDiff: 0.1, p99: 1},
+		// Photometric RGB over JFIF YCbCr data, as many slide scanners write: DCMTK trusts the
+		// attribute unless told to follow the JPEG markers (+cg), as this package and PIL do.
+		{file: "SM/cmu1_pyramid/level-3-frames-0-1.dcm", args: []string{"+cg"}, maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "XC/fodicom_XC_photo_jpegbaseline_icon.dcm", maxDiff: 4, meanDiff: 0.1, p99: 1},
+		{file: "wrapped/XC_ph2_IMD008.dcm", maxDiff: 4, meanDiff: 0.1, p99: 1},
 		// Rescale slope 32 and a 400-wide window amplify each decoder difference about 20 times.
 		{file: "CT/cornerstone_CT_jpegbaseline_8bit.dcm", args: []string{"+Wi", "1"}, maxDiff: 40, meanDiff: 1, p99: 4},
 		{file: "CR/orthanc_Issue44_mono1_jpegbaseline.dcm", args: []string{"+Wi", "1"}, maxDiff: 8, meanDiff: 1, p99: 4},
