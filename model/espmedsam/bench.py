@@ -43,27 +43,34 @@ def loaded_blas() -> str:
     return "reference" if any("/blas/" in p for p in paths) else ("+".join(sorted(paths)) or "none")
 
 
-def bench(size=1024, widths="published", threads=2, iters=5, batch=1, warmup=1, seed=0):
+def bench(size=1024, widths="published", threads=2, iters=5, batch=1, warmup=1, seed=0, device="cpu"):
     torch.set_num_threads(threads)
-    model = build_model(widths, size, seed=seed)
-    image = torch.from_numpy(make_inputs(batch, size, seed))
-    modality = torch.arange(batch, dtype=torch.int64) % model.cfg.num_masks
+    dev = torch.device(device)
+    model = build_model(widths, size, seed=seed).to(dev)
+    image = torch.from_numpy(make_inputs(batch, size, seed)).to(dev)
+    modality = (torch.arange(batch, dtype=torch.int64) % model.cfg.num_masks).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     with torch.inference_mode():
         for _ in range(warmup):
             model(image, modality)
+        sync()
         for _ in range(iters):
             t0 = time.perf_counter()
             model(image, modality)
+            sync()
             times.append(time.perf_counter() - t0)
     per_image = sum(times) / len(times) / batch
-    return {
+    out = {
         "runtime": "pytorch", "size": size, "batch": batch,
         "ms_per_image": round(per_image * 1000.0, 2), "images_per_s": round(1.0 / per_image, 4),
         "widths": widths, "threads": threads, "iters": iters,
         "ms_per_batch_median": round(statistics.median(times) * 1000.0, 2),
-        "torch": torch.__version__, "blas": loaded_blas(),
+        "torch": torch.__version__, "blas": loaded_blas(), "device": device,
     }
+    if dev.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(dev)
+    return out
 
 
 def main(argv=None):
@@ -75,6 +82,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     ap.add_argument("--blas", choices=["system", "openblas"], default="system",
                     help="openblas: re-run with Debian's OpenBLAS first on LD_LIBRARY_PATH")
     a = ap.parse_args(argv)
@@ -88,7 +96,7 @@ def main(argv=None):
         os.execve(sys.executable, [sys.executable, "-m", "espmedsam.bench"] + args, env)
     if a.iters < 1 or a.batch < 1 or a.threads < 1:
         ap.error("--iters, --batch and --threads must be >= 1")
-    print(json.dumps(bench(a.size, a.widths, a.threads, a.iters, a.batch, a.warmup)), flush=True)
+    print(json.dumps(bench(a.size, a.widths, a.threads, a.iters, a.batch, a.warmup, device=a.device)), flush=True)
     return 0
 
 

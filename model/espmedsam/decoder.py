@@ -62,6 +62,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.internal = dim // downsample
+        self.head_dim = self.internal // num_heads
         self.q_proj = nn.Linear(dim, self.internal)
         self.k_proj = nn.Linear(dim, self.internal)
         self.v_proj = nn.Linear(dim, self.internal)
@@ -74,7 +75,7 @@ class Attention(nn.Module):
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
-        attn = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        attn = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         out = attn.softmax(dim=-1) @ v
         out = out.transpose(1, 2)
         return self.out_proj(out.reshape(out.shape[0], out.shape[1], self.internal))

@@ -13,10 +13,11 @@ A per-dataset checkpoint (ESP_<dataset>_best.pth) serves its channel only; a joi
 
 import argparse
 import hashlib
-import io
+import inspect
 import json
 import os
 import sys
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -78,12 +79,18 @@ def export_onnx(model: ESPMedSAM, path: str, opset: int = OPSET, batch: int = 2)
     s = model.cfg.img_size
     image = torch.rand(batch, 3, s, s) * 255.0
     modality = torch.arange(batch, dtype=torch.int64) % model.cfg.num_masks
-    with torch.no_grad():
+    kwargs = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # torch 2.x: the TorchScript exporter, as with torch 1.13
+    with torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter's shape-inference and constant-folding chatter
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             model, (image, modality), path,
             input_names=["image", "modality"], output_names=["logits"],
             dynamic_axes={"image": {0: "N"}, "modality": {0: "N"}, "logits": {0: "N"}},
-            opset_version=opset, do_constant_folding=True,
+            opset_version=opset, do_constant_folding=True, **kwargs,
         )
 
 

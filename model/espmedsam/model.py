@@ -70,11 +70,15 @@ class ESPMedSAM(nn.Module):
 
     def forward(self, image: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         """image float (N,3,S,S) RGB 0..255; modality int64 (N,) -> logits (N,1,S,S)."""
-        src, _, _ = self.encode(image)
+        return self.forward_with_patch(image, modality)[0]
+
+    def forward_with_patch(self, image: torch.Tensor, modality: torch.Tensor):
+        """(logits (N,1,S,S), SPPG patch logits (N,1,S/32,S/32))."""
+        src, _, patch_logits = self.encode(image)
         tokens = self.mask_query.weight.unsqueeze(0).expand(src.shape[0], -1, -1)
         low = self.mask_decoder(src, self.prompt_encoder.get_dense_pe(), tokens, self.query_index(modality))
         s = self.cfg.img_size
-        return F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
+        return F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False), patch_logits
 
     def forward_all(self, image: torch.Tensor):
         """Training/inspection view: (all modality logits (N,M,S,S), patch logits, raw embedding)."""

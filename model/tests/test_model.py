@@ -5,7 +5,6 @@ import itertools
 import unittest
 
 import torch
-import torch.nn.functional as F
 
 import util
 from espmedsam import build_model

@@ -1,6 +1,5 @@
 """The published model's state dict is the checkpoints': every name and shape, strict loading."""
 
-import io
 import os
 import tempfile
 import unittest

@@ -1,0 +1,407 @@
+"""Train ESP-MedSAM on the seg2d tree (all channels jointly), or distil an encoder (MMDKD).
+
+    cd model && nice -n 10 /usr/bin/python3 -m espmedsam.train --data ../../shared/data/seg2d \
+        --widths compact --size 256 --max-minutes 90 --out out/train/compact-s256
+
+Mode ``seg`` (default), following the paper as far as it is published:
+- SPPG patch loss: binary cross-entropy of the patch logits against the mask max-pooled over
+  32x32 pixels (one cell per patch);
+- mask loss: binary cross-entropy plus Dice on the logits of each sample's own channel;
+- QDMD: batches mix modalities (``MixedSampler``), and each sample's decoder query is its
+  channel's (the model gathers one query per sample, as the exported graph does);
+- augmentation per modality (``augment.POLICIES``).
+Mode ``distill`` (MMDKD), with ``--teacher CKPT``: mean squared error between the student's and
+the teacher's image embeddings (before the SPPG prompt), and only parameters whose names contain
+``med`` are trainable (the rest of the encoder stays as loaded with ``--init``).
+
+Data: ``train`` rows of MANIFEST.csv only (fundus/drishti-gs1 kept out, see data.py); model
+selection on a validation slice of train (every ``--val-every``-th item per dataset). The test
+split is never read here.
+
+The run stops at ``--epochs`` or ``--max-minutes`` (the learning-rate schedule follows whichever
+comes first), validating every ``--val-minutes`` and at the end. ``OUT/last.pth`` (model, optimiser,
+progress) resumes with ``--resume``; ``OUT/best.pth`` is the state dict with the best validation
+score; ``OUT/log.jsonl`` has one line per validation; ``--record FILE`` writes the run's
+configuration, data-manifest hash and figures as JSON.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import augment
+from .config import PRESETS
+from .data import EXCLUDED, Packed, manifest_sha256, select, split_validation
+from .export import extract_state_dict
+from .model import DEFAULT_NORMALIZATION, NORMALIZATIONS, ESPMedSAM, build_model, count_parameters
+
+PATCH = 32  # SPPG cell side in pixels
+
+
+# ---------------------------------------------------------------- losses
+
+def patch_target(mask: torch.Tensor) -> torch.Tensor:
+    """(B,1,S,S) 0..1 -> (B,1,S/32,S/32): the mask max-pooled over each 32x32 patch."""
+    return F.max_pool2d(mask, PATCH, PATCH)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice per sample, averaged over the batch."""
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    inter = (p * t).sum(1)
+    return (1 - (2 * inter + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
+
+
+def seg_losses(logits: torch.Tensor, patch_logits: torch.Tensor, mask: torch.Tensor,
+               patch_weight: float = 1.0) -> Dict[str, torch.Tensor]:
+    """Mask loss (BCE + Dice) and SPPG patch loss (BCE against the 32x32-max-pooled mask)."""
+    bce = F.binary_cross_entropy_with_logits(logits, mask)
+    dice = dice_loss(logits, mask)
+    patch = F.binary_cross_entropy_with_logits(patch_logits, patch_target(mask))
+    return {"loss": bce + dice + patch_weight * patch, "bce": bce, "dice": dice, "patch": patch}
+
+
+def distill_loss(student: ESPMedSAM, teacher: ESPMedSAM, image: torch.Tensor) -> torch.Tensor:
+    """MMDKD: MSE between the student's and the teacher's image embeddings (the teacher's resized
+    to the student's grid when their input sizes differ)."""
+    with torch.no_grad():
+        t = teacher.encode(image if teacher.cfg.img_size == student.cfg.img_size else
+                           F.interpolate(image, size=(teacher.cfg.img_size,) * 2, mode="bilinear",
+                                         align_corners=False))[1]
+    s = student.encode(image)[1]
+    if t.shape[1] != s.shape[1]:
+        raise ValueError(f"teacher embedding has {t.shape[1]} channels, student {s.shape[1]}")
+    if t.shape[-2:] != s.shape[-2:]:
+        t = F.interpolate(t, size=s.shape[-2:], mode="bilinear", align_corners=False)
+    return F.mse_loss(s, t)
+
+
+def med_only(model: torch.nn.Module) -> List[torch.nn.Parameter]:
+    """Freeze every parameter whose name lacks ``med`` (MMDKD); returns the trainable ones."""
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_("med" in name)
+        if p.requires_grad:
+            params.append(p)
+    if not params:
+        raise ValueError("no parameter name contains 'med'")
+    return params
+
+
+# ---------------------------------------------------------------- sampling
+
+class MixedSampler:
+    """Mixed-modality batches: each slot draws a channel with probability proportional to
+    (its sample count) ** ``alpha`` (0.5 lifts the small channels), then the next sample of that
+    channel's shuffled queue (refilled when empty)."""
+
+    def __init__(self, channels: Sequence[int], batch: int, alpha: float = 0.5, seed: int = 0):
+        self.batch = batch
+        self.rng = np.random.default_rng(seed)
+        chans = np.asarray(channels)
+        self.keys = sorted(set(int(c) for c in chans))
+        self.members = {c: np.flatnonzero(chans == c) for c in self.keys}
+        w = np.array([len(self.members[c]) ** alpha for c in self.keys], np.float64)
+        self.prob = w / w.sum()
+        self.queues = {c: [] for c in self.keys}
+
+    def _next(self, c: int) -> int:
+        if not self.queues[c]:
+            self.queues[c] = list(self.rng.permutation(self.members[c]))
+        return int(self.queues[c].pop())
+
+    def __next__(self) -> np.ndarray:
+        picks = self.rng.choice(len(self.keys), size=self.batch, p=self.prob)
+        return np.array([self._next(self.keys[k]) for k in picks], np.int64)
+
+    def __iter__(self):
+        return self
+
+    def state(self):
+        return {"rng": self.rng.bit_generator.state, "queues": {c: list(map(int, q)) for c, q in self.queues.items()}}
+
+    def restore(self, st):
+        self.rng.bit_generator.state = st["rng"]
+        self.queues = {int(c): list(q) for c, q in st["queues"].items()}
+
+
+def batch_tensors(packed: Packed, idx: np.ndarray):
+    """(images float (B,3,S,S) 0..255, masks float (B,1,S,S) 0..1, sizes (B,2), channels (B,))."""
+    img = torch.from_numpy(packed.images[idx]).permute(0, 3, 1, 2).float()
+    msk = torch.from_numpy(packed.masks[idx]).unsqueeze(1).float() / 255.0
+    return img, msk, torch.from_numpy(packed.sizes[idx]), torch.from_numpy(packed.channels[idx])
+
+
+# ---------------------------------------------------------------- validation
+
+@torch.no_grad()
+def evaluate(model: ESPMedSAM, packed: Packed, batch: int = 8, teacher: Optional[ESPMedSAM] = None) -> Dict:
+    """Validation figures at the model's resolution, inside each sample's content region: per
+    channel mean Dice and IoU of (logit >= 0) against (soft mask >= 0.5); ``score`` is the mean over
+    channels (each channel counts once). With a teacher: ``mse`` of the embeddings, score = -mse."""
+    was = model.training
+    model.eval()
+    per: Dict[int, List] = {}
+    mse_sum, n_mse = 0.0, 0
+    for start in range(0, len(packed), batch):
+        idx = np.arange(start, min(start + batch, len(packed)))
+        img, msk, sizes, chans = batch_tensors(packed, idx)
+        if teacher is not None:
+            mse_sum += float(distill_loss(model, teacher, img)) * len(idx)
+            n_mse += len(idx)
+            continue
+        logits = model(img, chans)
+        for j in range(len(idx)):
+            w, h = int(sizes[j, 0]), int(sizes[j, 1])
+            p = logits[j, 0, :h, :w] >= 0
+            t = msk[j, 0, :h, :w] >= 0.5
+            inter = float((p & t).sum())
+            ps, ts = float(p.sum()), float(t.sum())
+            dice = 1.0 if ps + ts == 0 else 2 * inter / (ps + ts)
+            iou = 1.0 if ps + ts == 0 else inter / (ps + ts - inter)
+            per.setdefault(int(chans[j]), []).append((dice, iou))
+    model.train(was)
+    if teacher is not None:
+        mse = mse_sum / max(n_mse, 1)
+        return {"mse": mse, "score": -mse, "n": n_mse}
+    chans = {c: {"n": len(v), "dice": float(np.mean([d for d, _ in v])), "iou": float(np.mean([i for _, i in v]))}
+             for c, v in sorted(per.items())}
+    score = float(np.mean([v["dice"] for v in chans.values()])) if chans else 0.0
+    return {"score": score, "channels": chans, "n": len(packed)}
+
+
+# ---------------------------------------------------------------- training
+
+def lr_at(progress: float, step: int, base: float, warmup: int, floor: float = 0.02) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``floor * base`` at progress 1."""
+    w = min(1.0, (step + 1) / max(1, warmup))
+    c = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return base * w * c
+
+
+def per_dataset_counts(rows: Sequence[Dict]) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    for r in rows:
+        k = f"{r['modality']}/{r['dataset']}"
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def train(args) -> Dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    rows = select(args.data, "train")
+    if args.limit:
+        keep, seen = [], {}
+        for r in rows:
+            k = (r["modality"], r["dataset"])
+            if seen.get(k, 0) < args.limit:
+                keep.append(r)
+                seen[k] = seen.get(k, 0) + 1
+        rows = keep
+    if args.channels:
+        want = {int(c) for c in args.channels.split(",")}
+        rows = [r for r in rows if r["channel"] in want]
+    train_rows, val_rows = split_validation(rows, args.val_every)
+    if not train_rows:
+        raise ValueError("no training rows")
+    cache = args.cache if args.cache else None
+    t0 = time.time()
+    tr = Packed.load_or_build(args.data, train_rows, args.size, cache and cache + f"-train-s{args.size}.npz")
+    va = Packed.load_or_build(args.data, val_rows, args.size, cache and cache + f"-val-s{args.size}.npz") \
+        if val_rows else None
+    pack_s = time.time() - t0
+
+    model = build_model(args.widths, args.size, args.normalization).train()
+    if args.init:
+        model.load_state_dict(extract_state_dict(torch.load(args.init, map_location="cpu")), strict=True)
+    teacher = None
+    if args.mode == "distill":
+        if not args.teacher:
+            raise ValueError("--mode distill needs --teacher CKPT")
+        teacher = build_model(args.teacher_widths, args.teacher_size or args.size, args.normalization).eval()
+        teacher.load_state_dict(extract_state_dict(torch.load(args.teacher, map_location="cpu")), strict=True)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        params = med_only(model)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+    steps_per_epoch = max(1, math.ceil(len(tr) / args.batch))
+    total_steps = max(1, int(args.epochs * steps_per_epoch))
+    budget_s = args.max_minutes * 60.0 if args.max_minutes else float("inf")
+    sampler = MixedSampler(tr.channels, args.batch, args.alpha, args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    step, elapsed0, best, history = 0, 0.0, -float("inf"), []
+    last_path, best_path = os.path.join(args.out, "last.pth"), os.path.join(args.out, "best.pth")
+    if args.resume and os.path.isfile(last_path):
+        st = torch.load(last_path, map_location="cpu")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, elapsed0, best, history = st["step"], st["elapsed"], st["best"], st["history"]
+        sampler.restore(st["sampler"])
+        gen.set_state(st["gen"])
+    if teacher is not None:
+        for m in model.modules():  # frozen encoder: BatchNorm statistics stay as loaded
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+
+    start = time.time()
+    last_val = time.time()
+    run_loss: Dict[str, float] = {}
+    log = open(os.path.join(args.out, "log.jsonl"), "a")
+
+    def elapsed():
+        return elapsed0 + time.time() - start
+
+    def progress():
+        return max(step / total_steps, elapsed() / budget_s)
+
+    def validate(final=False):
+        nonlocal best, last_val
+        res = evaluate(model, va, args.batch, teacher) if va is not None else {"score": -float(run_loss.get("loss", 0))}
+        entry = {"step": step, "epoch": round(step * args.batch / len(tr), 3), "minutes": round(elapsed() / 60, 2),
+                 "lr": opt.param_groups[0]["lr"], "train": {k: round(v, 4) for k, v in run_loss.items()}, "val": res}
+        improved = res["score"] > best
+        if improved:
+            best = res["score"]
+            torch.save(model.state_dict(), best_path)
+        entry["best"] = improved
+        history.append(entry)
+        log.write(json.dumps(entry) + "\n")
+        log.flush()
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed(),
+                    "best": best, "history": history, "sampler": sampler.state(), "gen": gen.get_state()},
+                   last_path + ".tmp")
+        os.replace(last_path + ".tmp", last_path)
+        if not args.quiet:
+            print(json.dumps(entry), flush=True)
+        last_val = time.time()
+
+    while progress() < 1.0:
+        idx = next(sampler)
+        img, msk, sizes, chans = batch_tensors(tr, idx)
+        if args.mode == "seg" and not args.no_augment:
+            img, msk = augment(img, msk, sizes, chans, gen)
+        lr = lr_at(progress(), step, args.lr, args.warmup)
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        if teacher is not None:
+            loss = distill_loss(model, teacher, img)
+            parts = {"loss": loss}
+        else:
+            logits, patch_logits = model.forward_with_patch(img, chans)
+            parts = seg_losses(logits, patch_logits, msk, args.patch_weight)
+            loss = parts["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_(params, args.clip)
+        opt.step()
+        step += 1
+        for k, v in parts.items():
+            run_loss[k] = 0.9 * run_loss.get(k, float(v)) + 0.1 * float(v)
+        if args.log_every and step % args.log_every == 0 and not args.quiet:
+            print(f"step {step} epoch {step * args.batch / len(tr):.2f} min {elapsed() / 60:.1f} lr {lr:.2e} "
+                  + " ".join(f"{k} {v:.4f}" for k, v in run_loss.items()), flush=True)
+        if args.val_minutes and time.time() - last_val >= args.val_minutes * 60 and progress() < 1.0:
+            validate()
+    validate(final=True)
+    log.close()
+
+    best_entry = max((h for h in history), key=lambda h: h["val"]["score"])
+    summary = {
+        "mode": args.mode,
+        "model": {"widths": args.widths, "size": args.size, "normalization": args.normalization,
+                  "config": model.cfg.to_dict(), "parameters": count_parameters(model),
+                  "trainable_parameters": sum(p.numel() for p in params)},
+        "data": {"root": os.path.relpath(os.path.abspath(args.data), os.path.abspath(os.path.join(args.out))),
+                 "manifest_sha256": manifest_sha256(rows), "rows": len(rows),
+                 "manifest_rows_hashed": "train rows used (training and validation slice), sorted raw MANIFEST.csv lines",
+                 "excluded": {f"{m}/{d}": why for (m, d), why in EXCLUDED.items()},
+                 "train": per_dataset_counts(train_rows), "validation": per_dataset_counts(val_rows),
+                 "validation_rule": f"per dataset, names sorted, item i with i % {args.val_every} == {args.val_every // 2}",
+                 "test_split": "never read"},
+        "training": {k: getattr(args, k) for k in ("batch", "lr", "weight_decay", "warmup", "epochs", "max_minutes",
+                                                     "alpha", "patch_weight", "clip", "seed", "threads", "val_minutes")}
+        | {"optimizer": "AdamW", "schedule": "linear warm-up, cosine to 2% over min(epochs, max-minutes)",
+           "losses": "mask: BCE + Dice; SPPG patch: BCE vs 32x32 max-pooled mask" if args.mode == "seg"
+           else "MSE of image embeddings vs teacher; only 'med' parameters trainable",
+           "augment": "per modality, espmedsam/augment.py POLICIES" if not args.no_augment else "none",
+           "sampler": f"mixed-modality batches, channel probability ~ count^{args.alpha}"},
+        "steps": step, "epochs_done": round(step * args.batch / len(tr), 2),
+        "minutes": round(elapsed() / 60, 2), "pack_seconds": round(pack_s, 1),
+        "best": {"step": best_entry["step"], "epoch": best_entry["epoch"], "val": best_entry["val"]},
+        "final": history[-1]["val"],
+        "host": {"torch": torch.__version__, "python": platform.python_version(), "device": "cpu",
+                 "cpus": os.cpu_count()},
+    }
+    if args.mode == "distill":
+        summary["teacher"] = {"checkpoint": os.path.basename(args.teacher), "widths": args.teacher_widths}
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    if args.record:
+        os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
+        with open(args.record, "w") as f:
+            json.dump(summary, f, indent=1)
+            f.write("\n")
+    return summary
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="python3 -m espmedsam.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="the seg2d folder (MANIFEST.csv)")
+    ap.add_argument("--out", required=True, help="run folder: last.pth, best.pth, log.jsonl, summary.json")
+    ap.add_argument("--mode", choices=["seg", "distill"], default="seg")
+    ap.add_argument("--widths", default="compact", choices=sorted(PRESETS))
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--normalization", default=DEFAULT_NORMALIZATION, choices=sorted(NORMALIZATIONS))
+    ap.add_argument("--init", help="start from this checkpoint (strict)")
+    ap.add_argument("--teacher", help="distill: teacher checkpoint")
+    ap.add_argument("--teacher-widths", default="published", choices=sorted(PRESETS))
+    ap.add_argument("--teacher-size", type=int, default=0, help="default: --size")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--warmup", type=int, default=50, help="warm-up steps")
+    ap.add_argument("--epochs", type=float, default=100.0)
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0: none)")
+    ap.add_argument("--val-minutes", type=float, default=10.0, help="validate and checkpoint this often")
+    ap.add_argument("--val-every", type=int, default=10, help="every n-th train item per dataset validates")
+    ap.add_argument("--alpha", type=float, default=0.5, help="channel sampling exponent")
+    ap.add_argument("--patch-weight", type=float, default=1.0)
+    ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", help="prefix of packed-data cache files (.npz; never commit them)")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many train rows per dataset (tests)")
+    ap.add_argument("--channels", help="comma-separated channel indices to train on (default all)")
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
+    ap.add_argument("--record", help="write the run's configuration and figures to this JSON file")
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--quiet", action="store_true")
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

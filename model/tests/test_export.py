@@ -1,0 +1,175 @@
+"""ONNX export: the contract's graph and metadata, per-dataset vs universal files, and (where ONNX
+Runtime's C library is present) parity with PyTorch on a dynamic mixed-modality batch."""
+
+import collections
+import hashlib
+import json
+import os
+import tempfile
+import unittest
+
+import numpy as np
+import onnx
+import torch
+
+import util
+from espmedsam import build_model, export as ex
+from espmedsam.channels import load_channels
+
+
+class ExportTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.path = os.path.join(cls.tmp.name, "tiny.onnx")
+        cls.meta = ex.export(cls.path, seed=0, widths="tiny", size=256)
+        cls.proto = onnx.load(cls.path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_metadata(self):
+        meta = ex.validate_onnx(self.path)
+        self.assertEqual(meta["espnode.input_size"], "256")
+        self.assertEqual(meta["espnode.threshold"], "0")
+        self.assertEqual(meta["espnode.normalization"], "mean_over_mean")
+        self.assertEqual(meta["espnode.model_name"], "esp-medsam-tiny")
+        self.assertTrue(meta["espnode.model_version"])
+        self.assertEqual(meta["weights_source"], "random-seed-0")
+        model = build_model("tiny", 256, seed=0, calibrate=True)
+        self.assertEqual(meta["espnode.checkpoint_sha256"], ex.state_dict_sha256(model))
+        chans = json.loads(meta["espnode.channels"])
+        want = load_channels()
+        self.assertEqual([c["name"] for c in chans],
+                         ["dermoscopy", "xray", "ultrasound", "fundus", "microscopy", "colonoscopy"])
+        for got, ref in zip(chans, want):
+            self.assertEqual(got["query"], ref["index"])
+            self.assertEqual({k: v for k, v in got.items() if k != "query"}, ref)
+
+    def test_graph_io(self):
+        g = self.proto.graph
+        self.assertEqual([i.name for i in g.input], ["image", "modality"])
+        self.assertEqual([o.name for o in g.output], ["logits"])
+        dims = lambda vi: [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+        self.assertEqual(dims(g.input[0]), ["N", 3, 256, 256])
+        self.assertEqual(dims(g.input[1]), ["N"])
+        self.assertEqual(dims(g.output[0]), ["N", 1, 256, 256])
+        self.assertEqual(g.input[1].type.tensor_type.elem_type, onnx.TensorProto.INT64)
+        self.assertEqual(self.proto.opset_import[0].version, 17)
+
+    def test_graph_ops(self):
+        ops = collections.Counter(n.op_type for n in self.proto.graph.node)
+        self.assertEqual(ops["GatherElements"], 1)  # the per-sample query
+        self.assertEqual(ops["Clip"], 1)  # modality clamp
+        for bad in ("ScatterND", "Loop", "If", "SequenceConstruct"):
+            self.assertNotIn(bad, ops)
+        self.assertLess(sum(ops.values()), 3000)
+        # unused checkpoint parts are not in the graph
+        inits = {i.name for i in self.proto.graph.initializer}
+        self.assertFalse(any("point_embeddings" in n or "SemiTViT.head" in n for n in inits))
+
+    def test_validate_rejects_broken_metadata(self):
+        for key, value in (("espnode.channels", "[]"), ("espnode.input_size", ""),
+                           ("espnode.checkpoint_sha256", "random-seed-0"),
+                           ("espnode.channels", '[{"index":0,"name":"x","label":"y"}]')):
+            proto = onnx.load(self.path)
+            for p in proto.metadata_props:
+                if p.key == key:
+                    p.value = value
+            with self.assertRaises(ValueError, msg=key):
+                ex.validate_onnx(proto)
+        proto = onnx.load(self.path)
+        keep = [p for p in proto.metadata_props if p.key != "espnode.threshold"]
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(keep)
+        with self.assertRaises(ValueError):
+            ex.validate_onnx(proto)
+
+    def test_per_dataset_and_joint_checkpoints(self):
+        model = build_model("tiny", 64, seed=4)
+        d = self.tmp.name
+        for fname, want in (("ESP_cvccdb_best.pth", ["colonoscopy"]), ("joint.pth", None)):
+            ckpt = os.path.join(d, fname)
+            torch.save(model.state_dict(), ckpt)
+            out = os.path.join(d, fname + ".onnx")
+            meta = ex.export(out, checkpoint=ckpt, widths="tiny", size=64)
+            chans = json.loads(meta["espnode.channels"])
+            names = [c["name"] for c in chans]
+            self.assertEqual(names, want or [c["name"] for c in load_channels()], fname)
+            self.assertEqual([c["query"] for c in chans], [c["index"] for c in chans])
+            with open(ckpt, "rb") as f:
+                self.assertEqual(meta["espnode.checkpoint_sha256"], hashlib.sha256(f.read()).hexdigest())
+            self.assertEqual(meta["weights_source"], fname)
+        meta = ex.export(os.path.join(d, "x.onnx"), checkpoint=os.path.join(d, "joint.pth"), widths="tiny",
+                         size=64, channels=["xray", "4"], normalization="imagenet")
+        self.assertEqual([c["name"] for c in json.loads(meta["espnode.channels"])], ["xray", "microscopy"])
+        self.assertEqual(meta["espnode.normalization"], "imagenet")
+        with self.assertRaises(RuntimeError):  # wrong widths: strict load fails
+            ex.export(os.path.join(d, "y.onnx"), checkpoint=os.path.join(d, "joint.pth"), widths="compact", size=64)
+
+    def test_cli(self):
+        out = os.path.join(self.tmp.name, "cli.onnx")
+        self.assertEqual(ex.main(["--seed", "0", "--widths", "tiny", "--size", "64", "--channels", "fundus",
+                                  "--model-version", "9.9", "--out", out]), 0)
+        meta = ex.validate_onnx(out)
+        self.assertEqual(meta["espnode.model_version"], "9.9")
+        self.assertEqual(meta["espnode.input_size"], "64")
+        self.assertEqual(json.loads(meta["espnode.channels"])[0]["query"], 3)
+
+    def test_committed_tiny_model(self):
+        """seg/runtime/testdata's tiny model is what its README's command regenerates."""
+        self.assertLess(os.path.getsize(util.TINY_ONNX), 5 * 1024 * 1024)
+        meta = ex.validate_onnx(util.TINY_ONNX)
+        self.assertEqual(meta["espnode.input_size"], "256")
+        self.assertEqual(meta["weights_source"], "random-seed-0")
+        self.assertEqual(len(json.loads(meta["espnode.channels"])), 6)
+        self.assertEqual(meta["espnode.checkpoint_sha256"], self.meta["espnode.checkpoint_sha256"])
+        with open(util.TINY_ONNX, "rb") as a, open(self.path, "rb") as b:
+            same = a.read() == b.read()
+        if torch.__version__.startswith("1.13"):  # the exporter that wrote it
+            self.assertTrue(same, "committed tiny model differs from a fresh export: regenerate it")
+
+
+@unittest.skipIf(util.ort_tool() is None, "ONNX Runtime C library, its header or a C compiler missing")
+class OnnxRuntimeParityTest(unittest.TestCase):
+    """ONNX Runtime (the node's shared library, through its C API) against PyTorch."""
+
+    def check(self, widths, size, batches, seed=1, tol=1e-4):
+        from espmedsam import ortcheck
+        from espmedsam.parity import write_fixture
+        with tempfile.TemporaryDirectory() as d:
+            meta = write_fixture(d, size, batches[0], seed, widths)
+            self.assertGreater(meta["patch_foreground_fraction"], 0.0)
+            self.assertLess(meta["patch_foreground_fraction"], 1.0)
+            model = build_model(widths, size, seed=seed, calibrate=True)
+            for mods in batches:
+                x = util.image_batch(len(mods), size, seed + len(mods))
+                x.numpy().astype("<f4").tofile(os.path.join(d, "in.f32"))
+                np.asarray(mods, dtype="<i8").tofile(os.path.join(d, "in.i64"))
+                ortcheck.run_ort(util.ort_tool(), os.path.join(d, "model.onnx"), os.path.join(d, "in.f32"),
+                                 os.path.join(d, "in.i64"), len(mods), size, os.path.join(d, "out.f32"), threads=2)
+                got = np.fromfile(os.path.join(d, "out.f32"), dtype="<f4").reshape(len(mods), 1, size, size)
+                with torch.no_grad():
+                    want = model(x, torch.tensor(mods)).numpy()
+                diff = float(np.abs(got - want).max())
+                self.assertLessEqual(diff, tol, (widths, size, mods))
+                # and each sample is its own query's mask, not another's
+                if len(set(min(max(m, 0), 5) for m in mods)) > 1:
+                    self.assertGreater(float(np.abs(got[0] - got[1]).max()), 1e-3)
+            res = ortcheck.check_dir(d, threads=2)
+            self.assertLessEqual(res["max_abs_diff"], tol)
+
+    def test_tiny_dynamic_batches(self):
+        self.check("tiny", 256, [[0, 3, 5], [4], [2, 1, -3, 17, 5]])
+
+    def test_compact_widths(self):
+        self.check("compact", 192, [[1, 3]])
+
+    @unittest.skipUnless(os.environ.get("ESPMEDSAM_SLOW") == "1", "set ESPMEDSAM_SLOW=1 (1024 parity, minutes)")
+    def test_published_1024(self):
+        self.check("published", 1024, [[0, 3, 5]])
+
+
+if __name__ == "__main__":
+    unittest.main()
