@@ -245,11 +245,13 @@ func (p *Pipeline) enqueue(ctx context.Context, tx *sql.Tx, inst store.Instance,
 			return err
 		}
 		// One job per series: later instances find it waiting (unique by
-		// series and channel) and the job waits until the series is idle.
+		// series and channel). It is available at once and snoozes until the
+		// series has been idle long enough: a snooze shorter than River's
+		// scheduler interval (5 s) is timed by the fetch itself, where a job
+		// scheduled for later would wait for the scheduler's next pass.
 		_, err := p.client.InsertTx(ctx, tx, SeriesArgs{SeriesInstanceUID: inst.SeriesInstanceUID, Channel: channel, CallingAE: inst.CallingAE},
 			&river.InsertOpts{
 				Queue: QueueSegment, MaxAttempts: c.SegmentRetry.MaxAttempts,
-				ScheduledAt: inst.ReceivedAt.Add(c.SeriesIdle),
 				UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 					rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 					rivertype.JobStateRetryable, rivertype.JobStateScheduled,

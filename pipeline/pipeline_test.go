@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -437,5 +439,103 @@ func TestRecoverRunningJobs(t *testing.T) {
 	var leaders int
 	if err := n.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM river_leader WHERE leader_id = 'dead-process'`).Scan(&leaders); err != nil || leaders != 0 {
 		t.Errorf("the dead process's leadership is still there (%d, %v)", leaders, err)
+	}
+}
+
+// seriesCopies writes n copies of src as instances 1..n of one series, each
+// with a new SOP Instance UID and, when stepZ, its own slice position.
+func seriesCopies(t *testing.T, src string, n int, stepZ bool) []string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := testutil.Tool(t, "dcmodify", "dcmtk")
+	dir := t.TempDir()
+	var files []string
+	for i := range n {
+		f := filepath.Join(dir, fmt.Sprintf("i%d.dcm", i+1))
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-nb", "-gin", "-i", fmt.Sprintf("(0020,0013)=%d", i+1)}
+		if stepZ {
+			args = append(args, "-m", fmt.Sprintf(`(0020,0032)=-158.1\-179.0\%d`, -75+5*i))
+		}
+		if out, err := exec.Command(tool, append(args, f)...).CombinedOutput(); err != nil {
+			t.Fatalf("dcmodify: %v\n%s", err, out)
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+// TestSeriesMode: the instances of a series arriving within the idle window
+// give one SEG over all of them; an instance arriving after it was made
+// remakes it (same UID, one frame more), and it is delivered again.
+func TestSeriesMode(t *testing.T) {
+	dest := startFakeDestination(t, 0)
+	n := startPipeline(t, t.TempDir(), func(c *config.Pipeline) {
+		c.SeriesMode = true
+		c.Routing = []config.Route{{Channel: "xray", Modality: []string{"CT"}}}
+		c.Destinations = []config.Peer{dest.peer(t)}
+	}, testEngine(t))
+	files := seriesCopies(t, testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm"), 4, true)
+	var insts []store.Instance
+	for _, f := range files[:3] {
+		insts = append(insts, putFile(t, n.pl, f, "SCU"))
+	}
+	if got := jobsByState(t, n.st.DB()); got["segment_series/completed"] != 0 || len(got) != 1 {
+		t.Fatalf("jobs %v, want one waiting series job for three instances", got)
+	}
+	md := testEngineMetadata(t)
+	segUID := SEGInstanceUID(insts[0].SeriesInstanceUID, "xray", md.ModelName, md.ModelVersion)
+	frames := func() int {
+		rc, _, err := n.st.Open(context.Background(), segUID)
+		if err != nil {
+			return 0
+		}
+		defer rc.Close()
+		data, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dicomseg.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(s.Frames)
+	}
+	waitUntil(t, "the series SEG", time.Minute, func() bool { return dest.stored()[segUID] == 1 })
+	if f := frames(); f != 3 {
+		t.Errorf("series SEG has %d frames, want 3 (one per instance)", f)
+	}
+	insts = append(insts, putFile(t, n.pl, files[3], "SCU"))
+	waitUntil(t, "the remade SEG delivered", time.Minute, func() bool { return dest.stored()[segUID] == 2 })
+	if f := frames(); f != 4 {
+		t.Errorf("remade series SEG has %d frames, want 4", f)
+	}
+	if got := dest.stored(); len(got) != 1 {
+		t.Errorf("destination holds %v, want the one series SEG", got)
+	}
+}
+
+// TestSeriesModePhotographs: photographs of one series share no plane
+// geometry, so series mode gives each its own SEG, named as in instance mode.
+func TestSeriesModePhotographs(t *testing.T) {
+	n := startPipeline(t, t.TempDir(), func(c *config.Pipeline) { c.SeriesMode = true }, testEngine(t))
+	files := seriesCopies(t, testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"), 2, false)
+	var insts []store.Instance
+	for _, f := range files {
+		insts = append(insts, putFile(t, n.pl, f, "SCU"))
+	}
+	waitUntil(t, "the series job", time.Minute, func() bool {
+		return jobsByState(t, n.st.DB())["segment_series/completed"] == 1
+	})
+	md := testEngineMetadata(t)
+	for _, inst := range insts {
+		if _, err := n.st.Get(context.Background(), SEGInstanceUID(inst.SOPInstanceUID, "colonoscopy", md.ModelName, md.ModelVersion)); err != nil {
+			t.Errorf("no SEG for %s: %v", inst.SOPInstanceUID, err)
+		}
 	}
 }

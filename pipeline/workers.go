@@ -125,14 +125,20 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 	log := p.log.With().Str("seg_instance_uid", segUID).Str("source", s.key).Str("channel", s.channel).
 		Int64("job", job.ID).Int("attempt", job.Attempt).Logger()
 
-	res, err := sg.Segment(ctx, segment.Request{Paths: paths, Channel: s.channel, SEG: dicomseg.Options{
+	req := segment.Request{Paths: paths, Channel: s.channel, SEG: dicomseg.Options{
 		SOPInstanceUID:    segUID,
 		SeriesInstanceUID: SEGSeriesUID(s.series, s.channel, model, version),
 		Equipment: dicomseg.Equipment{
 			Manufacturer: "espnode", ModelName: "espnode",
 			SoftwareVersions: p.opts.ImplementationVersionName,
 		},
-	}})
+	}}
+	if s.seriesMode {
+		// Photographs share no plane geometry: one SEG each, named as in
+		// instance mode.
+		req.PerSource = func(uid string) string { return SEGInstanceUID(uid, s.channel, model, version) }
+	}
+	res, err := sg.Segment(ctx, req)
 	if err != nil {
 		p.metrics.SegmentFailures.WithLabelValues(s.channel).Inc()
 		if errors.Is(err, segment.ErrUndecodable) {
@@ -157,50 +163,72 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 		}
 	}
 
-	br := bufio.NewReader(bytes.NewReader(res.SEG.Bytes))
-	meta, err := dcm.ReadFileMeta(br)
-	if err != nil {
-		return fmt.Errorf("SEG %s: %w", segUID, err)
+	type part struct {
+		seg      *dicomseg.Result
+		source   string
+		revision string
+	}
+	var parts []part
+	if res.SEG != nil {
+		parts = []part{{res.SEG, s.key, revision(sources)}}
+	} else {
+		for i, seg := range res.SEGs {
+			parts = append(parts, part{seg, sources[i], revision(sources[i : i+1])})
+		}
 	}
 	dests := p.destinations(s.callingAE)
-	rev := revision(sources)
-	_, err = p.opts.Store.Put(ctx, store.PutRequest{
-		SOPClassUID:       meta.MediaStorageSOPClassUID,
-		SOPInstanceUID:    meta.MediaStorageSOPInstanceUID,
-		TransferSyntaxUID: meta.TransferSyntaxUID,
-		CallingAE:         p.opts.AETitle,
-		CalledAE:          p.opts.AETitle,
-		Data:              br,
-		// A rerun replaces its SEG whatever the duplicate policy.
-		Overwrite: true,
-		InTx: func(ctx context.Context, tx *sql.Tx, _ store.Instance) error {
-			for _, d := range dests {
-				_, err := p.client.InsertTx(ctx, tx, DeliverArgs{
-					SEGInstanceUID: segUID, Source: s.key, Channel: s.channel,
-					AETitle: d.AETitle, Host: d.Host, Port: d.Port,
-					Revision: rev, ReceivedAt: s.receivedAt.UnixNano(),
-				}, &river.InsertOpts{
-					Queue: QueueDeliver, MaxAttempts: p.opts.Config.DeliveryRetry.MaxAttempts,
-					// A destination gets one delivery per SEG revision, however
-					// often the segmentation runs.
-					UniqueOpts: river.UniqueOpts{ByArgs: true},
-				})
-				if err != nil {
-					return fmt.Errorf("delivery job to %s: %w", d, err)
+	for i, pt := range parts {
+		last := i == len(parts)-1
+		br := bufio.NewReader(bytes.NewReader(pt.seg.Bytes))
+		meta, err := dcm.ReadFileMeta(br)
+		if err != nil {
+			return fmt.Errorf("SEG %s: %w", pt.seg.SOPInstanceUID, err)
+		}
+		req := store.PutRequest{
+			SOPClassUID:       meta.MediaStorageSOPClassUID,
+			SOPInstanceUID:    meta.MediaStorageSOPInstanceUID,
+			TransferSyntaxUID: meta.TransferSyntaxUID,
+			CallingAE:         p.opts.AETitle,
+			CalledAE:          p.opts.AETitle,
+			Data:              br,
+			// A rerun replaces its SEG whatever the duplicate policy.
+			Overwrite: true,
+		}
+		if last {
+			// The last SEG's transaction queues every delivery and completes
+			// the job: a crash before it reruns the job, which remakes the
+			// same SEGs.
+			req.InTx = func(ctx context.Context, tx *sql.Tx, _ store.Instance) error {
+				for _, pt := range parts {
+					for _, d := range dests {
+						_, err := p.client.InsertTx(ctx, tx, DeliverArgs{
+							SEGInstanceUID: pt.seg.SOPInstanceUID, Source: pt.source, Channel: s.channel,
+							AETitle: d.AETitle, Host: d.Host, Port: d.Port,
+							Revision: pt.revision, ReceivedAt: s.receivedAt.UnixNano(),
+						}, &river.InsertOpts{
+							Queue: QueueDeliver, MaxAttempts: p.opts.Config.DeliveryRetry.MaxAttempts,
+							// A destination gets one delivery per SEG revision,
+							// however often the segmentation runs.
+							UniqueOpts: river.UniqueOpts{ByArgs: true},
+						})
+						if err != nil {
+							return fmt.Errorf("delivery job to %s: %w", d, err)
+						}
+					}
 				}
+				if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+					return fmt.Errorf("complete job: %w", err)
+				}
+				return nil
 			}
-			if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
-				return fmt.Errorf("complete job: %w", err)
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		log.Warn().Err(err).Msg("storing the SEG failed; will retry")
-		return err
+		}
+		if _, err := p.opts.Store.Put(ctx, req); err != nil {
+			log.Warn().Err(err).Msg("storing the SEG failed; will retry")
+			return err
+		}
 	}
 	log.Info().Int("frames", res.Frames).Int("foreground", res.Foreground).Str("provider", res.Provider).
 		Dur("infer", res.Timing.Infer).Dur("total", res.Timing.Total()).Int("destinations", len(dests)).
-		Msg("SEG stored")
+		Int("segs", len(parts)).Msg("SEG stored")
 	return nil
 }

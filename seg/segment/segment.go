@@ -84,11 +84,19 @@ type Request struct {
 	SEG dicomseg.Options
 	// Frame, when set, is called for each frame after post-processing.
 	Frame FrameFunc
+	// PerSource, when set, lets sources that cannot share one SEG (no
+	// common frame of reference and plane geometry: photographs) get one
+	// SEG each, with the SOP Instance UID PerSource returns for the source's.
+	PerSource func(sourceSOPInstanceUID string) string
 }
 
 // Result is a finished segmentation.
 type Result struct {
+	// SEG is the one SEG covering every source, or, when the sources could
+	// not share one and Request.PerSource was set, nil: SEGs has one per
+	// source instead, in source order.
 	SEG        *dicomseg.Result
+	SEGs       []*dicomseg.Result
 	Channel    string
 	Provider   string
 	Model      string // model name
@@ -134,6 +142,7 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 	var (
 		sources []*dicomseg.Source
 		masks   [][]byte
+		each    [][][]byte // masks per source
 	)
 	for si, path := range req.Paths {
 		start := time.Now()
@@ -148,6 +157,7 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 		}
 		sources = append(sources, src.SEG)
 		masks = append(masks, m...)
+		each = append(each, m)
 	}
 
 	ch, ok := channel.ByName(req.Channel)
@@ -167,12 +177,26 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 		opts.AlgorithmVersion = md.ModelVersion
 	}
 	start := time.Now()
+	defer func() { res.Timing.Encode = time.Since(start) }()
 	out, err := dicomseg.EncodeSeries(sources, []dicomseg.Segment{dicomseg.SegmentForChannel(ch, masks)}, opts)
-	if err != nil {
+	if err == nil {
+		res.SEG = out
+		res.SEGs = []*dicomseg.Result{out}
+		return res, nil
+	}
+	if req.PerSource == nil || len(sources) == 1 {
 		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
-	res.Timing.Encode = time.Since(start)
-	res.SEG = out
+	// Sources without a shared geometry cannot be frames of one SEG.
+	for i, src := range sources {
+		o := opts
+		o.SOPInstanceUID = req.PerSource(src.SOPInstanceUID)
+		out, err := dicomseg.Encode(src, []dicomseg.Segment{dicomseg.SegmentForChannel(ch, each[i])}, o)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, req.Paths[i], err)
+		}
+		res.SEGs = append(res.SEGs, out)
+	}
 	return res, nil
 }
 
