@@ -7,7 +7,7 @@
 package pixel
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -68,6 +68,11 @@ func TransferSyntaxName(uid string) string {
 	return "unknown"
 }
 
+// maxFramePixels bounds the pixels of one frame (8192 x 8192): decoding allocates a frame
+// before the data proves it is that large, so the bound keeps hostile headers from costing
+// gigabytes. Radiographs and mammograms are well inside it; slides come as tiles.
+const maxFramePixels = 1 << 26
+
 // ErrUnsupportedTransferSyntax is wrapped by the error for pixel data this package cannot decode.
 var ErrUnsupportedTransferSyntax = errors.New("unsupported transfer syntax")
 
@@ -88,42 +93,51 @@ func Decodable(uid string) bool {
 // A file whose transfer syntax this package cannot decode gives the unsupported-syntax error
 // even when the parser also fails on it.
 func ReadFile(path string) (dicom.Dataset, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return dicom.Dataset{}, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return dicom.Dataset{}, err
-	}
-	ds, err := Parse(bufio.NewReader(f), st.Size())
+	ds, err := ParseBytes(data)
 	if err == nil {
 		return ds, nil
 	}
-	if _, serr := f.Seek(0, io.SeekStart); serr == nil {
-		if ts := metaTransferSyntax(bufio.NewReader(f), st.Size()); ts != "" && !Decodable(ts) {
-			return dicom.Dataset{}, fmt.Errorf("read %s: %w", path, unsupported(ts))
-		}
+	if ts := metaTransferSyntax(bytes.NewReader(data), int64(len(data))); ts != "" && !Decodable(ts) {
+		return dicom.Dataset{}, fmt.Errorf("read %s: %w", path, unsupported(ts))
 	}
 	return dicom.Dataset{}, fmt.Errorf("read %s: %w", path, err)
 }
 
-// Parse parses a DICOM stream of size bytes with the pixel data kept raw. The parser panics on
-// some inputs (an unknown transfer syntax, truncated data), and the input comes from the
-// network, so a panic becomes an error.
-func Parse(r io.Reader, size int64) (ds dicom.Dataset, err error) {
+// Parse parses a DICOM stream of size bytes; see ParseBytes.
+func Parse(r io.Reader, size int64) (dicom.Dataset, error) {
+	data, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return dicom.Dataset{}, fmt.Errorf("parse DICOM: %w", err)
+	}
+	return ParseBytes(data)
+}
+
+// ParseBytes parses a Part 10 file (or a bare data set) with the pixel data kept raw. The
+// input may come from the network, and the parser trusts it: every length is first checked
+// against the bytes present (the parser allocates before it reads), and a parser panic (an
+// unknown transfer syntax, truncated data) becomes an error.
+func ParseBytes(data []byte) (ds dicom.Dataset, err error) {
+	if err := checkLengths(data); err != nil {
+		return dicom.Dataset{}, fmt.Errorf("parse DICOM: %w: %w", errMalformed, err)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			ds, err = dicom.Dataset{}, fmt.Errorf("parse DICOM: parser failed: %v", p)
 		}
 	}()
-	ds, err = dicom.Parse(r, size, nil, dicom.SkipProcessingPixelDataValue())
+	ds, err = dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, dicom.SkipProcessingPixelDataValue())
 	if err != nil {
 		return dicom.Dataset{}, fmt.Errorf("parse DICOM: %w", err)
 	}
 	return ds, nil
 }
+
+// errMalformed marks data whose structure is inconsistent (lengths past the end, stray items).
+var errMalformed = errors.New("malformed DICOM data")
 
 // metaTransferSyntax reads only the file meta information and returns its transfer syntax.
 func metaTransferSyntax(r io.Reader, size int64) (ts string) {
@@ -315,8 +329,8 @@ func (in *Info) validate() error {
 	switch {
 	case in.Rows <= 0 || in.Columns <= 0:
 		return fmt.Errorf("image has %dx%d pixels (Rows, Columns missing or zero)", in.Rows, in.Columns)
-	case in.Rows > 1<<16 || in.Columns > 1<<16:
-		return fmt.Errorf("image of %dx%d pixels is larger than 65536 on a side", in.Columns, in.Rows)
+	case in.Rows*in.Columns > maxFramePixels:
+		return fmt.Errorf("frames of %dx%d pixels are larger than this node decodes (%d pixels)", in.Columns, in.Rows, maxFramePixels)
 	case in.SamplesPerPixel != 1 && in.SamplesPerPixel != 3:
 		return fmt.Errorf("SamplesPerPixel %d is neither 1 nor 3", in.SamplesPerPixel)
 	case in.BitsAllocated != 1 && in.BitsAllocated != 8 && in.BitsAllocated != 16 && in.BitsAllocated != 32:

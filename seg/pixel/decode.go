@@ -174,6 +174,11 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 		return nil, fmt.Errorf("RLE: header declares %d segments, %d samples of %d bits need %d", nseg, samples, bitsAllocated, want)
 	}
 	px := rows * cols
+	if px > maxFramePixels || px > 64*len(data) {
+		// A PackBits segment expands at most 64 times (a 2-byte run of 128), so a frame this
+		// short cannot hold this many pixels; checking before allocating bounds hostile input.
+		return nil, fmt.Errorf("RLE: a %d-byte frame cannot hold %dx%d pixels", len(data), cols, rows)
+	}
 	out := make([]byte, px*samples*bytesPer)
 	for s := range nseg {
 		start := int(binary.LittleEndian.Uint32(data[4+4*s:]))
@@ -249,6 +254,14 @@ func (im *Image) rleFrame(data []byte) (*Frame, error) {
 func (im *Image) jpegFrame(data []byte) (*Frame, error) {
 	if im.BitsAllocated != 8 {
 		return nil, fmt.Errorf("JPEG Baseline with BitsAllocated %d", im.BitsAllocated)
+	}
+	// The frame header is checked first: the decoder allocates what it declares.
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("JPEG Baseline: %w", err)
+	}
+	if cfg.Width > im.Columns || cfg.Height > im.Rows {
+		return nil, fmt.Errorf("JPEG Baseline frame is %dx%d, the data set says %dx%d", cfg.Width, cfg.Height, im.Columns, im.Rows)
 	}
 	// Fragments are padded to an even length, sometimes past the EOI marker; the decoder stops at EOI.
 	img, err := jpeg.Decode(bytes.NewReader(data))

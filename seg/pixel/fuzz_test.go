@@ -2,6 +2,7 @@ package pixel
 
 import (
 	"encoding/binary"
+	"os"
 	"testing"
 )
 
@@ -55,6 +56,32 @@ func FuzzSegmentedPalette(f *testing.F) {
 		out, err := expandSegmented(words(raw, binary.LittleEndian), n)
 		if err == nil && len(out) != n {
 			t.Fatalf("expanded to %d entries, want %d", len(out), n)
+		}
+	})
+}
+
+func FuzzParseBytes(f *testing.F) {
+	for _, rel := range []string{"MR/pydicom_MR_small_evrbe.dcm", "US/wg04_US1_RLE.dcm"} {
+		data, err := os.ReadFile(dicomFile(f, rel))
+		if err != nil {
+			f.Fatal(err)
+		}
+		if len(data) > 64<<10 {
+			data = data[:64<<10]
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ds, err := ParseBytes(data)
+		if err != nil {
+			return
+		}
+		im, err := NewImage(ds)
+		if err != nil {
+			return
+		}
+		if fr, err := im.Frame(0); err == nil {
+			_, _ = im.Render(fr)
 		}
 	})
 }

@@ -785,3 +785,38 @@ func TestFunctionalGroups(t *testing.T) {
 		t.Errorf("enhanced CT transforms %+v, want intercept -1024 from the shared groups", ct.PerFrame)
 	}
 }
+
+// TestHostileLengths patches real files so that one element claims far more bytes than the
+// file holds; parsing must fail at once instead of allocating the claimed length.
+func TestHostileLengths(t *testing.T) {
+	data, err := os.ReadFile(dicomFile(t, "US/wg04_US1_UNC.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (0028,0010) Rows is followed by Columns; find the Pixel Data header (explicit VR LE, OW/OB).
+	i := bytes.Index(data, []byte{0xE0, 0x7F, 0x10, 0x00})
+	if i < 0 {
+		t.Fatal("pixel data header not found")
+	}
+	bad := slices.Clone(data)
+	binary.LittleEndian.PutUint32(bad[i+8:], 0xFFFFFFF0)
+	if _, err := ParseBytes(bad); err == nil || !strings.Contains(err.Error(), "claims 4294967280 bytes") {
+		t.Errorf("huge pixel data length: err = %v", err)
+	}
+	seq, err := os.ReadFile(dicomFile(t, "CR/fodicom_CR_modality_lut_seq_jpegll.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The LUT Data inside the Modality LUT Sequence (nested, OW).
+	j := bytes.Index(seq, []byte{0x28, 0x00, 0x06, 0x30, 'O', 'W'})
+	if j < 0 {
+		t.Fatal("LUT Data header not found")
+	}
+	binary.LittleEndian.PutUint32(seq[j+8:], 0x7FFFFFF0)
+	if _, err := ParseBytes(seq); err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Errorf("huge nested length: err = %v", err)
+	}
+	if _, err := ParseBytes(data[:len(data)/2]); err == nil {
+		t.Error("truncated file parsed")
+	}
+}
