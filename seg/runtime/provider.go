@@ -19,6 +19,14 @@ const (
 	ProviderAuto = "auto"
 )
 
+// GPU providers need more than libonnxruntime.so.1. The CPU build that scripts/deps.sh takes
+// from onnxruntime-node contains WebGPU (Dawn, needing Vulkan at run time) but not CUDA or
+// TensorRT: those come from the onnxruntime-linux-x64-gpu release of the same version, whose
+// libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so (and _tensorrt.so)
+// must sit beside the libonnxruntime.so.1 that is loaded, with CUDA 12 and cuDNN 9 installed.
+// Without them, appending the provider fails with "Failed to load library ...", which is what
+// ProviderAuto logs before it falls back.
+
 // AutoOrder is the order in which ProviderAuto tries the GPU providers.
 var AutoOrder = []string{ProviderCUDA, ProviderTensorRT, ProviderWebGPU}
 
