@@ -219,57 +219,54 @@ func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResul
 	if err != nil {
 		return nil, err
 	}
-	size := route.Model.InputSize()
-	threshold := route.Model.Metadata().Threshold
 	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	res := &segmentResult{channel: chName, frames: im.NumFrames()}
 	masks := make([][]byte, im.NumFrames())
+	// Frames go to the model concurrently, up to a batch at a time, so that a multi-frame
+	// file fills batches by itself; outputs keep frame order.
+	outputs := make([][]string, im.NumFrames())
+	foreground := make([]int, im.NumFrames())
+	errs := make([]error, im.NumFrames())
+	sem := make(chan struct{}, max(s.flags.batch, 1))
+	var wg sync.WaitGroup
 	for i := range im.NumFrames() {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if ctx.Err() != nil {
+			break
 		}
-		fr, err := im.Frame(i)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		rgb, err := im.Render(fr)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		input, geom, err := pixel.Preprocess(rgb, size)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		mask, err := pixel.Postprocess(logits, geom, threshold, s.flags.fractional)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		res.foreground += mask.Foreground()
-		name := base
-		if im.NumFrames() > 1 {
-			name = fmt.Sprintf("%s_f%04d", base, i+1)
-		}
-		maskPath := filepath.Join(s.flags.outDir, name+"_mask.png")
-		overlayPath := filepath.Join(s.flags.outDir, name+"_overlay.png")
-		if err := writePNG(maskPath, maskImage(mask)); err != nil {
-			return nil, err
-		}
-		if err := writePNG(overlayPath, overlayImage(rgb, mask)); err != nil {
-			return nil, err
-		}
-		res.outputs = append(res.outputs, maskPath, overlayPath)
-		if s.flags.fractional {
-			masks[i] = make([]byte, len(mask.Prob))
-			for k, p := range mask.Prob {
-				masks[i][k] = byte(p*255 + 0.5)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			name := base
+			if im.NumFrames() > 1 {
+				name = fmt.Sprintf("%s_f%04d", base, i+1)
 			}
-		} else {
-			masks[i] = mask.Bits
-		}
+			mask, outs, err := s.segmentFrame(ctx, im, i, route, name)
+			if err != nil {
+				errs[i] = fmt.Errorf("frame %d: %w", i+1, err)
+				return
+			}
+			foreground[i] = mask.Foreground()
+			outputs[i] = outs
+			if s.flags.fractional {
+				masks[i] = make([]byte, len(mask.Prob))
+				for k, p := range mask.Prob {
+					masks[i][k] = byte(p*255 + 0.5)
+				}
+			} else {
+				masks[i] = mask.Bits
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i := range outputs {
+		res.foreground += foreground[i]
+		res.outputs = append(res.outputs, outputs[i]...)
 	}
 	if !s.flags.noSEG {
 		segPath, err := s.writeSEG(&ds, base, chName, route, masks)
@@ -279,6 +276,39 @@ func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResul
 		res.outputs = append(res.outputs, segPath)
 	}
 	return res, nil
+}
+
+// segmentFrame runs one frame through the model and writes its mask and overlay PNGs.
+func (s *segmenter) segmentFrame(ctx context.Context, im *pixel.Image, i int, route segrt.Route, name string) (*pixel.Mask, []string, error) {
+	fr, err := im.Frame(i)
+	if err != nil {
+		return nil, nil, err
+	}
+	rgb, err := im.Render(fr)
+	if err != nil {
+		return nil, nil, err
+	}
+	input, geom, err := pixel.Preprocess(rgb, route.Model.InputSize())
+	if err != nil {
+		return nil, nil, err
+	}
+	logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
+	if err != nil {
+		return nil, nil, err
+	}
+	mask, err := pixel.Postprocess(logits, geom, route.Model.Metadata().Threshold, s.flags.fractional)
+	if err != nil {
+		return nil, nil, err
+	}
+	maskPath := filepath.Join(s.flags.outDir, name+"_mask.png")
+	overlayPath := filepath.Join(s.flags.outDir, name+"_overlay.png")
+	if err := writePNG(maskPath, maskImage(mask)); err != nil {
+		return nil, nil, err
+	}
+	if err := writePNG(overlayPath, overlayImage(rgb, mask)); err != nil {
+		return nil, nil, err
+	}
+	return mask, []string{maskPath, overlayPath}, nil
 }
 
 func (s *segmenter) writeSEG(ds *dicom.Dataset, base, chName string, route segrt.Route, masks [][]byte) (string, error) {
