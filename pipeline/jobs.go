@@ -148,7 +148,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 }
 
 // recoverJobs makes the jobs a crashed process left running available again
-// and frees the queue's leadership it held, so that maintenance (retries
+// (or dead letters, when that was their last attempt) and frees the queue's leadership it held, so that maintenance (retries
 // coming due) starts at once instead of after the dead leader's lease.
 // Only correct when this process is the only one working the queue, which
 // the archive's lock on the data directory guarantees for the embedded
@@ -159,7 +159,13 @@ func recoverJobs(ctx context.Context, db *sql.DB) (int64, error) {
 		return 0, fmt.Errorf("job queue: recover: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
+	// A job whose attempts are used up is a dead letter rather than run
+	// again: it may be what killed the process.
+	res, err := tx.ExecContext(ctx, `
+UPDATE river_job SET
+	state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'available' END,
+	finalized_at = CASE WHEN attempt >= max_attempts THEN datetime('now', 'subsec') ELSE NULL END
+WHERE state = 'running'`)
 	if err != nil {
 		return 0, fmt.Errorf("job queue: recover: %w", err)
 	}

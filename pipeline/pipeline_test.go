@@ -436,6 +436,16 @@ func TestRecoverRunningJobs(t *testing.T) {
 	waitUntil(t, "the recovered job", time.Minute, func() bool {
 		return jobsByState(t, n.st.DB())["segment/completed"] == 1
 	})
+	// A job killed on its last attempt is a dead letter at the next start.
+	if _, err := n.st.DB().ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = max_attempts, finalized_at = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := recoverJobs(ctx, n.st.DB()); err != nil || got != 1 {
+		t.Fatalf("recoverJobs: %d, %v", got, err)
+	}
+	if got := jobsByState(t, n.st.DB()); got["segment/discarded"] != 1 {
+		t.Errorf("jobs %v, want the job on its last attempt discarded", got)
+	}
 	var leaders int
 	if err := n.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM river_leader WHERE leader_id = 'dead-process'`).Scan(&leaders); err != nil || leaders != 0 {
 		t.Errorf("the dead process's leadership is still there (%d, %v)", leaders, err)

@@ -1,0 +1,277 @@
+// Command e2e measures espnode's end-to-end latency per channel: from the
+// C-STORE-RSP of an instance to its SEG written by DCMTK storescp, the
+// destination. It starts `espnode serve` (the given binary) and storescp,
+// waits for /readyz (model loaded), sends fresh copies (new SOP Instance
+// UIDs, DCMTK dcmodify) of files of every channel from the shared data, one
+// at a time with a pause (unloaded latency) or back to back (-burst), and
+// prints p50 and p95 per channel. bench/e2e/run.sh runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/seg/dicomseg"
+)
+
+// sources are the files per channel under the shared data's dicom folder.
+var sources = map[string][]string{
+	"colonoscopy": {"wrapped/ES_polypgen_C3_EndoCV2021_00428.dcm", "wrapped/ES_kvasir-seg-sample_cju0rx1idathl0835detmsp84.dcm", "wrapped/ES_polypgen_130OLCV1_100H0002.dcm"},
+	"fundus":      {"wrapped/OP_drishti-gs1_drishtiGS_012.dcm", "wrapped/OP_drive_drive_05.dcm", "wrapped/OP_chasedb1_Image_03L.dcm"},
+	"dermoscopy":  {"wrapped/XC_ph2_IMD092.dcm", "wrapped/XC_ph2_IMD008.dcm", "wrapped/XC_ham10000-sample_ISIC_0027800.dcm"},
+	"microscopy":  {"wrapped/GM_gbm40_gbm40_25.dcm", "wrapped/GM_gbm40_gbm40_05.dcm"},
+	"ultrasound":  {"US/wg04_US1_UNC.dcm", "US/cornerstone_US_ybr422_evrle_uncompressed.dcm", "US/dcm4che_US_ybrfull_rle.dcm"},
+	"xray":        {"CR/wg04_RG3_UNC_mono1.dcm", "DX/highdicom_dx_image_mono1_evrle.dcm"},
+}
+
+type sample struct {
+	uid, channel, file string
+	rsp                time.Time
+}
+
+func main() {
+	bin := flag.String("espnode", "bin/espnode", "espnode binary")
+	shared := flag.String("shared", "../shared", "shared test material (holds data/dicom)")
+	out := flag.String("out", "bench/out/e2e", "work folder")
+	n := flag.Int("n", 20, "instances per channel")
+	pause := flag.Duration("pause", 300*time.Millisecond, "pause after each C-STORE-RSP (0 with -burst)")
+	burst := flag.Bool("burst", false, "send everything back to back")
+	provider := flag.String("provider", "cpu", "model.provider")
+	workers := flag.Int("workers", 0, "pipeline.workers (0: fitted)")
+	flag.Parse()
+	if err := run(*bin, *shared, *out, *n, *pause, *burst, *provider, *workers); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, shared, out string, n int, pause time.Duration, burst bool, provider string, workers int) error {
+	if err := os.RemoveAll(out); err != nil {
+		return err
+	}
+	copies := filepath.Join(out, "copies")
+	dest := filepath.Join(out, "dest")
+	for _, d := range []string{copies, dest} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// Fresh SOP Instance UIDs: a resent instance would get no second delivery.
+	var samples []sample
+	channels := slices.Sorted(func(yield func(string) bool) {
+		for c := range sources {
+			if !yield(c) {
+				return
+			}
+		}
+	})
+	for i := range n {
+		for _, ch := range channels {
+			files := sources[ch]
+			src := filepath.Join(shared, "data", "dicom", files[i%len(files)])
+			dst := filepath.Join(copies, fmt.Sprintf("%s-%03d.dcm", ch, i))
+			data, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, data, 0o644); err != nil {
+				return err
+			}
+			samples = append(samples, sample{channel: ch, file: dst})
+		}
+	}
+	args := []string{"-nb", "-gin"}
+	for _, s := range samples {
+		args = append(args, s.file)
+	}
+	if b, err := exec.Command("dcmodify", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("dcmodify: %v\n%s", err, b)
+	}
+
+	destPort, dicomPort, httpPort := freePort(), freePort(), freePort()
+	scp := exec.Command("storescp", "-aet", "STORESCP", "+xa", "-od", dest, strconv.Itoa(destPort))
+	scp.Env = append(os.Environ(), "TCP_NODELAY=1")
+	if err := scp.Start(); err != nil {
+		return fmt.Errorf("storescp: %w", err)
+	}
+	defer func() { scp.Process.Kill(); scp.Wait() }()
+
+	cfg := fmt.Sprintf("data_dir: %s\ndicom: {host: 127.0.0.1, port: %d}\nhttp: {addr: \"127.0.0.1:%d\"}\n"+
+		"model: {provider: %s}\npipeline: {workers: %d, poll_interval: 100ms}\nlog: {level: warn}\n",
+		filepath.Join(out, "data"), dicomPort, httpPort, provider, workers)
+	cfgFile := filepath.Join(out, "espnode.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(out, "espnode.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	node := exec.Command(bin, "serve", "--config", cfgFile, "--destination", fmt.Sprintf("STORESCP@127.0.0.1:%d", destPort))
+	node.Stdout, node.Stderr = logf, logf
+	if err := node.Start(); err != nil {
+		return err
+	}
+	defer func() { node.Process.Signal(os.Interrupt); node.Wait() }()
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort), time.Minute); err != nil {
+		return err
+	}
+
+	ctx := context.Background()
+	var pcs []dimse.PresentationContextRQ
+	seen := map[[2]string]bool{}
+	for _, s := range samples {
+		m, err := meta(s.file)
+		if err != nil {
+			return err
+		}
+		k := [2]string{m.MediaStorageSOPClassUID, m.TransferSyntaxUID}
+		if !seen[k] {
+			seen[k] = true
+			pcs = append(pcs, dimse.PresentationContextRQ{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
+		}
+	}
+	c, err := dimse.Dial(ctx, fmt.Sprintf("127.0.0.1:%d", dicomPort), dimse.ClientConfig{CallingAE: "BENCH", CalledAE: "ESPNODE", Contexts: pcs})
+	if err != nil {
+		return err
+	}
+	for i := range samples {
+		s := &samples[i]
+		uid, err := send(ctx, c, s.file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.file, err)
+		}
+		s.uid, s.rsp = uid, time.Now()
+		if !burst {
+			time.Sleep(pause)
+		}
+	}
+	_ = c.Release(ctx)
+
+	// Wait for every SEG, then read when storescp finished writing each.
+	received := map[string]time.Time{}
+	deadline := time.Now().Add(10 * time.Minute)
+	for len(received) < len(samples) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d SEGs received after 10 minutes (see %s)", len(received), len(samples), logf.Name())
+		}
+		time.Sleep(200 * time.Millisecond)
+		entries, err := os.ReadDir(dest)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			p := filepath.Join(dest, e.Name())
+			data, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			seg, err := dicomseg.Decode(data)
+			if err != nil || len(seg.Frames) == 0 || len(seg.Frames[0].Sources) == 0 {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue
+			}
+			received[seg.Frames[0].Sources[0].SOPInstanceUID] = info.ModTime()
+		}
+	}
+
+	lat := map[string][]time.Duration{}
+	for _, s := range samples {
+		lat[s.channel] = append(lat[s.channel], received[s.uid].Sub(s.rsp))
+	}
+	mode := fmt.Sprintf("paced (%s pause)", pause)
+	if burst {
+		mode = "burst"
+	}
+	fmt.Printf("| channel | instances | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|\n")
+	enc := json.NewEncoder(os.Stderr)
+	for _, ch := range channels {
+		d := lat[ch]
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		p50, p95 := pct(d, 50), pct(d, 95)
+		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", ch, len(d), ms(p50), ms(p95), ms(d[len(d)-1]))
+		_ = enc.Encode(map[string]any{"mode": mode, "channel": ch, "n": len(d), "p50_ms": ms(p50), "p95_ms": ms(p95), "provider": provider})
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// pct is the nearest-rank percentile of sorted durations.
+func pct(d []time.Duration, p int) time.Duration {
+	i := (p*len(d) + 99) / 100
+	return d[max(i-1, 0)]
+}
+
+func meta(path string) (dcm.FileMeta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return dcm.FileMeta{}, err
+	}
+	defer f.Close()
+	return dcm.ReadFileMeta(bufio.NewReader(f))
+}
+
+func send(ctx context.Context, c *dimse.Client, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	m, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		return "", err
+	}
+	st, err := c.Store(ctx, m.MediaStorageSOPClassUID, m.MediaStorageSOPInstanceUID, m.TransferSyntaxUID, br)
+	if err != nil {
+		return "", err
+	}
+	if st.Code != dimse.StatusSuccess {
+		return "", fmt.Errorf("status %s", st)
+	}
+	return m.MediaStorageSOPInstanceUID, nil
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitReady(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if rsp, err := http.Get(url); err == nil {
+			io.Copy(io.Discard, rsp.Body)
+			rsp.Body.Close()
+			if rsp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %s", url, d)
+}
