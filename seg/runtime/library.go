@@ -22,6 +22,9 @@ const LibraryEnv = "ONNXRUNTIME_SHARED_LIBRARY_PATH"
 // (onnxruntime_go v1.35.0) request C API version 29, which 1.29 and later releases provide.
 const LibraryVersion = "1.30.0"
 
+// minAPIVersion is the ORT_API_VERSION of the C headers that onnxruntime_go v1.35.0 compiles.
+const minAPIVersion = 29
+
 // libraryNames are the file names tried next to the binary and in the system directories.
 var libraryNames = []string{"libonnxruntime.so.1", "libonnxruntime.so." + LibraryVersion, "libonnxruntime.so"}
 
@@ -111,7 +114,10 @@ func initEnvironment(path string) error {
 	}
 	ort.SetSharedLibraryPath(path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return fmt.Errorf("load ONNX Runtime from %s (want release %s): %w", path, LibraryVersion, err)
+		// A release older than 1.29 lacks C API version 29 and fails here with a bare
+		// "Error setting ORT API base"; say what would work.
+		return fmt.Errorf("load ONNX Runtime from %s: %w (the node needs release 1.29 or later, C API version %d, and is tested with %s; %s)",
+			path, err, minAPIVersion, LibraryVersion, libraryHint)
 	}
 	envPath = path
 	return nil

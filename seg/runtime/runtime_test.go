@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -469,5 +470,26 @@ func TestTinyMixedBatchEqualsSingles(t *testing.T) {
 	// The same image under different queries must give different masks: the channels are real.
 	if d := maxAbsDiff(batch[:s*s], batch[s*s:2*s*s]); d == 0 {
 		t.Error("queries 5 and 0 give identical logits")
+	}
+}
+
+// TestLoadNotALibrary loads a file that is not a shared library in a child process (the
+// environment is process-wide, and this process has loaded the real one) and checks the error.
+func TestLoadNotALibrary(t *testing.T) {
+	if os.Getenv("ESPNODE_TEST_NOT_A_LIBRARY") == "1" {
+		_, _, err := LoadLibrary("testdata/gen_toy.py")
+		fmt.Println(err)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestLoadNotALibrary$")
+	cmd.Env = append(os.Environ(), "ESPNODE_TEST_NOT_A_LIBRARY=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, want := range []string{"load ONNX Runtime from testdata/gen_toy.py", "release 1.29 or later", "scripts/deps.sh run"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("error lacks %q:\n%s", want, out)
+		}
 	}
 }
