@@ -462,11 +462,9 @@ func printModelInfo(w io.Writer, info *segrt.ModelInfo, libPath, version string)
 	if md.CheckpointSHA256 != "" {
 		fmt.Fprintf(w, "checkpoint sha256: %s\n", md.CheckpointSHA256)
 	}
-	for _, in := range info.Inputs {
-		fmt.Fprintf(w, "input:             %s %v %v\n", in.Name, in.DataType, in.Dimensions)
-	}
-	for _, out := range info.Outputs {
-		fmt.Fprintf(w, "output:            %s %v %v\n", out.Name, out.DataType, out.Dimensions)
+	for _, line := range info.Signature() {
+		kind, rest, _ := strings.Cut(line, " ")
+		fmt.Fprintf(w, "%-19s%s\n", kind+":", rest)
 	}
 	fmt.Fprintln(w, "channels:")
 	for _, c := range md.Channels {

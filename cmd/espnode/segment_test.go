@@ -123,7 +123,7 @@ func TestModelInfo(t *testing.T) {
 	if err := runModel(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, []string{"info", model}); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"input size:        256", "3 fundus", `"Retinal blood vessel"`, "onnx runtime:      1.30.0", "logits"} {
+	for _, want := range []string{"input size:        256", "3 fundus", `"Retinal blood vessel"`, "onnx runtime:      1.30.0", "output:            logits float32 [N,1,256,256]", "input:             modality int64 [N]"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("model info lacks %q:\n%s", want, stdout.String())
 		}

@@ -293,3 +293,34 @@ func readProps(path string, opts *ort.SessionOptions) (map[string]string, error)
 	}
 	return props, nil
 }
+
+// Signature describes the model's inputs and outputs, one line each, as
+// "input image float32 [N,3,1024,1024]".
+func (mi *ModelInfo) Signature() []string {
+	var lines []string
+	for _, group := range []struct {
+		kind  string
+		infos []ort.InputOutputInfo
+	}{{"input", mi.Inputs}, {"output", mi.Outputs}} {
+		for _, in := range group.infos {
+			lines = append(lines, fmt.Sprintf("%s %s %s %s", group.kind, in.Name, elementTypeName(in.DataType), shapeText(in.Dimensions)))
+		}
+	}
+	return lines
+}
+
+func elementTypeName(t ort.TensorElementDataType) string {
+	switch t {
+	case ort.TensorElementDataTypeFloat:
+		return "float32"
+	case ort.TensorElementDataTypeInt64:
+		return "int64"
+	case ort.TensorElementDataTypeFloat16:
+		return "float16"
+	case ort.TensorElementDataTypeInt32:
+		return "int32"
+	case ort.TensorElementDataTypeUint8:
+		return "uint8"
+	}
+	return t.String()
+}
