@@ -574,39 +574,61 @@ func decodeUID(what string, v []byte) (string, error) {
 	return strings.TrimRight(string(v), "\x00 "), nil
 }
 
+// associateFields are what A-ASSOCIATE-RQ and -AC share after the fixed header.
+type associateFields struct {
+	appContext string
+	userInfo   UserInfo
+}
+
+// decodeAssociateItems walks the variable items of an A-ASSOCIATE-RQ or -AC: the application
+// context and user information are common; presentation context items of type pcItem go to
+// onContext, and any other item is a protocol error.
+func decodeAssociateItems(rest []byte, t PDUType, pcItem byte, onContext func([]byte) error) (associateFields, error) {
+	var f associateFields
+	var err error
+	r := itemReader{b: rest}
+	for typ, v, ok := r.next(); ok; typ, v, ok = r.next() {
+		switch typ {
+		case itemApplicationContext:
+			if f.appContext, err = decodeUID("application context", v); err != nil {
+				return f, err
+			}
+		case pcItem:
+			if err := onContext(v); err != nil {
+				return f, err
+			}
+		case itemUserInformation:
+			if f.userInfo, err = decodeUserInfo(v); err != nil {
+				return f, err
+			}
+		default:
+			return f, protoErr(AbortReasonUnrecognizedParameter, "unexpected item 0x%02X in %s", typ, t)
+		}
+	}
+	if r.err != nil {
+		return f, r.err
+	}
+	if f.appContext == "" {
+		return f, protoErr(AbortReasonInvalidParameter, "%s without application context", t)
+	}
+	return f, nil
+}
+
 func decodeAssociateRQ(body []byte) (*AssociateRQ, error) {
 	version, called, calling, rest, err := decodeAssociateHeader(body)
 	if err != nil {
 		return nil, err
 	}
 	p := &AssociateRQ{ProtocolVersion: version, CalledAE: called, CallingAE: calling}
-	r := itemReader{b: rest}
-	for typ, v, ok := r.next(); ok; typ, v, ok = r.next() {
-		switch typ {
-		case itemApplicationContext:
-			if p.ApplicationContext, err = decodeUID("application context", v); err != nil {
-				return nil, err
-			}
-		case itemPresentationContextRQ:
-			pc, err := decodePresentationContextRQ(v)
-			if err != nil {
-				return nil, err
-			}
-			p.PresentationContexts = append(p.PresentationContexts, pc)
-		case itemUserInformation:
-			if p.UserInfo, err = decodeUserInfo(v); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, protoErr(AbortReasonUnrecognizedParameter, "unexpected item 0x%02X in A-ASSOCIATE-RQ", typ)
-		}
+	f, err := decodeAssociateItems(rest, TypeAssociateRQ, itemPresentationContextRQ, func(v []byte) error {
+		pc, err := decodePresentationContextRQ(v)
+		p.PresentationContexts = append(p.PresentationContexts, pc)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if p.ApplicationContext == "" {
-		return nil, protoErr(AbortReasonInvalidParameter, "A-ASSOCIATE-RQ without application context")
-	}
+	p.ApplicationContext, p.UserInfo = f.appContext, f.userInfo
 	return p, nil
 }
 
@@ -649,47 +671,34 @@ func decodeAssociateAC(body []byte) (*AssociateAC, error) {
 		return nil, err
 	}
 	p := &AssociateAC{ProtocolVersion: version, CalledAE: called, CallingAE: calling}
-	r := itemReader{b: rest}
-	for typ, v, ok := r.next(); ok; typ, v, ok = r.next() {
-		switch typ {
-		case itemApplicationContext:
-			if p.ApplicationContext, err = decodeUID("application context", v); err != nil {
-				return nil, err
-			}
-		case itemPresentationContextAC:
-			if len(v) < 4 {
-				return nil, protoErr(AbortReasonInvalidParameter, "presentation context item truncated")
-			}
-			pc := PresentationContextAC{ID: v[0], Result: v[2]}
-			sr := itemReader{b: v[4:]}
-			for st, sv, ok := sr.next(); ok; st, sv, ok = sr.next() {
-				if st != itemTransferSyntax {
-					return nil, protoErr(AbortReasonUnrecognizedParameter, "unexpected sub-item 0x%02X in presentation context %d", st, pc.ID)
-				}
-				if len(sv) > maxUIDLength {
-					return nil, protoErr(AbortReasonInvalidParameter, "transfer syntax UID length %d", len(sv))
-				}
-				pc.TransferSyntax = strings.TrimRight(string(sv), "\x00 ")
-			}
-			if sr.err != nil {
-				return nil, sr.err
-			}
-			p.PresentationContexts = append(p.PresentationContexts, pc)
-		case itemUserInformation:
-			if p.UserInfo, err = decodeUserInfo(v); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, protoErr(AbortReasonUnrecognizedParameter, "unexpected item 0x%02X in A-ASSOCIATE-AC", typ)
-		}
+	f, err := decodeAssociateItems(rest, TypeAssociateAC, itemPresentationContextAC, func(v []byte) error {
+		pc, err := decodePresentationContextAC(v)
+		p.PresentationContexts = append(p.PresentationContexts, pc)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if p.ApplicationContext == "" {
-		return nil, protoErr(AbortReasonInvalidParameter, "A-ASSOCIATE-AC without application context")
-	}
+	p.ApplicationContext, p.UserInfo = f.appContext, f.userInfo
 	return p, nil
+}
+
+func decodePresentationContextAC(v []byte) (PresentationContextAC, error) {
+	if len(v) < 4 {
+		return PresentationContextAC{}, protoErr(AbortReasonInvalidParameter, "presentation context item truncated")
+	}
+	pc := PresentationContextAC{ID: v[0], Result: v[2]}
+	r := itemReader{b: v[4:]}
+	for typ, sub, ok := r.next(); ok; typ, sub, ok = r.next() {
+		if typ != itemTransferSyntax {
+			return pc, protoErr(AbortReasonUnrecognizedParameter, "unexpected sub-item 0x%02X in presentation context %d", typ, pc.ID)
+		}
+		if len(sub) > maxUIDLength {
+			return pc, protoErr(AbortReasonInvalidParameter, "transfer syntax UID length %d", len(sub))
+		}
+		pc.TransferSyntax = strings.TrimRight(string(sub), "\x00 ")
+	}
+	return pc, r.err
 }
 
 func decodeUserInfo(v []byte) (UserInfo, error) {

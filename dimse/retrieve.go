@@ -83,7 +83,7 @@ func (c *Client) Find(ctx context.Context, sopClass string, identifier []byte, o
 				return nil
 			}
 			return onMatch(data)
-		})
+		}, nil)
 	if err != nil {
 		return Status{}, fmt.Errorf("find: %w", err)
 	}
@@ -108,20 +108,10 @@ func (c *Client) Move(ctx context.Context, sopClass, destination string, identif
 		return RetrieveResult{}, fmt.Errorf("move: the peer did not accept %s", sopClass)
 	}
 	id := c.messageID()
-	var res RetrieveResult
-	final, err := c.multiResponse(ctx, pc, &CMoveRQ{MessageID: id, AffectedSOPClassUID: sopClass, MoveDestination: destination}, identifier, id,
-		func(m Message, data []byte) error {
-			r := m.(*CMoveRSP)
-			res.SubOperations, res.Identifier = r.SubOperations, data
-			if r.Status.IsPending() && onPending != nil {
-				return onPending(r.SubOperations)
-			}
-			return nil
-		})
+	res, err := c.retrieve(ctx, pc, &CMoveRQ{MessageID: id, AffectedSOPClassUID: sopClass, MoveDestination: destination}, identifier, id, onPending, nil)
 	if err != nil {
 		return RetrieveResult{}, fmt.Errorf("move: %w", err)
 	}
-	res.Status = final.status
 	return res, nil
 }
 
@@ -136,18 +126,33 @@ func (c *Client) Get(ctx context.Context, sopClass string, identifier []byte, on
 		return RetrieveResult{}, fmt.Errorf("get: the peer did not accept %s", sopClass)
 	}
 	id := c.messageID()
-	var res RetrieveResult
-	final, err := c.multiResponse(ctx, pc, &CGetRQ{MessageID: id, AffectedSOPClassUID: sopClass}, identifier, id,
-		func(m Message, data []byte) error {
-			r := m.(*CGetRSP)
-			res.SubOperations, res.Identifier = r.SubOperations, data
-			if r.Status.IsPending() && onPending != nil {
-				return onPending(r.SubOperations)
-			}
-			return nil
-		}, onStore)
+	res, err := c.retrieve(ctx, pc, &CGetRQ{MessageID: id, AffectedSOPClassUID: sopClass}, identifier, id, onPending, onStore)
 	if err != nil {
 		return RetrieveResult{}, fmt.Errorf("get: %w", err)
+	}
+	return res, nil
+}
+
+// retrieve runs a C-MOVE or C-GET exchange, keeping the latest counts and identifier.
+func (c *Client) retrieve(ctx context.Context, pc *PresentationContext, rq Message, identifier []byte, id uint16,
+	onPending func(SubOperations) error, onStore StoreHandler) (RetrieveResult, error) {
+	var res RetrieveResult
+	final, err := c.multiResponse(ctx, pc, rq, identifier, id, func(m Message, data []byte) error {
+		var st Status
+		switch r := m.(type) {
+		case *CMoveRSP:
+			st, res.SubOperations = r.Status, r.SubOperations
+		case *CGetRSP:
+			st, res.SubOperations = r.Status, r.SubOperations
+		}
+		res.Identifier = data
+		if st.IsPending() && onPending != nil {
+			return onPending(res.SubOperations)
+		}
+		return nil
+	}, onStore)
+	if err != nil {
+		return RetrieveResult{}, err
 	}
 	res.Status = final.status
 	return res, nil
@@ -158,7 +163,7 @@ type finalResponse struct{ status Status }
 // multiResponse sends a request with its identifier and reads responses until the final one,
 // serving C-STORE sub-operations (C-GET) when a handler is given.
 func (c *Client) multiResponse(ctx context.Context, pc *PresentationContext, rq Message, identifier []byte, id uint16,
-	onResponse func(Message, []byte) error, onStore ...StoreHandler) (finalResponse, error) {
+	onResponse func(Message, []byte) error, onStore StoreHandler) (finalResponse, error) {
 	a := c.a
 	stop := context.AfterFunc(ctx, func() { _ = a.conn.SetDeadline(time.Now()) })
 	defer stop()
@@ -174,8 +179,8 @@ func (c *Client) multiResponse(ctx context.Context, pc *PresentationContext, rq 
 			}
 			return finalResponse{}, err
 		}
-		if st, ok := msg.(*CStoreRQ); ok && len(onStore) > 0 {
-			status := onStore[0](st, rpc, data)
+		if st, ok := msg.(*CStoreRQ); ok && onStore != nil {
+			status := onStore(st, rpc, data)
 			if d, ok := data.(*dataReader); ok {
 				if err := d.drain(); err != nil {
 					return finalResponse{}, err

@@ -2,6 +2,7 @@ package scp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,14 @@ type Index interface {
 	Find(ctx context.Context, q store.Query, fn func(store.Record) error) error
 	Instances(ctx context.Context, studies, series, instances []string) ([]store.Instance, error)
 	Open(ctx context.Context, sopInstanceUID string) (io.ReadCloser, store.Instance, error)
+}
+
+// identifier encodes a response identifier in the context's transfer syntax; nil for none.
+func identifier(elems []dcm.Element, transferSyntax string) io.Reader {
+	if elems == nil {
+		return nil
+	}
+	return bytes.NewReader(dcm.AppendDataSet(nil, elems, transferSyntax))
 }
 
 // maxIdentifierLength bounds a query identifier read into memory.
@@ -255,13 +264,8 @@ func recordValue(t dcm.Tag, level store.Level, r store.Record) string {
 func (s *Services) find(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
 	rq := r.Command.(*dimse.CFindRQ)
 	respond := func(st dimse.Status, data []dcm.Element) error {
-		rsp := &dimse.CFindRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, Status: st}
-		var body io.Reader
-		if data != nil {
-			rsp.Data = true
-			body = strings.NewReader(string(dcm.AppendDataSet(nil, data, r.Context.TransferSyntax)))
-		}
-		return w.Respond(rsp, body)
+		return w.Respond(&dimse.CFindRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
+			Status: st, Data: data != nil}, identifier(data, r.Context.TransferSyntax))
 	}
 	elems, err := readIdentifier(r)
 	if err != nil {
@@ -415,13 +419,8 @@ func (s *Services) peer(aet string) (Peer, bool) {
 func (s *Services) move(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
 	rq := r.Command.(*dimse.CMoveRQ)
 	respond := func(st dimse.Status, sub dimse.SubOperations, data []dcm.Element) error {
-		rsp := &dimse.CMoveRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, Status: st, SubOperations: sub}
-		var body io.Reader
-		if data != nil {
-			rsp.Data = true
-			body = strings.NewReader(string(dcm.AppendDataSet(nil, data, r.Context.TransferSyntax)))
-		}
-		return w.Respond(rsp, body)
+		return w.Respond(&dimse.CMoveRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
+			Status: st, SubOperations: sub, Data: data != nil}, identifier(data, r.Context.TransferSyntax))
 	}
 	log := s.opts.Logger.With().Str("calling_ae", r.Association.CallingAE).Str("destination", rq.MoveDestination).Logger()
 	elems, err := readIdentifier(r)
@@ -542,24 +541,19 @@ func (c closers) Close() error {
 func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
 	rq := r.Command.(*dimse.CGetRQ)
 	a := r.Association
-	respond := func(st dimse.Status, sub dimse.SubOperations, data []dcm.Element) error {
-		rsp := &dimse.CGetRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID, Status: st, SubOperations: sub}
-		var body io.Reader
-		if data != nil {
-			rsp.Data = true
-			body = strings.NewReader(string(dcm.AppendDataSet(nil, data, r.Context.TransferSyntax)))
-		}
-		return w.Respond(rsp, body)
+	respond := func(st dimse.Status, sub dimse.SubOperations) error {
+		return w.Respond(&dimse.CGetRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
+			Status: st, SubOperations: sub}, nil)
 	}
 	log := s.opts.Logger.With().Str("calling_ae", a.CallingAE).Logger()
 	elems, err := readIdentifier(r)
 	if err != nil {
-		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{}, nil)
+		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{})
 		return
 	}
 	instances, st, ok := s.retrieveSet(ctx, elems, rq.AffectedSOPClassUID)
 	if !ok {
-		_ = respond(st, dimse.SubOperations{}, nil)
+		_ = respond(st, dimse.SubOperations{})
 		return
 	}
 	c := &counter{sub: dimse.SubOperations{Remaining: uint16(len(instances)), Present: true}}
@@ -582,20 +576,20 @@ func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Req
 		}
 		c.done(in.SOPInstanceUID, st, err)
 		if c.sub.Remaining > 0 && !cancelled {
-			if err := respond(dimse.Status{Code: dimse.StatusPending}, c.sub, nil); err != nil {
+			if err := respond(dimse.Status{Code: dimse.StatusPending}, c.sub); err != nil {
 				return
 			}
 		}
 	}
 	if cancelled {
-		_ = respond(dimse.Status{Code: dimse.StatusCancel}, c.sub, nil)
+		_ = respond(dimse.Status{Code: dimse.StatusCancel}, c.sub)
 		return
 	}
 	status, _ := c.final()
 	// The Failed SOP Instance UID List goes to the log, not the response: DCMTK 3.6.7's getscu does
 	// not read a final C-GET-RSP's identifier and then fails its A-RELEASE on the pending data.
 	log.Info().Uint16("completed", c.sub.Completed).Uint16("failed", c.sub.Failed).Strs("failed_uids", c.failed).Msg("C-GET")
-	_ = respond(status, c.sub, nil)
+	_ = respond(status, c.sub)
 }
 
 // getSubOperation sends one C-STORE on the C-GET's association and waits for its response; a
