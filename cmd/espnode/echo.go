@@ -32,20 +32,11 @@ func (c *clientFlags) config(contexts []dimse.PresentationContextRQ) dimse.Clien
 }
 
 func runEcho(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+	fs := env.newFlagSet("echo", "usage: espnode echo [--ae-title AET] [--called-ae AET] HOST:PORT")
 	var cf clientFlags
 	cf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: espnode echo [--ae-title AET] [--called-ae AET] HOST:PORT")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitError{2}
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitError{2}
+	if err := parseArgs(fs, args, 1, 1); err != nil {
+		return err
 	}
 	addr := fs.Arg(0)
 	start := time.Now()

@@ -137,22 +137,13 @@ func defaultReturnKeys(level string) []string {
 }
 
 func runFind(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("find", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+	fs := env.newFlagSet("find", "usage: espnode find [--root study|patient] [--level STUDY] [-k KEY[=VALUE]]... [--json] HOST:PORT",
+		"Queries a peer with C-FIND; with no -k, a level's usual keys are asked for.")
 	var q queryFlags
 	q.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object per match")
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: espnode find [--root study|patient] [--level STUDY] [-k KEY[=VALUE]]... [--json] HOST:PORT")
-		fmt.Fprintln(env.stderr, "Queries a peer with C-FIND; with no -k, a level's usual keys are asked for.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitError{2}
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitError{2}
+	if err := parseArgs(fs, args, 1, 1); err != nil {
+		return err
 	}
 	sopClass, err := q.sopClass(true, false, false)
 	if err != nil {
@@ -233,25 +224,16 @@ var retrieveClasses = []string{
 }
 
 func runGet(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+	fs := env.newFlagSet("get", "usage: espnode get [--root study|patient] [--level STUDY] -k KEY=VALUE... [-o DIR] HOST:PORT",
+		"Retrieves with C-GET; the level's unique key must have a value, e.g. -k StudyInstanceUID=1.2.3")
 	var q queryFlags
 	q.register(fs)
 	out := fs.String("o", ".", "output `folder`: files are written as SOP_INSTANCE_UID.dcm")
 	var extraTS, extraClasses keyFlags
 	fs.Var(&extraTS, "transfer-syntax", "also accept `UID` for every SOP class (repeatable; files are never transcoded, so compressed instances need theirs)")
 	fs.Var(&extraClasses, "sop-class", "also accept the Storage SOP class `UID` (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: espnode get [--root study|patient] [--level STUDY] -k KEY=VALUE... [-o DIR] HOST:PORT")
-		fmt.Fprintln(env.stderr, "Retrieves with C-GET; the level's unique key must have a value, e.g. -k StudyInstanceUID=1.2.3")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitError{2}
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitError{2}
+	if err := parseArgs(fs, args, 1, 1); err != nil {
+		return err
 	}
 	sopClass, err := q.sopClass(false, false, true)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -30,21 +29,12 @@ type sendFile struct {
 type syntaxPair struct{ sopClass, ts string }
 
 func runStore(ctx context.Context, env *cliEnv, args []string) error {
-	fset := flag.NewFlagSet("store", flag.ContinueOnError)
-	fset.SetOutput(env.stderr)
+	fset := env.newFlagSet("store", "usage: espnode store [--ae-title AET] [--called-ae AET] HOST:PORT PATH...",
+		"Sends DICOM files, and the files under folders (recursively), with C-STORE.")
 	var cf clientFlags
 	cf.register(fset)
-	fset.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: espnode store [--ae-title AET] [--called-ae AET] HOST:PORT PATH...")
-		fmt.Fprintln(env.stderr, "Sends DICOM files, and the files under folders (recursively), with C-STORE.")
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		return exitError{2}
-	}
-	if fset.NArg() < 2 {
-		fset.Usage()
-		return exitError{2}
+	if err := parseArgs(fset, args, 2, -1); err != nil {
+		return err
 	}
 	addr := fset.Arg(0)
 	paths, err := collectFiles(fset.Args()[1:])

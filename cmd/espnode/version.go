@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"runtime"
 
@@ -10,10 +9,8 @@ import (
 )
 
 func runVersion(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError{2}
+	if err := parseArgs(env.newFlagSet("version", "usage: espnode version"), args, 0, 0); err != nil {
+		return err
 	}
 	fmt.Fprintf(env.stdout, "espnode %s (%s, %s/%s)\nimplementation class UID %s\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH, version.ImplementationClassUID)
 	return nil
