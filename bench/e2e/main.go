@@ -22,6 +22,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/espnode/espnode/dcm"
@@ -202,16 +203,64 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 	if burst {
 		mode = "burst"
 	}
-	fmt.Printf("| channel | instances | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|\n")
+	// Where the time went, from the node's own histograms (means per SEG).
+	inferMean, segMean, err := means(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| channel | instances | p50 ms | p95 ms | max ms | mean inference ms | mean segmentation ms |\n|---|---|---|---|---|---|---|\n")
 	enc := json.NewEncoder(os.Stderr)
 	for _, ch := range channels {
 		d := lat[ch]
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		p50, p95 := pct(d, 50), pct(d, 95)
-		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", ch, len(d), ms(p50), ms(p95), ms(d[len(d)-1]))
+		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f |\n", ch, len(d), ms(p50), ms(p95), ms(d[len(d)-1]), inferMean[ch]*1000, segMean[ch]*1000)
 		_ = enc.Encode(map[string]any{"mode": mode, "channel": ch, "n": len(d), "p50_ms": ms(p50), "p95_ms": ms(p95), "provider": provider})
 	}
 	return nil
+}
+
+// means reads the mean of the inference and segmentation histograms per
+// channel from Prometheus text.
+func means(url string) (infer, seg map[string]float64, err error) {
+	rsp, err := http.Get(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rsp.Body.Close()
+	sums := map[string]float64{}
+	sc := bufio.NewScanner(rsp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), "{")
+		if !ok || !strings.HasPrefix(name, "espnode_") {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		ch := ""
+		for _, l := range strings.Split(labels, ",") {
+			if v, ok := strings.CutPrefix(l, `channel="`); ok {
+				ch = strings.TrimSuffix(v, `"`)
+			}
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err == nil && ch != "" {
+			sums[name+"/"+ch] += v
+		}
+	}
+	infer, seg = map[string]float64{}, map[string]float64{}
+	for ch := range sources {
+		if n := sums["espnode_inference_seconds_count/"+ch]; n > 0 {
+			infer[ch] = sums["espnode_inference_seconds_sum/"+ch] / n
+		}
+		if n := sums["espnode_segmentation_seconds_count/"+ch]; n > 0 {
+			seg[ch] = sums["espnode_segmentation_seconds_sum/"+ch] / n
+		}
+	}
+	return infer, seg, sc.Err()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -22,6 +22,14 @@ import (
 	"github.com/espnode/espnode/store"
 )
 
+func TestMain(m *testing.M) {
+	// `espnode serve` serves HTTP on 127.0.0.1:8080 by default; the tests that
+	// run it through the command line take an ephemeral port instead, so that
+	// they collide neither with each other nor with a node on this machine.
+	os.Setenv("ESPNODE_HTTP_ADDR", "127.0.0.1:0")
+	os.Exit(m.Run())
+}
+
 // pipelineORT points the runtime at the project's ONNX Runtime copy when the
 // Makefile has not.
 func pipelineORT(t *testing.T) {
