@@ -385,7 +385,8 @@ def parser():
     ap.add_argument("--patch-weight", type=float, default=1.0)
     ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on shared cores, 2 OpenMP threads ran 4-10x slower here)")
     ap.add_argument("--cache", help="prefix of packed-data cache files (.npz; never commit them)")
     ap.add_argument("--limit", type=int, default=0, help="at most this many train rows per dataset (tests)")
     ap.add_argument("--channels", help="comma-separated channel indices to train on (default all)")

@@ -1,0 +1,248 @@
+"""Training: data selection, losses, sampler, augmentation, a few optimisation steps, distillation.
+
+Real seg2d files from ../shared/data (tiny widths, 64-pixel inputs, so that this stays quick)."""
+
+import json
+import os
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+from util import REPO_ROOT
+
+from espmedsam import augment as aug
+from espmedsam import data, train
+from espmedsam.model import build_model
+
+SEG2D = os.environ.get("ESPMEDSAM_SEG2D", os.path.join(REPO_ROOT, "..", "shared", "data", "seg2d"))
+
+
+def need_data():
+    if not os.path.isfile(os.path.join(SEG2D, "MANIFEST.csv")):
+        raise AssertionError(f"seg2d not found at {SEG2D}: put the shared folder beside the checkout "
+                             "or set ESPMEDSAM_SEG2D")
+
+
+class OneThread(unittest.TestCase):
+    """Two OpenMP threads on two shared cores ran 4-10x slower than one here."""
+
+    def setUp(self):
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def tearDown(self):
+        torch.set_num_threads(self._threads)
+
+
+class TestData(OneThread):
+    def test_selection(self):
+        need_data()
+        rows = data.select(SEG2D, "train")
+        self.assertTrue(rows)
+        self.assertTrue(all(r["split"] == "train" for r in rows))
+        self.assertFalse([r for r in rows if r["dataset"] == "drishti-gs1"], "optic disc kept in the fundus channel")
+        chans = data.channel_indices()
+        self.assertEqual({r["modality"] for r in rows}, set(chans))
+        self.assertTrue(all(r["channel"] == chans[r["modality"]] for r in rows))
+        # shared/data/README.md: 1,183 train pairs, 40 of them drishti-gs1
+        self.assertEqual(len(rows), 1183 - 40)
+        test = data.select(SEG2D, "test")
+        self.assertFalse({r["image"] for r in rows} & {r["image"] for r in test})
+
+    def test_validation_slice(self):
+        need_data()
+        rows = data.select(SEG2D, "train")
+        tr, va = data.split_validation(rows, 10)
+        self.assertEqual(len(tr) + len(va), len(rows))
+        self.assertFalse({r["image"] for r in tr} & {r["image"] for r in va})
+        counts = train.per_dataset_counts(va)
+        self.assertEqual(counts["dermoscopy/ph2"], 16)  # 160 train pairs
+        self.assertEqual(data.split_validation(list(reversed(rows)), 10)[1], va)  # order-free
+        with self.assertRaises(ValueError):
+            data.split_validation(data.select(SEG2D, "test"), 10)
+
+    def test_manifest_hash(self):
+        need_data()
+        rows = data.select(SEG2D, "train")
+        h = data.manifest_sha256(rows)
+        self.assertRegex(h, "^[0-9a-f]{64}$")
+        self.assertEqual(h, data.manifest_sha256(list(reversed(rows))))
+        self.assertNotEqual(h, data.manifest_sha256(rows[1:]))
+
+    def test_letterbox(self):
+        need_data()
+        row = next(r for r in data.select(SEG2D, "train") if r["dataset"] == "ph2")
+        img, mask, (w, h) = data.load_pair(SEG2D, row, 64)
+        self.assertEqual((w, h), data.fit(int(row["width"]), int(row["height"]), 64))
+        self.assertEqual(w, 64)
+        self.assertLess(h, 64)
+        self.assertEqual(img.shape, (64, 64, 3))
+        self.assertFalse(img[h:].any() or mask[h:].any(), "padding must be zero, at the bottom")
+        self.assertTrue(mask.max() == 255 and 0 < (mask > 127).mean() < 1)
+        # the node's Fit rounding: 256x191 -> 64x48
+        self.assertEqual(data.fit(256, 191, 64), (64, 48))
+
+
+class TestLosses(OneThread):
+    def test_patch_target_is_max_pooled(self):
+        m = torch.zeros(1, 1, 64, 64)
+        m[0, 0, 40, 5] = 1.0  # one pixel in patch (row 1, col 0)
+        t = train.patch_target(m)
+        self.assertEqual(t.shape, (1, 1, 2, 2))
+        self.assertEqual(t.flatten().tolist(), [0.0, 0.0, 1.0, 0.0])
+
+    def test_dice_and_bce(self):
+        m = torch.zeros(2, 1, 64, 64)
+        m[:, :, 10:30, 10:30] = 1
+        good = (m * 2 - 1) * 20
+        self.assertLess(float(train.dice_loss(good, m)), 1e-3)
+        self.assertGreater(float(train.dice_loss(-good, m)), 0.99)
+        parts = train.seg_losses(good, torch.full((2, 1, 2, 2), -20.0), m)
+        self.assertEqual(set(parts), {"loss", "bce", "dice", "patch"})
+        self.assertAlmostEqual(float(parts["loss"]), float(parts["bce"] + parts["dice"] + parts["patch"]), places=5)
+        self.assertGreater(float(parts["patch"]), 1.0)  # patches with the target predicted empty
+
+
+class TestSampler(unittest.TestCase):
+    def test_mixed_batches(self):
+        chans = [0] * 100 + [1] * 25 + [4] * 4
+        s = train.MixedSampler(chans, batch=8, alpha=0.5, seed=1)
+        picks = np.concatenate([next(s) for _ in range(200)])
+        got = np.bincount(np.asarray(chans)[picks], minlength=5)
+        # probabilities 10:5:2 (sqrt of the counts)
+        self.assertAlmostEqual(got[0] / got.sum(), 10 / 17, delta=0.04)
+        self.assertAlmostEqual(got[4] / got.sum(), 2 / 17, delta=0.03)
+        mixed = sum(len(set(np.asarray(chans)[next(s)])) > 1 for _ in range(50))
+        self.assertGreater(mixed, 45)
+        # every sample of a channel is used before one repeats
+        s2 = train.MixedSampler([3] * 10, batch=5, seed=0)
+        self.assertEqual(sorted(np.concatenate([next(s2), next(s2)]).tolist()), list(range(10)))
+
+
+class TestAugment(OneThread):
+    def test_geometry_keeps_image_and_mask_aligned(self):
+        g = torch.Generator().manual_seed(0)
+        m = torch.zeros(6, 1, 64, 64)
+        m[:, :, 8:30, 12:40] = 1.0
+        img = m.repeat(1, 3, 1, 1) * 255
+        sizes = torch.tensor([[64, 50]] * 6)
+        geo = {c: aug.Policy(hflip=p.hflip, vflip=p.vflip, rotate=p.rotate, scale=p.scale, shift=p.shift)
+               for c, p in aug.POLICIES.items()}
+        a, b = aug.augment(img, m, sizes, torch.arange(6), g, geo)
+        self.assertLess(float((a / 255 - b.repeat(1, 3, 1, 1)).abs().max()), 1e-4)
+        self.assertGreater(float(b.sum()), 0.5 * float(m.sum()))
+
+    def test_policies(self):
+        self.assertEqual((aug.POLICIES[1].hflip, aug.POLICIES[1].vflip), (0.0, 0.0), "chest X-ray must not be flipped")
+        self.assertEqual(aug.POLICIES[2].vflip, 0.0, "ultrasound: the probe stays at the top")
+        self.assertTrue(aug.POLICIES[1].grey and aug.POLICIES[2].grey)
+        g = torch.Generator().manual_seed(3)
+        img = torch.zeros(2, 3, 32, 32)
+        img[:, :, :20, :] = torch.linspace(0, 255, 32)  # grey ramp, content 32x20
+        m = torch.zeros(2, 1, 32, 32)
+        m[:, :, 5:10, 5:10] = 1
+        a, b = aug.augment(img, m, torch.tensor([[32, 20], [32, 20]]), torch.tensor([1, 2]), g)
+        self.assertLess(float((a[:, 0] - a[:, 1]).abs().max() + (a[:, 1] - a[:, 2]).abs().max()), 1e-3,
+                        "grey images stay grey")
+        self.assertTrue(float(a.min()) >= 0 and float(a.max()) <= 255)
+
+
+class TestTraining(OneThread):
+    def test_steps_lower_the_loss(self):
+        need_data()
+        rows = [r for r in data.select(SEG2D, "train") if r["dataset"] in ("ph2", "covid-cxr-seg", "busi", "polypgen")]
+        pick = [next(r for r in rows if r["dataset"] == d) for d in ("ph2", "covid-cxr-seg", "busi", "polypgen")]
+        packed = data.Packed.build(SEG2D, pick, 64)
+        img, msk, sizes, chans = train.batch_tensors(packed, np.arange(4))
+        torch.manual_seed(0)
+        model = build_model("tiny", 64).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+        def loss():
+            logits, patch = model.forward_with_patch(img, chans)
+            return train.seg_losses(logits, patch, msk)["loss"]
+
+        first = float(loss())
+        for _ in range(12):
+            opt.zero_grad()
+            l = loss()
+            l.backward()
+            opt.step()
+        last = float(loss())
+        self.assertLess(last, 0.8 * first, f"loss {first:.3f} -> {last:.3f}")
+
+    def test_cli_run_and_resume(self):
+        need_data()
+        with tempfile.TemporaryDirectory() as tmp:
+            out, rec = os.path.join(tmp, "run"), os.path.join(tmp, "rec.json")
+            argv = ["--data", SEG2D, "--out", out, "--widths", "tiny", "--size", "64", "--limit", "2",
+                    "--val-every", "2", "--batch", "4", "--epochs", "1", "--record", rec, "--quiet",
+                    "--cache", os.path.join(tmp, "cache")]
+            self.assertEqual(train.main(argv), 0)
+            for f in ("best.pth", "last.pth", "log.jsonl", "summary.json"):
+                self.assertTrue(os.path.isfile(os.path.join(out, f)), f)
+            with open(rec) as f:
+                r = json.load(f)
+            self.assertRegex(r["data"]["manifest_sha256"], "^[0-9a-f]{64}$")
+            self.assertNotIn("fundus/drishti-gs1", r["data"]["train"])
+            self.assertEqual(r["data"]["test_split"], "never read")
+            self.assertEqual(set(r["best"]["val"]["channels"]), {str(i) for i in range(6)})
+            self.assertEqual(r["steps"], 3)  # 11 datasets x 1 train row (limit 2, every 2nd validates) / 4
+            self.assertTrue(os.path.isfile(os.path.join(tmp, "cache-train-s64.npz")))
+            build_model("tiny", 64).load_state_dict(torch.load(os.path.join(out, "best.pth")), strict=True)
+            # resume: a second epoch continues from step 3
+            self.assertEqual(train.main(argv[:-5] + ["--epochs", "2", "--resume", "--quiet", "--cache",
+                                                     os.path.join(tmp, "cache")]), 0)
+            with open(os.path.join(out, "summary.json")) as f:
+                self.assertEqual(json.load(f)["steps"], 3 + 3)
+
+
+class TestDistill(OneThread):
+    def test_med_only_and_mse_drops(self):
+        torch.manual_seed(0)
+        teacher = build_model("tiny", 64, seed=1).eval()
+        student = build_model("tiny", 64, seed=2).train()
+        params = train.med_only(student)
+        names = {n for n, p in student.named_parameters() if p.requires_grad}
+        self.assertTrue(names and all("med" in n for n in names))
+        frozen = {n: p.detach().clone() for n, p in student.named_parameters() if "med" not in n}
+        img = torch.rand(2, 3, 64, 64) * 255
+        opt = torch.optim.Adam(params, lr=1e-2)
+        first = float(train.distill_loss(student, teacher, img))
+        for _ in range(10):
+            opt.zero_grad()
+            l = train.distill_loss(student, teacher, img)
+            l.backward()
+            opt.step()
+        last = float(train.distill_loss(student, teacher, img))
+        self.assertLess(last, first)
+        for n, p in student.named_parameters():
+            if n in frozen:
+                self.assertTrue(torch.equal(p, frozen[n]), f"{n} changed")
+
+    def test_cli_distill(self):
+        need_data()
+        with tempfile.TemporaryDirectory() as tmp:
+            tpath = os.path.join(tmp, "teacher.pth")
+            torch.save(build_model("tiny", 64, seed=1).state_dict(), tpath)
+            spath = os.path.join(tmp, "student.pth")
+            torch.save(build_model("tiny", 64, seed=2).state_dict(), spath)
+            out = os.path.join(tmp, "run")
+            self.assertEqual(train.main(["--data", SEG2D, "--out", out, "--mode", "distill", "--teacher", tpath,
+                                         "--teacher-widths", "tiny", "--init", spath, "--widths", "tiny",
+                                         "--size", "64", "--limit", "2", "--val-every", "2", "--batch", "4",
+                                         "--epochs", "0.5", "--quiet"]), 0)
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+            self.assertEqual(s["mode"], "distill")
+            self.assertIn("mse", s["final"])
+            before = build_model("tiny", 64, seed=2).state_dict()
+            after = torch.load(os.path.join(out, "last.pth"))["model"]
+            changed = {n for n in before if not torch.equal(before[n], after[n])}
+            self.assertTrue(changed and all("med" in n for n in changed), sorted(changed)[:5])
+
+
+if __name__ == "__main__":
+    unittest.main()
