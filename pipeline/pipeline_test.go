@@ -60,6 +60,12 @@ type testNode struct {
 // startPipeline opens a store and a pipeline over it with quick retries.
 func startPipeline(t *testing.T, dir string, mutate func(*config.Pipeline), engine *segrt.Engine) *testNode {
 	t.Helper()
+	return startPipelineWithPeers(t, dir, mutate, engine, nil)
+}
+
+// startPipelineWithPeers is startPipeline with an AE table.
+func startPipelineWithPeers(t *testing.T, dir string, mutate func(*config.Pipeline), engine *segrt.Engine, peers []config.Peer) *testNode {
+	t.Helper()
 	ctx := context.Background()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	st, err := store.Open(ctx, store.Options{Dir: dir, Logger: log})
@@ -74,7 +80,7 @@ func startPipeline(t *testing.T, dir string, mutate func(*config.Pipeline), engi
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: cfg, AETitle: "ESPNODE", Logger: log})
+	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: cfg, Peers: peers, AETitle: "ESPNODE", Logger: log})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -547,5 +553,47 @@ func TestSeriesModePhotographs(t *testing.T) {
 		if _, err := n.st.Get(context.Background(), SEGInstanceUID(inst.SOPInstanceUID, "colonoscopy", md.ModelName, md.ModelVersion)); err != nil {
 			t.Errorf("no SEG for %s: %v", inst.SOPInstanceUID, err)
 		}
+	}
+}
+
+// TestReplyToSender: a sender found in the AE table gets its SEGs back at
+// the table's address when reply_to_sender is on, and not when it is off;
+// a sender not in the table gets nothing.
+func TestReplyToSender(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprint(on), func(t *testing.T) {
+			dest := startFakeDestination(t, 0)
+			modality := dest.peer(t)
+			modality.AETitle = "MODALITY"
+			n := startPipelineWithPeers(t, t.TempDir(), func(c *config.Pipeline) { c.ReplyToSender = on }, testEngine(t),
+				[]config.Peer{{AETitle: "OTHER", Host: "192.0.2.1", Port: 104}, modality})
+			putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm"), "MODALITY")
+			putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "GM_gbm40_gbm40_25.dcm"), "STRANGER")
+			waitUntil(t, "both segmentations", time.Minute, func() bool {
+				return jobsByState(t, n.st.DB())["segment/completed"] == 2
+			})
+			want := 0
+			if on {
+				want = 1
+				waitUntil(t, "the reply", time.Minute, func() bool {
+					return jobsByState(t, n.st.DB())["deliver/completed"] == 1
+				})
+			}
+			if got := jobsByState(t, n.st.DB()); got["deliver/completed"] != want || len(dest.stored()) != want {
+				t.Errorf("reply_to_sender %v: jobs %v, destination %v; want %d delivery", on, got, dest.stored(), want)
+			}
+		})
+	}
+}
+
+func TestWorkers(t *testing.T) {
+	if w := Workers(3, "cuda", 8); w != 3 {
+		t.Errorf("configured 3: %d", w)
+	}
+	if w := Workers(0, "cuda", 16); w != 16 {
+		t.Errorf("GPU with batch 16: %d workers, want 16 to fill a batch", w)
+	}
+	if w := Workers(0, "cpu", 8); w < 1 || w > 4 {
+		t.Errorf("CPU: %d workers, want 1..4", w)
 	}
 }

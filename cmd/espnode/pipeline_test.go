@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -514,5 +515,21 @@ func TestServeWithoutONNXRuntime(t *testing.T) {
 	}
 	if c := jobCounts(t, n.dataDir); c["segment/available"] != 1 {
 		t.Errorf("jobs %v, want the segmentation job waiting (available)", c)
+	}
+}
+
+// TestServeDestinationFlag: a malformed --destination is refused before
+// anything starts, and a duplicate of a configured one is named by its key.
+func TestServeDestinationFlag(t *testing.T) {
+	var errOut bytes.Buffer
+	code := run(context.Background(), &cliEnv{stdout: io.Discard, stderr: &errOut}, []string{"serve", "--destination", "PACS@pacs"})
+	if code != 2 || !strings.Contains(errOut.String(), "AET@HOST:PORT") {
+		t.Errorf("--destination PACS@pacs: exit %d, stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
+	code = run(context.Background(), &cliEnv{stdout: io.Discard, stderr: &errOut}, []string{"serve", "--data-dir", t.TempDir(),
+		"--destination", "PACS@127.0.0.1:104", "--destination", "PACS@127.0.0.1:104"})
+	if code != 1 || !strings.Contains(errOut.String(), "pipeline.destinations[1]: PACS@127.0.0.1:104 is already pipeline.destinations[0]") {
+		t.Errorf("duplicate --destination: exit %d, stderr %q", code, errOut.String())
 	}
 }
