@@ -533,3 +533,57 @@ func TestServeDestinationFlag(t *testing.T) {
 		t.Errorf("duplicate --destination: exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// TestDestinationDownThenUp: deliveries to a destination that is down fail
+// and wait for their backoff; once it is up they go through without anyone
+// acting, each SEG once.
+func TestDestinationDownThenUp(t *testing.T) {
+	pipelineORT(t)
+	destPort := freePort(t)
+	n := startNode(t, func(c *config.Config) {
+		withPipeline(config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort})(c)
+		c.Pipeline.DeliveryRetry = config.Retry{MaxAttempts: 50, Initial: 100 * time.Millisecond, Max: 400 * time.Millisecond}
+	})
+	files := []string{
+		testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"),
+		testutil.SharedData(t, "dicom", "wrapped", "OP_drishti-gs1_drishtiGS_012.dcm"),
+		testutil.SharedData(t, "dicom", "US", "wg04_US1_UNC.dcm"),
+	}
+	storescu(t, n.port, files)
+	// Down: every delivery has failed at least twice.
+	waitFor(t, "failed delivery attempts", time.Minute, func() bool {
+		db, err := store.OpenIndexDB(context.Background(), n.dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		admin, err := pipeline.NewAdmin(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := admin.List(context.Background(), nil, []string{pipeline.KindDeliver}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failing := 0
+		for _, j := range jobs {
+			if j.Attempt >= 2 && j.LastError != "" {
+				failing++
+			}
+		}
+		return failing == len(files)
+	})
+	// Up.
+	destDir := t.TempDir()
+	startStorescpOn(t, destDir, destPort)
+	waitFor(t, "every delivery", time.Minute, func() bool {
+		c := jobCounts(t, n.dataDir)
+		return c["deliver/completed"] == len(files) && jobsSettled(c)
+	})
+	got := receivedSEGs(t, destDir)
+	for _, f := range files {
+		if uid := readMeta(t, f).MediaStorageSOPInstanceUID; len(got[uid]) != 1 {
+			t.Errorf("%s: %d SEGs at the destination, want 1", f, len(got[uid]))
+		}
+	}
+}
