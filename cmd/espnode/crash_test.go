@@ -114,9 +114,12 @@ func sendAll(t *testing.T, addr string, files []string) (succeeded []string, ret
 	ctx := context.Background()
 	var c *dimse.Client
 	for _, f := range files {
-		for attempt := 0; ; attempt++ {
-			if attempt > 50 {
-				t.Fatalf("%s: not stored after 50 attempts", f)
+		// A restart under load can take seconds; a node that never comes
+		// back is what this bounds.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not stored within 2 minutes", f)
 			}
 			if c == nil {
 				meta := readMeta(t, f)
