@@ -65,18 +65,18 @@ func Workers(configured int, provider string, batch int) int {
 
 // Pipeline is the running pipeline. Put is its entry point.
 type Pipeline struct {
-	opts Options
+	opts    Options
+	db      *sql.DB
+	client  *river.Client[*sql.Tx]
+	router  *Router
+	log     zerolog.Logger
+	metrics *Metrics
 
 	// segMu guards the segmenter, which arrives after the start when the
 	// model loads in the background, and why it has not.
 	segMu     sync.RWMutex
 	segmenter *segment.Segmenter
 	modelErr  error
-	db        *sql.DB
-	client    *river.Client[*sql.Tx]
-	router    *Router
-	log       zerolog.Logger
-	metrics   *Metrics
 }
 
 // New migrates the queue's tables, requeues the jobs a crashed process left
@@ -103,7 +103,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		return nil, err
 	}
 	if n > 0 {
-		p.log.Warn().Int64("jobs", n).Msg("requeued jobs left running by a previous process (a crash or kill)")
+		p.log.Warn().Int64("jobs", n).Msg("requeued jobs left running by a previous process (a crash or kill); those on their last attempt are dead letters")
 	}
 
 	workers := river.NewWorkers()

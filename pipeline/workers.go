@@ -68,10 +68,13 @@ func (w *seriesWorker) Work(ctx context.Context, job *river.Job[SeriesArgs]) err
 	for _, uid := range uids {
 		inst, err := w.p.opts.Store.Get(ctx, uid)
 		if errors.Is(err, store.ErrNotFound) {
-			continue // replaced into another series
+			continue
 		}
 		if err != nil {
 			return err
+		}
+		if inst.SeriesInstanceUID != a.SeriesInstanceUID {
+			continue // sent again since, as part of another series
 		}
 		insts = append(insts, inst)
 	}
