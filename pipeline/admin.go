@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 )
 
@@ -29,7 +28,7 @@ func NewAdmin(db *sql.DB) (*Admin, error) {
 	if exists == 0 {
 		return nil, errors.New("job queue: this data directory has no job queue yet (espnode serve creates it)")
 	}
-	c, err := river.NewClient(riversqlite.New(db), &river.Config{})
+	c, err := river.NewClient(newDriver(db), &river.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}

@@ -19,6 +19,14 @@ import (
 	"github.com/espnode/espnode/seg/segment"
 )
 
+// queueDriver is River's driver for the index database. A PostgreSQL index
+// takes riverdatabasesql here (its transactions are *sql.Tx as well); the
+// package's own SQL (recoverJobs, series.go, NewAdmin's table check) is
+// written for SQLite and would follow (placeholders, datetime, catalog).
+type queueDriver = riversqlite.Driver
+
+func newDriver(db *sql.DB) *queueDriver { return riversqlite.New(db) }
+
 // Queues and job kinds. Kinds are stored with every job: never rename one.
 const (
 	QueueSegment = "segment"
@@ -134,7 +142,7 @@ func (p retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 
 // migrate creates or updates River's tables in the index database.
 func migrate(ctx context.Context, db *sql.DB) error {
-	m, err := rivermigrate.New(riversqlite.New(db), nil)
+	m, err := rivermigrate.New(newDriver(db), nil)
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/rs/zerolog"
 
@@ -116,7 +115,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 	}
 	poll := opts.Config.PollInterval
 	c := opts.Config
-	p.client, err = river.NewClient(riversqlite.New(p.db), &river.Config{
+	p.client, err = river.NewClient(newDriver(p.db), &river.Config{
 		Queues:            queues,
 		Workers:           workers,
 		FetchPollInterval: poll,

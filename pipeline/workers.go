@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
 
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/dicomseg"
@@ -219,7 +218,7 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 						}
 					}
 				}
-				if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+				if _, err := river.JobCompleteTx[*queueDriver](ctx, tx, job); err != nil {
 					return fmt.Errorf("complete job: %w", err)
 				}
 				return nil
