@@ -93,7 +93,37 @@ CREATE INDEX instance_received ON instance (received_at);
 // SQLITE_BUSY, and several read-only ones, which WAL lets run beside it.
 type sqliteIndex struct {
 	w, r *sql.DB
+	// Statements of the hot path, prepared once: parsing SQL on every call was a quarter of the
+	// CPU time of a small C-STORE (profiled with perf on 1,000 objects).
+	putStmts stmts
+	getStmt  *sql.Stmt
 }
+
+// stmts are the statements of an index put, prepared on the writer.
+type stmts struct {
+	studyPatient, instanceSeries                             *sql.Stmt
+	upsertPatient, upsertStudy, upsertSeries, upsertInstance *sql.Stmt
+}
+
+func prepare(ctx context.Context, db *sql.DB, queries ...string) ([]*sql.Stmt, error) {
+	out := make([]*sql.Stmt, 0, len(queries))
+	for _, q := range queries {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			for _, p := range out {
+				p.Close()
+			}
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+const (
+	selectStudyPatient   = `SELECT patient_pk FROM study WHERE study_uid = ?`
+	selectInstanceSeries = `SELECT series_pk FROM instance WHERE sop_instance_uid = ?`
+)
 
 func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 	// synchronous=FULL: a commit is on disk when it returns, which is what
@@ -122,7 +152,20 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &sqliteIndex{w: w, r: r}, nil
+	x := &sqliteIndex{w: w, r: r}
+	ws, err := prepare(ctx, w, selectStudyPatient, selectInstanceSeries, upsertPatient, upsertStudy, upsertSeries, upsertInstance)
+	if err != nil {
+		x.close()
+		return nil, fmt.Errorf("index %s: prepare: %w", path, err)
+	}
+	x.putStmts = stmts{ws[0], ws[1], ws[2], ws[3], ws[4], ws[5]}
+	rs, err := prepare(ctx, r, selectInstance)
+	if err != nil {
+		x.close()
+		return nil, fmt.Errorf("index %s: prepare: %w", path, err)
+	}
+	x.getStmt = rs[0]
+	return x, nil
 }
 
 // OpenIndexDB opens the index database of the data directory dir for
@@ -180,7 +223,13 @@ func migrate(ctx context.Context, db *sql.DB) error {
 }
 
 func (x *sqliteIndex) close() error {
-	return errors.Join(x.r.Close(), x.w.Close())
+	var errs []error
+	for _, st := range []*sql.Stmt{x.getStmt, x.putStmts.studyPatient, x.putStmts.instanceSeries, x.putStmts.upsertPatient, x.putStmts.upsertStudy, x.putStmts.upsertSeries, x.putStmts.upsertInstance} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(append(errs, x.r.Close(), x.w.Close())...)
 }
 
 const selectInstance = `
@@ -204,7 +253,7 @@ func (x *sqliteIndex) get(ctx context.Context, uid string) (Instance, error) {
 		in       Instance
 		received string
 	)
-	err := x.r.QueryRowContext(ctx, selectInstance, uid).Scan(
+	err := x.getStmt.QueryRowContext(ctx, uid).Scan(
 		&in.PatientID, &in.IssuerOfPatientID, &in.PatientName, &in.PatientBirthDate, &in.PatientSex,
 		&in.StudyInstanceUID, &in.StudyDate, &in.StudyTime, &in.AccessionNumber, &in.StudyID,
 		&in.StudyDescription, &in.ReferringPhysicianName,
@@ -309,7 +358,7 @@ func (x *sqliteIndex) put(ctx context.Context, in Instance, inTx func(*sql.Tx) e
 		return fmt.Errorf("index: %w", err)
 	}
 	defer tx.Rollback()
-	if err := putTx(ctx, tx, in); err != nil {
+	if err := x.putStmts.run(ctx, tx, in); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
 	if inTx != nil {
@@ -323,34 +372,34 @@ func (x *sqliteIndex) put(ctx context.Context, in Instance, inTx func(*sql.Tx) e
 	return nil
 }
 
-func putTx(ctx context.Context, tx *sql.Tx, in Instance) error {
+func (st *stmts) run(ctx context.Context, tx *sql.Tx, in Instance) error {
 	now := in.ReceivedAt.UTC().Format(time.RFC3339Nano)
 
 	var prevPatient, prevSeries sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM study WHERE study_uid = ?`, in.StudyInstanceUID).Scan(&prevPatient)
+	err := tx.StmtContext(ctx, st.studyPatient).QueryRowContext(ctx, in.StudyInstanceUID).Scan(&prevPatient)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	err = tx.QueryRowContext(ctx, `SELECT series_pk FROM instance WHERE sop_instance_uid = ?`, in.SOPInstanceUID).Scan(&prevSeries)
+	err = tx.StmtContext(ctx, st.instanceSeries).QueryRowContext(ctx, in.SOPInstanceUID).Scan(&prevSeries)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
 
 	var patientPK, studyPK, seriesPK int64
-	if err := tx.QueryRowContext(ctx, upsertPatient, in.PatientID, in.IssuerOfPatientID, in.PatientName,
+	if err := tx.StmtContext(ctx, st.upsertPatient).QueryRowContext(ctx, in.PatientID, in.IssuerOfPatientID, in.PatientName,
 		in.PatientBirthDate, in.PatientSex).Scan(&patientPK); err != nil {
 		return fmt.Errorf("patient: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx, upsertStudy, in.StudyInstanceUID, patientPK, in.StudyDate, in.StudyTime,
+	if err := tx.StmtContext(ctx, st.upsertStudy).QueryRowContext(ctx, in.StudyInstanceUID, patientPK, in.StudyDate, in.StudyTime,
 		in.AccessionNumber, in.StudyID, in.StudyDescription, in.ReferringPhysicianName, now).Scan(&studyPK); err != nil {
 		return fmt.Errorf("study: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx, upsertSeries, in.SeriesInstanceUID, studyPK, in.Modality,
+	if err := tx.StmtContext(ctx, st.upsertSeries).QueryRowContext(ctx, in.SeriesInstanceUID, studyPK, in.Modality,
 		nullIfZero(in.SeriesNumber), in.SeriesDescription, in.SeriesDate, in.SeriesTime, in.BodyPartExamined,
 		now).Scan(&seriesPK); err != nil {
 		return fmt.Errorf("series: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, upsertInstance, in.SOPInstanceUID, seriesPK, in.SOPClassUID,
+	if _, err := tx.StmtContext(ctx, st.upsertInstance).ExecContext(ctx, in.SOPInstanceUID, seriesPK, in.SOPClassUID,
 		nullIfZero(in.InstanceNumber), nullIfZero(in.Rows), nullIfZero(in.Columns), nullIfZero(in.NumberOfFrames),
 		in.ImageType, in.PhotometricInterpretation, in.SpecificCharacterSet, in.TransferSyntaxUID,
 		in.Path, in.Size, now, in.CallingAE, in.CalledAE, in.RemoteAddr); err != nil {
