@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -595,5 +596,47 @@ func TestWorkers(t *testing.T) {
 	}
 	if w := Workers(0, "cpu", 8); w < 1 || w > 4 {
 		t.Errorf("CPU: %d workers, want 1..4", w)
+	}
+}
+
+// TestNoSuccessWithoutJob: when the job cannot be created, Put fails and the
+// instance is not in the archive either, so no Success can be answered for
+// an instance that would never be segmented.
+func TestNoSuccessWithoutJob(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: config.Default().Pipeline, AETitle: "ESPNODE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().ExecContext(ctx, `DROP TABLE river_job`); err != nil {
+		t.Fatal(err)
+	}
+	src := testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm")
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	meta, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pl.Put(ctx, store.PutRequest{SOPClassUID: meta.MediaStorageSOPClassUID, SOPInstanceUID: meta.MediaStorageSOPInstanceUID,
+		TransferSyntaxUID: meta.TransferSyntaxUID, CallingAE: "SCU", CalledAE: "ESPNODE", Data: br})
+	if !errors.Is(err, store.ErrOutOfResources) {
+		t.Fatalf("Put without a job table: %v, want ErrOutOfResources (answered A700)", err)
+	}
+	if _, err := st.Get(ctx, meta.MediaStorageSOPInstanceUID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("instance indexed although its job could not be created: %v", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "archive", "*", "*", "*.dcm")); len(files) != 0 {
+		t.Errorf("files left in the archive: %v", files)
 	}
 }

@@ -203,6 +203,15 @@ func TestPipelineStorescuToStorescp(t *testing.T) {
 	files = append(files, unrouted, undecodable)
 
 	storescu(t, n.port, files)
+	// DCMTK 3.6.7's storescu does not know VL Whole Slide Microscopy: espnode store sends it.
+	sm := testutil.SharedData(t, "dicom", "SM", "highdicom_sm_image_rgb_evrle.dcm")
+	var out bytes.Buffer
+	if code := run(context.Background(), &cliEnv{stdout: &out, stderr: &out}, []string{"store", "--called-ae", "ESPNODE", n.addr, sm}); code != 0 {
+		t.Fatalf("espnode store: exit %d\n%s", code, out.String())
+	}
+	want[readMeta(t, sm).MediaStorageSOPInstanceUID] = sm
+	frames[readMeta(t, sm).MediaStorageSOPInstanceUID] = 25
+	files = append(files, sm)
 	stored := archived(t, n.dataDir)
 	for _, f := range files {
 		if uid := readMeta(t, f).MediaStorageSOPInstanceUID; stored[uid] == "" {
