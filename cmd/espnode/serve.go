@@ -117,7 +117,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	// compile it, and storing must not wait for that.
 	engineCh := make(chan *segrt.Engine, 1)
 	go func() {
-		engine, err := loadModel(ctx, cfg, pl, log.With().Str("component", "model").Logger())
+		engine, err := loadModel(cfg, pl, log.With().Str("component", "model").Logger())
 		if err != nil {
 			pl.ModelFailed(err)
 			log.Error().Err(err).Msg("no model: instances are stored and their segmentation jobs wait")
@@ -219,7 +219,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 // loadModel opens the configured model, or the shipped one, and starts the
 // segmentation workers on it.
-func loadModel(ctx context.Context, cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*segrt.Engine, error) {
+func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*segrt.Engine, error) {
 	path := cfg.Model.Path
 	if path == "" {
 		var err error
