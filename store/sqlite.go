@@ -102,6 +102,7 @@ type sqliteIndex struct {
 // stmts are the statements of an index put, prepared on the writer.
 type stmts struct {
 	studyPatient, instanceSeries                             *sql.Stmt
+	pkPatient, pkStudy, pkSeries                             *sql.Stmt
 	upsertPatient, upsertStudy, upsertSeries, upsertInstance *sql.Stmt
 }
 
@@ -121,6 +122,9 @@ func prepare(ctx context.Context, db *sql.DB, queries ...string) ([]*sql.Stmt, e
 }
 
 const (
+	pkPatient            = `SELECT pk FROM patient WHERE patient_id = ? AND issuer = ?`
+	pkStudy              = `SELECT pk FROM study WHERE study_uid = ?`
+	pkSeries             = `SELECT pk FROM series WHERE series_uid = ?`
 	selectStudyPatient   = `SELECT patient_pk FROM study WHERE study_uid = ?`
 	selectInstanceSeries = `SELECT series_pk FROM instance WHERE sop_instance_uid = ?`
 )
@@ -153,12 +157,14 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	x := &sqliteIndex{w: w, r: r}
-	ws, err := prepare(ctx, w, selectStudyPatient, selectInstanceSeries, upsertPatient, upsertStudy, upsertSeries, upsertInstance)
+	ws, err := prepare(ctx, w, selectStudyPatient, selectInstanceSeries, upsertPatient, upsertStudy, upsertSeries, upsertInstance,
+		pkPatient, pkStudy, pkSeries)
 	if err != nil {
 		x.close()
 		return nil, fmt.Errorf("index %s: prepare: %w", path, err)
 	}
-	x.putStmts = stmts{ws[0], ws[1], ws[2], ws[3], ws[4], ws[5]}
+	x.putStmts = stmts{studyPatient: ws[0], instanceSeries: ws[1], upsertPatient: ws[2], upsertStudy: ws[3], upsertSeries: ws[4],
+		upsertInstance: ws[5], pkPatient: ws[6], pkStudy: ws[7], pkSeries: ws[8]}
 	rs, err := prepare(ctx, r, selectInstance)
 	if err != nil {
 		x.close()
@@ -224,7 +230,8 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 func (x *sqliteIndex) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{x.getStmt, x.putStmts.studyPatient, x.putStmts.instanceSeries, x.putStmts.upsertPatient, x.putStmts.upsertStudy, x.putStmts.upsertSeries, x.putStmts.upsertInstance} {
+	for _, st := range []*sql.Stmt{x.getStmt, x.putStmts.studyPatient, x.putStmts.instanceSeries, x.putStmts.upsertPatient, x.putStmts.upsertStudy, x.putStmts.upsertSeries, x.putStmts.upsertInstance,
+		x.putStmts.pkPatient, x.putStmts.pkStudy, x.putStmts.pkSeries} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -286,7 +293,10 @@ func nullIfZero(n int) any {
 }
 
 // Attribute updates keep a stored value when the new instance has none: the
-// instances of a study do not all repeat every study attribute.
+// instances of a study do not all repeat every study attribute. A row that
+// would not change is not written (the WHERE of each upsert), which keeps the
+// commit of the next instance of a series to the pages that really change; the
+// upsert then returns no row and the key is read instead (pkPatient, ...).
 const (
 	upsertPatient = `
 INSERT INTO patient (patient_id, issuer, patient_name, birth_date, sex) VALUES (?, ?, ?, ?, ?)
@@ -294,6 +304,9 @@ ON CONFLICT (patient_id, issuer) DO UPDATE SET
 	patient_name = COALESCE(NULLIF(excluded.patient_name, ''), patient.patient_name),
 	birth_date   = COALESCE(NULLIF(excluded.birth_date, ''), patient.birth_date),
 	sex          = COALESCE(NULLIF(excluded.sex, ''), patient.sex)
+WHERE (patient.patient_name, patient.birth_date, patient.sex) IS NOT
+	(COALESCE(NULLIF(excluded.patient_name, ''), patient.patient_name), COALESCE(NULLIF(excluded.birth_date, ''), patient.birth_date),
+	 COALESCE(NULLIF(excluded.sex, ''), patient.sex))
 RETURNING pk`
 	upsertStudy = `
 INSERT INTO study (study_uid, patient_pk, study_date, study_time, accession_number, study_id,
@@ -308,6 +321,12 @@ ON CONFLICT (study_uid) DO UPDATE SET
 	study_description        = COALESCE(NULLIF(excluded.study_description, ''), study.study_description),
 	referring_physician_name = COALESCE(NULLIF(excluded.referring_physician_name, ''), study.referring_physician_name),
 	updated_at               = excluded.updated_at
+WHERE (study.patient_pk, study.study_date, study.study_time, study.accession_number, study.study_id, study.study_description,
+	study.referring_physician_name) IS NOT
+	(excluded.patient_pk, COALESCE(NULLIF(excluded.study_date, ''), study.study_date), COALESCE(NULLIF(excluded.study_time, ''), study.study_time),
+	 COALESCE(NULLIF(excluded.accession_number, ''), study.accession_number), COALESCE(NULLIF(excluded.study_id, ''), study.study_id),
+	 COALESCE(NULLIF(excluded.study_description, ''), study.study_description),
+	 COALESCE(NULLIF(excluded.referring_physician_name, ''), study.referring_physician_name))
 RETURNING pk`
 	upsertSeries = `
 INSERT INTO series (series_uid, study_pk, modality, series_number, series_description,
@@ -322,6 +341,11 @@ ON CONFLICT (series_uid) DO UPDATE SET
 	series_time        = COALESCE(NULLIF(excluded.series_time, ''), series.series_time),
 	body_part_examined = COALESCE(NULLIF(excluded.body_part_examined, ''), series.body_part_examined),
 	updated_at         = excluded.updated_at
+WHERE (series.study_pk, series.modality, series.series_number, series.series_description, series.series_date, series.series_time,
+	series.body_part_examined) IS NOT
+	(excluded.study_pk, COALESCE(NULLIF(excluded.modality, ''), series.modality), COALESCE(excluded.series_number, series.series_number),
+	 COALESCE(NULLIF(excluded.series_description, ''), series.series_description), COALESCE(NULLIF(excluded.series_date, ''), series.series_date),
+	 COALESCE(NULLIF(excluded.series_time, ''), series.series_time), COALESCE(NULLIF(excluded.body_part_examined, ''), series.body_part_examined))
 RETURNING pk`
 	upsertInstance = `
 INSERT INTO instance (sop_instance_uid, series_pk, sop_class_uid, instance_number, num_rows, num_columns,
@@ -386,17 +410,29 @@ func (st *stmts) run(ctx context.Context, tx *sql.Tx, in Instance) error {
 	}
 
 	var patientPK, studyPK, seriesPK int64
-	if err := tx.StmtContext(ctx, st.upsertPatient).QueryRowContext(ctx, in.PatientID, in.IssuerOfPatientID, in.PatientName,
-		in.PatientBirthDate, in.PatientSex).Scan(&patientPK); err != nil {
+	err = tx.StmtContext(ctx, st.upsertPatient).QueryRowContext(ctx, in.PatientID, in.IssuerOfPatientID, in.PatientName,
+		in.PatientBirthDate, in.PatientSex).Scan(&patientPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.StmtContext(ctx, st.pkPatient).QueryRowContext(ctx, in.PatientID, in.IssuerOfPatientID).Scan(&patientPK)
+	}
+	if err != nil {
 		return fmt.Errorf("patient: %w", err)
 	}
-	if err := tx.StmtContext(ctx, st.upsertStudy).QueryRowContext(ctx, in.StudyInstanceUID, patientPK, in.StudyDate, in.StudyTime,
-		in.AccessionNumber, in.StudyID, in.StudyDescription, in.ReferringPhysicianName, now).Scan(&studyPK); err != nil {
+	err = tx.StmtContext(ctx, st.upsertStudy).QueryRowContext(ctx, in.StudyInstanceUID, patientPK, in.StudyDate, in.StudyTime,
+		in.AccessionNumber, in.StudyID, in.StudyDescription, in.ReferringPhysicianName, now).Scan(&studyPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.StmtContext(ctx, st.pkStudy).QueryRowContext(ctx, in.StudyInstanceUID).Scan(&studyPK)
+	}
+	if err != nil {
 		return fmt.Errorf("study: %w", err)
 	}
-	if err := tx.StmtContext(ctx, st.upsertSeries).QueryRowContext(ctx, in.SeriesInstanceUID, studyPK, in.Modality,
+	err = tx.StmtContext(ctx, st.upsertSeries).QueryRowContext(ctx, in.SeriesInstanceUID, studyPK, in.Modality,
 		nullIfZero(in.SeriesNumber), in.SeriesDescription, in.SeriesDate, in.SeriesTime, in.BodyPartExamined,
-		now).Scan(&seriesPK); err != nil {
+		now).Scan(&seriesPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.StmtContext(ctx, st.pkSeries).QueryRowContext(ctx, in.SeriesInstanceUID).Scan(&seriesPK)
+	}
+	if err != nil {
 		return fmt.Errorf("series: %w", err)
 	}
 	if _, err := tx.StmtContext(ctx, st.upsertInstance).ExecContext(ctx, in.SOPInstanceUID, seriesPK, in.SOPClassUID,
