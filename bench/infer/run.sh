@@ -28,7 +28,7 @@ results="$out/results.jsonl"
 : > "$results"
 for spec in $sizes; do
   size=${spec%%:*}; widths=${spec##*:}
-  fx="$out/fixture-$widths-$size"
+  fx="$out/fixture-$widths-$size-b$batch"
   # Seed 0 and the first $batch modalities: the weights and images espmedsam.bench builds.
   # Regenerated when the network's code is newer, so that both sides keep the same weights.
   if [ ! -f "$fx/meta.json" ] || [ -n "$(find "$root/model/espmedsam" -name '*.py' -newer "$fx/meta.json")" ]; then
