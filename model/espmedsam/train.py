@@ -244,13 +244,14 @@ def train(args) -> Dict:
     budget_s = args.max_minutes * 60.0 if args.max_minutes else float("inf")
     sampler = MixedSampler(tr.channels, args.batch, args.alpha, args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
-    step, elapsed0, best, history = 0, 0.0, -float("inf"), []
+    step, elapsed0, best, history, skipped = 0, 0.0, -float("inf"), [], 0
     last_path, best_path = os.path.join(args.out, "last.pth"), os.path.join(args.out, "best.pth")
     if args.resume and os.path.isfile(last_path):
         st = torch.load(last_path, map_location="cpu")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, elapsed0, best, history = st["step"], st["elapsed"], st["best"], st["history"]
+        skipped = st.get("skipped", 0)
         sampler.restore(st["sampler"])
         gen.set_state(st["gen"])
     if teacher is not None:
@@ -273,7 +274,8 @@ def train(args) -> Dict:
         nonlocal best, last_val
         res = evaluate(model, va, args.batch, teacher) if va is not None else {"score": -float(run_loss.get("loss", 0))}
         entry = {"step": step, "epoch": round(step * args.batch / len(tr), 3), "minutes": round(elapsed() / 60, 2),
-                 "lr": opt.param_groups[0]["lr"], "train": {k: round(v, 4) for k, v in run_loss.items()}, "val": res}
+                 "lr": opt.param_groups[0]["lr"], "train": {k: round(v, 4) for k, v in run_loss.items()},
+                 "skipped_steps": skipped, "val": res}
         improved = res["score"] > best
         if improved:
             best = res["score"]
@@ -283,7 +285,8 @@ def train(args) -> Dict:
         log.write(json.dumps(entry) + "\n")
         log.flush()
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed(),
-                    "best": best, "history": history, "sampler": sampler.state(), "gen": gen.get_state()},
+                    "best": best, "history": history, "sampler": sampler.state(), "gen": gen.get_state(),
+                    "skipped": skipped},
                    last_path + ".tmp")
         os.replace(last_path + ".tmp", last_path)
         if not args.quiet:
@@ -306,15 +309,22 @@ def train(args) -> Dict:
             parts = seg_losses(logits, patch_logits, msk, args.patch_weight)
             loss = parts["loss"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(params, args.clip)
-        opt.step()
         step += 1
+        if not torch.isfinite(loss):
+            skipped += 1  # a non-finite loss never reaches the weights
+            continue
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, args.clip if args.clip else float("inf"))
+        if not torch.isfinite(norm):
+            skipped += 1
+            opt.zero_grad(set_to_none=True)
+            continue
+        opt.step()
         for k, v in parts.items():
             run_loss[k] = 0.9 * run_loss.get(k, float(v)) + 0.1 * float(v)
         if args.log_every and step % args.log_every == 0 and not args.quiet:
             print(f"step {step} epoch {step * args.batch / len(tr):.2f} min {elapsed() / 60:.1f} lr {lr:.2e} "
+                  f"skipped {skipped} "
                   + " ".join(f"{k} {v:.4f}" for k, v in run_loss.items()), flush=True)
         if args.val_minutes and time.time() - last_val >= args.val_minutes * 60 and progress() < 1.0:
             validate()
@@ -341,7 +351,7 @@ def train(args) -> Dict:
            else "MSE of image embeddings vs teacher; only 'med' parameters trainable",
            "augment": "per modality, espmedsam/augment.py POLICIES" if not args.no_augment else "none",
            "sampler": f"mixed-modality batches, channel probability ~ count^{args.alpha}"},
-        "steps": step, "epochs_done": round(step * args.batch / len(tr), 2),
+        "steps": step, "skipped_steps": skipped, "epochs_done": round(step * args.batch / len(tr), 2),
         "minutes": round(elapsed() / 60, 2), "pack_seconds": round(pack_s, 1),
         "best": {"step": best_entry["step"], "epoch": best_entry["epoch"], "val": best_entry["val"]},
         "final": history[-1]["val"],
@@ -374,7 +384,7 @@ def parser():
     ap.add_argument("--teacher-widths", default="published", choices=sorted(PRESETS))
     ap.add_argument("--teacher-size", type=int, default=0, help="default: --size")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--warmup", type=int, default=50, help="warm-up steps")
     ap.add_argument("--epochs", type=float, default=100.0)
