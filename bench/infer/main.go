@@ -27,6 +27,7 @@ type result struct {
 	Threads       int     `json:"threads"`
 	Iters         int     `json:"iters"`
 	Provider      string  `json:"provider"`
+	Spin          bool    `json:"spin"`
 	ORT           string  `json:"onnxruntime"`
 	Model         string  `json:"model"`
 	CPUs          int     `json:"cpus"`
@@ -48,12 +49,13 @@ func run() error {
 	batch := flag.Int("batch", 1, "images per run")
 	provider := flag.String("provider", segrt.ProviderCPU, "execution provider")
 	library := flag.String("onnxruntime", "", "path of libonnxruntime.so")
+	spin := flag.Bool("spin", false, "let idle ONNX Runtime threads spin-wait (segrt.Options.Spin)")
 	flag.Parse()
 	if *model == "" || *iters < 1 || *batch < 1 {
 		flag.Usage()
 		return fmt.Errorf("--model is required; --iters and --batch must be >= 1")
 	}
-	m, err := segrt.Open(*model, segrt.Options{Library: *library, Provider: *provider, Threads: *threads, MaxBatch: *batch})
+	m, err := segrt.Open(*model, segrt.Options{Library: *library, Provider: *provider, Threads: *threads, MaxBatch: *batch, Spin: *spin})
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func run() error {
 		Runtime: "onnxruntime-go", Size: s, Batch: *batch,
 		MsPerImage: round(perImage*1000, 2), ImagesPerS: round(1/perImage, 4),
 		MsPerBatchMed: round(times[len(times)/2]*1000, 2),
-		Threads:       *threads, Iters: *iters, Provider: m.Provider(), ORT: version, Model: m.Metadata().ModelName,
+		Threads:       *threads, Iters: *iters, Provider: m.Provider(), Spin: *spin, ORT: version, Model: m.Metadata().ModelName,
 		CPUs: runtime.NumCPU(),
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)

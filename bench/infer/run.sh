@@ -4,6 +4,7 @@
 #   bench/infer/run.sh                      # both sizes, 2 threads
 #   THREADS=1 ITERS=3 SIZES="256:compact" bench/infer/run.sh
 #   BLAS=system bench/infer/run.sh         # PyTorch on Debian's default (reference) BLAS
+#   SPIN=1 bench/infer/run.sh              # ONNX Runtime threads spin-wait (off by default)
 # PyTorch runs on OpenBLAS by default when Debian's libopenblas0-pthread is installed: Debian's
 # python3-torch otherwise does its Linear layers with the reference BLAS, which is many times
 # slower and would flatter the Go side.
@@ -37,7 +38,7 @@ for spec in $sizes; do
       --seed 0 --out "$fx" --threads "$threads" >/dev/null)
   fi
   echo "== S=$size widths=$widths threads=$threads batch=$batch iters=$iters" >&2
-  go_line=$("$out/infer" --model "$fx/model.onnx" --input "$fx/image.f32" --threads "$threads" --iters "$iters" --batch "$batch")
+  go_line=$("$out/infer" --model "$fx/model.onnx" --input "$fx/image.f32" --threads "$threads" --iters "$iters" --batch "$batch" ${SPIN:+--spin})
   echo "$go_line"
   py_line=$(cd "$root/model" && $py -m espmedsam.bench --size "$size" --widths "$widths" --threads "$threads" \
     --iters "$iters" --batch "$batch" --blas "$blas")

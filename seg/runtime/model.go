@@ -22,6 +22,11 @@ type Options struct {
 	DeviceID int
 	// Threads is ONNX Runtime's intra-op thread count; 0 lets ONNX Runtime choose (all cores).
 	Threads int
+	// Spin lets ONNX Runtime's idle intra-op threads spin-wait for work instead of sleeping.
+	// Off by default: the node shares its cores with DICOM I/O and other work, and on two
+	// shared cores spinning made S=256 runs 2.5 times slower and S=1024 runs 1.1 to 1.7
+	// times slower (docs/PERFORMANCE.md); on cores dedicated to inference it can save latency.
+	Spin bool
 	// MaxBatch is the most images run together (B); 0 means 1.
 	MaxBatch int
 	// BatchWait is how long the first image of a batch waits for others to join it.
@@ -80,7 +85,7 @@ func Open(path string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, used, skipped, err := newSession(path, provider, opts.Threads, opts.DeviceID, opts.Logger)
+	sess, used, skipped, err := newSession(path, provider, opts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", path, err)
 	}

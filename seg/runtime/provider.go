@@ -53,7 +53,8 @@ func ParseProvider(s string) (string, error) {
 // provider is where ONNX Runtime loads its provider library (libonnxruntime_providers_cuda.so
 // and the CUDA libraries it needs), so most "no GPU here" failures surface here; the rest
 // (no device, driver too old) surface when the session is created.
-func sessionOptions(provider string, threads, deviceID int) (*ort.SessionOptions, error) {
+func sessionOptions(provider string, o Options) (*ort.SessionOptions, error) {
+	threads, deviceID := o.Threads, o.DeviceID
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("create session options: %w", err)
@@ -73,6 +74,11 @@ func sessionOptions(provider string, threads, deviceID int) (*ort.SessionOptions
 	// threads for the same cores on this kind of graph.
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("set inter-op threads: %w", err)
+	}
+	if !o.Spin {
+		if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("disable thread spinning: %w", err)
+		}
 	}
 	dev := strconv.Itoa(deviceID)
 	switch provider {
@@ -115,14 +121,14 @@ func sessionOptions(provider string, threads, deviceID int) (*ort.SessionOptions
 
 // newSession creates a session on the requested provider; ProviderAuto walks AutoOrder then
 // the CPU, logging why each GPU provider was passed over. It returns the provider that runs.
-func newSession(path, provider string, threads, deviceID int, log zerolog.Logger) (*ort.DynamicAdvancedSession, string, []error, error) {
+func newSession(path, provider string, o Options, log zerolog.Logger) (*ort.DynamicAdvancedSession, string, []error, error) {
 	try := []string{provider}
 	if provider == ProviderAuto {
 		try = append(append([]string{}, AutoOrder...), ProviderCPU)
 	}
 	var skipped []error
 	for _, p := range try {
-		s, err := newSessionOn(path, p, threads, deviceID)
+		s, err := newSessionOn(path, p, o)
 		if err == nil {
 			if provider == ProviderAuto {
 				log.Info().Str("provider", p).Str("model", path).Int("skipped", len(skipped)).Msg("execution provider selected")
@@ -138,8 +144,8 @@ func newSession(path, provider string, threads, deviceID int, log zerolog.Logger
 	return nil, "", skipped, fmt.Errorf("no execution provider could run %s: %v", path, skipped)
 }
 
-func newSessionOn(path, provider string, threads, deviceID int) (*ort.DynamicAdvancedSession, error) {
-	opts, err := sessionOptions(provider, threads, deviceID)
+func newSessionOn(path, provider string, o Options) (*ort.DynamicAdvancedSession, error) {
+	opts, err := sessionOptions(provider, o)
 	if err != nil {
 		return nil, err
 	}
