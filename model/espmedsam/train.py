@@ -47,6 +47,43 @@ from .model import DEFAULT_NORMALIZATION, NORMALIZATIONS, ESPMedSAM, build_model
 PATCH = 32  # SPPG cell side in pixels
 
 
+# ---------------------------------------------------------------- a GELU whose backward is right
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+class SafeGELU(torch.nn.GELU):
+    """nn.GELU for training. Debian's torch 1.13 computes GELU's backward wrongly on the CPU when the
+    incoming gradient is not contiguous (zeros or garbage, e.g. after a transpose or a
+    channels-last reshape, as the encoder's token/map conversions and the decoder's flatten of the
+    prompted embedding give): gradients of 1e20 and more reached the SPPG dense prompter and made
+    the loss NaN. Same forward; the gradient is made contiguous before GELU's backward."""
+
+    def forward(self, x):
+        return _ContiguousGrad.apply(F.gelu(x.contiguous(), approximate=self.approximate))
+
+
+def use_safe_gelu(model: torch.nn.Module) -> int:
+    """Replace every nn.GELU of ``model`` with SafeGELU (no parameters: the state dict is
+    unchanged, and export uses the plain model). Returns how many were replaced."""
+    n = 0
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if type(child) is torch.nn.GELU:
+                setattr(mod, name, SafeGELU(approximate=child.approximate))
+                n += 1
+    return n
+
+
 # ---------------------------------------------------------------- losses
 
 def patch_target(mask: torch.Tensor) -> torch.Tensor:
@@ -224,6 +261,7 @@ def train(args) -> Dict:
     pack_s = time.time() - t0
 
     model = build_model(args.widths, args.size, args.normalization).train()
+    use_safe_gelu(model)
     if args.init:
         model.load_state_dict(extract_state_dict(torch.load(args.init, map_location="cpu")), strict=True)
     teacher = None

@@ -105,6 +105,25 @@ class TestLosses(OneThread):
         self.assertGreater(float(parts["patch"]), 1.0)  # patches with the target predicted empty
 
 
+class TestSafeGELU(OneThread):
+    def test_backward_with_a_transposed_gradient(self):
+        a = torch.randn(4, 32, 8, 8, requires_grad=True)
+        g = torch.randn(4, 8, 8, 32).permute(0, 3, 1, 2)  # channels-last strides, as after a transpose
+        a64 = a.detach().double().requires_grad_()
+        ref = torch.autograd.grad(torch.nn.functional.gelu(a64), a64, g.double().contiguous())[0]
+        got = torch.autograd.grad(train.SafeGELU()(a), a, g)[0]
+        self.assertLess(float((got.double() - ref).abs().max()), 1e-5)
+        self.assertTrue(torch.equal(train.SafeGELU()(a), torch.nn.functional.gelu(a)))
+
+    def test_model_gelus_replaced(self):
+        model = build_model("tiny", 64)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        self.assertGreater(train.use_safe_gelu(model), 10)
+        self.assertFalse([m for m in model.modules() if type(m) is torch.nn.GELU])
+        after = model.state_dict()
+        self.assertEqual(list(before), list(after))
+
+
 class TestSampler(unittest.TestCase):
     def test_mixed_batches(self):
         chans = [0] * 100 + [1] * 25 + [4] * 4
