@@ -101,6 +101,14 @@ func parityFixture(t testing.TB, size int, widths, modalities string, seed int) 
 		t.Fatalf("parity generator (needs Debian's python3-torch, python3-onnx, python3-numpy): %v\n%s", err, out)
 	}
 	t.Logf("PyTorch fixture S=%d %s written in %v", size, widths, time.Since(start).Round(time.Second))
+	// Fixtures of earlier revisions of the model code are 100 MB each at 1024; drop them.
+	if old, err := filepath.Glob(filepath.Join(filepath.Dir(dir), fmt.Sprintf("%s-%d-*", widths, size))); err == nil {
+		for _, o := range old {
+			if o != dir {
+				os.RemoveAll(o)
+			}
+		}
+	}
 	// meta.json is written last by the generator; the rename publishes the whole directory at once.
 	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, fs.ErrExist) {
 		if _, statErr := os.Stat(filepath.Join(dir, "meta.json")); statErr != nil {
