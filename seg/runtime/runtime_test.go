@@ -493,3 +493,35 @@ func TestLoadNotALibrary(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineFilePerChannel binds channels to two different files, as the published per-dataset
+// checkpoints need: each file gets its own session, input size and query.
+func TestEngineFilePerChannel(t *testing.T) {
+	e, err := NewEngine([]Binding{
+		{Channel: "xray", Model: "testdata/toy-s64.onnx"},
+		{Channel: "fundus", Model: tinyModel(t)},
+		{Channel: "colonoscopy", Model: tinyModel(t)},
+	}, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if len(e.models) != 2 {
+		t.Fatalf("%d sessions for two files", len(e.models))
+	}
+	for ch, want := range map[string]struct {
+		size  int
+		query int64
+	}{"xray": {64, 1}, "fundus": {256, 3}, "colonoscopy": {256, 5}} {
+		r, err := e.Route(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Model.InputSize() != want.size || r.Channel.Query != want.query {
+			t.Errorf("%s: size %d query %d, want %d and %d", ch, r.Model.InputSize(), r.Channel.Query, want.size, want.query)
+		}
+		if _, err := r.Model.Infer(context.Background(), toyImage(r.Model.InputSize(), 1), r.Channel.Query); err != nil {
+			t.Errorf("%s: %v", ch, err)
+		}
+	}
+}
