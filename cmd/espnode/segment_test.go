@@ -133,3 +133,33 @@ func TestModelInfo(t *testing.T) {
 		t.Errorf("wrong-shape model: err = %v", err)
 	}
 }
+
+func TestSegmentFractional(t *testing.T) {
+	model := segmentTestEnv(t)
+	out := t.TempDir()
+	in := testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD008.dcm")
+	var stdout, stderr bytes.Buffer
+	if err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
+		[]string{"--model", model, "--threads", "1", "--provider", "cpu", "--fractional", "-q", in, "-o", out}); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	data, err := os.ReadFile(filepath.Join(out, "XC_ph2_IMD008_seg.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := dicomseg.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seg.Type != "FRACTIONAL" || seg.MaxFractional != 255 || len(seg.Frames) != 1 || seg.Segments[0].Label != "Skin lesion" {
+		t.Fatalf("SEG type %s max %d, %d frames, segments %+v", seg.Type, seg.MaxFractional, len(seg.Frames), seg.Segments)
+	}
+	// Probabilities, not only 0 and 255: the sigmoid of resized logits takes many values.
+	levels := map[byte]bool{}
+	for _, v := range seg.Frames[0].Pixels {
+		levels[v] = true
+	}
+	if len(levels) < 10 {
+		t.Errorf("fractional SEG holds %d distinct values", len(levels))
+	}
+}
