@@ -34,6 +34,7 @@ func commands() map[string]command {
 		"version": {"print the version", runVersion},
 		"segment": {"segment DICOM files with the model and write masks and overlays", runSegment},
 		"model":   {"inspect model files (model info FILE.onnx)", runModel},
+		"eval":    {"score the model on a seg2d tree's test split (Dice, IoU)", runEval},
 	}
 }
 

@@ -47,7 +47,7 @@ type segmentFlags struct {
 }
 
 func (f *segmentFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.model, "model", os.Getenv(modelEnv), "model file (ONNX, espnode contract); default $"+modelEnv)
+	fs.StringVar(&f.model, "model", os.Getenv(modelEnv), "model file (ONNX, espnode contract); default $"+modelEnv+", else the shipped model")
 	fs.StringVar(&f.channel, "channel", "", "channel for every input (dermoscopy, xray, ultrasound, fundus, microscopy, colonoscopy); default: from each file's Modality")
 	fs.StringVar(&f.outDir, "o", "", "output directory (required)")
 	fs.StringVar(&f.library, "onnxruntime", "", "path of libonnxruntime.so (default: $"+segrt.LibraryEnv+", next to the binary, the system)")
@@ -104,8 +104,11 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 		return errors.New("no input files")
 	case f.outDir == "":
 		return errors.New("-o DIR is required")
-	case f.model == "":
-		return fmt.Errorf("no model: pass --model FILE.onnx or set $%s (model/ exports one: see model/README.md)", modelEnv)
+	}
+	if f.model == "" {
+		if f.model, err = shippedModelPath(); err != nil {
+			return err
+		}
 	}
 	if f.channel != "" {
 		if _, ok := channel.ByName(f.channel); !ok {
