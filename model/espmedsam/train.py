@@ -182,7 +182,8 @@ def batch_tensors(packed: Packed, idx: np.ndarray):
 # ---------------------------------------------------------------- validation
 
 @torch.no_grad()
-def evaluate(model: ESPMedSAM, packed: Packed, batch: int = 8, teacher: Optional[ESPMedSAM] = None) -> Dict:
+def evaluate(model: ESPMedSAM, packed: Packed, batch: int = 8, teacher: Optional[ESPMedSAM] = None,
+             device: str = "cpu") -> Dict:
     """Validation figures at the model's resolution, inside each sample's content region: per
     channel mean Dice and IoU of (logit >= 0) against (soft mask >= 0.5); ``score`` is the mean over
     channels (each channel counts once). With a teacher: ``mse`` of the embeddings, score = -mse."""
@@ -193,6 +194,7 @@ def evaluate(model: ESPMedSAM, packed: Packed, batch: int = 8, teacher: Optional
     for start in range(0, len(packed), batch):
         idx = np.arange(start, min(start + batch, len(packed)))
         img, msk, sizes, chans = batch_tensors(packed, idx)
+        img, msk, chans = img.to(device), msk.to(device), chans.to(device)
         if teacher is not None:
             mse_sum += float(distill_loss(model, teacher, img)) * len(idx)
             n_mse += len(idx)
@@ -260,6 +262,7 @@ def train(args) -> Dict:
         if val_rows else None
     pack_s = time.time() - t0
 
+    dev = torch.device(args.device)
     model = build_model(args.widths, args.size, args.normalization).train()
     use_safe_gelu(model)
     if args.init:
@@ -272,9 +275,11 @@ def train(args) -> Dict:
         teacher.load_state_dict(extract_state_dict(torch.load(args.teacher, map_location="cpu")), strict=True)
         for p in teacher.parameters():
             p.requires_grad_(False)
+        teacher.to(dev)
         params = med_only(model)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
+    model.to(dev)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
 
     steps_per_epoch = max(1, math.ceil(len(tr) / args.batch))
@@ -285,7 +290,7 @@ def train(args) -> Dict:
     step, elapsed0, best, history, skipped = 0, 0.0, -float("inf"), [], 0
     last_path, best_path = os.path.join(args.out, "last.pth"), os.path.join(args.out, "best.pth")
     if args.resume and os.path.isfile(last_path):
-        st = torch.load(last_path, map_location="cpu")
+        st = torch.load(last_path, map_location="cpu")  # the optimiser state follows its parameters
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, elapsed0, best, history = st["step"], st["elapsed"], st["best"], st["history"]
@@ -310,7 +315,7 @@ def train(args) -> Dict:
 
     def validate(final=False):
         nonlocal best, last_val
-        res = evaluate(model, va, args.batch, teacher) if va is not None else {"score": -float(run_loss.get("loss", 0))}
+        res = evaluate(model, va, args.batch, teacher, args.device) if va is not None else {"score": -float(run_loss.get("loss", 0))}
         entry = {"step": step, "epoch": round(step * args.batch / len(tr), 3), "minutes": round(elapsed() / 60, 2),
                  "lr": opt.param_groups[0]["lr"], "train": {k: round(v, 4) for k, v in run_loss.items()},
                  "skipped_steps": skipped, "val": res}
@@ -335,7 +340,8 @@ def train(args) -> Dict:
         idx = next(sampler)
         img, msk, sizes, chans = batch_tensors(tr, idx)
         if args.mode == "seg" and not args.no_augment:
-            img, msk = augment(img, msk, sizes, chans, gen)
+            img, msk = augment(img, msk, sizes, chans, gen)  # on the CPU, per sample
+        img, msk, chans = img.to(dev), msk.to(dev), chans.to(dev)
         lr = lr_at(progress(), step, args.lr, args.warmup)
         for gr in opt.param_groups:
             gr["lr"] = lr
@@ -393,7 +399,7 @@ def train(args) -> Dict:
         "minutes": round(elapsed() / 60, 2), "pack_seconds": round(pack_s, 1),
         "best": {"step": best_entry["step"], "epoch": best_entry["epoch"], "val": best_entry["val"]},
         "final": history[-1]["val"],
-        "host": {"torch": torch.__version__, "python": platform.python_version(), "device": "cpu",
+        "host": {"torch": torch.__version__, "python": platform.python_version(), "device": args.device,
                  "cpus": os.cpu_count()},
     }
     if args.mode == "distill":
@@ -433,6 +439,7 @@ def parser():
     ap.add_argument("--patch-weight", type=float, default=1.0)
     ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on shared cores, 2 OpenMP threads ran 4-10x slower here)")
     ap.add_argument("--cache", help="prefix of packed-data cache files (.npz; never commit them)")
