@@ -13,7 +13,8 @@ import torch
 from util import REPO_ROOT
 
 from espmedsam import augment as aug
-from espmedsam import data, train
+from espmedsam import data, ship, train
+from espmedsam.export import sha256_file, validate_onnx
 from espmedsam.model import build_model
 
 SEG2D = os.environ.get("ESPMEDSAM_SEG2D", os.path.join(REPO_ROOT, "..", "shared", "data", "seg2d"))
@@ -216,6 +217,17 @@ class TestTraining(OneThread):
                                                      os.path.join(tmp, "cache")]), 0)
             with open(os.path.join(out, "summary.json")) as f:
                 self.assertEqual(json.load(f)["steps"], 3 + 3)
+            # ship: the best checkpoint exported to the contract, noted in the record
+            onnx_path = os.path.join(tmp, "m.onnx")
+            ex = ship.ship(out, rec, onnx_path, "t1")
+            self.assertEqual(ex["onnx_sha256"], sha256_file(onnx_path))
+            self.assertEqual(ex["checkpoint_sha256"], sha256_file(os.path.join(out, "best.pth")))
+            meta = validate_onnx(onnx_path)
+            self.assertEqual((meta["espnode.model_name"], meta["espnode.model_version"], meta["espnode.input_size"]),
+                             ("esp-medsam-tiny", "t1", "64"))
+            self.assertEqual(meta["weights_source"], "espmedsam-tiny-s64-seg2d.pth")
+            with open(rec) as f:
+                self.assertEqual(json.load(f)["export"]["channels"][0], "dermoscopy")
 
 
 class TestDistill(OneThread):
