@@ -21,7 +21,6 @@ import (
 	segrt "github.com/espnode/espnode/seg/runtime"
 	"github.com/rs/zerolog"
 	"github.com/suyashkumar/dicom"
-	"golang.org/x/term"
 )
 
 // modelEnv names the default model file when --model is absent.
@@ -129,7 +128,7 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 	defer engine.Close()
 
 	s := &segmenter{flags: f, engine: engine, log: log}
-	bar := newProgress(env.stderr, len(files), !f.quiet && len(files) > 1 && writerIsTerminal(env.stderr))
+	bar := newProgress(env.stderr, len(files), !f.quiet && len(files) > 1 && isTerminal(env.stderr))
 	// One worker per batch slot, so that files decode in parallel and their frames meet in
 	// the model's batcher.
 	jobs := make(chan string)
@@ -374,52 +373,6 @@ func writePNG(path string, img image.Image) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-func writerIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// progress is a one-line progress bar on a terminal; off, every method does nothing.
-type progress struct {
-	w        io.Writer
-	total, n int
-	on       bool
-	start    time.Time
-}
-
-func newProgress(w io.Writer, total int, on bool) *progress {
-	p := &progress{w: w, total: total, on: on, start: time.Now()}
-	p.draw()
-	return p
-}
-
-func (p *progress) draw() {
-	if !p.on {
-		return
-	}
-	const width = 30
-	filled := width * p.n / max(p.total, 1)
-	rate := ""
-	if el := time.Since(p.start).Seconds(); p.n > 0 && el > 0 {
-		rate = fmt.Sprintf(" %.2f files/s", float64(p.n)/el)
-	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d%s", strings.Repeat("=", filled), strings.Repeat(" ", width-filled), p.n, p.total, rate)
-}
-
-func (p *progress) clear() {
-	if p.on {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
-
-func (p *progress) step() { p.n++; p.draw() }
-
-func (p *progress) done() {
-	if p.on {
-		fmt.Fprintln(p.w)
-	}
 }
 
 // runModel implements `espnode model info FILE.onnx`.
