@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/segment"
 )
 
 // TestEvalCommand scores two test pairs per dataset with the shipped model (no --model) through
@@ -73,6 +75,31 @@ func TestEvalCommand(t *testing.T) {
 		if s.N != wantN {
 			t.Errorf("%s: n = %d, want %d", k, s.N, wantN)
 		}
+	}
+}
+
+// TestSegmentShippedModel runs `espnode segment` without --model: the shipped model serves.
+func TestSegmentShippedModel(t *testing.T) {
+	segmentTestEnv(t)
+	t.Setenv(modelEnv, "")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	out := t.TempDir()
+	src := testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm")
+	var stdout, stderr bytes.Buffer
+	err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
+		[]string{"--threads", "1", "--provider", "cpu", "--no-seg", src, "-o", out})
+	if err != nil {
+		t.Fatalf("segment: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "XC_ph2_IMD092.dcm: dermoscopy, 1 frame(s)") {
+		t.Errorf("stdout: %s", stdout.String())
+	}
+	cached, _ := filepath.Glob(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "espnode", "models", "*-"+segment.ShippedModelName))
+	if len(cached) != 1 {
+		t.Errorf("shipped model written to the cache: %v", cached)
+	}
+	if _, err := os.Stat(filepath.Join(out, "XC_ph2_IMD092_mask.png")); err != nil {
+		t.Error(err)
 	}
 }
 
