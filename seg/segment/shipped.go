@@ -10,16 +10,16 @@ import (
 	"path/filepath"
 )
 
-// shippedModel is the model the binary carries: the tiny test model of
-// seg/runtime/testdata until a trained one exists. It has random weights, so
-// its masks mean nothing, but it follows the model contract and lets the node
-// run end to end with no configuration.
+// shippedModel is the model the binary carries: ESP-MedSAM at compact widths and
+// input 256, trained on the CPU on all six channels of shared/data/seg2d (train
+// split), universal (one file, every channel). docs/MODEL.md has its training
+// (model/training/compact-s256.json), its speed and its scores.
 //
-//go:embed shipped/espmedsam-tiny-s256.onnx
+//go:embed shipped/espmedsam-compact-s256.onnx
 var shippedModel []byte
 
 // ShippedModelName is the file name of the shipped model.
-const ShippedModelName = "espmedsam-tiny-s256.onnx"
+const ShippedModelName = "espmedsam-compact-s256.onnx"
 
 // WriteShippedModel writes the shipped model under dir, named by its content
 // hash so that another binary's model never overwrites it, and returns its
