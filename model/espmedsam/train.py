@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import augment
+from .channels import REPO_ROOT
 from .config import PRESETS
 from .data import EXCLUDED, Packed, manifest_sha256, select, split_validation
 from .export import extract_state_dict
@@ -381,7 +382,7 @@ def train(args) -> Dict:
         "model": {"widths": args.widths, "size": args.size, "normalization": args.normalization,
                   "config": model.cfg.to_dict(), "parameters": count_parameters(model),
                   "trainable_parameters": sum(p.numel() for p in params)},
-        "data": {"root": os.path.relpath(os.path.abspath(args.data), os.path.abspath(os.path.join(args.out))),
+        "data": {"root": os.path.relpath(os.path.abspath(args.data), REPO_ROOT) + " (relative to the repository root)",
                  "manifest_sha256": manifest_sha256(rows), "rows": len(rows),
                  "manifest_rows_hashed": "train rows used (training and validation slice), sorted raw MANIFEST.csv lines",
                  "excluded": {f"{m}/{d}": why for (m, d), why in EXCLUDED.items()},
