@@ -66,6 +66,12 @@ var (
 	errReleaseByPeer = errors.New("peer requested release")
 )
 
+// IsAssociationGone reports whether err ended the association (aborted by either side, or the
+// connection closed): there is no one left to answer.
+func IsAssociationGone(err error) bool {
+	return errors.Is(err, ErrAborted) || errors.Is(err, ErrPeerAborted) || errors.Is(err, ErrClosed)
+}
+
 // AbortError is an abort received from the peer, with its source and reason.
 type AbortError struct{ Abort }
 

@@ -293,7 +293,7 @@ func (s *Services) find(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 	case errors.Is(err, errCancelled):
 		log.Info().Int("matches", n).Msg("C-FIND cancelled")
 		_ = respond(dimse.Status{Code: dimse.StatusCancel}, nil)
-	case err != nil && (errors.Is(err, dimse.ErrAborted) || errors.Is(err, dimse.ErrClosed) || errors.Is(err, dimse.ErrPeerAborted)):
+	case dimse.IsAssociationGone(err):
 		log.Info().Err(err).Msg("C-FIND ended with the association")
 	case err != nil:
 		log.Warn().Err(err).Msg("C-FIND failed")
@@ -321,40 +321,33 @@ func (s *Services) retrieveSet(ctx context.Context, elems []dcm.Element, sopClas
 		return nil, dimse.Status{Code: dimse.StatusDataSetDoesNotMatchClass,
 			ErrorComment: fmt.Sprintf("a %s-level retrieve needs values for %s", sel.level, key)}, false
 	}
-	var out []store.Instance
-	seen := map[string]bool{}
-	// Select at the requested level, then expand each match to its instances.
+	// Select at the requested level, then expand the matches to their instances in one query (a
+	// patient's through its studies).
+	var uids []string
 	err := s.index.Find(ctx, sel.query, func(rec store.Record) error {
-		var studies, series, instances []string
-		switch sel.level {
-		case store.PatientLevel:
-			return s.index.Find(ctx, store.Query{Level: store.StudyLevel, Matches: []store.Match{{Tag: dcm.PatientID, Values: []string{rec.PatientID}}}},
-				func(st store.Record) error {
-					in, err := s.index.Instances(ctx, []string{st.StudyInstanceUID}, nil, nil)
-					for _, i := range in {
-						if !seen[i.SOPInstanceUID] {
-							seen[i.SOPInstanceUID] = true
-							out = append(out, i)
-						}
-					}
-					return err
-				})
-		case store.StudyLevel:
-			studies = []string{rec.StudyInstanceUID}
-		case store.SeriesLevel:
-			series = []string{rec.SeriesInstanceUID}
-		case store.ImageLevel:
-			instances = []string{rec.SOPInstanceUID}
-		}
-		in, err := s.index.Instances(ctx, studies, series, instances)
-		for _, i := range in {
-			if !seen[i.SOPInstanceUID] {
-				seen[i.SOPInstanceUID] = true
-				out = append(out, i)
-			}
-		}
-		return err
+		uids = append(uids, recordValue(key, sel.level, rec))
+		return nil
 	})
+	if err == nil && sel.level == store.PatientLevel {
+		patients := uids
+		uids = nil
+		err = s.index.Find(ctx, store.Query{Level: store.StudyLevel, Matches: []store.Match{{Tag: dcm.PatientID, Values: patients}}},
+			func(rec store.Record) error {
+				uids = append(uids, rec.StudyInstanceUID)
+				return nil
+			})
+	}
+	var out []store.Instance
+	if err == nil && len(uids) > 0 {
+		switch sel.level {
+		case store.PatientLevel, store.StudyLevel:
+			out, err = s.index.Instances(ctx, uids, nil, nil)
+		case store.SeriesLevel:
+			out, err = s.index.Instances(ctx, nil, uids, nil)
+		case store.ImageLevel:
+			out, err = s.index.Instances(ctx, nil, nil, uids)
+		}
+	}
 	if err != nil {
 		return nil, dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: "query failed: " + err.Error()}, false
 	}
@@ -570,7 +563,7 @@ func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Req
 		st, err := s.getSubOperation(ctx, a, in, rq.MessageID, &cancelled)
 		if err != nil {
 			log.Warn().Err(err).Str("sop_instance_uid", in.SOPInstanceUID).Msg("C-GET sub-operation failed")
-			if errors.Is(err, dimse.ErrAborted) || errors.Is(err, dimse.ErrClosed) || errors.Is(err, dimse.ErrPeerAborted) {
+			if dimse.IsAssociationGone(err) {
 				return
 			}
 		}

@@ -194,7 +194,7 @@ func (s *Services) store(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 		Data:              r.Data,
 	})
 	if err != nil {
-		if errors.Is(err, dimse.ErrPeerAborted) || errors.Is(err, dimse.ErrClosed) || errors.Is(err, dimse.ErrAborted) {
+		if dimse.IsAssociationGone(err) {
 			log.Info().Err(err).Msg("transfer ended by the association; nothing stored")
 			return
 		}

@@ -147,24 +147,31 @@ func startStorescp(t *testing.T, dir string) int {
 	return startStorescpOn(t, dir, freePort(t))
 }
 
+// startProcess starts a peer program for the test's duration; its output is shown if the test
+// fails.
+func startProcess(t *testing.T, label string, cmd *exec.Cmd) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", label, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", label, out.String())
+		}
+	})
+}
+
 // startStorescpOn runs storescp on a given port: a destination that comes up late.
 func startStorescpOn(t *testing.T, dir string, port int) int {
 	t.Helper()
 	path := testutil.Tool(t, "storescp", "dcmtk")
 	cmd := exec.Command(path, "-aet", "STORESCP", "+xa", "-od", dir, strconv.Itoa(port))
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("storescp output:\n%s", out.String())
-		}
-	})
+	startProcess(t, "storescp", cmd)
 	for i := 0; i < 200; i++ {
 		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
 			c.Close()

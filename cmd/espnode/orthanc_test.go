@@ -44,19 +44,7 @@ func startOrthanc(t *testing.T, dicomPort, espnodePort int) *orthanc {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, path)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("Orthanc log:\n%s", out.String())
-		}
-	})
+	startProcess(t, "Orthanc", exec.Command(bin, path))
 	o := &orthanc{t: t, http: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
 	for i := 0; i < 200; i++ {
 		if rsp, err := http.Get(o.http + "/system"); err == nil {
@@ -67,7 +55,7 @@ func startOrthanc(t *testing.T, dicomPort, espnodePort int) *orthanc {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("Orthanc did not start:\n%s", out.String())
+	t.Fatal("Orthanc did not answer on its HTTP port (its output follows)")
 	return nil
 }
 

@@ -206,7 +206,7 @@ func (s *storeRun) sendBatch(ctx context.Context, batch []sendFile, contexts []d
 		switch {
 		case err != nil:
 			s.fail(f, err)
-			if errors.Is(err, dimse.ErrAborted) || errors.Is(err, dimse.ErrPeerAborted) || errors.Is(err, dimse.ErrClosed) || ctx.Err() != nil {
+			if dimse.IsAssociationGone(err) || ctx.Err() != nil {
 				c = nil // the association is gone; the next file opens a new one
 			}
 		case st.Code == dimse.StatusSuccess || st.Code&0xF000 == 0xB000:
