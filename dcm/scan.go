@@ -85,12 +85,28 @@ func (a Attrs) Int(t Tag) (int64, bool) {
 // returned wrapped but otherwise as they are. On error the attributes found
 // so far are returned with it.
 func Scan(r io.Reader, transferSyntaxUID string, want TagSet) (Attrs, error) {
+	return scan(r, transferSyntaxUID, want, 0)
+}
+
+// ScanHead is Scan that stops at the first top-level element past the last wanted tag: for a
+// reader of a file, which needs a few attributes near the start and not the pixel data after them.
+// It leaves r somewhere inside the data set.
+func ScanHead(r io.Reader, transferSyntaxUID string, want TagSet) (Attrs, error) {
+	var last Tag
+	for t := range want {
+		last = max(last, t)
+	}
+	return scan(r, transferSyntaxUID, want, last)
+}
+
+// scan stops after the top-level element stopAfter when it is not zero.
+func scan(r io.Reader, transferSyntaxUID string, want TagSet, stopAfter Tag) (Attrs, error) {
 	out := make(Attrs, len(want))
 	br, ok := r.(*bufio.Reader)
 	if !ok {
 		br = bufio.NewReaderSize(r, 32<<10)
 	}
-	s := &scanner{want: want, out: out}
+	s := &scanner{want: want, out: out, stopAfter: stopAfter}
 	switch transferSyntaxUID {
 	case "":
 		return out, errors.New("scan: no transfer syntax")
@@ -102,7 +118,7 @@ func Scan(r io.Reader, transferSyntaxUID string, want TagSet) (Attrs, error) {
 		fr := flate.NewReader(br)
 		defer fr.Close()
 		s.r, s.enc = bufio.NewReaderSize(fr, 32<<10), enc{binary.LittleEndian, true}
-		if err := s.dataSet(); err != nil {
+		if err := s.dataSet(); err != nil || stopAfter != 0 {
 			return out, err
 		}
 		// The deflate stream may end before r does (a pad byte, say); the
@@ -129,7 +145,9 @@ type scanner struct {
 	want TagSet
 	out  Attrs
 	pos  int64 // bytes of the (inflated) data set consumed, for error messages
-	hdr  [12]byte
+	// stopAfter, when not zero, ends the scan at the first top-level element past it (ScanHead).
+	stopAfter Tag
+	hdr       [12]byte
 }
 
 // header is one element or item header.
@@ -229,6 +247,9 @@ func (s *scanner) dataSet() error {
 		}
 		if h.tag.Group() == 0xFFFE {
 			return s.malformed("item tag %s outside a sequence", h.tag)
+		}
+		if s.stopAfter != 0 && h.tag > s.stopAfter {
+			return nil
 		}
 		if h.length == undefinedLength {
 			if err := s.undefined(h, s.enc, 1); err != nil {

@@ -418,3 +418,38 @@ func BenchmarkScan(b *testing.B) {
 		})
 	}
 }
+
+// TestScanHead: the same attributes as Scan, without reading the pixel data after them.
+func TestScanHead(t *testing.T) {
+	for _, rel := range [][]string{{"CT", "cornerstone_CT_evrle.dcm"}, {"CT", "cornerstone_CT_deflate.dcm"}, {"MR", "pydicom_MR_small_evrbe.dcm"}, {"US", "wg04_US1_RLE.dcm"}} {
+		path := testutil.SharedData(t, append([]string{"dicom"}, rel...)...)
+		want := NewTagSet(SOPClassUID, SOPInstanceUID, Modality)
+		scan := func(f func(io.Reader, string, TagSet) (Attrs, error)) (Attrs, int) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := bytes.NewReader(b)
+			br := bufio.NewReader(r)
+			m, err := ReadFileMeta(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := f(br, m.TransferSyntaxUID, want)
+			if err != nil {
+				t.Fatalf("%s: %v", rel[1], err)
+			}
+			return a, r.Len() + br.Buffered()
+		}
+		full, _ := scan(Scan)
+		head, left := scan(ScanHead)
+		for tag := range want {
+			if full.String(tag) == "" || head.String(tag) != full.String(tag) {
+				t.Errorf("%s %s: head %q, full %q", rel[1], tag, head.String(tag), full.String(tag))
+			}
+		}
+		if left == 0 {
+			t.Errorf("%s: ScanHead read the whole data set", rel[1])
+		}
+	}
+}
