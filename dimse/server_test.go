@@ -54,7 +54,7 @@ func startServer(t *testing.T, configure func(*Server)) *testServer {
 	srv := &Server{
 		Policy: Policy{
 			AETitle: "ESPNODE",
-			TransferSyntaxes: func(as string) []string {
+			TransferSyntaxes: func(_ context.Context, as string) []string {
 				switch as {
 				case VerificationSOPClass:
 					return []string{ImplicitVRLittleEndian}
@@ -166,7 +166,7 @@ func TestAssociationRejections(t *testing.T) {
 	ctx := context.Background()
 	strict := startServer(t, func(s *Server) {
 		s.Policy.StrictCalledAE = true
-		s.Policy.CallerAllowed = func(ae string, _ net.Addr) bool { return ae == "TESTSCU" }
+		s.Policy.CallerAllowed = func(_ context.Context, ae string, _ net.Addr) bool { return ae == "TESTSCU" }
 	})
 	tests := []struct {
 		name           string
