@@ -165,6 +165,9 @@ func (a *Association) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
 
 func (a *Association) send(p PDU) error {
 	_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeouts.DIMSE))
+	if a.pduBuf == nil {
+		a.pduBuf = make([]byte, 0, 1024) // an A-ASSOCIATE-AC with a few contexts, in one go
+	}
 	var err error
 	a.pduBuf, err = writePDU(a.w, a.pduBuf, p)
 	return err

@@ -29,7 +29,7 @@ type testServer struct {
 	done   chan error
 }
 
-func startServer(t *testing.T, configure func(*Server)) *testServer {
+func startServer(t testing.TB, configure func(*Server)) *testServer {
 	t.Helper()
 	ts := &testServer{stored: map[string][32]byte{}, done: make(chan error, 1)}
 	mux := NewServeMux()
