@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -102,23 +103,35 @@ type Association struct {
 	PeerImplementation  string
 	contexts            map[byte]*PresentationContext
 
+	// artim is when the ARTIM timer expires; zero while it is stopped.
+	artim time.Time
+
+	// pdus reads PDU headers and the bodies of PDUs other than P-DATA-TF into a reused buffer.
+	pdus *PDUReader
 	// Reading state of the P-DATA-TF PDU in progress: bytes of its body not yet consumed.
 	pduLeft uint32
 	// idle is set while waiting for the first PDU of the next message; shutdown interrupts only then.
 	idle atomic.Bool
 
-	nextID  uint16
-	sendBuf []byte
-	cmdBuf  []byte
+	nextID uint16
+	// Buffers reused from message to message: the PDU being sent, the P-DATA-TF fragment being
+	// sent, the look-ahead over what is being fragmented, and the command set received and sent.
+	pduBuf    []byte
+	sendBuf   []byte
+	src       *bufio.Reader
+	cmdBuf    []byte
+	cmdOut    []byte
+	cmdReader bytes.Reader
 }
 
 func newAssociation(conn net.Conn, requestor bool, t Timeouts, log zerolog.Logger, maxRecv uint32) *Association {
 	if maxRecv == 0 {
 		maxRecv = DefaultMaxPDULength
 	}
+	r := bufio.NewReaderSize(conn, 64<<10)
 	return &Association{
 		conn:      conn,
-		r:         bufio.NewReaderSize(conn, 64<<10),
+		r:         r,
 		w:         bufio.NewWriterSize(conn, 64<<10),
 		requestor: requestor,
 		state:     sta1,
@@ -126,6 +139,7 @@ func newAssociation(conn net.Conn, requestor bool, t Timeouts, log zerolog.Logge
 		log:       log,
 		maxRecv:   maxRecv,
 		contexts:  map[byte]*PresentationContext{},
+		pdus:      NewPDUReader(r, maxRecv),
 	}
 }
 
@@ -149,38 +163,23 @@ func (a *Association) Contexts() []*PresentationContext {
 // RemoteAddr is the peer's network address.
 func (a *Association) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
 
-// fire applies the state machine to an event: it checks the transition, performs the action's
-// effect on the transport, and moves to the next state. Indications (AE-3, DT-2, AR-2, ...) are left
-// to the caller, which knows what the PDU means to it.
-func (a *Association) fire(e event, p PDU, reason AbortReason) (action, error) {
-	act := transition(e, a.state)
-	if act == actNone {
-		return act, fmt.Errorf("state machine: %s is not valid in %s", e, a.state)
-	}
-	from := a.state
-	a.state = nextState(act, a.requestor, true)
-	if a.log.GetLevel() <= zerolog.TraceLevel {
-		a.log.Trace().Stringer("state", from).Stringer("event", e).Stringer("action", act).Stringer("next", a.state).Msg("fsm")
-	}
-	switch act {
-	case ae2, ae7, ae8, ar1, ar4, ar9:
-		if err := a.send(p); err != nil {
-			a.closeTransport()
-			return act, err
-		}
-	case aa1, aa7:
-		_ = a.send(&Abort{Source: AbortSourceUser, Reason: AbortReasonNotSpecified})
-	case aa8:
-		_ = a.send(&Abort{Source: AbortSourceProvider, Reason: reason})
-	case ae4, ar3, aa2, aa3, aa4, aa5, ar5:
-		a.closeTransport()
-	}
-	return act, nil
-}
-
 func (a *Association) send(p PDU) error {
 	_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeouts.DIMSE))
-	return writePDU(a.w, p)
+	if a.pduBuf == nil {
+		a.pduBuf = make([]byte, 0, 1024) // an A-ASSOCIATE-AC with a few contexts, in one go
+	}
+	var err error
+	a.pduBuf, err = writePDU(a.w, a.pduBuf, p)
+	return err
+}
+
+// writePData writes one encoded P-DATA-TF PDU. It is not flushed: a message's last fragment is.
+func (a *Association) writePData(pdu []byte) error {
+	_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeouts.DIMSE))
+	if _, err := a.w.Write(pdu); err != nil {
+		return a.writeFailed(err)
+	}
+	return nil
 }
 
 func (a *Association) closeTransport() {
@@ -190,26 +189,31 @@ func (a *Association) closeTransport() {
 // awaitClose is Sta13: the peer is expected to close the connection; ARTIM bounds the wait and
 // any PDU that still arrives is ignored (AA-6) or answered with an abort (AA-7).
 func (a *Association) awaitClose() {
-	deadline := time.Now().Add(a.timeouts.ARTIM)
+	deadline := a.readDeadline(a.timeouts.ARTIM)
 	for a.state == sta13 {
 		_ = a.conn.SetReadDeadline(deadline)
-		h, err := ReadPDUHeader(a.r)
-		if err != nil {
+		h, err := a.pdus.ReadHeader()
+		var pe *ProtocolError
+		switch {
+		case errors.As(err, &pe):
+			if _, err := a.fire(evt19, eventArgs{reason: pe.Reason}); err != nil {
+				a.closeTransport()
+				return
+			}
+			continue
+		case err != nil:
 			if isTimeout(err) {
-				_, _ = a.fire(evt18, nil, 0)
+				_, _ = a.fire(evt18, eventArgs{})
 			} else {
-				_, _ = a.fire(evt17, nil, 0)
+				_, _ = a.fire(evt17, eventArgs{})
 			}
 			return
 		}
-		e := eventForPDU(h.Type)
-		if h.checkLength(a.maxRecv) != nil {
-			e = evt19
-		} else if _, err := io.CopyN(io.Discard, a.r, int64(h.Length)); err != nil {
-			_, _ = a.fire(evt17, nil, 0)
+		if _, err := io.CopyN(io.Discard, a.r, int64(h.Length)); err != nil {
+			_, _ = a.fire(evt17, eventArgs{})
 			return
 		}
-		if _, err := a.fire(e, nil, AbortReasonUnexpectedPDU); err != nil {
+		if _, err := a.fire(eventForPDU(h.Type), eventArgs{reason: AbortReasonUnexpectedPDU}); err != nil {
 			a.closeTransport()
 			return
 		}
@@ -225,7 +229,7 @@ func (a *Association) abortProvider(cause error) error {
 		reason = pe.Reason
 	}
 	a.log.Warn().Err(cause).Uint8("abort_reason", uint8(reason)).Msg("protocol error: aborting association")
-	if _, err := a.fire(evt19, nil, reason); err != nil {
+	if _, err := a.fire(evt19, eventArgs{reason: reason}); err != nil {
 		a.closeTransport()
 	}
 	a.awaitClose()
@@ -237,7 +241,7 @@ func (a *Association) Abort() error {
 	if a.state == sta1 {
 		return nil
 	}
-	if _, err := a.fire(evt15, nil, 0); err != nil {
+	if _, err := a.fire(evt15, eventArgs{}); err != nil {
 		a.closeTransport()
 		return err
 	}
@@ -254,32 +258,30 @@ func isTimeout(err error) bool {
 // For P-DATA-TF only the header is consumed (its PDVs are streamed by the caller); other PDUs are
 // read and decoded whole (they are small and bounded).
 func (a *Association) readEvent(timeout time.Duration) (event, PDU, error) {
-	_ = a.conn.SetReadDeadline(time.Now().Add(timeout))
-	h, err := ReadPDUHeader(a.r)
-	if err != nil {
-		if isTimeout(err) {
-			return evt18, nil, err
-		}
-		return evt17, nil, err
-	}
-	if err := h.checkLength(a.maxRecv); err != nil {
+	_ = a.conn.SetReadDeadline(a.readDeadline(timeout))
+	h, err := a.pdus.ReadHeader()
+	var pe *ProtocolError
+	switch {
+	case errors.As(err, &pe):
 		return evt19, nil, err
+	case isTimeout(err):
+		return evt18, nil, err
+	case err != nil:
+		return evt17, nil, err
 	}
 	if h.Type == TypePDataTF {
 		a.pduLeft = h.Length
 		return evt10, nil, nil
 	}
-	body := make([]byte, h.Length)
 	_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
-	if _, err := io.ReadFull(a.r, body); err != nil {
-		if isTimeout(err) {
-			return evt18, nil, err
-		}
-		return evt17, nil, noEOF(err)
-	}
-	p, err := DecodePDUBody(h.Type, body)
-	if err != nil {
+	p, err := a.pdus.ReadBody(h)
+	switch {
+	case errors.As(err, &pe):
 		return evt19, nil, err
+	case isTimeout(err):
+		return evt18, nil, err
+	case err != nil:
+		return evt17, nil, err
 	}
 	return eventForPDU(h.Type), p, nil
 }
@@ -298,7 +300,7 @@ func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
 	for a.pduLeft == 0 {
 		e, p, err := a.readEvent(timeout)
 		if e == evt10 {
-			if _, ferr := a.fire(e, nil, 0); ferr != nil {
+			if _, ferr := a.fire(e, eventArgs{}); ferr != nil {
 				return pdvHeader{}, ferr
 			}
 			if a.state == sta13 {
@@ -308,10 +310,10 @@ func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
 		}
 		return pdvHeader{}, a.handleNonData(e, p, err)
 	}
-	if a.pduLeft < 6 {
+	if a.pduLeft < pdvHeaderLength {
 		return pdvHeader{}, a.abortProvider(protoErr(AbortReasonInvalidParameter, "truncated PDV item header"))
 	}
-	var h [6]byte
+	var h [pdvHeaderLength]byte
 	_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
 	if _, err := io.ReadFull(a.r, h[:]); err != nil {
 		return pdvHeader{}, a.transportError(err)
@@ -333,12 +335,12 @@ func (a *Association) handleNonData(e event, p PDU, cause error) error {
 	if e == evt18 && a.state != sta2 && a.state != sta13 {
 		// Not ARTIM but our idle or DIMSE timer: giving up on the peer is a local A-ABORT request.
 		a.log.Debug().Err(cause).Stringer("state", a.state).Msg("timeout: aborting association")
-		_, _ = a.fire(evt15, nil, 0)
+		_, _ = a.fire(evt15, eventArgs{})
 		a.closeTransport()
 		a.state = sta1
 		return fmt.Errorf("%w: timeout: %v", ErrAborted, cause)
 	}
-	act, err := a.fire(e, p, reasonOf(cause, AbortReasonUnexpectedPDU))
+	act, err := a.fire(e, eventArgs{pdu: p, reason: reasonOf(cause, AbortReasonUnexpectedPDU)})
 	if err != nil {
 		a.closeTransport()
 		return err
@@ -385,12 +387,12 @@ func (a *Association) endAfterAbort(cause error) error {
 func (a *Association) transportError(err error) error {
 	if isTimeout(err) {
 		a.log.Warn().Msg("peer stalled mid-PDU: aborting association")
-		_, _ = a.fire(evt15, nil, 0) // AA-1: we give up on the peer
+		_, _ = a.fire(evt15, eventArgs{}) // AA-1: we give up on the peer
 		a.closeTransport()
 		a.state = sta1
 		return fmt.Errorf("%w: peer stalled: %v", ErrAborted, err)
 	}
-	_, _ = a.fire(evt17, nil, 0)
+	_, _ = a.fire(evt17, eventArgs{})
 	return fmt.Errorf("%w: %v", ErrClosed, noEOF(err))
 }
 
@@ -424,7 +426,7 @@ func (a *Association) ReadMessage(timeout time.Duration) (pc *PresentationContex
 			return nil, nil, nil, a.abortProvider(protoErr(AbortReasonInvalidParameter, "command set longer than %d bytes", maxCommandSetLength))
 		}
 		start := len(a.cmdBuf)
-		a.cmdBuf = append(a.cmdBuf, make([]byte, h.length)...)
+		a.cmdBuf = slices.Grow(a.cmdBuf, int(h.length))[:start+int(h.length)]
 		_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
 		if _, err := io.ReadFull(a.r, a.cmdBuf[start:]); err != nil {
 			return nil, nil, nil, a.transportError(err)
@@ -509,7 +511,9 @@ func (a *Association) SendMessage(pc *PresentationContext, msg Message, data io.
 	if a.state != sta6 && !(a.state == sta8 && transition(evt9, a.state) == ar7) {
 		return fmt.Errorf("send command 0x%04X: association not established (%s)", msg.CommandField(), a.state)
 	}
-	if err := a.sendFragments(pc.ID, true, bytes.NewReader(EncodeCommand(msg))); err != nil {
+	a.cmdOut = AppendCommand(a.cmdOut[:0], msg)
+	a.cmdReader.Reset(a.cmdOut)
+	if err := a.sendFragments(pc.ID, true, &a.cmdReader); err != nil {
 		return err
 	}
 	if data != nil {
@@ -518,26 +522,35 @@ func (a *Association) SendMessage(pc *PresentationContext, msg Message, data io.
 	return nil
 }
 
+// pdataOverhead is what a P-DATA-TF PDU of one PDV adds to the fragment: the PDU and PDV headers.
+const pdataOverhead = pduHeaderLength + pdvHeaderLength
+
 // sendFragments sends src as PDVs, one PDV per P-DATA-TF PDU, each as large as the peer allows.
 func (a *Association) sendFragments(contextID byte, command bool, src io.Reader) error {
 	maxData := uint32(DefaultMaxPDULength)
-	if a.maxSend != 0 && a.maxSend < maxData+6 {
-		maxData = a.maxSend - 6
+	if a.maxSend != 0 && a.maxSend < maxData+pdvHeaderLength {
+		maxData = a.maxSend - pdvHeaderLength
 	}
-	if a.maxSend != 0 && a.maxSend <= 6 {
+	if a.maxSend != 0 && a.maxSend <= pdvHeaderLength {
 		maxData = 1
 	}
-	if cap(a.sendBuf) < int(maxData)+12 {
-		a.sendBuf = make([]byte, int(maxData)+12)
+	if cap(a.sendBuf) < int(maxData)+pdataOverhead {
+		a.sendBuf = make([]byte, int(maxData)+pdataOverhead)
 	}
-	buf := a.sendBuf[:int(maxData)+12]
+	buf := a.sendBuf[:int(maxData)+pdataOverhead]
 	// One byte of look-ahead tells whether a full fragment is the last.
 	br, ok := src.(*bufio.Reader)
 	if !ok {
-		br = bufio.NewReaderSize(src, 64<<10)
+		if a.src == nil {
+			a.src = bufio.NewReaderSize(src, 64<<10)
+		} else {
+			a.src.Reset(src)
+		}
+		defer a.src.Reset(nil) // hold on to the buffer, not to the caller's reader
+		br = a.src
 	}
 	for {
-		n, err := io.ReadFull(br, buf[12:])
+		n, err := io.ReadFull(br, buf[pdataOverhead:])
 		last := false
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -551,23 +564,14 @@ func (a *Association) sendFragments(contextID byte, command bool, src io.Reader)
 				return fmt.Errorf("read data set: %w", perr)
 			}
 		}
+		pdv := PDV{ContextID: contextID, Command: command, Last: last}
 		buf[0], buf[1] = byte(TypePDataTF), 0
-		binary.BigEndian.PutUint32(buf[2:], uint32(n+6))
+		binary.BigEndian.PutUint32(buf[2:], uint32(n+pdvHeaderLength))
 		binary.BigEndian.PutUint32(buf[6:], uint32(n+2))
 		buf[10] = contextID
-		buf[11] = 0
-		if command {
-			buf[11] |= 1
-		}
-		if last {
-			buf[11] |= 2
-		}
-		if _, err := a.fire(evt9, nil, 0); err != nil {
+		buf[11] = pdv.control()
+		if _, err := a.fire(evt9, eventArgs{pdata: buf[:pdataOverhead+n]}); err != nil { // DT-1 or AR-7
 			return err
-		}
-		_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeouts.DIMSE))
-		if _, err := a.w.Write(buf[:12+n]); err != nil {
-			return a.writeFailed(err)
 		}
 		if last {
 			break
@@ -587,7 +591,7 @@ func (a *Association) writeFailed(err error) error {
 
 // answerRelease answers a peer's A-RELEASE-RQ (AR-4) and waits for the peer to close.
 func (a *Association) answerRelease() error {
-	if _, err := a.fire(evt14, &ReleaseRP{}, 0); err != nil {
+	if _, err := a.fire(evt14, eventArgs{pdu: &ReleaseRP{}}); err != nil {
 		a.closeTransport()
 		return err
 	}
@@ -596,16 +600,16 @@ func (a *Association) answerRelease() error {
 }
 
 // Release asks the peer to release the association and waits for its answer, handling a release
-// collision as PS3.8 9.2.4 describes.
+// collision as PS3.8 7.2.2 describes (Sta9 to Sta12 of Table 9-10).
 func (a *Association) Release(ctx context.Context) error {
-	if _, err := a.fire(evt11, &ReleaseRQ{}, 0); err != nil {
+	if _, err := a.fire(evt11, eventArgs{pdu: &ReleaseRQ{}}); err != nil {
 		return err
 	}
 	for {
 		e, p, err := a.readEvent(a.timeouts.ARTIM)
 		if e == evt10 {
 			// AR-6: data still arriving for us while we wait; it has no reader any more.
-			if _, ferr := a.fire(e, nil, 0); ferr != nil {
+			if _, ferr := a.fire(e, eventArgs{}); ferr != nil {
 				return ferr
 			}
 			if _, err := io.CopyN(io.Discard, a.r, int64(a.pduLeft)); err != nil {
@@ -614,7 +618,7 @@ func (a *Association) Release(ctx context.Context) error {
 			a.pduLeft = 0
 			continue
 		}
-		act, ferr := a.fire(e, p, reasonOf(err, AbortReasonUnexpectedPDU))
+		act, ferr := a.fire(e, eventArgs{pdu: p, reason: reasonOf(err, AbortReasonUnexpectedPDU)})
 		if ferr != nil {
 			a.closeTransport()
 			return ferr
@@ -624,7 +628,7 @@ func (a *Association) Release(ctx context.Context) error {
 			return nil
 		case ar8: // collision: both sides asked; the requestor answers first (AR-9), then waits.
 			if a.requestor {
-				if _, err := a.fire(evt14, &ReleaseRP{}, 0); err != nil {
+				if _, err := a.fire(evt14, eventArgs{pdu: &ReleaseRP{}}); err != nil {
 					return err
 				}
 			}

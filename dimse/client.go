@@ -70,14 +70,14 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	a := newAssociation(conn, true, t, log, rq.UserInfo.MaxLength)
-	a.state = nextState(ae1, true, true)
+	_, _ = a.fire(evt1, eventArgs{}) // AE-1, done above: Sta4
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := a.fire(evt2, rq, 0); err != nil { // AE-2: send A-ASSOCIATE-RQ, Sta5
+	if _, err := a.fire(evt2, eventArgs{pdu: rq}); err != nil { // AE-2: send A-ASSOCIATE-RQ, Sta5
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	e, p, err := a.readEvent(t.ARTIM)
-	act, ferr := a.fire(e, p, reasonOf(err, AbortReasonUnexpectedPDU))
+	act, ferr := a.fire(e, eventArgs{pdu: p, reason: reasonOf(err, AbortReasonUnexpectedPDU)})
 	if ferr != nil {
 		a.closeTransport()
 		return nil, fmt.Errorf("dial %s: %w", addr, ferr)

@@ -3,9 +3,14 @@ package dimse
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
+
+// DIMSE-C messages (PS3.7 9.3): each request and response is one Go type whose command set encoder
+// and decoder sit next to each other. A command set is group 0000 in implicit VR little endian
+// whatever the data set's transfer syntax; its elements are those of PS3.7 Annex E.
 
 // Command set elements (group 0000, PS3.7 E.1). Command sets are always implicit VR little endian.
 const (
@@ -101,12 +106,66 @@ type Message interface {
 	CommandField() uint16
 	HasData() bool
 	encode(e *commandEncoder)
+	decode(d *commandDecoder)
 }
+
+// Response is a message that carries a status.
+type Response interface {
+	Message
+	status() Status
+}
+
+// StatusOf returns a response's status.
+func StatusOf(r Response) Status { return r.status() }
+
+// newMessage returns an empty message for a command field; nil for one the node does not know.
+func newMessage(field uint16) Message {
+	switch field {
+	case FieldCEchoRQ:
+		return &CEchoRQ{}
+	case FieldCEchoRSP:
+		return &CEchoRSP{}
+	case FieldCStoreRQ:
+		return &CStoreRQ{}
+	case FieldCStoreRSP:
+		return &CStoreRSP{}
+	case FieldCFindRQ:
+		return &CFindRQ{}
+	case FieldCFindRSP:
+		return &CFindRSP{}
+	case FieldCMoveRQ:
+		return &CMoveRQ{}
+	case FieldCMoveRSP:
+		return &CMoveRSP{}
+	case FieldCGetRQ:
+		return &CGetRQ{}
+	case FieldCGetRSP:
+		return &CGetRSP{}
+	case FieldCCancelRQ:
+		return &CCancelRQ{}
+	}
+	return nil
+}
+
+// C-ECHO (PS3.7 9.3.5).
 
 // CEchoRQ is C-ECHO-RQ.
 type CEchoRQ struct {
 	MessageID           uint16
 	AffectedSOPClassUID string
+}
+
+func (*CEchoRQ) CommandField() uint16 { return FieldCEchoRQ }
+func (*CEchoRQ) HasData() bool        { return false }
+
+func (m *CEchoRQ) encode(e *commandEncoder) {
+	e.header(FieldCEchoRQ, false)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageID, m.MessageID)
+}
+
+func (m *CEchoRQ) decode(d *commandDecoder) {
+	*m = CEchoRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
 }
 
 // CEchoRSP is C-ECHO-RSP.
@@ -115,6 +174,24 @@ type CEchoRSP struct {
 	AffectedSOPClassUID       string
 	Status                    Status
 }
+
+func (*CEchoRSP) CommandField() uint16 { return FieldCEchoRSP }
+func (*CEchoRSP) HasData() bool        { return false }
+func (m *CEchoRSP) status() Status     { return m.Status }
+
+func (m *CEchoRSP) encode(e *commandEncoder) {
+	e.header(FieldCEchoRSP, false)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	m.Status.encode(e)
+}
+
+func (m *CEchoRSP) decode(d *commandDecoder) {
+	*m = CEchoRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
+	m.Status.decode(d)
+}
+
+// C-STORE (PS3.7 9.3.1).
 
 // CStoreRQ is C-STORE-RQ; the data set follows.
 type CStoreRQ struct {
@@ -126,6 +203,32 @@ type CStoreRQ struct {
 	MoveOriginatorMessageID uint16
 }
 
+func (*CStoreRQ) CommandField() uint16 { return FieldCStoreRQ }
+func (*CStoreRQ) HasData() bool        { return true }
+
+func (m *CStoreRQ) encode(e *commandEncoder) {
+	e.header(FieldCStoreRQ, true)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageID, m.MessageID)
+	e.us(tagPriority, m.Priority)
+	e.uid(tagAffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
+	if m.MoveOriginatorAETitle != "" {
+		e.ae(tagMoveOriginatorAETitle, m.MoveOriginatorAETitle)
+		e.us(tagMoveOriginatorMessageID, m.MoveOriginatorMessageID)
+	}
+}
+
+func (m *CStoreRQ) decode(d *commandDecoder) {
+	*m = CStoreRQ{
+		MessageID:              d.requireUS(tagMessageID),
+		AffectedSOPClassUID:    d.str(tagAffectedSOPClassUID),
+		AffectedSOPInstanceUID: d.str(tagAffectedSOPInstanceUID),
+		MoveOriginatorAETitle:  d.ae(tagMoveOriginatorAETitle),
+	}
+	m.Priority, _ = d.us(tagPriority)
+	m.MoveOriginatorMessageID, _ = d.us(tagMoveOriginatorMessageID)
+}
+
 // CStoreRSP is C-STORE-RSP.
 type CStoreRSP struct {
 	MessageIDBeingRespondedTo uint16
@@ -134,11 +237,46 @@ type CStoreRSP struct {
 	Status                    Status
 }
 
+func (*CStoreRSP) CommandField() uint16 { return FieldCStoreRSP }
+func (*CStoreRSP) HasData() bool        { return false }
+func (m *CStoreRSP) status() Status     { return m.Status }
+
+func (m *CStoreRSP) encode(e *commandEncoder) {
+	e.header(FieldCStoreRSP, false)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.uid(tagAffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
+	m.Status.encode(e)
+}
+
+func (m *CStoreRSP) decode(d *commandDecoder) {
+	*m = CStoreRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID),
+		AffectedSOPInstanceUID: d.str(tagAffectedSOPInstanceUID)}
+	m.Status.decode(d)
+}
+
+// C-FIND (PS3.7 9.3.2).
+
 // CFindRQ is C-FIND-RQ; the identifier follows.
 type CFindRQ struct {
 	MessageID           uint16
 	Priority            uint16
 	AffectedSOPClassUID string
+}
+
+func (*CFindRQ) CommandField() uint16 { return FieldCFindRQ }
+func (*CFindRQ) HasData() bool        { return true }
+
+func (m *CFindRQ) encode(e *commandEncoder) {
+	e.header(FieldCFindRQ, true)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageID, m.MessageID)
+	e.us(tagPriority, m.Priority)
+}
+
+func (m *CFindRQ) decode(d *commandDecoder) {
+	*m = CFindRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
+	m.Priority, _ = d.us(tagPriority)
 }
 
 // CFindRSP is C-FIND-RSP; pending responses carry an identifier.
@@ -149,6 +287,24 @@ type CFindRSP struct {
 	Data                      bool
 }
 
+func (*CFindRSP) CommandField() uint16 { return FieldCFindRSP }
+func (m *CFindRSP) HasData() bool      { return m.Data }
+func (m *CFindRSP) status() Status     { return m.Status }
+
+func (m *CFindRSP) encode(e *commandEncoder) {
+	e.header(FieldCFindRSP, m.Data)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	m.Status.encode(e)
+}
+
+func (m *CFindRSP) decode(d *commandDecoder) {
+	*m = CFindRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), Data: d.hasData}
+	m.Status.decode(d)
+}
+
+// C-MOVE (PS3.7 9.3.4).
+
 // CMoveRQ is C-MOVE-RQ; the identifier follows.
 type CMoveRQ struct {
 	MessageID           uint16
@@ -157,11 +313,20 @@ type CMoveRQ struct {
 	MoveDestination     string
 }
 
-// SubOperations are the sub-operation counts of C-MOVE and C-GET responses.
-type SubOperations struct {
-	Remaining, Completed, Failed, Warning uint16
-	// Present: counts are sent (PS3.4 C.4.2.1.6: remaining may be absent in the final response).
-	Present bool
+func (*CMoveRQ) CommandField() uint16 { return FieldCMoveRQ }
+func (*CMoveRQ) HasData() bool        { return true }
+
+func (m *CMoveRQ) encode(e *commandEncoder) {
+	e.header(FieldCMoveRQ, true)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageID, m.MessageID)
+	e.us(tagPriority, m.Priority)
+	e.ae(tagMoveDestination, m.MoveDestination)
+}
+
+func (m *CMoveRQ) decode(d *commandDecoder) {
+	*m = CMoveRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), MoveDestination: d.ae(tagMoveDestination)}
+	m.Priority, _ = d.us(tagPriority)
 }
 
 // CMoveRSP is C-MOVE-RSP.
@@ -173,11 +338,46 @@ type CMoveRSP struct {
 	Data                      bool // failed SOP instance UID list
 }
 
+func (*CMoveRSP) CommandField() uint16 { return FieldCMoveRSP }
+func (m *CMoveRSP) HasData() bool      { return m.Data }
+func (m *CMoveRSP) status() Status     { return m.Status }
+
+func (m *CMoveRSP) encode(e *commandEncoder) {
+	e.header(FieldCMoveRSP, m.Data)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	m.Status.encode(e)
+	m.SubOperations.encode(e)
+}
+
+func (m *CMoveRSP) decode(d *commandDecoder) {
+	*m = CMoveRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), Data: d.hasData}
+	m.Status.decode(d)
+	m.SubOperations.decode(d)
+}
+
+// C-GET (PS3.7 9.3.3).
+
 // CGetRQ is C-GET-RQ; the identifier follows.
 type CGetRQ struct {
 	MessageID           uint16
 	Priority            uint16
 	AffectedSOPClassUID string
+}
+
+func (*CGetRQ) CommandField() uint16 { return FieldCGetRQ }
+func (*CGetRQ) HasData() bool        { return true }
+
+func (m *CGetRQ) encode(e *commandEncoder) {
+	e.header(FieldCGetRQ, true)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageID, m.MessageID)
+	e.us(tagPriority, m.Priority)
+}
+
+func (m *CGetRQ) decode(d *commandDecoder) {
+	*m = CGetRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
+	m.Priority, _ = d.us(tagPriority)
 }
 
 // CGetRSP is C-GET-RSP.
@@ -189,48 +389,106 @@ type CGetRSP struct {
 	Data                      bool
 }
 
+func (*CGetRSP) CommandField() uint16 { return FieldCGetRSP }
+func (m *CGetRSP) HasData() bool      { return m.Data }
+func (m *CGetRSP) status() Status     { return m.Status }
+
+func (m *CGetRSP) encode(e *commandEncoder) {
+	e.header(FieldCGetRSP, m.Data)
+	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	m.Status.encode(e)
+	m.SubOperations.encode(e)
+}
+
+func (m *CGetRSP) decode(d *commandDecoder) {
+	*m = CGetRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), Data: d.hasData}
+	m.Status.decode(d)
+	m.SubOperations.decode(d)
+}
+
+// C-CANCEL (PS3.7 9.3.2.3, 9.3.3.3, 9.3.4.3).
+
 // CCancelRQ is C-CANCEL-RQ.
 type CCancelRQ struct {
 	MessageIDBeingRespondedTo uint16
 }
 
-func (*CEchoRQ) CommandField() uint16   { return FieldCEchoRQ }
-func (*CEchoRSP) CommandField() uint16  { return FieldCEchoRSP }
-func (*CStoreRQ) CommandField() uint16  { return FieldCStoreRQ }
-func (*CStoreRSP) CommandField() uint16 { return FieldCStoreRSP }
-func (*CFindRQ) CommandField() uint16   { return FieldCFindRQ }
-func (*CFindRSP) CommandField() uint16  { return FieldCFindRSP }
-func (*CMoveRQ) CommandField() uint16   { return FieldCMoveRQ }
-func (*CMoveRSP) CommandField() uint16  { return FieldCMoveRSP }
-func (*CGetRQ) CommandField() uint16    { return FieldCGetRQ }
-func (*CGetRSP) CommandField() uint16   { return FieldCGetRSP }
 func (*CCancelRQ) CommandField() uint16 { return FieldCCancelRQ }
+func (*CCancelRQ) HasData() bool        { return false }
 
-func (*CEchoRQ) HasData() bool      { return false }
-func (*CEchoRSP) HasData() bool     { return false }
-func (*CStoreRQ) HasData() bool     { return true }
-func (*CStoreRSP) HasData() bool    { return false }
-func (*CFindRQ) HasData() bool      { return true }
-func (m *CFindRSP) HasData() bool   { return m.Data }
-func (*CMoveRQ) HasData() bool      { return true }
-func (m *CMoveRSP) HasData() bool   { return m.Data }
-func (*CGetRQ) HasData() bool       { return true }
-func (m *CGetRSP) HasData() bool    { return m.Data }
-func (*CCancelRQ) HasData() bool    { return false }
-func (m *CEchoRSP) status() Status  { return m.Status }
-func (m *CStoreRSP) status() Status { return m.Status }
-func (m *CFindRSP) status() Status  { return m.Status }
-func (m *CMoveRSP) status() Status  { return m.Status }
-func (m *CGetRSP) status() Status   { return m.Status }
-
-// Response is a message that carries a status.
-type Response interface {
-	Message
-	status() Status
+func (m *CCancelRQ) encode(e *commandEncoder) {
+	e.header(FieldCCancelRQ, false)
+	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
 }
 
-// StatusOf returns a response's status.
-func StatusOf(r Response) Status { return r.status() }
+func (m *CCancelRQ) decode(d *commandDecoder) {
+	*m = CCancelRQ{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo)}
+}
+
+// The status elements of every response (PS3.7 C.4): Status, and Offending Element, Error Comment
+// and Error ID when present.
+
+func (s *Status) encode(e *commandEncoder) {
+	e.us(tagStatus, s.Code)
+	if len(s.OffendingElements) > 0 {
+		var v []byte
+		for _, t := range s.OffendingElements {
+			v = binary.LittleEndian.AppendUint16(v, uint16(t>>16))
+			v = binary.LittleEndian.AppendUint16(v, uint16(t))
+		}
+		e.elems = append(e.elems, commandElement{tagOffendingElement, v})
+	}
+	if s.ErrorComment != "" {
+		c := s.ErrorComment
+		if len(c) > 64 { // LO
+			c = c[:64]
+		}
+		e.str(tagErrorComment, c)
+	}
+	if s.ErrorID != 0 {
+		e.us(tagErrorID, s.ErrorID)
+	}
+}
+
+func (s *Status) decode(d *commandDecoder) {
+	*s = Status{ErrorComment: d.str(tagErrorComment)}
+	s.Code, _ = d.us(tagStatus)
+	s.ErrorID, _ = d.us(tagErrorID)
+	if v := d.elems[tagOffendingElement]; len(v)%4 == 0 {
+		for i := 0; i < len(v); i += 4 {
+			s.OffendingElements = append(s.OffendingElements, uint32(binary.LittleEndian.Uint16(v[i:]))<<16|uint32(binary.LittleEndian.Uint16(v[i+2:])))
+		}
+	}
+}
+
+// SubOperations are the sub-operation counts of C-MOVE and C-GET responses.
+type SubOperations struct {
+	Remaining, Completed, Failed, Warning uint16
+	// Present: counts are sent (PS3.4 C.4.2.1.6: remaining may be absent in the final response).
+	Present bool
+}
+
+func (s *SubOperations) encode(e *commandEncoder) {
+	if !s.Present {
+		return
+	}
+	e.us(tagNumberOfRemainingSubops, s.Remaining)
+	e.us(tagNumberOfCompletedSubops, s.Completed)
+	e.us(tagNumberOfFailedSubops, s.Failed)
+	e.us(tagNumberOfWarningSubops, s.Warning)
+}
+
+func (s *SubOperations) decode(d *commandDecoder) {
+	var ok [4]bool
+	s.Remaining, ok[0] = d.us(tagNumberOfRemainingSubops)
+	s.Completed, ok[1] = d.us(tagNumberOfCompletedSubops)
+	s.Failed, ok[2] = d.us(tagNumberOfFailedSubops)
+	s.Warning, ok[3] = d.us(tagNumberOfWarningSubops)
+	s.Present = ok[0] || ok[1] || ok[2] || ok[3]
+}
+
+// Encoding.
 
 // commandEncoder collects elements; they are sorted by tag before encoding, as PS3.5 7.1 requires.
 type commandEncoder struct {
@@ -285,123 +543,11 @@ func (e *commandEncoder) header(field uint16, hasData bool) {
 	}
 }
 
-func (e *commandEncoder) status(s Status) {
-	e.us(tagStatus, s.Code)
-	if len(s.OffendingElements) > 0 {
-		var v []byte
-		for _, t := range s.OffendingElements {
-			v = binary.LittleEndian.AppendUint16(v, uint16(t>>16))
-			v = binary.LittleEndian.AppendUint16(v, uint16(t))
-		}
-		e.elems = append(e.elems, commandElement{tagOffendingElement, v})
-	}
-	if s.ErrorComment != "" {
-		c := s.ErrorComment
-		if len(c) > 64 { // LO
-			c = c[:64]
-		}
-		e.str(tagErrorComment, c)
-	}
-	if s.ErrorID != 0 {
-		e.us(tagErrorID, s.ErrorID)
-	}
-}
-
-func (e *commandEncoder) subops(s SubOperations) {
-	if !s.Present {
-		return
-	}
-	e.us(tagNumberOfRemainingSubops, s.Remaining)
-	e.us(tagNumberOfCompletedSubops, s.Completed)
-	e.us(tagNumberOfFailedSubops, s.Failed)
-	e.us(tagNumberOfWarningSubops, s.Warning)
-}
-
-func (m *CEchoRQ) encode(e *commandEncoder) {
-	e.header(FieldCEchoRQ, false)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-}
-
-func (m *CEchoRSP) encode(e *commandEncoder) {
-	e.header(FieldCEchoRSP, false)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-	e.status(m.Status)
-}
-
-func (m *CStoreRQ) encode(e *commandEncoder) {
-	e.header(FieldCStoreRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
-	e.uid(tagAffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
-	if m.MoveOriginatorAETitle != "" {
-		e.ae(tagMoveOriginatorAETitle, m.MoveOriginatorAETitle)
-		e.us(tagMoveOriginatorMessageID, m.MoveOriginatorMessageID)
-	}
-}
-
-func (m *CStoreRSP) encode(e *commandEncoder) {
-	e.header(FieldCStoreRSP, false)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-	e.uid(tagAffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
-	e.status(m.Status)
-}
-
-func (m *CFindRQ) encode(e *commandEncoder) {
-	e.header(FieldCFindRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
-}
-
-func (m *CFindRSP) encode(e *commandEncoder) {
-	e.header(FieldCFindRSP, m.Data)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-	e.status(m.Status)
-}
-
-func (m *CMoveRQ) encode(e *commandEncoder) {
-	e.header(FieldCMoveRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
-	e.ae(tagMoveDestination, m.MoveDestination)
-}
-
-func (m *CMoveRSP) encode(e *commandEncoder) {
-	e.header(FieldCMoveRSP, m.Data)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-	e.status(m.Status)
-	e.subops(m.SubOperations)
-}
-
-func (m *CGetRQ) encode(e *commandEncoder) {
-	e.header(FieldCGetRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
-}
-
-func (m *CGetRSP) encode(e *commandEncoder) {
-	e.header(FieldCGetRSP, m.Data)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-	e.status(m.Status)
-	e.subops(m.SubOperations)
-}
-
-func (m *CCancelRQ) encode(e *commandEncoder) {
-	e.header(FieldCCancelRQ, false)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-}
-
 // EncodeCommand returns the command set of m, group length first, elements in tag order.
-func EncodeCommand(m Message) []byte {
+func EncodeCommand(m Message) []byte { return AppendCommand(nil, m) }
+
+// AppendCommand appends the command set of m to b.
+func AppendCommand(b []byte, m Message) []byte {
 	var e commandEncoder
 	m.encode(&e)
 	sort.Slice(e.elems, func(i, j int) bool { return e.elems[i].tag < e.elems[j].tag })
@@ -409,7 +555,7 @@ func EncodeCommand(m Message) []byte {
 	for _, el := range e.elems {
 		n += commandElementHeaderLength + len(el.value)
 	}
-	b := make([]byte, 0, commandGroupLengthElementLength+n)
+	b = slices.Grow(b, commandGroupLengthElementLength+n)
 	b = appendCommandElement(b, tagGroupLength, binary.LittleEndian.AppendUint32(nil, uint32(n)))
 	for _, el := range e.elems {
 		b = appendCommandElement(b, el.tag, el.value)
@@ -424,54 +570,45 @@ func appendCommandElement(b []byte, tag uint32, v []byte) []byte {
 	return append(b, v...)
 }
 
-// commandSet is a decoded command set: element values by tag.
-type commandSet map[uint32][]byte
+// Decoding.
 
-func (c commandSet) us(tag uint32) (uint16, bool) {
-	v, ok := c[tag]
+// commandDecoder holds a command set's element values by tag, whether a data set follows, and the
+// required elements found missing.
+type commandDecoder struct {
+	elems   map[uint32][]byte
+	hasData bool
+	errs    []string
+}
+
+func (d *commandDecoder) us(tag uint32) (uint16, bool) {
+	v, ok := d.elems[tag]
 	if !ok || len(v) != 2 {
 		return 0, false
 	}
 	return binary.LittleEndian.Uint16(v), true
 }
 
-func (c commandSet) str(tag uint32) string {
-	return strings.TrimRight(string(c[tag]), "\x00 ")
-}
-
-func (c commandSet) ae(tag uint32) string {
-	return strings.TrimSpace(strings.TrimRight(string(c[tag]), "\x00"))
-}
-
-func (c commandSet) requireUS(tag uint32, errs *[]string) uint16 {
-	v, ok := c.us(tag)
+func (d *commandDecoder) requireUS(tag uint32) uint16 {
+	v, ok := d.us(tag)
 	if !ok {
-		*errs = append(*errs, fmt.Sprintf("(0000,%04X) missing or not US", uint16(tag)))
+		d.errs = append(d.errs, fmt.Sprintf("(0000,%04X) missing or not US", uint16(tag)))
 	}
 	return v
 }
 
-func (c commandSet) status() Status {
-	s := Status{ErrorComment: c.str(tagErrorComment)}
-	s.Code, _ = c.us(tagStatus)
-	s.ErrorID, _ = c.us(tagErrorID)
-	if v := c[tagOffendingElement]; len(v)%4 == 0 {
-		for i := 0; i < len(v); i += 4 {
-			s.OffendingElements = append(s.OffendingElements, uint32(binary.LittleEndian.Uint16(v[i:]))<<16|uint32(binary.LittleEndian.Uint16(v[i+2:])))
-		}
-	}
-	return s
+func (d *commandDecoder) str(tag uint32) string {
+	return strings.TrimRight(string(d.elems[tag]), "\x00 ")
 }
 
-func (c commandSet) subops() SubOperations {
-	var s SubOperations
-	var ok [4]bool
-	s.Remaining, ok[0] = c.us(tagNumberOfRemainingSubops)
-	s.Completed, ok[1] = c.us(tagNumberOfCompletedSubops)
-	s.Failed, ok[2] = c.us(tagNumberOfFailedSubops)
-	s.Warning, ok[3] = c.us(tagNumberOfWarningSubops)
-	s.Present = ok[0] || ok[1] || ok[2] || ok[3]
-	return s
+func (d *commandDecoder) ae(tag uint32) string {
+	return strings.TrimSpace(strings.TrimRight(string(d.elems[tag]), "\x00"))
+}
+
+func (d *commandDecoder) err() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("command set: %s", strings.Join(d.errs, "; "))
 }
 
 // DecodeCommand decodes a command set. Elements of group 0000 only; each length is bounded, so a
@@ -480,7 +617,7 @@ func DecodeCommand(b []byte) (Message, error) {
 	if len(b) > maxCommandSetLength {
 		return nil, fmt.Errorf("command set of %d bytes exceeds %d", len(b), maxCommandSetLength)
 	}
-	c := commandSet{}
+	d := commandDecoder{elems: map[uint32][]byte{}}
 	for len(b) > 0 {
 		if len(b) < commandElementHeaderLength {
 			return nil, fmt.Errorf("command set truncated in an element header")
@@ -495,65 +632,28 @@ func DecodeCommand(b []byte) (Message, error) {
 			return nil, fmt.Errorf("element (0000,%04X) length %d exceeds the command set", elem, n)
 		}
 		tag := uint32(elem)
-		if _, dup := c[tag]; dup {
+		if _, dup := d.elems[tag]; dup {
 			return nil, fmt.Errorf("element (0000,%04X) appears twice", elem)
 		}
-		c[tag] = b[commandElementHeaderLength : commandElementHeaderLength+n]
+		d.elems[tag] = b[commandElementHeaderLength : commandElementHeaderLength+n]
 		b = b[commandElementHeaderLength+n:]
 	}
-	var errs []string
-	field := c.requireUS(tagCommandField, &errs)
-	dst := c.requireUS(tagCommandDataSetType, &errs)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("command set: %s", strings.Join(errs, "; "))
+	field := d.requireUS(tagCommandField)
+	dst := d.requireUS(tagCommandDataSetType)
+	if err := d.err(); err != nil {
+		return nil, err
 	}
-	hasData := dst != commandDataSetAbsent
-	var m Message
-	switch field {
-	case FieldCEchoRQ:
-		m = &CEchoRQ{MessageID: c.requireUS(tagMessageID, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID)}
-	case FieldCEchoRSP:
-		m = &CEchoRSP{MessageIDBeingRespondedTo: c.requireUS(tagMessageIDBeingRespondedTo, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID), Status: c.status()}
-	case FieldCStoreRQ:
-		r := &CStoreRQ{
-			MessageID:              c.requireUS(tagMessageID, &errs),
-			AffectedSOPClassUID:    c.str(tagAffectedSOPClassUID),
-			AffectedSOPInstanceUID: c.str(tagAffectedSOPInstanceUID),
-			MoveOriginatorAETitle:  c.ae(tagMoveOriginatorAETitle),
-		}
-		r.Priority, _ = c.us(tagPriority)
-		r.MoveOriginatorMessageID, _ = c.us(tagMoveOriginatorMessageID)
-		m = r
-	case FieldCStoreRSP:
-		m = &CStoreRSP{MessageIDBeingRespondedTo: c.requireUS(tagMessageIDBeingRespondedTo, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID), AffectedSOPInstanceUID: c.str(tagAffectedSOPInstanceUID), Status: c.status()}
-	case FieldCFindRQ:
-		r := &CFindRQ{MessageID: c.requireUS(tagMessageID, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID)}
-		r.Priority, _ = c.us(tagPriority)
-		m = r
-	case FieldCFindRSP:
-		m = &CFindRSP{MessageIDBeingRespondedTo: c.requireUS(tagMessageIDBeingRespondedTo, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID), Status: c.status(), Data: hasData}
-	case FieldCMoveRQ:
-		r := &CMoveRQ{MessageID: c.requireUS(tagMessageID, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID), MoveDestination: c.ae(tagMoveDestination)}
-		r.Priority, _ = c.us(tagPriority)
-		m = r
-	case FieldCMoveRSP:
-		m = &CMoveRSP{MessageIDBeingRespondedTo: c.requireUS(tagMessageIDBeingRespondedTo, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID), Status: c.status(), SubOperations: c.subops(), Data: hasData}
-	case FieldCGetRQ:
-		r := &CGetRQ{MessageID: c.requireUS(tagMessageID, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID)}
-		r.Priority, _ = c.us(tagPriority)
-		m = r
-	case FieldCGetRSP:
-		m = &CGetRSP{MessageIDBeingRespondedTo: c.requireUS(tagMessageIDBeingRespondedTo, &errs), AffectedSOPClassUID: c.str(tagAffectedSOPClassUID), Status: c.status(), SubOperations: c.subops(), Data: hasData}
-	case FieldCCancelRQ:
-		m = &CCancelRQ{MessageIDBeingRespondedTo: c.requireUS(tagMessageIDBeingRespondedTo, &errs)}
-	default:
-		id, _ := c.us(tagMessageID)
+	d.hasData = dst != commandDataSetAbsent
+	m := newMessage(field)
+	if m == nil {
+		id, _ := d.us(tagMessageID)
 		return nil, &UnknownCommandError{Field: field, MessageID: id}
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("command set: %s", strings.Join(errs, "; "))
+	m.decode(&d)
+	if err := d.err(); err != nil {
+		return nil, err
 	}
-	if m.HasData() != hasData {
+	if m.HasData() != d.hasData {
 		return nil, fmt.Errorf("command 0x%04X: data set type 0x%04X contradicts the command", field, dst)
 	}
 	return m, nil

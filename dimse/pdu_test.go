@@ -177,39 +177,3 @@ func TestReadPDUErrors(t *testing.T) {
 		})
 	}
 }
-
-func TestTransitionTable(t *testing.T) {
-	// Spot checks against PS3.8 Table 9-10, including every cell the node relies on.
-	tests := []struct {
-		e    event
-		s    state
-		want action
-	}{
-		{evt5, sta1, ae5}, {evt6, sta2, ae6}, {evt7, sta3, ae7}, {evt8, sta3, ae8},
-		{evt1, sta1, ae1}, {evt2, sta4, ae2}, {evt3, sta5, ae3}, {evt4, sta5, ae4},
-		{evt9, sta6, dt1}, {evt10, sta6, dt2}, {evt11, sta6, ar1}, {evt12, sta6, ar2},
-		{evt13, sta7, ar3}, {evt10, sta7, ar6}, {evt9, sta8, ar7}, {evt12, sta7, ar8},
-		{evt14, sta8, ar4}, {evt14, sta9, ar9}, {evt13, sta10, ar10}, {evt13, sta11, ar3}, {evt14, sta12, ar4},
-		{evt15, sta6, aa1}, {evt15, sta4, aa2}, {evt16, sta6, aa3}, {evt16, sta13, aa2}, {evt17, sta6, aa4},
-		{evt17, sta2, aa5}, {evt17, sta13, ar5}, {evt18, sta2, aa2}, {evt18, sta13, aa2},
-		{evt19, sta2, aa1}, {evt19, sta6, aa8}, {evt19, sta13, aa7}, {evt6, sta13, aa7},
-		{evt10, sta13, aa6}, {evt3, sta2, aa1}, {evt3, sta6, aa8}, {evt6, sta6, aa8},
-		{evt9, sta1, actNone}, {evt11, sta7, actNone},
-	}
-	for _, tt := range tests {
-		if got := transition(tt.e, tt.s); got != tt.want {
-			t.Errorf("%s in %s: %s, want %s", tt.e, tt.s, got, tt.want)
-		}
-	}
-	// Every received-PDU event has an answer in every state where the transport is open and we read.
-	for _, s := range []state{sta2, sta3, sta5, sta6, sta7, sta8, sta9, sta10, sta11, sta12, sta13} {
-		for _, e := range []event{evt3, evt4, evt6, evt10, evt12, evt13, evt16, evt17, evt19} {
-			if transition(e, s) == actNone {
-				t.Errorf("%s in %s has no action", e, s)
-			}
-		}
-	}
-	if nextState(ar8, true, true) != sta9 || nextState(ar8, false, true) != sta10 {
-		t.Error("AR-8 must lead to Sta9 for the requestor and Sta10 for the acceptor")
-	}
-}

@@ -101,21 +101,23 @@ func FailureResponse(req Message, s Status) Response {
 	return nil
 }
 
-// Policy decides which associations a Server accepts and with which presentation contexts.
+// Policy decides which associations a Server accepts and with which presentation contexts. Its
+// callbacks run while the requestor waits for A-ASSOCIATE-AC or -RJ: their context is cancelled
+// when the server shuts down and once ARTIM has passed, after which the requestor has given up.
 type Policy struct {
 	// AETitle is the node's own AE title.
 	AETitle string
 	// StrictCalledAE rejects requests whose called AE title is not AETitle.
 	StrictCalledAE bool
 	// CallerAllowed, when set, decides whether a calling AE title from an address may associate.
-	CallerAllowed func(callingAE string, remote net.Addr) bool
+	CallerAllowed func(ctx context.Context, callingAE string, remote net.Addr) bool
 	// TransferSyntaxes returns the transfer syntaxes accepted for an abstract syntax, in the order
 	// of preference; none means the abstract syntax is not supported.
-	TransferSyntaxes func(abstractSyntax string) []string
+	TransferSyntaxes func(ctx context.Context, abstractSyntax string) []string
 	// SendTransferSyntaxes, when set, replaces TransferSyntaxes for contexts on which the
 	// requestor asked for the SCP role (it receives C-STOREs of a C-GET from us): there the
 	// preference is about what we can send, not what we like to store.
-	SendTransferSyntaxes func(abstractSyntax string) []string
+	SendTransferSyntaxes func(ctx context.Context, abstractSyntax string) []string
 }
 
 // Server accepts associations and serves their requests, one goroutine per association.
@@ -150,7 +152,10 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then stops accepting, lets associations
-// finish the message in progress (up to ShutdownGrace), aborts the rest and returns.
+// finish the message in progress (up to ShutdownGrace), aborts the rest and returns. A temporary
+// accept error (out of file descriptors, a connection reset before it was accepted) is logged and
+// retried after a pause that doubles from 5 ms up to 1 s, as net/http's Server.Serve does; any
+// other ends Serve with the error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	if s.active == nil {
@@ -162,19 +167,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	var acceptErr error
+	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() == nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				acceptErr = fmt.Errorf("accept: %w", err)
+			if ctx.Err() != nil {
+				break
 			}
-			break
+			if !isTemporary(err) {
+				acceptErr = fmt.Errorf("accept: %w", err)
+				break
+			}
+			delay = nextAcceptDelay(delay)
+			s.Logger.Warn().Err(err).Stringer("retry_in", delay).Msg("accept failed")
+			if !sleep(ctx, delay) {
+				break
+			}
+			continue
 		}
+		delay = 0
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -183,6 +194,45 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.shutdown(cancelConns)
 	return acceptErr
+}
+
+// The pause after a temporary accept error: the first, and the most it doubles to.
+const (
+	minAcceptDelay = 5 * time.Millisecond
+	maxAcceptDelay = time.Second
+)
+
+// nextAcceptDelay is the pause after a temporary accept error that followed a pause of d (0 for
+// none): the listener is not spun on while, say, file descriptors are exhausted.
+func nextAcceptDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return minAcceptDelay
+	}
+	return min(2*d, maxAcceptDelay)
+}
+
+// isTemporary reports whether an accept error may go away by itself. Temporary is deprecated for
+// errors in general, but for accept it is still what tells EMFILE or ECONNABORTED from a closed
+// listener, and net/http relies on it the same way.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) && t.Temporary() {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// sleep waits for d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // shutdown interrupts idle associations at once and busy ones after the grace period.
@@ -241,7 +291,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer s.untrack(a)
 	defer a.closeTransport()
 
-	if _, err := a.fire(evt5, nil, 0); err != nil { // AE-5: start ARTIM, Sta2
+	if _, err := a.fire(evt5, eventArgs{}); err != nil { // AE-5: start ARTIM, Sta2
 		log.Error().Err(err).Msg("association")
 		return
 	}
@@ -252,7 +302,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		} else if err != nil && !errors.Is(err, io.EOF) {
 			log.Warn().Err(err).Stringer("event", e).Msg("bad association request")
 		}
-		if _, ferr := a.fire(e, p, reasonOf(err, AbortReasonUnexpectedPDU)); ferr == nil && a.state == sta13 {
+		if _, ferr := a.fire(e, eventArgs{pdu: p, reason: reasonOf(err, AbortReasonUnexpectedPDU)}); ferr == nil && a.state == sta13 {
 			a.awaitClose()
 		}
 		return
@@ -263,16 +313,13 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	a.CallingAE, a.CalledAE = rq.CallingAE, rq.CalledAE
 	a.PeerImplementation = rq.UserInfo.ImplementationVersionName
 
-	// AE-6: stop ARTIM; the upper layer's own checks decide between Sta3 (indication to us) and
-	// an immediate A-ASSOCIATE-RJ with Sta13.
-	if _, err := a.fire(evt6, rq, 0); err != nil {
+	// AE-6: the upper layer's own checks decide between Sta3 (the request goes on to the policy
+	// below) and an A-ASSOCIATE-RJ already sent, in Sta13.
+	if _, err := a.fire(evt6, eventArgs{pdu: rq}); err != nil {
 		log.Error().Err(err).Msg("association")
 		return
 	}
-	if rj := providerCheck(rq); rj != nil {
-		a.state = nextState(ae6, false, false)
-		_ = a.send(rj)
-		log.Warn().Stringer("reject", rj).Msg("association rejected by the upper layer")
+	if a.state == sta13 {
 		a.awaitClose()
 		return
 	}
@@ -280,14 +327,16 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		_ = a.abortProvider(err)
 		return
 	}
-	ac, rj := s.negotiate(rq, conn.RemoteAddr(), n)
+	policyCtx, cancel := context.WithTimeout(ctx, a.timeouts.ARTIM)
+	ac, rj := s.negotiate(policyCtx, rq, conn.RemoteAddr(), n)
+	cancel()
 	if rj != nil {
-		_, _ = a.fire(evt8, rj, 0) // AE-8
+		_, _ = a.fire(evt8, eventArgs{pdu: rj}) // AE-8
 		log.Info().Stringer("reject", rj).Msg("association rejected")
 		a.awaitClose()
 		return
 	}
-	if _, err := a.fire(evt7, ac, 0); err != nil { // AE-7
+	if _, err := a.fire(evt7, eventArgs{pdu: ac}); err != nil { // AE-7
 		log.Warn().Err(err).Msg("send A-ASSOCIATE-AC")
 		return
 	}
@@ -295,17 +344,6 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	a.adoptContexts(rq, ac)
 	log.Info().Int("contexts", len(a.contexts)).Msg("association accepted")
 	s.serveMessages(ctx, a)
-}
-
-// providerCheck is the part of AE-6 that belongs to the upper layer itself.
-func providerCheck(rq *AssociateRQ) *AssociateRJ {
-	if rq.ProtocolVersion&1 == 0 {
-		return &AssociateRJ{Result: RejectPermanent, Source: RejectSourceACSE, Reason: RejectReasonProtocolVersionNotSupp}
-	}
-	if rq.ApplicationContext != ApplicationContextName {
-		return &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonAppContextNotSupported}
-	}
-	return nil
 }
 
 // validateContextIDs enforces PS3.8 9.3.2.2: IDs are odd and unique within the request.
@@ -323,12 +361,14 @@ func validateContextIDs(rq *AssociateRQ) error {
 	return nil
 }
 
-func (s *Server) negotiate(rq *AssociateRQ, remote net.Addr, active int) (*AssociateAC, *AssociateRJ) {
+// negotiate is the service user's answer to an A-ASSOCIATE indication (Sta3): the AE titles, the
+// association limit and each presentation context.
+func (s *Server) negotiate(ctx context.Context, rq *AssociateRQ, remote net.Addr, active int) (*AssociateAC, *AssociateRJ) {
 	pol := s.Policy
 	if pol.StrictCalledAE && !strings.EqualFold(strings.TrimSpace(rq.CalledAE), strings.TrimSpace(pol.AETitle)) {
 		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCalledAENotRecognized}
 	}
-	if pol.CallerAllowed != nil && !pol.CallerAllowed(rq.CallingAE, remote) {
+	if pol.CallerAllowed != nil && !pol.CallerAllowed(ctx, rq.CallingAE, remote) {
 		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCallingAENotRecognized}
 	}
 	limit := s.MaxAssociations
@@ -367,9 +407,9 @@ func (s *Server) negotiate(rq *AssociateRQ, remote net.Addr, active int) (*Assoc
 		var offered []string
 		switch {
 		case scpRole[pc.AbstractSyntax] && pol.SendTransferSyntaxes != nil:
-			offered = pol.SendTransferSyntaxes(pc.AbstractSyntax)
+			offered = pol.SendTransferSyntaxes(ctx, pc.AbstractSyntax)
 		case pol.TransferSyntaxes != nil:
-			offered = pol.TransferSyntaxes(pc.AbstractSyntax)
+			offered = pol.TransferSyntaxes(ctx, pc.AbstractSyntax)
 		}
 		if len(offered) > 0 {
 			res.Result = ResultTransferSyntaxesNotSupported

@@ -29,7 +29,7 @@ type testServer struct {
 	done   chan error
 }
 
-func startServer(t *testing.T, configure func(*Server)) *testServer {
+func startServer(t testing.TB, configure func(*Server)) *testServer {
 	t.Helper()
 	ts := &testServer{stored: map[string][32]byte{}, done: make(chan error, 1)}
 	mux := NewServeMux()
@@ -54,7 +54,7 @@ func startServer(t *testing.T, configure func(*Server)) *testServer {
 	srv := &Server{
 		Policy: Policy{
 			AETitle: "ESPNODE",
-			TransferSyntaxes: func(as string) []string {
+			TransferSyntaxes: func(_ context.Context, as string) []string {
 				switch as {
 				case VerificationSOPClass:
 					return []string{ImplicitVRLittleEndian}
@@ -166,7 +166,7 @@ func TestAssociationRejections(t *testing.T) {
 	ctx := context.Background()
 	strict := startServer(t, func(s *Server) {
 		s.Policy.StrictCalledAE = true
-		s.Policy.CallerAllowed = func(ae string, _ net.Addr) bool { return ae == "TESTSCU" }
+		s.Policy.CallerAllowed = func(_ context.Context, ae string, _ net.Addr) bool { return ae == "TESTSCU" }
 	})
 	tests := []struct {
 		name           string

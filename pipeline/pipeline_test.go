@@ -168,7 +168,7 @@ func startFakeDestination(t *testing.T, failures int) *fakeDestination {
 			AffectedSOPInstanceUID: rq.AffectedSOPInstanceUID, Status: st}, nil)
 	})
 	srv := &dimse.Server{
-		Policy: dimse.Policy{AETitle: "DEST", TransferSyntaxes: func(string) []string {
+		Policy: dimse.Policy{AETitle: "DEST", TransferSyntaxes: func(context.Context, string) []string {
 			return []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}
 		}},
 		Handler: mux,

@@ -89,7 +89,7 @@ func (s *Services) Policy() dimse.Policy {
 		AETitle:          s.opts.AETitle,
 		StrictCalledAE:   s.opts.StrictCalledAE,
 		TransferSyntaxes: s.transferSyntaxes,
-		SendTransferSyntaxes: func(abstractSyntax string) []string {
+		SendTransferSyntaxes: func(_ context.Context, abstractSyntax string) []string {
 			if !s.storage[abstractSyntax] {
 				return nil
 			}
@@ -104,7 +104,7 @@ func (s *Services) Policy() dimse.Policy {
 	return p
 }
 
-func (s *Services) transferSyntaxes(abstractSyntax string) []string {
+func (s *Services) transferSyntaxes(_ context.Context, abstractSyntax string) []string {
 	switch {
 	case abstractSyntax == dimse.VerificationSOPClass:
 		// PS3.4 A.4: Verification uses the default transfer syntax; explicit LE is harmless too.
@@ -118,13 +118,13 @@ func (s *Services) transferSyntaxes(abstractSyntax string) []string {
 	return nil
 }
 
-func (s *Services) callerAllowed(callingAE string, remote net.Addr) bool {
+func (s *Services) callerAllowed(ctx context.Context, callingAE string, remote net.Addr) bool {
 	ip := remoteIP(remote)
 	for _, c := range s.opts.AllowedCallers {
 		if strings.TrimSpace(c.AETitle) != strings.TrimSpace(callingAE) {
 			continue
 		}
-		if c.Host == "" || s.hostMatches(c.Host, ip) {
+		if c.Host == "" || s.hostMatches(ctx, c.Host, ip) {
 			return true
 		}
 	}
@@ -141,14 +141,14 @@ func remoteIP(a net.Addr) net.IP {
 }
 
 // hostMatches compares the peer's address with a configured IP address or host name.
-func (s *Services) hostMatches(host string, ip net.IP) bool {
+func (s *Services) hostMatches(ctx context.Context, host string, ip net.IP) bool {
 	if ip == nil {
 		return false
 	}
 	if want := net.ParseIP(host); want != nil {
 		return want.Equal(ip)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	addrs, err := s.resolver.LookupIPAddr(ctx, host)
 	if err != nil {

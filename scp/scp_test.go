@@ -1,6 +1,7 @@
 package scp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -59,7 +60,7 @@ func TestPolicy(t *testing.T) {
 		{"STRANGER", "10.0.0.21", false},
 	}
 	for _, c := range callers {
-		if got := p.CallerAllowed(c.ae, addr(c.ip)); got != c.want {
+		if got := p.CallerAllowed(context.Background(), c.ae, addr(c.ip)); got != c.want {
 			t.Errorf("caller %s from %s allowed = %v, want %v", c.ae, c.ip, got, c.want)
 		}
 	}
@@ -75,7 +76,7 @@ func TestPolicy(t *testing.T) {
 		{"1.2.3.4", 0},
 	}
 	for _, sx := range syntaxes {
-		if got := len(p.TransferSyntaxes(sx.abstract)); got != sx.want {
+		if got := len(p.TransferSyntaxes(context.Background(), sx.abstract)); got != sx.want {
 			t.Errorf("%s: %d transfer syntaxes, want %d", sx.abstract, got, sx.want)
 		}
 	}
