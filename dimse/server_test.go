@@ -166,7 +166,7 @@ func TestAssociationRejections(t *testing.T) {
 	ctx := context.Background()
 	strict := startServer(t, func(s *Server) {
 		s.Policy.StrictCalledAE = true
-		s.Policy.CallerAllowed = func(_ context.Context, ae string, _ net.Addr) bool { return ae == "TESTSCU" }
+		s.Policy.CallerAllowed = func(_ context.Context, r Requestor) bool { return r.CallingAE == "TESTSCU" }
 	})
 	tests := []struct {
 		name           string
@@ -389,6 +389,7 @@ func TestBadPeers(t *testing.T) {
 func TestStalledPeerDelaysNoOne(t *testing.T) {
 	ts := startServer(t, func(s *Server) {
 		s.MaxAssociations = 200
+		s.MaxPending = 200             // 100 connect at once: none is pushed out before its request is in
 		s.Timeouts.DIMSE = time.Minute // the stall outlasts the test
 	})
 	stalled := dialRaw(t, ts.addr)
