@@ -60,7 +60,7 @@ func TestPolicy(t *testing.T) {
 		{"STRANGER", "10.0.0.21", false},
 	}
 	for _, c := range callers {
-		if got := p.CallerAllowed(context.Background(), c.ae, addr(c.ip)); got != c.want {
+		if got := p.CallerAllowed(context.Background(), dimse.Requestor{CallingAE: c.ae, Addr: addr(c.ip)}); got != c.want {
 			t.Errorf("caller %s from %s allowed = %v, want %v", c.ae, c.ip, got, c.want)
 		}
 	}
