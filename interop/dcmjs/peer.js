@@ -14,7 +14,7 @@ const path = require('path');
 const dimse = require('dcmjs-dimse');
 
 const { Client, Dataset } = dimse;
-const { PresentationContext } = dimse.association;
+const { Association, PresentationContext } = dimse.association;
 const { CEchoRequest, CStoreRequest, CFindRequest, CMoveRequest, CGetRequest } = dimse.requests;
 const { CStoreResponse } = dimse.responses;
 const { Status, TransferSyntax } = dimse.constants;
@@ -83,9 +83,20 @@ switch (args.op) {
     const rq = CGetRequest.createStudyGetRequest(args.study);
     rq.on('response', record);
     client.addRequest(rq);
-    // The SCP role for Segmentation Storage, which the request's own list lacks.
+    // Segmentation Storage, which the request's own list lacks, with the SCP role. An additional
+    // context keeps only its syntaxes, so the role is set where the association makes it.
     client.addAdditionalPresentationContext(
-      new PresentationContext(0, segmentationStorage, TransferSyntax.ExplicitVRLittleEndian, undefined, false, true), true);
+      new PresentationContext(0, segmentationStorage, TransferSyntax.ExplicitVRLittleEndian), true);
+    const add = Association.prototype.addPresentationContext;
+    Association.prototype.addPresentationContext = function (abstractSyntaxUid, ...rest) {
+      const id = add.call(this, abstractSyntaxUid, ...rest);
+      if (abstractSyntaxUid === segmentationStorage) {
+        const pc = this.getPresentationContext(id);
+        pc.setUserRole(false);
+        pc.setProviderRole(true);
+      }
+      return id;
+    };
     fs.mkdirSync(args.out, { recursive: true });
     client.on('cStoreRequest', (request, callback) => {
       const ds = request.getDataset();
