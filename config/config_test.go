@@ -255,7 +255,9 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"dimse", func(c *Config) { c.DICOM.Timeouts.DIMSE = 0 }, "dicom.timeouts.dimse: must be a positive duration"},
 		{"duplicates", func(c *Config) { c.Store.Duplicates = "merge" }, `store.duplicates: must be overwrite, keep or reject, got "merge"`},
 		{"peer ae", func(c *Config) { c.Peers = []Peer{{AETitle: "", Host: "h", Port: 104}} }, "peers[0].ae_title: at most 16"},
-		{"peer dup", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 104}, {AETitle: "P", Host: "g", Port: 104}} }, `peers[1].ae_title: "P" is already peers[0]`},
+		{"peer dup", func(c *Config) {
+			c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 104}, {AETitle: "P", Host: "g", Port: 104}}
+		}, `peers[1].ae_title: "P" is already peers[0]`},
 		{"peer host", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "", Port: 104}} }, "peers[0].host: must be an IP address or host name"},
 		{"peer port", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 0}} }, "peers[0].port: must be 1..65535, got 0"},
 		{"first pdu", func(c *Config) { c.DICOM.Timeouts.FirstPDU = 0 }, "dicom.timeouts.first_pdu: must be a positive duration"},
