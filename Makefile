@@ -32,6 +32,7 @@ test-python:
 fuzz:
 	$(GO) test ./dimse -run '^$$' -fuzz FuzzReadPDU -fuzztime 60s
 	$(GO) test ./dimse -run '^$$' -fuzz FuzzDecodeCommand -fuzztime 60s
+	$(GO) test ./dimse -run '^$$' -fuzz FuzzServeConn -fuzztime 60s
 
 bench:
 	bench/ingest/run.sh

@@ -114,7 +114,35 @@ type DICOM struct {
 	MaxPDULength     int      `yaml:"max_pdu_length"`
 	TransferSyntaxes []string `yaml:"transfer_syntaxes"`
 	Timeouts         Timeouts `yaml:"timeouts"`
+	// MaxPending bounds connections that have not yet sent an A-ASSOCIATE-RQ.
+	MaxPending int `yaml:"max_pending_connections"`
+	// MaxPerHost bounds the connections from one IP address; 0 is no limit.
+	MaxPerHost int `yaml:"max_connections_per_host"`
+	TLS        TLS `yaml:"tls"`
 }
+
+// TLS configures DICOM over TLS (PS3.15 Annex B): the TLS listener and the
+// node's certificate for it, the CA that verifies peers, and client
+// certificates.
+type TLS struct {
+	// Port of the TLS listener; 0: none.
+	Port int    `yaml:"port"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+	// ClientCerts: none, optional or required.
+	ClientCerts string `yaml:"client_certs"`
+}
+
+// Client certificate policies for dicom.tls.client_certs.
+const (
+	ClientCertsNone     = "none"
+	ClientCertsOptional = "optional"
+	ClientCertsRequired = "required"
+)
+
+// Addr is the TLS listen address in net.Listen's form.
+func (d DICOM) TLSAddr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.TLS.Port)) }
 
 // Addr is the listen address in net.Listen's form.
 func (d DICOM) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
@@ -123,13 +151,16 @@ func (d DICOM) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Po
 type Caller struct {
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
+	// CertName, when set, must name the caller's TLS client certificate.
+	CertName string `yaml:"cert_name"`
 }
 
 // Timeouts bound how long a peer can hold an association without progress.
 type Timeouts struct {
-	ARTIM time.Duration `yaml:"artim"`
-	Idle  time.Duration `yaml:"idle"`
-	DIMSE time.Duration `yaml:"dimse"`
+	ARTIM    time.Duration `yaml:"artim"`
+	Idle     time.Duration `yaml:"idle"`
+	DIMSE    time.Duration `yaml:"dimse"`
+	FirstPDU time.Duration `yaml:"first_pdu"`
 }
 
 // Store configures the archive.
@@ -142,6 +173,12 @@ type Peer struct {
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
 	Port    int    `yaml:"port"`
+	// TLS: C-MOVE's associations to this peer run over TLS (dicom.tls.ca
+	// verifies it); not yet SEG deliveries.
+	TLS bool `yaml:"tls"`
+	// OmitGetFailedList leaves the Failed SOP Instance UID List out of the
+	// final C-GET response to this AE.
+	OmitGetFailedList bool `yaml:"omit_get_failed_list"`
 }
 
 // Addr is the peer's address in net.Dial's form.

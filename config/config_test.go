@@ -35,7 +35,7 @@ func TestDefaultsValidate(t *testing.T) {
 		c.Store.Duplicates != "overwrite" || c.Log.Level != "info" || c.Log.Format != "auto" {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
-	if c.DICOM.Timeouts != (Timeouts{ARTIM: 30 * time.Second, Idle: 5 * time.Minute, DIMSE: time.Minute}) {
+	if c.DICOM.Timeouts != (Timeouts{ARTIM: 30 * time.Second, Idle: 5 * time.Minute, DIMSE: time.Minute, FirstPDU: 10 * time.Second}) {
 		t.Errorf("timeouts = %+v", c.DICOM.Timeouts)
 	}
 	// Compressed first (lossless, then lossy), uncompressed last: see default.yaml for why.
@@ -123,11 +123,11 @@ peers:
 	want.AETitle = "NODE_A"
 	want.DICOM.Port = 104
 	want.DICOM.StrictCalledAE = true
-	want.DICOM.AllowedCallers = []Caller{{"CT1", "10.0.0.1"}, {"PACS", ""}}
+	want.DICOM.AllowedCallers = []Caller{{AETitle: "CT1", Host: "10.0.0.1"}, {AETitle: "PACS"}}
 	want.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2"}
 	want.DICOM.Timeouts.Idle = 90 * time.Second // artim and dimse keep their defaults
 	want.Store.Duplicates = "reject"
-	want.Peers = []Peer{{"PACS", "pacs.example.org", 4242}}
+	want.Peers = []Peer{{AETitle: "PACS", Host: "pacs.example.org", Port: 4242}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}
@@ -254,10 +254,22 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"idle", func(c *Config) { c.DICOM.Timeouts.Idle = -time.Second }, "dicom.timeouts.idle: must be a positive duration"},
 		{"dimse", func(c *Config) { c.DICOM.Timeouts.DIMSE = 0 }, "dicom.timeouts.dimse: must be a positive duration"},
 		{"duplicates", func(c *Config) { c.Store.Duplicates = "merge" }, `store.duplicates: must be overwrite, keep or reject, got "merge"`},
-		{"peer ae", func(c *Config) { c.Peers = []Peer{{"", "h", 104}} }, "peers[0].ae_title: at most 16"},
-		{"peer dup", func(c *Config) { c.Peers = []Peer{{"P", "h", 104}, {"P", "g", 104}} }, `peers[1].ae_title: "P" is already peers[0]`},
-		{"peer host", func(c *Config) { c.Peers = []Peer{{"P", "", 104}} }, "peers[0].host: must be an IP address or host name"},
-		{"peer port", func(c *Config) { c.Peers = []Peer{{"P", "h", 0}} }, "peers[0].port: must be 1..65535, got 0"},
+		{"peer ae", func(c *Config) { c.Peers = []Peer{{AETitle: "", Host: "h", Port: 104}} }, "peers[0].ae_title: at most 16"},
+		{"peer dup", func(c *Config) {
+			c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 104}, {AETitle: "P", Host: "g", Port: 104}}
+		}, `peers[1].ae_title: "P" is already peers[0]`},
+		{"peer host", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "", Port: 104}} }, "peers[0].host: must be an IP address or host name"},
+		{"peer port", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 0}} }, "peers[0].port: must be 1..65535, got 0"},
+		{"first pdu", func(c *Config) { c.DICOM.Timeouts.FirstPDU = 0 }, "dicom.timeouts.first_pdu: must be a positive duration"},
+		{"max pending", func(c *Config) { c.DICOM.MaxPending = 0 }, "dicom.max_pending_connections: must be at least 1"},
+		{"per host", func(c *Config) { c.DICOM.MaxPerHost = -1 }, "dicom.max_connections_per_host: must be 0 (no limit) or more"},
+		{"tls without cert", func(c *Config) { c.DICOM.TLS.Port = 2762 }, "dicom.tls: port 2762 needs cert and key"},
+		{"tls port clash", func(c *Config) { c.DICOM.TLS = TLS{Port: 11112, Cert: "c", Key: "k", ClientCerts: "none"} }, "dicom.tls.port: must differ from dicom.port"},
+		{"tls client certs", func(c *Config) { c.DICOM.TLS.ClientCerts = "maybe" }, `dicom.tls.client_certs: must be none, optional or required, got "maybe"`},
+		{"tls client certs without ca", func(c *Config) { c.DICOM.TLS = TLS{Port: 2762, Cert: "c", Key: "k", ClientCerts: "required"} }, "dicom.tls.ca: client_certs required needs a CA"},
+		{"cert name without tls", func(c *Config) { c.DICOM.AllowedCallers = []Caller{{AETitle: "CT1", CertName: "ct1"}} }, "dicom.allowed_callers[0].cert_name: needs dicom.tls.port"},
+		{"tls peer without ca", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "peers[0].tls: needs dicom.tls.ca"},
+		{"tls destination without ca", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "pipeline.destinations[0].tls: SEG delivery over TLS is not supported yet"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: must be one of trace, debug, info, warn, error, got "verbose"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: must be auto, json or console, got "xml"`},
 	}

@@ -86,9 +86,11 @@ func TestValidatePipelineNamesKeys(t *testing.T) {
 		{"backoff order", func(c *Config) { c.Pipeline.SegmentRetry.Max = time.Millisecond }, "pipeline.segment_retry.max: must not be shorter than"},
 		{"channel", func(c *Config) { c.Pipeline.Routing = []Route{{Channel: "brain"}} }, `pipeline.routing[0].channel: must be one of dermoscopy`},
 		{"sop class", func(c *Config) { c.Pipeline.Routing = []Route{{Channel: "xray", SOPClassUID: []string{"1.02"}}} }, "pipeline.routing[0].sop_class_uid[0]"},
-		{"dest ae", func(c *Config) { c.Pipeline.Destinations = []Peer{{"", "h", 104}} }, "pipeline.destinations[0].ae_title"},
-		{"dest port", func(c *Config) { c.Pipeline.Destinations = []Peer{{"A", "h", 0}} }, "pipeline.destinations[0].port: must be 1..65535"},
-		{"dest dup", func(c *Config) { c.Pipeline.Destinations = []Peer{{"A", "h", 1}, {"A", "h", 1}} }, "pipeline.destinations[1]: A@h:1 is already pipeline.destinations[0]"},
+		{"dest ae", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "", Host: "h", Port: 104}} }, "pipeline.destinations[0].ae_title"},
+		{"dest port", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "A", Host: "h", Port: 0}} }, "pipeline.destinations[0].port: must be 1..65535"},
+		{"dest dup", func(c *Config) {
+			c.Pipeline.Destinations = []Peer{{AETitle: "A", Host: "h", Port: 1}, {AETitle: "A", Host: "h", Port: 1}}
+		}, "pipeline.destinations[1]: A@h:1 is already pipeline.destinations[0]"},
 		{"provider", func(c *Config) { c.Model.Provider = "rocm" }, `model.provider: must be one of auto, cpu`},
 		{"batch", func(c *Config) { c.Model.Batch = -1 }, "model.batch"},
 		{"http", func(c *Config) { c.HTTP.Addr = "8080" }, `http.addr: must be HOST:PORT`},

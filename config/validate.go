@@ -91,6 +91,14 @@ func (c Config) Validate() error {
 	checkDuration("dicom.timeouts.artim", d.Timeouts.ARTIM)
 	checkDuration("dicom.timeouts.idle", d.Timeouts.Idle)
 	checkDuration("dicom.timeouts.dimse", d.Timeouts.DIMSE)
+	checkDuration("dicom.timeouts.first_pdu", d.Timeouts.FirstPDU)
+	if d.MaxPending < 1 {
+		bad("dicom.max_pending_connections", "must be at least 1, got %d", d.MaxPending)
+	}
+	if d.MaxPerHost < 0 {
+		bad("dicom.max_connections_per_host", "must be 0 (no limit) or more, got %d", d.MaxPerHost)
+	}
+	c.validateTLS(bad, checkPort)
 
 	switch c.Store.Duplicates {
 	case DuplicatesOverwrite, DuplicatesKeep, DuplicatesReject:
@@ -124,6 +132,45 @@ func (c Config) Validate() error {
 		bad("log.format", "must be auto, json or console, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// validateTLS checks dicom.tls and the keys that depend on it.
+func (c Config) validateTLS(bad func(key, format string, args ...any), checkPort func(key string, port int)) {
+	t := c.DICOM.TLS
+	if t.Port != 0 {
+		checkPort("dicom.tls.port", t.Port)
+		if t.Port == c.DICOM.Port {
+			bad("dicom.tls.port", "must differ from dicom.port (%d)", c.DICOM.Port)
+		}
+		if t.Cert == "" || t.Key == "" {
+			bad("dicom.tls", "port %d needs cert and key (PEM files)", t.Port)
+		}
+	}
+	switch t.ClientCerts {
+	case ClientCertsNone, ClientCertsOptional, ClientCertsRequired:
+	default:
+		bad("dicom.tls.client_certs", "must be none, optional or required, got %q", t.ClientCerts)
+	}
+	if t.ClientCerts != ClientCertsNone && t.Port != 0 && t.CA == "" {
+		bad("dicom.tls.ca", "client_certs %s needs a CA (PEM file) to verify them", t.ClientCerts)
+	}
+	for i, cl := range c.DICOM.AllowedCallers {
+		if cl.CertName != "" && (t.Port == 0 || t.ClientCerts == ClientCertsNone) {
+			bad(fmt.Sprintf("dicom.allowed_callers[%d].cert_name", i), "needs dicom.tls.port and dicom.tls.client_certs optional or required")
+		}
+	}
+	for i, p := range c.Peers {
+		if p.TLS && t.CA == "" {
+			bad(fmt.Sprintf("peers[%d].tls", i), "needs dicom.tls.ca to verify the peer's certificate")
+		}
+	}
+	for i, p := range c.Pipeline.Destinations {
+		if p.TLS {
+			// The pipeline does not dial through scp.DialPeer yet: refuse rather than send in
+			// the clear to a destination the file says is TLS.
+			bad(fmt.Sprintf("pipeline.destinations[%d].tls", i), "SEG delivery over TLS is not supported yet")
+		}
+	}
 }
 
 // Providers are the accepted values of model.provider (seg/runtime's names;

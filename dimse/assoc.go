@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,9 +20,14 @@ import (
 
 // Timeouts bound every wait on a peer.
 type Timeouts struct {
-	// ARTIM bounds the wait for an A-ASSOCIATE-RQ after connect and for the peer to close after a
-	// release or abort (PS3.8 9.1.5).
+	// ARTIM bounds the wait for the peer to close after a reject, release or abort (PS3.8 9.1.5),
+	// and the service user's answer to an A-ASSOCIATE indication.
 	ARTIM time.Duration
+	// FirstPDU is ARTIM's run in Sta2 (AE-5): from the transport connection to the last byte of
+	// the A-ASSOCIATE-RQ, the TLS handshake included. PS3.8 leaves ARTIM's value to the
+	// implementation; a real requestor sends its request at once, so a connection that stays
+	// silent is let go long before the 30 s of ARTIM's other uses.
+	FirstPDU time.Duration
 	// Idle bounds the wait for the next message on an established association.
 	Idle time.Duration
 	// DIMSE bounds the wait for a response, and each read or write within a message: a peer that
@@ -29,15 +35,19 @@ type Timeouts struct {
 	DIMSE time.Duration
 }
 
-// DefaultTimeouts are DCMTK-like: 30 s ARTIM and DIMSE, five minutes idle.
+// DefaultTimeouts are DCMTK-like: 30 s ARTIM and DIMSE, five minutes idle; 10 s for the
+// A-ASSOCIATE-RQ after connect.
 func DefaultTimeouts() Timeouts {
-	return Timeouts{ARTIM: 30 * time.Second, Idle: 5 * time.Minute, DIMSE: 30 * time.Second}
+	return Timeouts{ARTIM: 30 * time.Second, FirstPDU: 10 * time.Second, Idle: 5 * time.Minute, DIMSE: 30 * time.Second}
 }
 
 func (t Timeouts) withDefaults() Timeouts {
 	d := DefaultTimeouts()
 	if t.ARTIM <= 0 {
 		t.ARTIM = d.ARTIM
+	}
+	if t.FirstPDU <= 0 {
+		t.FirstPDU = min(d.FirstPDU, t.ARTIM)
 	}
 	if t.Idle <= 0 {
 		t.Idle = d.Idle
@@ -59,12 +69,15 @@ type PresentationContext struct {
 
 // Errors that end an association; callers tell them apart with errors.Is.
 var (
-	ErrReleased      = errors.New("association released")
-	ErrAborted       = errors.New("association aborted")
-	ErrPeerAborted   = errors.New("association aborted by peer")
-	ErrRejected      = errors.New("association rejected")
-	ErrClosed        = errors.New("transport connection closed")
-	errReleaseByPeer = errors.New("peer requested release")
+	ErrReleased    = errors.New("association released")
+	ErrAborted     = errors.New("association aborted")
+	ErrPeerAborted = errors.New("association aborted by peer")
+	ErrRejected    = errors.New("association rejected")
+	ErrClosed      = errors.New("transport connection closed")
+	// ErrReleaseRequested: the peer sent A-RELEASE-RQ (PS3.8 7.2), possibly in the middle of a
+	// message, whose data then ends with this error. The operation in progress cannot complete;
+	// its response may still be sent (Sta8, AR-7), after which the server answers the release.
+	ErrReleaseRequested = errors.New("peer requested release")
 )
 
 // IsAssociationGone reports whether err ended the association (aborted by either side, or the
@@ -102,9 +115,14 @@ type Association struct {
 	CallingAE, CalledAE string
 	PeerImplementation  string
 	contexts            map[byte]*PresentationContext
+	// tlsState is the TLS connection's state once its handshake is done; nil on plain TCP.
+	tlsState *tls.ConnectionState
 
 	// artim is when the ARTIM timer expires; zero while it is stopped.
 	artim time.Time
+	// abortSent is set once this side has sent an A-ABORT: the association then only waits for
+	// the peer to close.
+	abortSent bool
 
 	// pdus reads PDU headers and the bodies of PDUs other than P-DATA-TF into a reused buffer.
 	pdus *PDUReader
@@ -186,12 +204,20 @@ func (a *Association) closeTransport() {
 	_ = a.conn.Close()
 }
 
-// awaitClose is Sta13: the peer is expected to close the connection; ARTIM bounds the wait and
-// any PDU that still arrives is ignored (AA-6) or answered with an abort (AA-7).
+// awaitClose is Sta13: the peer is expected to close the connection; ARTIM bounds the wait.
+// After an A-RELEASE-RP or A-ASSOCIATE-RJ a PDU that still arrives is ignored (AA-6) or answered
+// with an abort (AA-7). Once an A-ABORT has gone out, nothing more is read into the state machine:
+// whatever follows a PDU bad enough to abort on cannot even be split into PDUs reliably, and
+// answering each piece would be one abort per six bytes of garbage. The bytes are read and
+// dropped only to see the close.
 func (a *Association) awaitClose() {
 	deadline := a.readDeadline(a.timeouts.ARTIM)
 	for a.state == sta13 {
 		_ = a.conn.SetReadDeadline(deadline)
+		if a.abortSent {
+			a.drainUntilClosed()
+			return
+		}
 		h, err := a.pdus.ReadHeader()
 		var pe *ProtocolError
 		switch {
@@ -202,15 +228,11 @@ func (a *Association) awaitClose() {
 			}
 			continue
 		case err != nil:
-			if isTimeout(err) {
-				_, _ = a.fire(evt18, eventArgs{})
-			} else {
-				_, _ = a.fire(evt17, eventArgs{})
-			}
+			a.closedOrExpired(err)
 			return
 		}
 		if _, err := io.CopyN(io.Discard, a.r, int64(h.Length)); err != nil {
-			_, _ = a.fire(evt17, eventArgs{})
+			a.closedOrExpired(err)
 			return
 		}
 		if _, err := a.fire(eventForPDU(h.Type), eventArgs{reason: AbortReasonUnexpectedPDU}); err != nil {
@@ -219,6 +241,26 @@ func (a *Association) awaitClose() {
 		}
 	}
 	a.closeTransport()
+}
+
+// drainUntilClosed reads and drops what the peer sends until it closes (Evt17, AR-5) or ARTIM
+// expires (Evt18, AA-2), under the read deadline already set.
+func (a *Association) drainUntilClosed() {
+	_, err := io.Copy(io.Discard, a.r)
+	if err == nil {
+		err = io.EOF
+	}
+	a.closedOrExpired(err)
+	a.closeTransport()
+}
+
+// closedOrExpired fires the event a failed read in Sta13 stands for: ARTIM's expiry or the close.
+func (a *Association) closedOrExpired(err error) {
+	if isTimeout(err) {
+		_, _ = a.fire(evt18, eventArgs{})
+	} else {
+		_, _ = a.fire(evt17, eventArgs{})
+	}
 }
 
 // abortProvider ends the association after a protocol error on our side of the wire (AA-8).
@@ -273,7 +315,9 @@ func (a *Association) readEvent(timeout time.Duration) (event, PDU, error) {
 		a.pduLeft = h.Length
 		return evt10, nil, nil
 	}
-	_ = a.conn.SetReadDeadline(time.Now().Add(a.timeouts.DIMSE))
+	// The whole PDU, not only its header, is within ARTIM where ARTIM runs (Sta2: a requestor
+	// that trickles its A-ASSOCIATE-RQ byte by byte still has to finish in time).
+	_ = a.conn.SetReadDeadline(a.readDeadline(a.timeouts.DIMSE))
 	p, err := a.pdus.ReadBody(h)
 	switch {
 	case errors.As(err, &pe):
@@ -347,7 +391,7 @@ func (a *Association) handleNonData(e event, p PDU, cause error) error {
 	}
 	switch act {
 	case ar2: // A-RELEASE-RQ in Sta6: the caller answers with A-RELEASE-RP.
-		return errReleaseByPeer
+		return ErrReleaseRequested
 	case aa3:
 		if ab, ok := p.(*Abort); ok {
 			return &AbortError{*ab}

@@ -2,6 +2,7 @@ package dimse
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,10 @@ type ClientConfig struct {
 	// Implementation identifies us in A-ASSOCIATE-RQ.
 	ImplementationClassUID    string
 	ImplementationVersionName string
+	// TLS, when set, runs the association over TLS (PS3.15 B) with this configuration: its
+	// RootCAs verify the acceptor, its Certificates are ours when the acceptor asks for one.
+	// The server name checked is the host Dial was given unless ServerName is set.
+	TLS *tls.Config
 }
 
 // Client is the requestor side of one association.
@@ -69,7 +74,20 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	var tlsState *tls.ConnectionState
+	if cfg.TLS != nil {
+		hctx, cancel := context.WithTimeout(ctx, t.ARTIM)
+		tc, err := dialTLS(hctx, conn, addr, cfg.TLS)
+		cancel()
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		st := tc.ConnectionState()
+		conn, tlsState = tc, &st
+	}
 	a := newAssociation(conn, true, t, log, rq.UserInfo.MaxLength)
+	a.tlsState = tlsState
 	_, _ = a.fire(evt1, eventArgs{}) // AE-1, done above: Sta4
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()

@@ -19,12 +19,15 @@
 //	command.go   PS3.7 9.3 and Annex E, the command sets of C-ECHO, C-STORE, C-FIND, C-MOVE,
 //	             C-GET and C-CANCEL: one Go type per message, its encoder and decoder side by
 //	             side; statuses (PS3.7 Annex C).
-//	server.go    The acceptor: the accept loop, association negotiation (PS3.8 7.1, PS3.7 D.3:
-//	             AE titles, presentation contexts, SCP/SCU roles) and dispatch of requests to
-//	             handlers by SOP class and command field.
+//	server.go    The acceptor: the accept loop and the admission of connections (pending ones
+//	             bounded apart from associations), association negotiation (PS3.8 7.1, PS3.7
+//	             D.3: AE titles, presentation contexts, SCP/SCU roles) and dispatch of requests
+//	             to handlers by SOP class and command field.
 //	client.go    The requestor: A-ASSOCIATE (Dial), C-ECHO, C-STORE, release and abort.
 //	retrieve.go  C-FIND, C-MOVE and C-GET as a requestor (PS3.4 C.4), C-CANCEL, and an SCP's look
 //	             for a C-CANCEL between its pending responses.
+//	tls.go       PS3.15 Annex B: the BCP 195 profiles, the acceptor's handshake within ARTIM's first
+//	             run, the requestor's; the names of a certificate for an allow-list.
 //	poll_*.go    That look, without blocking and without consuming what the peer sent.
 //	uids.go      The UIDs the upper layer itself needs.
 //

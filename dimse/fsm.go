@@ -227,6 +227,14 @@ func (a *Association) readDeadline(timeout time.Duration) time.Time {
 	return d
 }
 
+// sendAbort sends an A-ABORT, best effort: a transport that cannot take it is ending anyway. From
+// then on the association only waits for the close (awaitClose): nothing more the peer sends is
+// read as a PDU.
+func (a *Association) sendAbort(p *Abort) {
+	_ = a.send(p)
+	a.abortSent = true
+}
+
 // sendOrClose sends a PDU an action owes the peer; a transport that cannot take it is closed.
 func (a *Association) sendOrClose(p PDU) error {
 	if err := a.send(p); err != nil {
@@ -256,9 +264,10 @@ func confirmAssociateReject(a *Association, _ eventArgs) (state, error) {
 	return sta1, nil
 }
 
-// AE-5: issue transport connection response primitive; start ARTIM timer.
+// AE-5: issue transport connection response primitive; start ARTIM timer. This run of ARTIM
+// lasts Timeouts.FirstPDU.
 func acceptTransportConnection(a *Association, _ eventArgs) (state, error) {
-	a.startARTIM()
+	a.artim = time.Now().Add(a.timeouts.FirstPDU)
 	return sta2, nil
 }
 
@@ -278,7 +287,8 @@ func examineAssociateRQ(a *Association, in eventArgs) (state, error) {
 	}
 	_ = a.send(rj)
 	a.startARTIM()
-	a.log.Warn().Stringer("reject", rj).Msg("association rejected by the upper layer")
+	a.log.Warn().Stringer("reject", rj).Uint16("protocol_version", rq.ProtocolVersion).Str("application_context", rq.ApplicationContext).
+		Strs("missing", rq.missingItems()).Msg("association rejected by the upper layer")
 	return sta13, nil
 }
 
@@ -289,6 +299,12 @@ func providerCheck(rq *AssociateRQ) *AssociateRJ {
 	}
 	if rq.ApplicationContext != ApplicationContextName {
 		return &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonAppContextNotSupported}
+	}
+	// A request without an item PS3.8 9.3.2 makes mandatory decodes, but no association can be
+	// built on it: no presentation context to carry data, no maximum length to fragment to.
+	// It is the provider's to refuse, and PS3.8 9.3.4 has no reason more precise than none given.
+	if len(rq.missingItems()) > 0 {
+		return &AssociateRJ{Result: RejectPermanent, Source: RejectSourceACSE, Reason: RejectReasonACSENoReason}
 	}
 	return nil
 }
@@ -382,7 +398,7 @@ func confirmCollisionRelease(a *Association, _ eventArgs) (state, error) { retur
 // AA-1: send A-ABORT PDU (service-user source) and start (or restart if already started) ARTIM
 // timer. The abort is best effort: a transport that cannot take it is ending anyway.
 func sendUserAbort(a *Association, _ eventArgs) (state, error) {
-	_ = a.send(&Abort{Source: AbortSourceUser, Reason: AbortReasonNotSpecified})
+	a.sendAbort(&Abort{Source: AbortSourceUser, Reason: AbortReasonNotSpecified})
 	a.startARTIM()
 	return sta13, nil
 }
@@ -420,14 +436,14 @@ func ignorePDU(a *Association, _ eventArgs) (state, error) { return sta13, nil }
 
 // AA-7: send A-ABORT PDU.
 func answerWithAbort(a *Association, _ eventArgs) (state, error) {
-	_ = a.send(&Abort{Source: AbortSourceUser, Reason: AbortReasonNotSpecified})
+	a.sendAbort(&Abort{Source: AbortSourceUser, Reason: AbortReasonNotSpecified})
 	return sta13, nil
 }
 
 // AA-8: send A-ABORT PDU (service-provider source), issue an A-P-ABORT indication, and start ARTIM
 // timer.
 func sendProviderAbort(a *Association, in eventArgs) (state, error) {
-	_ = a.send(&Abort{Source: AbortSourceProvider, Reason: in.reason})
+	a.sendAbort(&Abort{Source: AbortSourceProvider, Reason: in.reason})
 	a.startARTIM()
 	return sta13, nil
 }

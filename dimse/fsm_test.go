@@ -174,7 +174,9 @@ func argsFor(e event) eventArgs {
 	case evt2:
 		in.pdu = samplePDUs()["associate-rq"]
 	case evt6:
-		in.pdu = &AssociateRQ{ProtocolVersion: 1, CalledAE: "ESPNODE", CallingAE: "PEER", ApplicationContext: ApplicationContextName}
+		in.pdu = &AssociateRQ{ProtocolVersion: 1, CalledAE: "ESPNODE", CallingAE: "PEER", ApplicationContext: ApplicationContextName,
+			PresentationContexts: []PresentationContextRQ{{ID: 1, AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}}},
+			UserInfo:             UserInfo{MaxLength: 16384, hasMaxLength: true}, hasUserInfo: true}
 	case evt7:
 		in.pdu = samplePDUs()["associate-ac"]
 	case evt8:

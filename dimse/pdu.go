@@ -357,15 +357,22 @@ func decodeAssociateHeader(body []byte) (version uint16, called, calling string,
 		return 0, "", "", nil, protoErr(AbortReasonInvalidParameter, "A-ASSOCIATE header truncated")
 	}
 	version = binary.BigEndian.Uint16(body)
-	called = strings.TrimSpace(string(body[4:20]))
-	calling = strings.TrimSpace(string(body[20:36]))
+	called, calling = aeField(body[4:20]), aeField(body[20:36])
 	return version, called, calling, body[associateHeaderLength:], nil
+}
+
+// aeField reads an AE title field. Only spaces (20H) are non-significant (PS3.8 Table 9-11);
+// anything else, control characters included, is kept for the acceptor to judge, except NULs
+// that pad the end, which some implementations write and DCMTK reads as the end of the title.
+func aeField(f []byte) string {
+	return strings.Trim(strings.TrimRight(string(f), "\x00 "), " ")
 }
 
 // associateFields are what A-ASSOCIATE-RQ and -AC share after the fixed header.
 type associateFields struct {
-	appContext string
-	userInfo   UserInfo
+	appContext  string
+	userInfo    UserInfo
+	hasUserInfo bool
 }
 
 // decodeAssociateItems walks the variable items of an A-ASSOCIATE-RQ or -AC: the application
@@ -389,6 +396,7 @@ func decodeAssociateItems(rest []byte, t PDUType, pcItem byte, onContext func([]
 			if err := f.userInfo.decode(v); err != nil {
 				return f, err
 			}
+			f.hasUserInfo = true
 		default:
 			return f, protoErr(AbortReasonUnrecognizedParameter, "unexpected item 0x%02X in %s", typ, t)
 		}
@@ -410,6 +418,9 @@ type AssociateRQ struct {
 	ApplicationContext   string
 	PresentationContexts []PresentationContextRQ
 	UserInfo             UserInfo
+	// hasUserInfo records that a decoded request carried the user information item, which PS3.8
+	// 9.3.2 makes mandatory; Encode always writes one.
+	hasUserInfo bool
 }
 
 func (*AssociateRQ) Type() PDUType { return TypeAssociateRQ }
@@ -439,8 +450,25 @@ func (p *AssociateRQ) Decode(body []byte) error {
 	if err != nil {
 		return err
 	}
-	p.ApplicationContext, p.UserInfo = f.appContext, f.userInfo
+	p.ApplicationContext, p.UserInfo, p.hasUserInfo = f.appContext, f.userInfo, f.hasUserInfo
 	return nil
+}
+
+// missingItems names the items PS3.8 9.3.2 requires of an A-ASSOCIATE-RQ that a decoded request
+// lacks: at least one presentation context, the user information item and its maximum length
+// sub-item (PS3.8 D.1). The decoder accepts their absence so that AE-6 can answer it with an
+// A-ASSOCIATE-RJ rather than the requestor seeing only an abort.
+func (p *AssociateRQ) missingItems() []string {
+	var out []string
+	if len(p.PresentationContexts) == 0 {
+		out = append(out, "presentation context item")
+	}
+	if !p.hasUserInfo {
+		out = append(out, "user information item")
+	} else if !p.UserInfo.hasMaxLength {
+		out = append(out, "maximum length sub-item")
+	}
+	return out
 }
 
 // PresentationContextRQ proposes one abstract syntax with the transfer syntaxes the requestor
@@ -592,6 +620,9 @@ type UserInfo struct {
 	// Extended negotiation (SOP class and common extended) and unknown sub-items are kept as bytes:
 	// the node has no use for their contents but must not lose or misread them.
 	Extended []RawItem
+	// hasMaxLength records that a decoded item carried the mandatory maximum length sub-item;
+	// appendItem always writes one.
+	hasMaxLength bool
 }
 
 func (u *UserInfo) appendItem(b []byte) []byte {
@@ -633,6 +664,7 @@ func (u *UserInfo) decode(v []byte) error {
 				return protoErr(AbortReasonInvalidParameter, "maximum length sub-item length %d", len(sub))
 			}
 			u.MaxLength = binary.BigEndian.Uint32(sub)
+			u.hasMaxLength = true
 		case itemImplementationClass:
 			uid, err := decodeUID("implementation class", sub)
 			if err != nil {

@@ -18,8 +18,9 @@ func samplePDUs() map[string]PDU {
 				{ID: 1, AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}},
 				{ID: 3, AbstractSyntax: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian, "1.2.840.10008.1.2.4.50"}},
 			},
+			hasUserInfo: true,
 			UserInfo: UserInfo{
-				MaxLength: 16384, ImplementationClassUID: "1.2.826.0.1.3680043.9.7433.1", ImplementationVersionName: "ESPNODE_0_1",
+				MaxLength: 16384, hasMaxLength: true, ImplementationClassUID: "1.2.826.0.1.3680043.9.7433.1", ImplementationVersionName: "ESPNODE_0_1",
 				AsyncOps:       &AsyncOpsWindow{MaxInvoked: 4, MaxPerformed: 2},
 				RoleSelections: []RoleSelection{{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SCURole: false, SCPRole: true}},
 				UserIdentity:   &UserIdentity{Type: 2, PositiveResponseRequired: true, Primary: []byte("user"), Secondary: []byte("secret")},
@@ -38,7 +39,7 @@ func samplePDUs() map[string]PDU {
 				{ID: 5, Result: ResultTransferSyntaxesNotSupported, TransferSyntax: ""},
 			},
 			UserInfo: UserInfo{
-				MaxLength: 262144, ImplementationClassUID: "1.2.3", ImplementationVersionName: "X",
+				MaxLength: 262144, hasMaxLength: true, ImplementationClassUID: "1.2.3", ImplementationVersionName: "X",
 				AsyncOps:             &AsyncOpsWindow{MaxInvoked: 1, MaxPerformed: 1},
 				RoleSelections:       []RoleSelection{{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SCURole: true, SCPRole: true}},
 				UserIdentityResponse: []byte("token"),
@@ -125,7 +126,8 @@ func TestAssociateRQWireLayout(t *testing.T) {
 	want := &AssociateRQ{
 		ProtocolVersion: 1, CalledAE: "ANY-SCP", CallingAE: "ECHOSCU", ApplicationContext: ApplicationContextName,
 		PresentationContexts: []PresentationContextRQ{{ID: 1, AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}}},
-		UserInfo:             UserInfo{MaxLength: 16384, ImplementationClassUID: "1.2.276.0.7230010.3.0.3.6.7", ImplementationVersionName: "OFFIS_DCMTK_367"},
+		UserInfo:             UserInfo{MaxLength: 16384, hasMaxLength: true, ImplementationClassUID: "1.2.276.0.7230010.3.0.3.6.7", ImplementationVersionName: "OFFIS_DCMTK_367"},
+		hasUserInfo:          true,
 	}
 	if !reflect.DeepEqual(rq, want) {
 		t.Fatalf("got %#v\nwant %#v", rq, want)

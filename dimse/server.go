@@ -1,7 +1,9 @@
 package dimse
 
 import (
+	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/dcm"
 )
 
 // Request is one DIMSE request received by a Server.
@@ -109,8 +113,9 @@ type Policy struct {
 	AETitle string
 	// StrictCalledAE rejects requests whose called AE title is not AETitle.
 	StrictCalledAE bool
-	// CallerAllowed, when set, decides whether a calling AE title from an address may associate.
-	CallerAllowed func(ctx context.Context, callingAE string, remote net.Addr) bool
+	// CallerAllowed, when set, decides whether a requestor may associate: its calling AE title,
+	// its address and, on a TLS connection, its verified certificate.
+	CallerAllowed func(ctx context.Context, r Requestor) bool
 	// TransferSyntaxes returns the transfer syntaxes accepted for an abstract syntax, in the order
 	// of preference; none means the abstract syntax is not supported.
 	TransferSyntaxes func(ctx context.Context, abstractSyntax string) []string
@@ -120,12 +125,31 @@ type Policy struct {
 	SendTransferSyntaxes func(ctx context.Context, abstractSyntax string) []string
 }
 
-// Server accepts associations and serves their requests, one goroutine per association.
+// Requestor is what an acceptor knows of the peer asking for an association.
+type Requestor struct {
+	CallingAE string
+	Addr      net.Addr
+	// TLS is the state of the connection when it is TLS (PS3.15 B), nil on plain TCP; its
+	// PeerCertificates[0] is the client certificate, verified, when the peer sent one.
+	TLS *tls.ConnectionState
+}
+
+// Server accepts associations and serves their requests, one goroutine per association. Serve may
+// run on several listeners at once (plain TCP and TLS): the limits are shared.
 type Server struct {
 	Policy  Policy
 	Handler Handler
-	// MaxAssociations caps concurrent associations; more are rejected as transient (0: 64).
+	// MaxAssociations caps concurrent established associations, counted from their
+	// A-ASSOCIATE-RQ; more are rejected as transient, local limit exceeded (0: 64).
 	MaxAssociations int
+	// MaxPending caps connections that have not yet sent a whole A-ASSOCIATE-RQ (Sta2); a
+	// connection beyond it is closed at once. They do not count toward MaxAssociations, so
+	// silent sockets cannot lock requestors out of it, and Timeouts.FirstPDU ends each of them
+	// soon (0: 64).
+	MaxPending int
+	// MaxPerHost caps the connections from one IP address, pending and established together; one
+	// beyond it is closed at once (0: no limit).
+	MaxPerHost int
 	// MaxPDULength is the maximum P-DATA-TF length announced to peers (0: DefaultMaxPDULength).
 	MaxPDULength uint32
 	Timeouts     Timeouts
@@ -138,7 +162,14 @@ type Server struct {
 
 	mu     sync.Mutex
 	active map[*Association]struct{}
-	wg     sync.WaitGroup
+	// Admission (under mu): connections in Sta2, oldest first; the count of established
+	// associations; connections of both kinds per remote IP address.
+	pendingConns list.List
+	established  int
+	perHost      map[string]int
+	// refusals logs connections closed at admission, sampled: a flood must not flood the log.
+	refusals zerolog.Logger
+	wg       sync.WaitGroup
 }
 
 // ListenAndServe listens on addr and serves until ctx is cancelled.
@@ -157,11 +188,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // retried after a pause that doubles from 5 ms up to 1 s, as net/http's Server.Serve does; any
 // other ends Serve with the error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	if s.active == nil {
-		s.active = map[*Association]struct{}{}
-	}
-	s.mu.Unlock()
+	s.init()
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
@@ -189,7 +216,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(connCtx, conn)
+			s.handle(connCtx, conn)
 		}()
 	}
 	s.shutdown(cancelConns)
@@ -271,11 +298,111 @@ func (s *Server) shutdown(cancel context.CancelFunc) {
 	}
 }
 
-func (s *Server) track(a *Association) (count int) {
+func (s *Server) init() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil {
+		s.active = map[*Association]struct{}{}
+		s.perHost = map[string]int{}
+		s.refusals = s.Logger.Sample(&zerolog.BurstSampler{Burst: 10, Period: 10 * time.Second})
+	}
+}
+
+// handle admits a connection, serves it and gives its place back.
+func (s *Server) handle(ctx context.Context, conn net.Conn) {
+	pc, why := s.admit(conn)
+	if why != "" {
+		s.refusals.Warn().Str("peer", conn.RemoteAddr().String()).Str("limit", why).Msg("connection refused before association: closed")
+		_ = conn.Close()
+		return
+	}
+	defer s.leave(pc)
+	s.serveConn(ctx, conn, func() (int, bool) { return s.establish(pc) })
+}
+
+// admitted is one connection's place in the admission counts.
+type admitted struct {
+	conn        net.Conn
+	host        string
+	pending     *list.Element // in Server.pendingConns while in Sta2; nil after
+	established bool
+	evicted     bool
+}
+
+// hostOf is the IP address a per-host limit counts by.
+func hostOf(addr net.Addr) string {
+	if t, ok := addr.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	h, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	return h
+}
+
+// admit counts a new connection as pending, or says which limit refuses it. With MaxPending
+// connections already pending, the oldest of them is closed to make room: a requestor sends its
+// A-ASSOCIATE-RQ within milliseconds of connecting, so a flood of silent sockets pushes out only
+// its own, while closing the newcomer instead would lock every real requestor out until the
+// flood's sockets time out.
+func (s *Server) admit(conn net.Conn) (*admitted, string) {
+	maxPending := s.MaxPending
+	if maxPending <= 0 {
+		maxPending = 64
+	}
+	host := hostOf(conn.RemoteAddr())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.MaxPerHost > 0 && s.perHost[host] >= s.MaxPerHost {
+		return nil, "connections per host"
+	}
+	for s.pendingConns.Len() >= maxPending {
+		old := s.pendingConns.Remove(s.pendingConns.Front()).(*admitted)
+		old.pending, old.evicted = nil, true
+		_ = old.conn.Close()
+		s.refusals.Warn().Str("peer", old.conn.RemoteAddr().String()).Msg("pending connection without A-ASSOCIATE-RQ closed to make room")
+	}
+	pc := &admitted{conn: conn, host: host}
+	pc.pending = s.pendingConns.PushBack(pc)
+	s.perHost[host]++
+	return pc, ""
+}
+
+// establish moves a connection from pending to established, once its A-ASSOCIATE-RQ is in, and
+// returns the number of established associations, itself included; false when the connection
+// was evicted meanwhile.
+func (s *Server) establish(pc *admitted) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pc.evicted {
+		return 0, false
+	}
+	s.pendingConns.Remove(pc.pending)
+	pc.pending, pc.established = nil, true
+	s.established++
+	return s.established, true
+}
+
+func (s *Server) leave(pc *admitted) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pc.pending != nil {
+		s.pendingConns.Remove(pc.pending)
+		pc.pending = nil
+	}
+	if pc.established {
+		s.established--
+	}
+	if s.perHost[pc.host]--; s.perHost[pc.host] <= 0 {
+		delete(s.perHost, pc.host)
+	}
+}
+
+func (s *Server) track(a *Association) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active[a] = struct{}{}
-	return len(s.active)
 }
 
 func (s *Server) untrack(a *Association) {
@@ -284,10 +411,13 @@ func (s *Server) untrack(a *Association) {
 	delete(s.active, a)
 }
 
-func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
+// serveConn runs one connection from AE-5 to its end. established is called once the
+// A-ASSOCIATE-RQ is in; it returns the count of established associations, or false when the
+// connection has been closed to make room.
+func (s *Server) serveConn(ctx context.Context, conn net.Conn, established func() (int, bool)) {
 	log := s.Logger.With().Str("peer", conn.RemoteAddr().String()).Logger()
 	a := newAssociation(conn, false, s.Timeouts, log, s.MaxPDULength)
-	n := s.track(a)
+	s.track(a)
 	defer s.untrack(a)
 	defer a.closeTransport()
 
@@ -295,16 +425,28 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		log.Error().Err(err).Msg("association")
 		return
 	}
-	e, p, err := a.readEvent(a.timeouts.ARTIM)
+	if tc, ok := conn.(*tls.Conn); ok {
+		if err := a.handshake(ctx, tc); err != nil {
+			log.Warn().Err(err).Msg("TLS handshake failed: connection closed")
+			_, _ = a.fire(evt17, eventArgs{}) // AA-5: the transport never carried a request
+			return
+		}
+		log = a.log
+	}
+	e, p, err := a.readEvent(a.timeouts.FirstPDU)
 	if e != evt6 {
 		if e == evt18 {
-			log.Info().Msg("no A-ASSOCIATE-RQ before ARTIM expired: closing")
+			log.Info().Msg("no A-ASSOCIATE-RQ in time: closing")
 		} else if err != nil && !errors.Is(err, io.EOF) {
 			log.Warn().Err(err).Stringer("event", e).Msg("bad association request")
 		}
 		if _, ferr := a.fire(e, eventArgs{pdu: p, reason: reasonOf(err, AbortReasonUnexpectedPDU)}); ferr == nil && a.state == sta13 {
 			a.awaitClose()
 		}
+		return
+	}
+	n, ok := established()
+	if !ok {
 		return
 	}
 	rq := p.(*AssociateRQ)
@@ -328,7 +470,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	policyCtx, cancel := context.WithTimeout(ctx, a.timeouts.ARTIM)
-	ac, rj := s.negotiate(policyCtx, rq, conn.RemoteAddr(), n)
+	ac, rj := s.negotiate(policyCtx, rq, Requestor{CallingAE: rq.CallingAE, Addr: conn.RemoteAddr(), TLS: a.tlsState}, n)
 	cancel()
 	if rj != nil {
 		_, _ = a.fire(evt8, eventArgs{pdu: rj}) // AE-8
@@ -363,12 +505,23 @@ func validateContextIDs(rq *AssociateRQ) error {
 
 // negotiate is the service user's answer to an A-ASSOCIATE indication (Sta3): the AE titles, the
 // association limit and each presentation context.
-func (s *Server) negotiate(ctx context.Context, rq *AssociateRQ, remote net.Addr, active int) (*AssociateAC, *AssociateRJ) {
+func (s *Server) negotiate(ctx context.Context, rq *AssociateRQ, peer Requestor, active int) (*AssociateAC, *AssociateRJ) {
+	remote := peer.Addr
 	pol := s.Policy
+	// PS3.8 Table 9-11: sixteen spaces mean no AE title and shall not be used; PS3.5 6.2 (AE):
+	// no backslash, no control characters. Such a title names no application entity.
+	if err := dcm.CheckAE(rq.CalledAE); err != nil {
+		s.Logger.Warn().Str("called_ae", rq.CalledAE).Stringer("peer", remote).Err(err).Msg("called AE title invalid")
+		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCalledAENotRecognized}
+	}
+	if err := dcm.CheckAE(rq.CallingAE); err != nil {
+		s.Logger.Warn().Str("calling_ae", rq.CallingAE).Stringer("peer", remote).Err(err).Msg("calling AE title invalid")
+		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCallingAENotRecognized}
+	}
 	if pol.StrictCalledAE && !strings.EqualFold(strings.TrimSpace(rq.CalledAE), strings.TrimSpace(pol.AETitle)) {
 		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCalledAENotRecognized}
 	}
-	if pol.CallerAllowed != nil && !pol.CallerAllowed(ctx, rq.CallingAE, remote) {
+	if pol.CallerAllowed != nil && !pol.CallerAllowed(ctx, peer) {
 		return nil, &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectReasonCallingAENotRecognized}
 	}
 	limit := s.MaxAssociations
@@ -495,7 +648,7 @@ func (s *Server) serveMessages(ctx context.Context, a *Association) {
 			a.log.Warn().Err(err).Msg("unrecognized command: aborting association")
 			_ = a.Abort()
 			return
-		case errors.Is(err, errReleaseByPeer):
+		case errors.Is(err, ErrReleaseRequested):
 			if err := a.answerRelease(); err != nil {
 				a.log.Warn().Err(err).Msg("release")
 			}
@@ -514,12 +667,12 @@ func (s *Server) serveMessages(ctx context.Context, a *Association) {
 		req := &Request{Association: a, Context: pc, Command: msg, Data: data}
 		s.Handler.ServeDIMSE(ctx, w, req)
 		if d, ok := data.(*dataReader); ok {
-			if err := d.drain(); err != nil {
+			if err := d.drain(); err != nil && !errors.Is(err, ErrReleaseRequested) {
 				a.logEnd(err)
 				return
 			}
 		}
-		if !w.done {
+		if !w.done && (a.state == sta6 || a.state == sta8) {
 			if rsp := FailureResponse(msg, Status{Code: StatusProcessingFailure, ErrorComment: "no response from the service"}); rsp != nil {
 				if err := a.SendMessage(pc, rsp, nil); err != nil {
 					a.logEnd(err)
@@ -527,9 +680,20 @@ func (s *Server) serveMessages(ctx context.Context, a *Association) {
 				}
 			}
 		}
-		if a.state != sta6 {
-			return
+		switch a.state {
+		case sta6:
+			continue
+		case sta8:
+			// The peer asked for release before the operation was done (between the fragments of
+			// its data set, or while we waited for its answer to a C-GET sub-operation). PS3.8
+			// 7.2 lets the acceptor still send P-DATA (AR-7), so the failed operation has had its
+			// response; now the release completes as the peer asked (AR-4).
+			a.log.Warn().Uint16("command", msg.CommandField()).Msg("A-RELEASE-RQ before the operation completed: operation failed, association released")
+			if err := a.answerRelease(); err != nil {
+				a.log.Warn().Err(err).Msg("release")
+			}
 		}
+		return
 	}
 }
 

@@ -31,6 +31,12 @@ type testServer struct {
 
 func startServer(t testing.TB, configure func(*Server)) *testServer {
 	t.Helper()
+	return startServerOn(t, configure, nil)
+}
+
+// startServerOn is startServer on a listener wrap makes of the loopback one (TLS), when not nil.
+func startServerOn(t testing.TB, configure func(*Server), wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
 	ts := &testServer{stored: map[string][32]byte{}, done: make(chan error, 1)}
 	mux := NewServeMux()
 	mux.HandleFunc(VerificationSOPClass, FieldCEchoRQ, func(ctx context.Context, w ResponseWriter, r *Request) {
@@ -77,6 +83,9 @@ func startServer(t testing.TB, configure func(*Server)) *testServer {
 		t.Fatal(err)
 	}
 	ts.addr = ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
 	go func() { ts.done <- srv.Serve(ctx, ln) }()
@@ -166,7 +175,7 @@ func TestAssociationRejections(t *testing.T) {
 	ctx := context.Background()
 	strict := startServer(t, func(s *Server) {
 		s.Policy.StrictCalledAE = true
-		s.Policy.CallerAllowed = func(_ context.Context, ae string, _ net.Addr) bool { return ae == "TESTSCU" }
+		s.Policy.CallerAllowed = func(_ context.Context, r Requestor) bool { return r.CallingAE == "TESTSCU" }
 	})
 	tests := []struct {
 		name           string
@@ -389,6 +398,7 @@ func TestBadPeers(t *testing.T) {
 func TestStalledPeerDelaysNoOne(t *testing.T) {
 	ts := startServer(t, func(s *Server) {
 		s.MaxAssociations = 200
+		s.MaxPending = 200             // 100 connect at once: none is pushed out before its request is in
 		s.Timeouts.DIMSE = time.Minute // the stall outlasts the test
 	})
 	stalled := dialRaw(t, ts.addr)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,31 @@ type Peer struct {
 	AETitle string
 	Host    string
 	Port    int
+	// TLS: associations to this peer run over TLS (PS3.15 B), verified against the CA of the
+	// node's TLS configuration.
+	TLS bool
+	// OmitGetFailedList leaves the Failed SOP Instance UID List out of the final C-GET-RSP to
+	// this AE, for a requestor that cannot read it.
+	OmitGetFailedList bool
+}
+
+// Addr is the peer's address in net.Dial's form.
+func (p Peer) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// DialPeer requests an association with a peer of the AE table, over TLS with tlsConfig when the
+// peer is marked TLS. It is the one way the node dials a peer (C-MOVE here, SEG delivery in the
+// pipeline), so that the AE table's TLS setting applies to every outgoing association.
+func DialPeer(ctx context.Context, p Peer, tlsConfig *tls.Config, cfg dimse.ClientConfig) (*dimse.Client, error) {
+	if p.TLS {
+		if tlsConfig == nil {
+			return nil, fmt.Errorf("peer %s: marked TLS, but the node has no TLS configuration", p.AETitle)
+		}
+		cfg.TLS = tlsConfig
+	}
+	if cfg.CalledAE == "" {
+		cfg.CalledAE = p.AETitle
+	}
+	return dimse.Dial(ctx, p.Addr(), cfg)
 }
 
 // Index is what Query/Retrieve needs of the archive. *store.Store implements it.
@@ -435,7 +461,7 @@ func (s *Services) move(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 	c := &counter{sub: dimse.SubOperations{Remaining: uint16(len(instances)), Present: true}}
 	if len(instances) > 0 {
 		contexts := storageContexts(instances)
-		client, err := dimse.Dial(ctx, net.JoinHostPort(dest.Host, strconv.Itoa(dest.Port)), dimse.ClientConfig{
+		client, err := DialPeer(ctx, dest, s.opts.TLS, dimse.ClientConfig{
 			CallingAE: s.opts.AETitle, CalledAE: dest.AETitle, Contexts: contexts,
 			ImplementationClassUID: version.ImplementationClassUID, ImplementationVersionName: version.ImplementationVersionName(),
 		})
@@ -534,24 +560,24 @@ func (c closers) Close() error {
 func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
 	rq := r.Command.(*dimse.CGetRQ)
 	a := r.Association
-	respond := func(st dimse.Status, sub dimse.SubOperations) error {
+	respond := func(st dimse.Status, sub dimse.SubOperations, data []dcm.Element) error {
 		return w.Respond(&dimse.CGetRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
-			Status: st, SubOperations: sub}, nil)
+			Status: st, SubOperations: sub, Data: data != nil}, identifier(data, r.Context.TransferSyntax))
 	}
 	log := s.opts.Logger.With().Str("calling_ae", a.CallingAE).Logger()
 	elems, err := readIdentifier(r)
 	if err != nil {
-		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{})
+		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{}, nil)
 		return
 	}
 	instances, st, ok := s.retrieveSet(ctx, elems, rq.AffectedSOPClassUID)
 	if !ok {
-		_ = respond(st, dimse.SubOperations{})
+		_ = respond(st, dimse.SubOperations{}, nil)
 		return
 	}
 	c := &counter{sub: dimse.SubOperations{Remaining: uint16(len(instances)), Present: true}}
-	cancelled := false
-	for _, in := range instances {
+	cancelled, released := false, false
+	for i, in := range instances {
 		if !cancelled {
 			if cancelled, err = a.PollCancel(rq.MessageID); err != nil {
 				return
@@ -568,21 +594,39 @@ func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Req
 			}
 		}
 		c.done(in.SOPInstanceUID, st, err)
+		if errors.Is(err, dimse.ErrReleaseRequested) {
+			// The requestor asked to release before the retrieve was done: no sub-operation is
+			// started after that; the rest count as failed and the final response goes out.
+			released = true
+			for _, rest := range instances[i+1:] {
+				c.done(rest.SOPInstanceUID, dimse.Status{}, err)
+			}
+			break
+		}
 		if c.sub.Remaining > 0 && !cancelled {
-			if err := respond(dimse.Status{Code: dimse.StatusPending}, c.sub); err != nil {
+			if err := respond(dimse.Status{Code: dimse.StatusPending}, c.sub, nil); err != nil {
 				return
 			}
 		}
 	}
-	if cancelled {
-		_ = respond(dimse.Status{Code: dimse.StatusCancel}, c.sub)
+	if cancelled && !released {
+		_ = respond(dimse.Status{Code: dimse.StatusCancel}, c.sub, nil)
 		return
 	}
-	status, _ := c.final()
-	// The Failed SOP Instance UID List goes to the log, not the response: DCMTK 3.6.7's getscu does
-	// not read a final C-GET-RSP's identifier and then fails its A-RELEASE on the pending data.
-	log.Info().Uint16("completed", c.sub.Completed).Uint16("failed", c.sub.Failed).Strs("failed_uids", c.failed).Msg("C-GET")
-	_ = respond(status, c.sub)
+	status, ids := c.final()
+	if !s.sendGetFailedList(a.CallingAE) {
+		ids = nil
+	}
+	log.Info().Uint16("completed", c.sub.Completed).Uint16("failed", c.sub.Failed).Strs("failed_uids", c.failed).Bool("failed_list_sent", ids != nil).Msg("C-GET")
+	_ = respond(status, c.sub, ids)
+}
+
+// sendGetFailedList reports whether a C-GET requestor gets the Failed SOP Instance UID List in the
+// final response (PS3.4 C.4.3.1.3.1): every requestor does, unless its AE table entry says
+// otherwise (Peer.OmitGetFailedList).
+func (s *Services) sendGetFailedList(callingAE string) bool {
+	p, ok := s.peer(callingAE)
+	return !ok || !p.OmitGetFailedList
 }
 
 // getSubOperation sends one C-STORE on the C-GET's association and waits for its response; a

@@ -4,9 +4,11 @@ package scp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +30,11 @@ type Archive interface {
 type Caller struct {
 	AETitle string
 	Host    string
+	// CertName, when set, must be one of the names of the requestor's TLS client certificate (its
+	// subject common name, or a DNS, e-mail or URI subject alternative name, compared without
+	// regard to case): the caller has to come over TLS with a certificate the node's CA verified,
+	// so that the AE title, which anyone can claim, is backed by a key only that peer holds.
+	CertName string
 }
 
 // Options configure the services.
@@ -42,6 +49,9 @@ type Options struct {
 	Resolver *net.Resolver
 	// Peers is the AE table: the destinations C-MOVE may send to.
 	Peers []Peer
+	// TLS configures associations the node opens to peers marked TLS (their CA, our client
+	// certificate); nil when no peer uses TLS.
+	TLS *tls.Config
 	// Stored, when set, is called after an instance is stored and before Success is answered.
 	Stored func(ctx context.Context, inst store.Instance)
 	Logger zerolog.Logger
@@ -118,18 +128,38 @@ func (s *Services) transferSyntaxes(_ context.Context, abstractSyntax string) []
 	return nil
 }
 
-func (s *Services) callerAllowed(ctx context.Context, callingAE string, remote net.Addr) bool {
-	ip := remoteIP(remote)
+func (s *Services) callerAllowed(ctx context.Context, r dimse.Requestor) bool {
+	ip := remoteIP(r.Addr)
+	names := certNames(r.TLS)
+	certMismatch := false
 	for _, c := range s.opts.AllowedCallers {
-		if strings.TrimSpace(c.AETitle) != strings.TrimSpace(callingAE) {
+		if strings.TrimSpace(c.AETitle) != strings.TrimSpace(r.CallingAE) {
 			continue
 		}
-		if c.Host == "" || s.hostMatches(ctx, c.Host, ip) {
-			return true
+		if c.Host != "" && !s.hostMatches(ctx, c.Host, ip) {
+			continue
 		}
+		if c.CertName != "" && !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, c.CertName) }) {
+			certMismatch = true
+			continue
+		}
+		return true
 	}
-	s.opts.Logger.Warn().Str("calling_ae", callingAE).Stringer("peer", remote).Msg("calling AE title not on the allow-list")
+	ev := s.opts.Logger.Warn().Str("calling_ae", r.CallingAE).Stringer("peer", r.Addr).Strs("cert_names", names)
+	if certMismatch {
+		ev.Msg("calling AE title on the allow-list, but not with this TLS client certificate")
+	} else {
+		ev.Msg("calling AE title not on the allow-list")
+	}
 	return false
+}
+
+// certNames are the names of a TLS peer's verified certificate; none on plain TCP or without one.
+func certNames(st *tls.ConnectionState) []string {
+	if st == nil || len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
+		return nil
+	}
+	return dimse.CertificateNames(st.PeerCertificates[0])
 }
 
 func remoteIP(a net.Addr) net.IP {
@@ -223,6 +253,9 @@ func storeStatus(err error) dimse.Status {
 		return dimse.Status{Code: dimse.StatusDuplicateSOPInstance, ErrorComment: comment}
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, store.ErrOutOfResources):
 		return dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: comment}
+	case errors.Is(err, dimse.ErrReleaseRequested):
+		// The data set stopped short: PS3.4 B.2.3's "cannot understand" is the one that fits.
+		return dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "data set incomplete: the requestor asked to release the association before its last fragment"}
 	}
 	return dimse.Status{Code: dimse.StatusOutOfResources, ErrorComment: fmt.Sprintf("not stored: %v", err)}
 }

@@ -2,6 +2,9 @@ package scp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +27,7 @@ func TestStoreStatus(t *testing.T) {
 		{fmt.Errorf("put: %w: %w", store.ErrOutOfResources, syscall.ENOSPC), dimse.StatusOutOfResources},
 		{fmt.Errorf("write: %w", syscall.ENOSPC), dimse.StatusOutOfResources},
 		{errors.New("something else"), dimse.StatusOutOfResources},
+		{fmt.Errorf("store: receiving the data set: %w", dimse.ErrReleaseRequested), dimse.StatusCannotUnderstand},
 	}
 	for _, tt := range tests {
 		st := storeStatus(tt.err)
@@ -60,7 +64,7 @@ func TestPolicy(t *testing.T) {
 		{"STRANGER", "10.0.0.21", false},
 	}
 	for _, c := range callers {
-		if got := p.CallerAllowed(context.Background(), c.ae, addr(c.ip)); got != c.want {
+		if got := p.CallerAllowed(context.Background(), dimse.Requestor{CallingAE: c.ae, Addr: addr(c.ip)}); got != c.want {
 			t.Errorf("caller %s from %s allowed = %v, want %v", c.ae, c.ip, got, c.want)
 		}
 	}
@@ -98,5 +102,35 @@ func TestStorageSOPClassTable(t *testing.T) {
 	}
 	if StorageSOPClassName("1.2.840.10008.5.1.4.1.1.66.4") != "Segmentation Storage" {
 		t.Error("Segmentation Storage missing")
+	}
+}
+
+// TestPolicyCertName: an allow-list entry with cert_name needs a verified client certificate that
+// carries the name; the AE title alone, or another certificate, is not enough.
+func TestPolicyCertName(t *testing.T) {
+	p := New(Options{AETitle: "ESPNODE", AllowedCallers: []Caller{{AETitle: "CT1", CertName: "ct1.example.org"}, {AETitle: "ANY"}}}, nil).Policy()
+	addr := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 21), Port: 4000}
+	state := func(cn string, dns ...string) *tls.ConnectionState {
+		c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}, VerifiedChains: [][]*x509.Certificate{{c}}}
+	}
+	unverified := state("ct1.example.org")
+	unverified.VerifiedChains = nil
+	tests := []struct {
+		name string
+		r    dimse.Requestor
+		want bool
+	}{
+		{"common name", dimse.Requestor{CallingAE: "CT1", Addr: addr, TLS: state("CT1.example.org")}, true},
+		{"DNS name", dimse.Requestor{CallingAE: "CT1", Addr: addr, TLS: state("scanner", "ct1.example.org")}, true},
+		{"another certificate", dimse.Requestor{CallingAE: "CT1", Addr: addr, TLS: state("ct2.example.org")}, false},
+		{"unverified certificate", dimse.Requestor{CallingAE: "CT1", Addr: addr, TLS: unverified}, false},
+		{"plain TCP", dimse.Requestor{CallingAE: "CT1", Addr: addr}, false},
+		{"entry without cert_name, plain TCP", dimse.Requestor{CallingAE: "ANY", Addr: addr}, true},
+	}
+	for _, tt := range tests {
+		if got := p.CallerAllowed(context.Background(), tt.r); got != tt.want {
+			t.Errorf("%s: allowed = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -35,14 +35,28 @@ fetch_ort() {
   rm -rf "$tmp"
 }
 
+# The npm peers of the interop suite (dcmjs-dimse), at the versions interop/package-lock.json pins,
+# into interop/node_modules (ignored by git). Skipped when the installed tree matches the lock.
+fetch_npm_peers() {
+  local dir="$root/interop"
+  # npm ci leaves a copy of the lock it installed from: the same lock, nothing to do.
+  if cmp -s "$dir/package-lock.json" "$dir/node_modules/.espnode-installed-lock" 2>/dev/null; then return 0; fi
+  command -v npm >/dev/null || apt_install npm
+  echo "deps: installing the interop suite's npm peers (npm ci in interop/)" >&2
+  (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
+  cp "$dir/package-lock.json" "$dir/node_modules/.espnode-installed-lock"
+}
+
 case "$mode" in
   run)  fetch_ort ;;
   test)
     fetch_ort
     # dcmtk: storescu/storescp/echoscu/findscu/movescu/getscu/dcmdump; dicom3tools: dciodvfy;
     # orthanc: a real PACS for the Query/Retrieve test; python3-*: pydicom read-back, the PyTorch
-    # model and its ONNX export; bc: the benchmark scripts.
-    apt_install dcmtk dicom3tools orthanc python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc
+    # model and its ONNX export; bc: the benchmark scripts; libgdcm-tools (gdcmscu) and nodejs
+    # (dcmjs-dimse): peers of the interop suite.
+    apt_install dcmtk dicom3tools orthanc python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc libgdcm-tools nodejs
+    fetch_npm_peers
     ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

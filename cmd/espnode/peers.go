@@ -9,7 +9,7 @@ import (
 func peers(cfg config.Config) []scp.Peer {
 	out := make([]scp.Peer, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		out = append(out, scp.Peer{AETitle: p.AETitle, Host: p.Host, Port: p.Port})
+		out = append(out, scp.Peer{AETitle: p.AETitle, Host: p.Host, Port: p.Port, TLS: p.TLS, OmitGetFailedList: p.OmitGetFailedList})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -139,7 +140,11 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 
 	callers := make([]scp.Caller, 0, len(cfg.DICOM.AllowedCallers))
 	for _, c := range cfg.DICOM.AllowedCallers {
-		callers = append(callers, scp.Caller{AETitle: c.AETitle, Host: c.Host})
+		callers = append(callers, scp.Caller{AETitle: c.AETitle, Host: c.Host, CertName: c.CertName})
+	}
+	serverTLS, clientTLS, err := tlsConfigs(cfg.DICOM.TLS)
+	if err != nil {
+		return err
 	}
 	services := scp.New(scp.Options{
 		AETitle:          cfg.AETitle,
@@ -147,17 +152,21 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		AllowedCallers:   callers,
 		TransferSyntaxes: cfg.DICOM.TransferSyntaxes,
 		Peers:            peers(cfg),
+		TLS:              clientTLS,
 		Logger:           log.With().Str("component", "scp").Logger(),
 	}, archive{Store: st, pl: pl})
 	srv := &dimse.Server{
 		Policy:          services.Policy(),
 		Handler:         services.Handler(),
 		MaxAssociations: cfg.DICOM.MaxAssociations,
+		MaxPending:      cfg.DICOM.MaxPending,
+		MaxPerHost:      cfg.DICOM.MaxPerHost,
 		MaxPDULength:    uint32(cfg.DICOM.MaxPDULength),
 		Timeouts: dimse.Timeouts{
-			ARTIM: cfg.DICOM.Timeouts.ARTIM,
-			Idle:  cfg.DICOM.Timeouts.Idle,
-			DIMSE: cfg.DICOM.Timeouts.DIMSE,
+			ARTIM:    cfg.DICOM.Timeouts.ARTIM,
+			FirstPDU: cfg.DICOM.Timeouts.FirstPDU,
+			Idle:     cfg.DICOM.Timeouts.Idle,
+			DIMSE:    cfg.DICOM.Timeouts.DIMSE,
 		},
 		Logger:                    log.With().Str("component", "dimse").Logger(),
 		ImplementationClassUID:    version.ImplementationClassUID,
@@ -166,6 +175,26 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.DICOM.Addr())
 	if err != nil {
 		return err
+	}
+	// The TLS listener (PS3.15 B) is served by the same Server: the limits are shared. Either
+	// listener failing stops both.
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	tlsDone := make(chan error, 1)
+	if serverTLS != nil {
+		tln, err := net.Listen("tcp", cfg.DICOM.TLSAddr())
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("dicom.tls.port: %w", err)
+		}
+		log.Info().Str("listen", tln.Addr().String()).Str("client_certs", cfg.DICOM.TLS.ClientCerts).Msg("DICOM TLS")
+		go func() {
+			err := srv.Serve(serveCtx, tls.NewListener(countingListener{Listener: tln, n: metrics.Associations}, serverTLS))
+			stopServing()
+			tlsDone <- err
+		}()
+	} else {
+		tlsDone <- nil
 	}
 	if cfg.HTTP.Addr != "" {
 		hln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -184,7 +213,11 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	log.Info().Str("ae_title", cfg.AETitle).Str("listen", ln.Addr().String()).Str("data_dir", cfg.DataDir).
 		Int("destinations", len(cfg.Pipeline.Destinations)).Str("version", version.String()).Msg("espnode serving")
-	err = srv.Serve(ctx, countingListener{Listener: ln, n: metrics.Associations})
+	err = srv.Serve(serveCtx, countingListener{Listener: ln, n: metrics.Associations})
+	stopServing()
+	if terr := <-tlsDone; err == nil {
+		err = terr
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
