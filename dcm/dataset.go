@@ -600,7 +600,7 @@ func eofInside(r *Reader, err error) error {
 }
 
 func (p *parser) value(n uint32) ([]byte, error) {
-	if n > 512 {
+	if n > 512 || int64(n) > p.r.lim.MaxValueLength {
 		return p.r.Value()
 	}
 	if int(n) > len(p.slab) {

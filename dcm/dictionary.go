@@ -69,6 +69,7 @@ const (
 	DeviceSerialNumber                          Tag = 0x00181000 // (0018,1000) LO
 	SoftwareVersions                            Tag = 0x00181020 // (0018,1020) LO
 	SequenceOfUltrasoundRegions                 Tag = 0x00186011 // (0018,6011) SQ
+	TagAngleSecondAxis                          Tag = 0x00189219 // (0018,9219) SS
 	StudyInstanceUID                            Tag = 0x0020000D // (0020,000D) UI
 	SeriesInstanceUID                           Tag = 0x0020000E // (0020,000E) UI
 	StudyID                                     Tag = 0x00200010 // (0020,0010) SH
@@ -134,6 +135,8 @@ const (
 	PerformedProcedureStepStartDate             Tag = 0x00400244 // (0040,0244) DA
 	PerformedProcedureStepStartTime             Tag = 0x00400245 // (0040,0245) TM
 	RequestAttributesSequence                   Tag = 0x00400275 // (0040,0275) SQ
+	RealWorldValueSlope                         Tag = 0x00409225 // (0040,9225) FD
+	RationalNumeratorValue                      Tag = 0x0040A162 // (0040,A162) SL
 	PurposeOfReferenceCodeSequence              Tag = 0x0040A170 // (0040,A170) SQ
 	PlanePositionSlideSequence                  Tag = 0x0048021A // (0048,021A) SQ
 	SegmentationType                            Tag = 0x00620001 // (0062,0001) CS
@@ -154,6 +157,7 @@ const (
 	AlgorithmFamilyCodeSequence                 Tag = 0x0066002F // (0066,002F) SQ
 	AlgorithmVersion                            Tag = 0x00660031 // (0066,0031) LO
 	AlgorithmName                               Tag = 0x00660036 // (0066,0036) LO
+	GraphicData                                 Tag = 0x00700022 // (0070,0022) FL
 	ContentLabel                                Tag = 0x00700080 // (0070,0080) CS
 	ContentDescription                          Tag = 0x00700081 // (0070,0081) LO
 	ContentCreatorName                          Tag = 0x00700084 // (0070,0084) PN
@@ -232,6 +236,7 @@ var dictionary = [...]dictEntry{
 	{DeviceSerialNumber, "LO", "DeviceSerialNumber"},
 	{SoftwareVersions, "LO", "SoftwareVersions"},
 	{SequenceOfUltrasoundRegions, "SQ", "SequenceOfUltrasoundRegions"},
+	{TagAngleSecondAxis, "SS", "TagAngleSecondAxis"},
 	{StudyInstanceUID, "UI", "StudyInstanceUID"},
 	{SeriesInstanceUID, "UI", "SeriesInstanceUID"},
 	{StudyID, "SH", "StudyID"},
@@ -297,6 +302,8 @@ var dictionary = [...]dictEntry{
 	{PerformedProcedureStepStartDate, "DA", "PerformedProcedureStepStartDate"},
 	{PerformedProcedureStepStartTime, "TM", "PerformedProcedureStepStartTime"},
 	{RequestAttributesSequence, "SQ", "RequestAttributesSequence"},
+	{RealWorldValueSlope, "FD", "RealWorldValueSlope"},
+	{RationalNumeratorValue, "SL", "RationalNumeratorValue"},
 	{PurposeOfReferenceCodeSequence, "SQ", "PurposeOfReferenceCodeSequence"},
 	{PlanePositionSlideSequence, "SQ", "PlanePositionSlideSequence"},
 	{SegmentationType, "CS", "SegmentationType"},
@@ -317,6 +324,7 @@ var dictionary = [...]dictEntry{
 	{AlgorithmFamilyCodeSequence, "SQ", "AlgorithmFamilyCodeSequence"},
 	{AlgorithmVersion, "LO", "AlgorithmVersion"},
 	{AlgorithmName, "LO", "AlgorithmName"},
+	{GraphicData, "FL", "GraphicData"},
 	{ContentLabel, "CS", "ContentLabel"},
 	{ContentDescription, "LO", "ContentDescription"},
 	{ContentCreatorName, "PN", "ContentCreatorName"},

@@ -243,7 +243,13 @@ func ReadFile(path string, opts ParseOptions) (*File, error) {
 func ReadPart10(r io.Reader, opts ParseOptions) (*File, error) {
 	size := knownSize(r)
 	cr := &countReader{r: r}
-	br := bufio.NewReaderSize(cr, 64<<10)
+	// Values longer than the buffer are read past it, straight into place; the buffer serves
+	// headers and short values, and a small one costs less to allocate for small objects.
+	bufSize := 64 << 10
+	if size >= 0 {
+		bufSize = 16 << 10
+	}
+	br := bufio.NewReaderSize(cr, bufSize)
 	file := &File{DataSet: &DataSet{}}
 	m, err := readFileMeta(br, opts.Limits)
 	switch {

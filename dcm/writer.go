@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -208,16 +209,16 @@ func (w *Writer) element(e *Element) error {
 		if err := w.header(e.Tag, vr, UndefinedLength); err != nil {
 			return err
 		}
+		// Fragments are little endian items in every transfer syntax, as the reader reads them.
 		for _, f := range e.Fragments {
-			if err := w.itemHeader(Item, uint32(padded(len(f)))); err != nil {
-				return err
-			}
+			w.tagLength(binary.LittleEndian, Item, uint32(padded(len(f))))
 			w.write(f)
 			if len(f)%2 == 1 {
 				w.write([]byte{0})
 			}
 		}
-		return w.itemHeader(SequenceDelimitationItem, 0)
+		w.tagLength(binary.LittleEndian, SequenceDelimitationItem, 0)
+		return w.err
 	}
 	n := padded(len(e.Value))
 	if n > math.MaxUint32-1 {
@@ -283,13 +284,16 @@ func (w *Writer) header(tag Tag, vr string, length uint32) error {
 
 // itemHeader writes an item or delimiter tag and length in the data set's byte order.
 func (w *Writer) itemHeader(tag Tag, length uint32) error {
-	bo := w.enc.order()
+	w.tagLength(w.enc.order(), tag, length)
+	return w.err
+}
+
+func (w *Writer) tagLength(bo binary.ByteOrder, tag Tag, length uint32) {
 	h := w.hdr[:8]
 	bo.PutUint16(h[0:], tag.Group())
 	bo.PutUint16(h[2:], tag.Element())
 	bo.PutUint32(h[4:], length)
 	w.write(h)
-	return w.err
 }
 
 // items writes a sequence's items with defined lengths.

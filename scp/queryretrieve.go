@@ -498,8 +498,8 @@ func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 		}
 		seen[k] = true
 		syntaxes := []string{k.ts}
-		if k.ts == dimse.ExplicitVRLittleEndian {
-			syntaxes = append(syntaxes, dimse.ImplicitVRLittleEndian) // converted when chosen
+		if k.ts == dcm.ExplicitVRLittleEndian {
+			syntaxes = append(syntaxes, dcm.ImplicitVRLittleEndian) // converted when chosen
 		}
 		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: syntaxes})
 	}
@@ -508,8 +508,8 @@ func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 
 func (s *Services) sendInstance(ctx context.Context, c *dimse.Client, in store.Instance, opts dimse.StoreOptions) (dimse.Status, error) {
 	ts := in.TransferSyntaxUID
-	if _, ok := c.FindContext(in.SOPClassUID, ts); !ok && ts == dimse.ExplicitVRLittleEndian {
-		ts = dimse.ImplicitVRLittleEndian
+	if _, ok := c.FindContext(in.SOPClassUID, ts); !ok && ts == dcm.ExplicitVRLittleEndian {
+		ts = dcm.ImplicitVRLittleEndian
 	}
 	f, data, err := s.openConverted(ctx, in, ts)
 	if err != nil {
@@ -526,7 +526,7 @@ func (s *Services) openConverted(ctx context.Context, in store.Instance, ts stri
 	if err != nil || ts == in.TransferSyntaxUID {
 		return f, data, err
 	}
-	if in.TransferSyntaxUID != dimse.ExplicitVRLittleEndian || ts != dimse.ImplicitVRLittleEndian {
+	if in.TransferSyntaxUID != dcm.ExplicitVRLittleEndian || ts != dcm.ImplicitVRLittleEndian {
 		f.Close()
 		return nil, nil, fmt.Errorf("cannot send %s stored in %s as %s", in.SOPInstanceUID, in.TransferSyntaxUID, ts)
 	}
@@ -611,7 +611,7 @@ func (s *Services) getSubOperation(ctx context.Context, a *dimse.Association, in
 			pc = c
 			break
 		}
-		if in.TransferSyntaxUID == dimse.ExplicitVRLittleEndian && c.TransferSyntax == dimse.ImplicitVRLittleEndian {
+		if in.TransferSyntaxUID == dcm.ExplicitVRLittleEndian && c.TransferSyntax == dcm.ImplicitVRLittleEndian {
 			pc = c
 		}
 	}

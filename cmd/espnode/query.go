@@ -158,7 +158,7 @@ func runFind(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	c, err := dimse.Dial(ctx, fs.Arg(0), q.config([]dimse.PresentationContextRQ{{AbstractSyntax: sopClass,
-		TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}))
+		TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}}}))
 	if err != nil {
 		return err
 	}
@@ -250,8 +250,8 @@ func runGet(ctx context.Context, env *cliEnv, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	syntaxes := append([]string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}, extraTS...)
-	contexts := []dimse.PresentationContextRQ{{AbstractSyntax: sopClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
+	syntaxes := append([]string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}, extraTS...)
+	contexts := []dimse.PresentationContextRQ{{AbstractSyntax: sopClass, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}}}
 	var roles []dimse.RoleSelection
 	for _, class := range append(append([]string{}, retrieveClasses...), extraClasses...) {
 		// One context per transfer syntax: the SCP sends each file in the syntax it is stored in.

@@ -73,9 +73,10 @@ func ReadSource(path string) (*Source, error) {
 	return src, nil
 }
 
-// SourceFromDataSet collects a Source from a data set. Geometry comes from the classic
-// attributes or from the enhanced multi-frame functional groups, and is left nil unless the
-// spacing, orientation and every frame's position are all present.
+// SourceFromDataSet collects a Source from a data set. Text the SEG copies is decoded to UTF-8
+// from the source's Specific Character Set. Geometry comes from the classic attributes or from
+// the enhanced multi-frame functional groups, and is left nil unless the spacing, orientation
+// and every frame's position are all present.
 func SourceFromDataSet(ds *dcm.DataSet) (*Source, error) {
 	num := func(t dcm.Tag) int {
 		n, _ := ds.Int(t)
@@ -86,24 +87,24 @@ func SourceFromDataSet(ds *dcm.DataSet) (*Source, error) {
 		SOPInstanceUID:    ds.String(dcm.SOPInstanceUID),
 		SeriesInstanceUID: ds.String(dcm.SeriesInstanceUID),
 		Patient: Patient{
-			Name:       ds.String(dcm.PatientName),
-			ID:         ds.String(dcm.PatientID),
-			IssuerOfID: ds.String(dcm.IssuerOfPatientID),
+			Name:       ds.Unicode(dcm.PatientName),
+			ID:         ds.Unicode(dcm.PatientID),
+			IssuerOfID: ds.Unicode(dcm.IssuerOfPatientID),
 			BirthDate:  legacyDate(ds.String(dcm.PatientBirthDate)),
-			Sex:        ds.String(dcm.PatientSex),
+			Sex:        ds.Unicode(dcm.PatientSex),
 		},
 		Study: Study{
 			InstanceUID:            ds.String(dcm.StudyInstanceUID),
 			Date:                   legacyDate(ds.String(dcm.StudyDate)),
 			Time:                   legacyTime(ds.String(dcm.StudyTime)),
-			ReferringPhysicianName: ds.String(dcm.ReferringPhysicianName),
-			ID:                     ds.String(dcm.StudyID),
-			AccessionNumber:        ds.String(dcm.AccessionNumber),
-			Description:            ds.String(dcm.StudyDescription),
+			ReferringPhysicianName: ds.Unicode(dcm.ReferringPhysicianName),
+			ID:                     ds.Unicode(dcm.StudyID),
+			AccessionNumber:        ds.Unicode(dcm.AccessionNumber),
+			Description:            ds.Unicode(dcm.StudyDescription),
 		},
 		FrameOfReferenceUID:        ds.String(dcm.FrameOfReferenceUID),
-		PositionReferenceIndicator: ds.String(dcm.PositionReferenceIndicator),
-		PatientOrientation:         ds.String(dcm.PatientOrientation),
+		PositionReferenceIndicator: ds.Unicode(dcm.PositionReferenceIndicator),
+		PatientOrientation:         ds.Unicode(dcm.PatientOrientation),
 		Rows:                       num(dcm.Rows),
 		Columns:                    num(dcm.Columns),
 		Frames:                     1,
