@@ -472,9 +472,11 @@ func (r *Reader) ReadDataSet(opts ParseOptions) (*DataSet, error) {
 }
 
 type parser struct {
-	r     *Reader
-	opts  ParseOptions
-	count int
+	r    *Reader
+	opts ParseOptions
+	// top holds every top-level tag seen, kept or not, sorted: a tag given twice is an error
+	// whether or not it is kept.
+	top []Tag
 	// slab is where small values are carved from, one allocation for many.
 	slab []byte
 }
@@ -502,6 +504,13 @@ func (p *parser) items(ds *DataSet, top bool) error {
 		if top && p.opts.StopAfter != 0 && h.Tag > p.opts.StopAfter {
 			return nil
 		}
+		if top {
+			i, found := slices.BinarySearch(p.top, h.Tag)
+			if found {
+				return p.r.malformed("element %s appears twice", h.Tag)
+			}
+			p.top = slices.Insert(p.top, i, h.Tag)
+		}
 		if top && p.opts.Keep != nil && !p.opts.Keep.Has(h.Tag) {
 			if h.Kind != KindElement {
 				if err := p.r.skipContainer(); err != nil {
@@ -523,19 +532,8 @@ func (p *parser) items(ds *DataSet, top bool) error {
 	}
 }
 
-func (p *parser) counted() error {
-	p.count++
-	if p.count > p.r.lim.MaxElements {
-		return p.r.overLimit("more than %d elements and items", p.r.lim.MaxElements)
-	}
-	return nil
-}
-
 // element reads what follows the header h into an element.
 func (p *parser) element(h Header) (Element, error) {
-	if err := p.counted(); err != nil {
-		return Element{}, err
-	}
 	e := Element{Tag: h.Tag, VR: h.VR, Offset: h.Offset, Length: h.Length, BigEndian: h.BigEndian}
 	switch h.Kind {
 	case KindElement:
@@ -557,9 +555,6 @@ func (p *parser) element(h Header) (Element, error) {
 			}
 			if ih.Kind == KindSequenceEnd {
 				return e, nil
-			}
-			if err := p.counted(); err != nil {
-				return e, err
 			}
 			item := &DataSet{}
 			if err := p.items(item, false); err != nil {

@@ -17,8 +17,10 @@ type Limits struct {
 	MaxInflated int64
 	// MaxFragments bounds the items of one encapsulated pixel data element. Default 2^20.
 	MaxFragments int
-	// MaxElements bounds the elements and items a parsed DataSet holds, nested ones included.
-	// Default 2^22.
+	// MaxElements bounds the elements, items and fragments of one data set, nested ones
+	// included, read or skipped: a bound on the work a stream of tiny headers (a deflate bomb
+	// of empty items, say) can cause. Default 2^22; an enhanced multi-frame object of 10,000
+	// frames has a few hundred thousand.
 	MaxElements int
 	// MaxFileMeta bounds the File Meta Information group (real ones are a few hundred bytes).
 	// Default 1 MiB.

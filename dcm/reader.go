@@ -74,6 +74,8 @@ type Reader struct {
 	pos   int64
 	stack []frame
 	seqs  int // sequences and encapsulated pixel data on the stack
+	// headers counts the elements, items and fragments read, against Limits.MaxElements.
+	headers int
 	// left is what remains unread of the current value.
 	left int64
 	// autoVR reads elements whose VR bytes are not letters as implicit VR: old writers did
@@ -277,6 +279,9 @@ func (r *Reader) next() (Header, error) {
 		enc = f.enc
 		if f.end >= 0 && r.pos >= f.end {
 			// A container of defined length ends where its length says.
+			if r.pos > f.end {
+				return Header{}, r.malformed("the contents of %s run %d bytes past its end", f.describe(), r.pos-f.end)
+			}
 			done := r.pop()
 			kind := KindSequenceEnd
 			if done.kind == KindItem {
@@ -293,14 +298,17 @@ func (r *Reader) next() (Header, error) {
 			return Header{}, r.readErr(err)
 		}
 	}
+	if r.headers++; r.headers > r.lim.MaxElements {
+		return Header{}, r.overLimit("more than %d elements, items and fragments", r.lim.MaxElements)
+	}
 	b := r.hdr[:8]
 	if err := r.read(b); err != nil {
 		return Header{}, err
 	}
 	bo := enc.order()
 	tag := Tag(uint32(bo.Uint16(b[0:]))<<16 | uint32(bo.Uint16(b[2:])))
-	if f != nil && f.end >= 0 && r.pos > f.end {
-		return Header{}, r.malformed("%s runs past the end of %s", tag, f.describe())
+	if d := r.defined(); d != nil && r.pos > d.end {
+		return Header{}, r.malformed("%s runs past the end of %s", tag, d.describe())
 	}
 	if tag.Group() == 0xFFFE {
 		return r.itemHeader(f, tag, bo.Uint32(b[4:]))
@@ -353,7 +361,7 @@ func (r *Reader) next() (Header, error) {
 		r.push(frame{kind: h.Kind, tag: tag, end: -1, enc: contents})
 		return h, nil
 	}
-	if err := r.fits(f, tag.String(), length); err != nil {
+	if err := r.fits(length, tag.String); err != nil {
 		return Header{}, err
 	}
 	if vr == "SQ" {
@@ -369,14 +377,26 @@ func (r *Reader) next() (Header, error) {
 	return h, nil
 }
 
-// fits checks a length against the container it is in and against the input.
-func (r *Reader) fits(f *frame, what string, length uint32) error {
-	if f != nil && f.end >= 0 && r.pos+int64(length) > f.end {
-		return r.malformed("%s claims %d bytes, %d remain in %s", what, length, f.end-r.pos, f.describe())
+// defined returns the innermost open container of defined length, whose end bounds everything
+// inside it (undefined-length ones included), or nil.
+func (r *Reader) defined() *frame {
+	for i := len(r.stack) - 1; i >= 0; i-- {
+		if r.stack[i].end >= 0 {
+			return &r.stack[i]
+		}
+	}
+	return nil
+}
+
+// fits checks a length against the containers it is in and against the input.
+// what names the thing of the length (made only for an error).
+func (r *Reader) fits(length uint32, what func() string) error {
+	if d := r.defined(); d != nil && r.pos+int64(length) > d.end {
+		return r.malformed("%s claims %d bytes, %d remain in %s", what(), length, d.end-r.pos, d.describe())
 	}
 	if r.size >= 0 && r.pos+int64(length) > r.size {
 		return fmt.Errorf("%w: offset %d: data set truncated: %s claims %d bytes, %d remain: %w",
-			ErrMalformed, r.pos, what, length, r.size-r.pos, io.ErrUnexpectedEOF)
+			ErrMalformed, r.pos, what(), length, r.size-r.pos, io.ErrUnexpectedEOF)
 	}
 	return nil
 }
@@ -415,7 +435,7 @@ func (r *Reader) itemHeader(f *frame, tag Tag, length uint32) (Header, error) {
 		case f.count > r.lim.MaxFragments:
 			return Header{}, r.overLimit("encapsulated pixel data %s: more than %d fragments", f.tag, r.lim.MaxFragments)
 		}
-		if err := r.fits(f, fmt.Sprintf("fragment %d of %s", f.count, f.tag), length); err != nil {
+		if err := r.fits(length, func() string { return fmt.Sprintf("fragment %d of %s", f.count, f.tag) }); err != nil {
 			return Header{}, err
 		}
 		h.Kind = KindFragment
@@ -424,7 +444,7 @@ func (r *Reader) itemHeader(f *frame, tag Tag, length uint32) (Header, error) {
 	}
 	end := int64(-1)
 	if length != UndefinedLength {
-		if err := r.fits(f, fmt.Sprintf("item %d of %s", f.count, f.tag), length); err != nil {
+		if err := r.fits(length, func() string { return fmt.Sprintf("item %d of %s", f.count, f.tag) }); err != nil {
 			return Header{}, err
 		}
 		end = r.pos + int64(length)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/espnode/espnode/internal/testutil"
 )
@@ -165,3 +166,64 @@ func BenchmarkParseShared(b *testing.B) {
 		})
 	}
 }
+
+// TestSuyashkumarPixelPaths records where suyashkumar/dicom's own pixel decoding is wrong,
+// which is why the node keeps pixel data raw and decodes it in seg/pixel: it unpacks 1-bit
+// frames most significant bit first (DICOM packs them least significant bit first, PS3.5 8.1.1;
+// seg/pixel checks its decoding of this file against DCMTK), and it makes a frame of every
+// fragment of encapsulated pixel data, whatever Number of Frames says.
+func TestSuyashkumarPixelPaths(t *testing.T) {
+	read := func(rel string) ([]byte, *DataSet, dicom.PixelDataInfo) {
+		data, err := os.ReadFile(testutil.SharedData(t, "dicom", rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours, err := ReadPart10(bytes.NewReader(data), ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := dicom.Parse(bytes.NewReader(data), int64(len(data)), nil)
+		if err != nil {
+			t.Fatalf("suyashkumar/dicom: %s: %v", rel, err)
+		}
+		e, err := theirs.FindElementByTag(suyashkumarTag(PixelData))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data, ours.DataSet, e.Value.GetValue().(dicom.PixelDataInfo)
+	}
+
+	_, ds, pd := read("SEG/dcmqi_liver/liver_seg.dcm")
+	raw := ds.Bytes(PixelData)
+	wrong, set, total := 0, 0, 0
+	for fi, f := range pd.Frames {
+		fr, err := f.GetNativeFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := fr.Rows() * fr.Cols()
+		total += size
+		for k := range size {
+			bit := int(raw[(fi*size+k)>>3]>>((fi*size+k)&7)) & 1
+			px, _ := fr.GetPixel(k%fr.Cols(), k/fr.Cols())
+			set += bit
+			if px[0] != bit {
+				wrong++
+			}
+		}
+	}
+	t.Logf("1-bit SEG: %d of %d pixels (%d set) differ from DICOM's bit order", wrong, total, set)
+	if wrong == 0 {
+		t.Error("suyashkumar/dicom unpacks 1-bit frames right now: seg/pixel's reason to decode them itself is gone")
+	}
+
+	_, ds, pd = read("CT/cornerstone_EnhancedCT_2fr_fragmented_nobot_jpegext.dcm")
+	frames, _ := ds.Int(NumberOfFrames)
+	t.Logf("encapsulated, %d fragments for %d frames: %d frames", len(ds.Find(PixelData).Fragments)-1, frames, len(pd.Frames))
+	if int64(len(pd.Frames)) == frames {
+		t.Error("suyashkumar/dicom splits fragmented frames right now")
+	}
+}
+
+// suyashkumarTag is suyashkumar/dicom's form of a tag.
+func suyashkumarTag(t Tag) tag.Tag { return tag.Tag{Group: t.Group(), Element: t.Element()} }

@@ -370,7 +370,7 @@ func TestLimits(t *testing.T) {
 		{"depth", Limits{MaxDepth: 3}, ExplicitVRLittleEndian, deep.bytes(), "nested deeper than 3"},
 		{"value length", Limits{MaxValueLength: 100}, ExplicitVRLittleEndian, le().elem(0x00091010, "OB", make([]byte, 200)).bytes(), "longer than the limit of 100"},
 		{"fragments", Limits{MaxFragments: 3}, ExplicitVRLittleEndian, frags.bytes(), "more than 3 fragments"},
-		{"elements", Limits{MaxElements: 5}, ExplicitVRLittleEndian, many.bytes(), "more than 5 elements"},
+		{"elements", Limits{MaxElements: 5}, ExplicitVRLittleEndian, many.bytes(), "more than 5 elements, items and fragments"},
 		{"inflated size", Limits{MaxInflated: 64 << 10}, DeflatedExplicitVRLittleEndian, bomb.Bytes(), "inflates past 65536 bytes"},
 	}
 	for _, tt := range tests {

@@ -343,3 +343,39 @@ func TestLegacyDateTime(t *testing.T) {
 		}
 	}
 }
+
+// TestResultSaysWhatItHolds: the typed result names the SEG the way its bytes do, and DataSet
+// is the data set after the file meta, in the transfer syntax the result gives.
+func TestResultSaysWhatItHolds(t *testing.T) {
+	src := testSource()
+	res, err := Encode(src, []Segment{testSegment(ones(15), ones(15), ones(15))}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := dcm.ReadPart10(bytes.NewReader(res.Bytes), dcm.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := dcm.Parse(res.DataSet(), res.TransferSyntaxUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string][2]string{
+		"SOP class":       {res.SOPClassUID, ds.String(dcm.SOPClassUID)},
+		"SOP instance":    {res.SOPInstanceUID, ds.String(dcm.SOPInstanceUID)},
+		"series":          {res.SeriesInstanceUID, ds.String(dcm.SeriesInstanceUID)},
+		"study":           {res.StudyInstanceUID, ds.String(dcm.StudyInstanceUID)},
+		"transfer syntax": {res.TransferSyntaxUID, f.Meta.TransferSyntaxUID},
+		"meta class":      {res.SOPClassUID, f.Meta.MediaStorageSOPClassUID},
+	} {
+		if v[0] == "" || v[0] != v[1] {
+			t.Errorf("%s: result %q, bytes %q", name, v[0], v[1])
+		}
+	}
+	if len(ds.Elements) != len(f.DataSet.Elements) || !bytes.HasSuffix(res.Bytes, res.DataSet()) || len(res.DataSet()) >= len(res.Bytes)-132 {
+		t.Error("DataSet is not the data set after the file meta")
+	}
+	if res.StudyInstanceUID != src.Study.InstanceUID {
+		t.Errorf("study %q, the source's %q", res.StudyInstanceUID, src.Study.InstanceUID)
+	}
+}
