@@ -465,8 +465,11 @@ func Parse(b []byte, transferSyntaxUID string) (*DataSet, error) {
 // ReadDataSet reads what is left of the reader's data set into memory; see the function
 // ReadDataSet.
 func (r *Reader) ReadDataSet(opts ParseOptions) (*DataSet, error) {
-	p := parser{r: r, opts: opts}
+	p := parser{r: r, opts: opts, top: make([]Tag, 0, 128)}
 	ds := &DataSet{}
+	if opts.Keep != nil {
+		ds.Elements = make([]Element, 0, len(opts.Keep))
+	}
 	err := p.items(ds, true)
 	return ds, err
 }
@@ -478,19 +481,21 @@ type parser struct {
 	// whether or not it is kept.
 	top []Tag
 	// slab is where small values are carved from, one allocation for many.
-	slab []byte
+	slab     []byte
+	slabSize int
 }
 
 // items reads elements into ds up to the end of the data set (top) or of the current item.
 func (p *parser) items(ds *DataSet, top bool) error {
 	for {
-		h, err := p.r.Next()
+		hp, err := p.r.advance()
 		if err != nil {
 			if err == io.EOF && top {
 				return nil
 			}
 			return err
 		}
+		h := hp // valid until the next advance, which element may make: read it first
 		switch h.Kind {
 		case KindItemEnd:
 			if !top {
@@ -505,11 +510,13 @@ func (p *parser) items(ds *DataSet, top bool) error {
 			return nil
 		}
 		if top {
-			i, found := slices.BinarySearch(p.top, h.Tag)
-			if found {
+			if n := len(p.top); n == 0 || p.top[n-1] < h.Tag {
+				p.top = append(p.top, h.Tag) // in order, as nearly always
+			} else if i, found := slices.BinarySearch(p.top, h.Tag); found {
 				return p.r.malformed("element %s appears twice", h.Tag)
+			} else {
+				p.top = slices.Insert(p.top, i, h.Tag)
 			}
-			p.top = slices.Insert(p.top, i, h.Tag)
 		}
 		if top && p.opts.Keep != nil && !p.opts.Keep.Has(h.Tag) {
 			if h.Kind != KindElement {
@@ -519,11 +526,12 @@ func (p *parser) items(ds *DataSet, top bool) error {
 			}
 			continue
 		}
+		groupLength := h.Kind == KindElement && h.Tag.Element() == 0 && h.VR == "UL" && h.Length == 4
 		e, err := p.element(h)
 		if err != nil {
 			return err
 		}
-		if p.opts.dropGroupLengths && h.Kind == KindElement && h.Tag.Element() == 0 && h.VR == "UL" && h.Length == 4 {
+		if p.opts.dropGroupLengths && groupLength {
 			continue
 		}
 		if err := p.add(ds, e); err != nil {
@@ -533,7 +541,7 @@ func (p *parser) items(ds *DataSet, top bool) error {
 }
 
 // element reads what follows the header h into an element.
-func (p *parser) element(h Header) (Element, error) {
+func (p *parser) element(h *Header) (Element, error) {
 	e := Element{Tag: h.Tag, VR: h.VR, Offset: h.Offset, Length: h.Length, BigEndian: h.BigEndian}
 	switch h.Kind {
 	case KindElement:
@@ -549,7 +557,7 @@ func (p *parser) element(h Header) (Element, error) {
 		return e, err
 	case KindSequence:
 		for {
-			ih, err := p.r.Next()
+			ih, err := p.r.advance()
 			if err != nil {
 				return e, eofInside(p.r, err)
 			}
@@ -566,7 +574,7 @@ func (p *parser) element(h Header) (Element, error) {
 		skip := p.opts.SkipValuesOver > 0
 		e.Skipped = skip
 		for {
-			fh, err := p.r.Next()
+			fh, err := p.r.advance()
 			if err != nil {
 				return e, eofInside(p.r, err)
 			}
@@ -599,7 +607,10 @@ func (p *parser) value(n uint32) ([]byte, error) {
 		return p.r.Value()
 	}
 	if int(n) > len(p.slab) {
-		p.slab = make([]byte, 16<<10)
+		// Slabs grow from 1 KiB to 16 KiB: a parse that keeps a few attributes allocates
+		// little, one that keeps thousands allocates rarely.
+		p.slabSize = min(max(2*p.slabSize, 1<<10), 16<<10)
+		p.slab = make([]byte, max(p.slabSize, int(n)))
 	}
 	b := p.slab[:n:n]
 	p.slab = p.slab[n:]

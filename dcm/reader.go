@@ -3,6 +3,7 @@ package dcm
 import (
 	"bufio"
 	"compress/flate"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,7 @@ type Reader struct {
 	autoVR bool
 	err    error
 	hdr    [12]byte
+	cur    Header
 }
 
 // frame is an open sequence, item or encapsulated pixel data.
@@ -211,6 +213,12 @@ func (f frame) describe() string {
 }
 
 func (r *Reader) read(b []byte) error {
+	if r.r.Buffered() >= len(b) {
+		// All in the buffer: one copy, no loop.
+		n, _ := r.r.Read(b)
+		r.pos += int64(n)
+		return nil
+	}
 	n, err := io.ReadFull(r.r, b)
 	r.pos += int64(n)
 	if err != nil {
@@ -238,21 +246,30 @@ func (r *Reader) discard(n int64) error {
 // what follows a deflate stream to the end of the input, so that a tee sees all of it). A value
 // not read is skipped.
 func (r *Reader) Next() (Header, error) {
+	h, err := r.advance()
+	if err != nil {
+		return Header{}, err
+	}
+	return *h, nil
+}
+
+// advance is Next without the copy: the header stays valid until the next call.
+func (r *Reader) advance() (*Header, error) {
 	if r.err != nil {
-		return Header{}, r.err
+		return nil, r.err
 	}
 	if r.left > 0 {
 		if err := r.discard(r.left); err != nil {
 			r.err = err
-			return Header{}, err
+			return nil, err
 		}
 		r.left = 0
 	}
-	h, err := r.next()
-	if err != nil {
+	if err := r.next(&r.cur); err != nil {
 		r.err = err
+		return nil, err
 	}
-	return h, err
+	return &r.cur, nil
 }
 
 func (r *Reader) push(f frame) {
@@ -271,7 +288,7 @@ func (r *Reader) pop() frame {
 	return f
 }
 
-func (r *Reader) next() (Header, error) {
+func (r *Reader) next(h *Header) error {
 	var f *frame
 	enc := r.enc
 	if n := len(r.stack); n > 0 {
@@ -280,65 +297,67 @@ func (r *Reader) next() (Header, error) {
 		if f.end >= 0 && r.pos >= f.end {
 			// A container of defined length ends where its length says.
 			if r.pos > f.end {
-				return Header{}, r.malformed("the contents of %s run %d bytes past its end", f.describe(), r.pos-f.end)
+				return r.malformed("the contents of %s run %d bytes past its end", f.describe(), r.pos-f.end)
 			}
 			done := r.pop()
 			kind := KindSequenceEnd
 			if done.kind == KindItem {
 				kind = KindItemEnd
 			}
-			return Header{Kind: kind, Tag: done.tag, Offset: r.pos, Depth: r.seqs, BigEndian: done.enc.bigEndian}, nil
+			*h = Header{Kind: kind, Tag: done.tag, Offset: r.pos, Depth: r.seqs, BigEndian: done.enc.bigEndian}
+			return nil
 		}
 	} else {
 		// At the top level the end of the stream before a header is the end of the data set.
-		if _, err := r.r.Peek(1); err != nil {
+		if r.r.Buffered() > 0 {
+		} else if _, err := r.r.Peek(1); err != nil {
 			if errors.Is(err, io.EOF) {
-				return Header{}, r.finish()
+				return r.finish()
 			}
-			return Header{}, r.readErr(err)
+			return r.readErr(err)
 		}
 	}
 	if r.headers++; r.headers > r.lim.MaxElements {
-		return Header{}, r.overLimit("more than %d elements, items and fragments", r.lim.MaxElements)
+		return r.overLimit("more than %d elements, items and fragments", r.lim.MaxElements)
 	}
 	b := r.hdr[:8]
 	if err := r.read(b); err != nil {
-		return Header{}, err
+		return err
 	}
-	bo := enc.order()
-	tag := Tag(uint32(bo.Uint16(b[0:]))<<16 | uint32(bo.Uint16(b[2:])))
+	be := enc.bigEndian
+	tag := Tag(uint32(u16(b[0:], be))<<16 | uint32(u16(b[2:], be)))
 	if d := r.defined(); d != nil && r.pos > d.end {
-		return Header{}, r.malformed("%s runs past the end of %s", tag, d.describe())
+		return r.malformed("%s runs past the end of %s", tag, d.describe())
 	}
 	if tag.Group() == 0xFFFE {
-		return r.itemHeader(f, tag, bo.Uint32(b[4:]))
+		return r.itemHeader(h, f, tag, u32(b[4:], be))
 	}
 	if f != nil && f.kind != KindItem {
 		if f.kind == KindFragments {
-			return Header{}, r.malformed("element %s: %s where a fragment or sequence delimiter belongs", f.tag, tag)
+			return r.malformed("element %s: %s where a fragment or sequence delimiter belongs", f.tag, tag)
 		}
-		return Header{}, r.malformed("element %s: %s where an item or sequence delimiter belongs", f.tag, tag)
+		return r.malformed("element %s: %s where an item or sequence delimiter belongs", f.tag, tag)
 	}
 
 	var vr string
 	var length uint32
 	switch {
 	case !enc.explicit || r.autoVR && !isVRBytes(b[4], b[5]):
-		vr, length = VROf(tag), bo.Uint32(b[4:])
+		vr, length = VROf(tag), u32(b[4:], be)
 	case !isVRBytes(b[4], b[5]):
-		return Header{}, r.malformed("element %s: invalid VR bytes % x", tag, b[4:6])
+		return r.malformed("element %s: invalid VR bytes % x", tag, b[4:6])
 	default:
 		vr = vrString(b[4], b[5])
 		if hasLongLength(vr) {
 			if err := r.read(r.hdr[8:12]); err != nil {
-				return Header{}, err
+				return err
 			}
-			length = bo.Uint32(r.hdr[8:12])
+			length = u32(r.hdr[8:12], be)
 		} else {
-			length = uint32(bo.Uint16(b[6:]))
+			length = uint32(u16(b[6:], be))
 		}
 	}
-	h := Header{Tag: tag, VR: vr, Length: length, Offset: r.pos, Depth: r.seqs, BigEndian: enc.bigEndian}
+	*h = Header{Tag: tag, VR: vr, Length: length, Offset: r.pos, Depth: r.seqs, BigEndian: enc.bigEndian}
 
 	if length == UndefinedLength {
 		var contents encoding
@@ -353,28 +372,28 @@ func (r *Reader) next() (Header, error) {
 			// transfer syntax (PS3.5 §6.2.2); in implicit VR, undefined length means a sequence.
 			h.Kind, h.VR, contents = KindSequence, "SQ", encoding{}
 		default:
-			return Header{}, r.malformed("element %s: VR %s with undefined length", tag, vr)
+			return r.malformed("element %s: VR %s with undefined length", tag, vr)
 		}
 		if r.seqs >= r.lim.MaxDepth {
-			return Header{}, r.overLimit("element %s: sequences nested deeper than %d", tag, r.lim.MaxDepth)
+			return r.overLimit("element %s: sequences nested deeper than %d", tag, r.lim.MaxDepth)
 		}
 		r.push(frame{kind: h.Kind, tag: tag, end: -1, enc: contents})
-		return h, nil
+		return nil
 	}
 	if err := r.fits(length, tag.String); err != nil {
-		return Header{}, err
+		return err
 	}
 	if vr == "SQ" {
 		if r.seqs >= r.lim.MaxDepth {
-			return Header{}, r.overLimit("element %s: sequences nested deeper than %d", tag, r.lim.MaxDepth)
+			return r.overLimit("element %s: sequences nested deeper than %d", tag, r.lim.MaxDepth)
 		}
 		h.Kind = KindSequence
 		r.push(frame{kind: KindSequence, tag: tag, end: r.pos + int64(length), enc: enc})
-		return h, nil
+		return nil
 	}
 	h.Kind = KindElement
 	r.left = int64(length)
-	return h, nil
+	return nil
 }
 
 // defined returns the innermost open container of defined length, whose end bounds everything
@@ -386,6 +405,21 @@ func (r *Reader) defined() *frame {
 		}
 	}
 	return nil
+}
+
+// u16 and u32 decode in a byte order without an interface call on the hot path.
+func u16(b []byte, bigEndian bool) uint16 {
+	if bigEndian {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func u32(b []byte, bigEndian bool) uint32 {
+	if bigEndian {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
 }
 
 // fits checks a length against the containers it is in and against the input.
@@ -402,56 +436,56 @@ func (r *Reader) fits(length uint32, what func() string) error {
 }
 
 // itemHeader handles an item or delimiter tag in the container f (nil: the top level).
-func (r *Reader) itemHeader(f *frame, tag Tag, length uint32) (Header, error) {
-	h := Header{Tag: tag, Length: length, Offset: r.pos, Depth: r.seqs}
+func (r *Reader) itemHeader(h *Header, f *frame, tag Tag, length uint32) error {
+	*h = Header{Tag: tag, Length: length, Offset: r.pos, Depth: r.seqs}
 	switch {
 	case f == nil:
-		return Header{}, r.malformed("item tag %s outside a sequence", tag)
+		return r.malformed("item tag %s outside a sequence", tag)
 	case f.kind == KindItem:
 		if tag == ItemDelimitationItem && f.end < 0 {
 			r.pop()
 			h.Kind, h.Tag = KindItemEnd, Item
-			return h, nil
+			return nil
 		}
-		return Header{}, r.malformed("%s inside an item", tag)
+		return r.malformed("%s inside an item", tag)
 	}
 	if tag == SequenceDelimitationItem {
 		if f.kind == KindSequence && f.end >= 0 {
-			return Header{}, r.malformed("sequence delimiter inside the defined-length sequence %s", f.tag)
+			return r.malformed("sequence delimiter inside the defined-length sequence %s", f.tag)
 		}
 		done := r.pop()
 		h.Kind, h.Tag = KindSequenceEnd, done.tag
-		return h, nil
+		return nil
 	}
 	if tag != Item {
-		return Header{}, r.malformed("element %s: %s where an item or sequence delimiter belongs", f.tag, tag)
+		return r.malformed("element %s: %s where an item or sequence delimiter belongs", f.tag, tag)
 	}
 	f.count++
 	h.BigEndian = f.enc.bigEndian
 	if f.kind == KindFragments {
 		switch {
 		case length == UndefinedLength:
-			return Header{}, r.malformed("encapsulated pixel data %s: fragment %d has undefined length", f.tag, f.count)
+			return r.malformed("encapsulated pixel data %s: fragment %d has undefined length", f.tag, f.count)
 		case f.count > r.lim.MaxFragments:
-			return Header{}, r.overLimit("encapsulated pixel data %s: more than %d fragments", f.tag, r.lim.MaxFragments)
+			return r.overLimit("encapsulated pixel data %s: more than %d fragments", f.tag, r.lim.MaxFragments)
 		}
 		if err := r.fits(length, func() string { return fmt.Sprintf("fragment %d of %s", f.count, f.tag) }); err != nil {
-			return Header{}, err
+			return err
 		}
 		h.Kind = KindFragment
 		r.left = int64(length)
-		return h, nil
+		return nil
 	}
 	end := int64(-1)
 	if length != UndefinedLength {
 		if err := r.fits(length, func() string { return fmt.Sprintf("item %d of %s", f.count, f.tag) }); err != nil {
-			return Header{}, err
+			return err
 		}
 		end = r.pos + int64(length)
 	}
 	h.Kind = KindItem
 	r.push(frame{kind: KindItem, tag: Item, end: end, enc: f.enc})
-	return h, nil
+	return nil
 }
 
 // finish ends the data set: a deflate stream may end before the input does (a pad byte, say),
@@ -539,10 +573,14 @@ func (v valueReader) Read(p []byte) (int, error) {
 }
 
 // skipContainer skips what follows the header of a sequence or encapsulated pixel data, up to
-// and including its end, checking it as it goes.
+// and including its end. A container of undefined length is read through, and checked as it
+// goes; one of defined length is skipped whole, as its length already fits its container.
 func (r *Reader) skipContainer() error {
+	if skipped, err := r.skipDefinedTop(); err != nil || skipped {
+		return err
+	}
 	for depth := 1; depth > 0; {
-		h, err := r.Next()
+		h, err := r.advance()
 		if err != nil {
 			if err == io.EOF {
 				return r.readErr(io.ErrUnexpectedEOF)
@@ -551,12 +589,33 @@ func (r *Reader) skipContainer() error {
 		}
 		switch h.Kind {
 		case KindSequence, KindFragments, KindItem:
-			depth++
+			if skipped, err := r.skipDefinedTop(); err != nil {
+				return err
+			} else if !skipped {
+				depth++
+			}
 		case KindItemEnd, KindSequenceEnd:
 			depth--
 		}
 	}
 	return nil
+}
+
+// skipDefinedTop skips the container just opened, and reports so, when its length is defined.
+func (r *Reader) skipDefinedTop() (bool, error) {
+	if r.err != nil {
+		return false, r.err
+	}
+	n := len(r.stack)
+	if n == 0 || r.stack[n-1].end < 0 {
+		return false, nil
+	}
+	f := r.pop()
+	if err := r.discard(f.end - r.pos); err != nil {
+		r.err = err
+		return false, err
+	}
+	return true, nil
 }
 
 // peekGroup returns the group of the next element without consuming it.

@@ -88,7 +88,7 @@ func (c *converter) sequence(h Header) error {
 			return c.r.overLimit("element %s: a defined-length sequence of %d bytes", h.Tag, h.Length)
 		}
 		p := parser{r: c.r, opts: ParseOptions{dropGroupLengths: true, rejectOdd: true}}
-		e, err := p.element(h)
+		e, err := p.element(&h)
 		if err != nil {
 			return err
 		}
