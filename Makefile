@@ -33,6 +33,8 @@ fuzz:
 	$(GO) test ./dimse -run '^$$' -fuzz FuzzReadPDU -fuzztime 60s
 	$(GO) test ./dimse -run '^$$' -fuzz FuzzDecodeCommand -fuzztime 60s
 	$(GO) test ./dimse -run '^$$' -fuzz FuzzServeConn -fuzztime 60s
+	for f in FuzzReader FuzzParseDataSet FuzzExplicitToImplicit FuzzReadFileMeta FuzzParseFragments; do \
+		$(GO) test ./dcm -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
 
 bench:
 	bench/ingest/run.sh

@@ -250,6 +250,8 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"no ts", func(c *Config) { c.DICOM.TransferSyntaxes = nil }, "dicom.transfer_syntaxes: must list at least one"},
 		{"bad ts", func(c *Config) { c.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2", "1.2.08"} }, "dicom.transfer_syntaxes[1]: not a valid UID"},
 		{"dup ts", func(c *Config) { c.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2", "1.2.840.10008.1.2"} }, "dicom.transfer_syntaxes[1]: 1.2.840.10008.1.2 is listed twice"},
+		{"unknown ts", func(c *Config) { c.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2.4.99"} }, "dicom.transfer_syntaxes[0]: 1.2.840.10008.1.2.4.99 is not a transfer syntax PS3.6 lists"},
+		{"video ts", func(c *Config) { c.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2.7.1"} }, "does not encode stored objects"},
 		{"artim", func(c *Config) { c.DICOM.Timeouts.ARTIM = 0 }, "dicom.timeouts.artim: must be a positive duration"},
 		{"idle", func(c *Config) { c.DICOM.Timeouts.Idle = -time.Second }, "dicom.timeouts.idle: must be a positive duration"},
 		{"dimse", func(c *Config) { c.DICOM.Timeouts.DIMSE = 0 }, "dicom.timeouts.dimse: must be a positive duration"},

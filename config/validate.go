@@ -83,6 +83,10 @@ func (c Config) Validate() error {
 		key := fmt.Sprintf("dicom.transfer_syntaxes[%d]", i)
 		if err := dcm.CheckUID(ts); err != nil {
 			bad(key, "%v", err)
+		} else if syn, ok := dcm.LookupTransferSyntax(ts); !ok {
+			bad(key, "%s is not a transfer syntax PS3.6 lists", ts)
+		} else if !syn.Storable {
+			bad(key, "%s (%s) does not encode stored objects", ts, syn.Name)
 		} else if seen[ts] {
 			bad(key, "%s is listed twice", ts)
 		}

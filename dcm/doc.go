@@ -1,6 +1,7 @@
-// Package dcm reads and writes the parts of DICOM encoding that the node needs
-// without decoding whole objects: the Part-10 file meta information (PS3.10
-// §7.1), a streaming scan of a data set for a few top-level attributes
-// (PS3.5 §7), and UID syntax checks (PS3.5 §9.1). It does no network and no
-// storage I/O of its own; callers hand it readers and writers.
+// Package dcm is the DICOM data set codec of the node (PS3.5, PS3.10): one bounded streaming
+// element reader (Reader), the in-memory data set built on it (DataSet, Element, ReadDataSet,
+// ReadFile) with its one set of typed accessors, one writer (Writer, Encode), the Part-10 file
+// meta information, the dictionary of the tags the node names, and the table of every transfer
+// syntax PS3.6 lists. Every limit on what a stream may cost is in Limits. It does no network
+// and no storage I/O of its own beyond reading a named file; callers hand it readers and writers.
 package dcm

@@ -1,11 +1,15 @@
 package dimse
 
-// Well-known UIDs of the upper layer's users.
-const (
-	VerificationSOPClass = "1.2.840.10008.1.1"
+import "github.com/espnode/espnode/dcm"
 
-	ImplicitVRLittleEndian         = "1.2.840.10008.1.2"
-	ExplicitVRLittleEndian         = "1.2.840.10008.1.2.1"
-	DeflatedExplicitVRLittleEndian = "1.2.840.10008.1.2.1.99"
-	ExplicitVRBigEndian            = "1.2.840.10008.1.2.2"
+// VerificationSOPClass is the SOP class of C-ECHO (PS3.4 A.4).
+const VerificationSOPClass = "1.2.840.10008.1.1"
+
+// The uncompressed transfer syntaxes, as dcm's transfer syntax table has them: kept here under
+// these names for the callers of dimse.
+const (
+	ImplicitVRLittleEndian         = dcm.ImplicitVRLittleEndian
+	ExplicitVRLittleEndian         = dcm.ExplicitVRLittleEndian
+	DeflatedExplicitVRLittleEndian = dcm.DeflatedExplicitVRLittleEndian
+	ExplicitVRBigEndian            = dcm.ExplicitVRBigEndian
 )

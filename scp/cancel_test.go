@@ -77,7 +77,10 @@ func TestFindCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Release(ctx)
-	ident := dcm.AppendDataSet(nil, []dcm.Element{dcm.StrElement(dcm.QueryRetrieveLevel, "STUDY"), dcm.StrElement(dcm.StudyInstanceUID)}, dimse.ExplicitVRLittleEndian)
+	ident, err := dcm.Encode(dcm.NewDataSet(dcm.StrElement(dcm.QueryRetrieveLevel, "STUDY"), dcm.StrElement(dcm.StudyInstanceUID)), dimse.ExplicitVRLittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
 	matches := 0
 	st, err := c.Find(ctx, StudyRootFind, ident, func([]byte) error { matches++; return dimse.ErrCancel })
 	if err != nil || st.Code != dimse.StatusCancel || matches >= 5 {

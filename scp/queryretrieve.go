@@ -79,19 +79,29 @@ type Index interface {
 	Open(ctx context.Context, sopInstanceUID string) (io.ReadCloser, store.Instance, error)
 }
 
-// identifier encodes a response identifier in the context's transfer syntax; nil for none.
+// identifier encodes a response identifier in the context's transfer syntax; nil for none. An
+// identifier that cannot be encoded (a value too long for its VR) fails the response as a
+// failing reader does, rather than going out corrupt.
 func identifier(elems []dcm.Element, transferSyntax string) io.Reader {
 	if elems == nil {
 		return nil
 	}
-	return bytes.NewReader(dcm.AppendDataSet(nil, elems, transferSyntax))
+	b, err := dcm.Encode(dcm.NewDataSet(elems...), transferSyntax)
+	if err != nil {
+		return failingReader{fmt.Errorf("encode identifier: %w", err)}
+	}
+	return bytes.NewReader(b)
 }
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 // maxIdentifierLength bounds a query identifier read into memory.
 const maxIdentifierLength = 1 << 20
 
 // readIdentifier reads and decodes a request's identifier.
-func readIdentifier(r *dimse.Request) ([]dcm.Element, error) {
+func readIdentifier(r *dimse.Request) (*dcm.DataSet, error) {
 	if r.Data == nil {
 		return nil, errors.New("no identifier")
 	}
@@ -102,7 +112,11 @@ func readIdentifier(r *dimse.Request) ([]dcm.Element, error) {
 	if len(b) > maxIdentifierLength {
 		return nil, fmt.Errorf("identifier longer than %d bytes", maxIdentifierLength)
 	}
-	return dcm.ParseDataSet(b, r.Context.TransferSyntax)
+	ds, err := dcm.Parse(b, r.Context.TransferSyntax)
+	if err != nil {
+		return nil, err
+	}
+	return ds, nil
 }
 
 // selection is what a query identifier asks for, with what it matches on.
@@ -114,24 +128,24 @@ type selection struct {
 
 // parseSelection applies the hierarchical rules of PS3.4 C.4.1.2.1: below the top level of the
 // model, each higher level needs its unique key. Relational queries are not negotiated.
-func parseSelection(elems []dcm.Element, sopClass string) (selection, dimse.Status, bool) {
+func parseSelection(ds *dcm.DataSet, sopClass string) (selection, dimse.Status, bool) {
 	bad := func(format string, args ...any) (selection, dimse.Status, bool) {
 		return selection{}, dimse.Status{Code: dimse.StatusDataSetDoesNotMatchClass, ErrorComment: fmt.Sprintf(format, args...)}, false
 	}
-	lv, ok := dcm.Find(elems, dcm.QueryRetrieveLevel)
-	if !ok {
+	lv := ds.Find(dcm.QueryRetrieveLevel)
+	if lv == nil {
 		return bad("identifier lacks Query/Retrieve Level (0008,0052)")
 	}
-	level, err := store.ParseLevel(lv.Str())
+	level, err := store.ParseLevel(lv.Text())
 	if err != nil {
 		return bad("%v", err)
 	}
 	if level == store.PatientLevel && !patientRoot(sopClass) {
 		return bad("PATIENT level is not part of the Study Root model")
 	}
-	sel := selection{level: level, query: store.Query{Level: level}, elements: elems}
+	sel := selection{level: level, query: store.Query{Level: level}, elements: ds.Elements}
 	unique := map[dcm.Tag]bool{}
-	for _, e := range elems {
+	for _, e := range ds.Elements {
 		if e.Tag == dcm.QueryRetrieveLevel || e.Tag == dcm.SpecificCharacterSet || e.VR == "SQ" || !store.Matchable(e.Tag, level) {
 			continue
 		}
@@ -165,7 +179,7 @@ func parseSelection(elems []dcm.Element, sopClass string) (selection, dimse.Stat
 // matchFor turns an identifier element into a matching key (PS3.4 C.2.2.2). An empty value, or
 // "*", is universal matching: a return key only.
 func matchFor(e dcm.Element) (store.Match, bool) {
-	v := e.Str()
+	v := e.Text()
 	if v == "" || v == "*" {
 		return store.Match{}, false
 	}
@@ -293,12 +307,12 @@ func (s *Services) find(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 		return w.Respond(&dimse.CFindRSP{MessageIDBeingRespondedTo: rq.MessageID, AffectedSOPClassUID: rq.AffectedSOPClassUID,
 			Status: st, Data: data != nil}, identifier(data, r.Context.TransferSyntax))
 	}
-	elems, err := readIdentifier(r)
+	ident, err := readIdentifier(r)
 	if err != nil {
 		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, nil)
 		return
 	}
-	sel, st, ok := parseSelection(elems, rq.AffectedSOPClassUID)
+	sel, st, ok := parseSelection(ident, rq.AffectedSOPClassUID)
 	if !ok {
 		_ = respond(st, nil)
 		return
@@ -331,8 +345,8 @@ func (s *Services) find(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 }
 
 // retrieveSet resolves a C-MOVE/C-GET identifier to the instances it names.
-func (s *Services) retrieveSet(ctx context.Context, elems []dcm.Element, sopClass string) ([]store.Instance, dimse.Status, bool) {
-	sel, st, ok := parseSelection(elems, sopClass)
+func (s *Services) retrieveSet(ctx context.Context, ident *dcm.DataSet, sopClass string) ([]store.Instance, dimse.Status, bool) {
+	sel, st, ok := parseSelection(ident, sopClass)
 	if !ok {
 		return nil, st, false
 	}
@@ -442,7 +456,7 @@ func (s *Services) move(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 			Status: st, SubOperations: sub, Data: data != nil}, identifier(data, r.Context.TransferSyntax))
 	}
 	log := s.opts.Logger.With().Str("calling_ae", r.Association.CallingAE).Str("destination", rq.MoveDestination).Logger()
-	elems, err := readIdentifier(r)
+	ident, err := readIdentifier(r)
 	if err != nil {
 		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{}, nil)
 		return
@@ -453,7 +467,7 @@ func (s *Services) move(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 		_ = respond(dimse.Status{Code: dimse.StatusMoveDestinationUnknown, ErrorComment: "move destination " + rq.MoveDestination + " is not in the AE table"}, dimse.SubOperations{}, nil)
 		return
 	}
-	instances, st, ok := s.retrieveSet(ctx, elems, rq.AffectedSOPClassUID)
+	instances, st, ok := s.retrieveSet(ctx, ident, rq.AffectedSOPClassUID)
 	if !ok {
 		_ = respond(st, dimse.SubOperations{}, nil)
 		return
@@ -510,8 +524,8 @@ func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 		}
 		seen[k] = true
 		syntaxes := []string{k.ts}
-		if k.ts == dimse.ExplicitVRLittleEndian {
-			syntaxes = append(syntaxes, dimse.ImplicitVRLittleEndian) // converted when chosen
+		if k.ts == dcm.ExplicitVRLittleEndian {
+			syntaxes = append(syntaxes, dcm.ImplicitVRLittleEndian) // converted when chosen
 		}
 		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: syntaxes})
 	}
@@ -520,8 +534,8 @@ func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 
 func (s *Services) sendInstance(ctx context.Context, c *dimse.Client, in store.Instance, opts dimse.StoreOptions) (dimse.Status, error) {
 	ts := in.TransferSyntaxUID
-	if _, ok := c.FindContext(in.SOPClassUID, ts); !ok && ts == dimse.ExplicitVRLittleEndian {
-		ts = dimse.ImplicitVRLittleEndian
+	if _, ok := c.FindContext(in.SOPClassUID, ts); !ok && ts == dcm.ExplicitVRLittleEndian {
+		ts = dcm.ImplicitVRLittleEndian
 	}
 	f, data, err := s.openConverted(ctx, in, ts)
 	if err != nil {
@@ -538,7 +552,7 @@ func (s *Services) openConverted(ctx context.Context, in store.Instance, ts stri
 	if err != nil || ts == in.TransferSyntaxUID {
 		return f, data, err
 	}
-	if in.TransferSyntaxUID != dimse.ExplicitVRLittleEndian || ts != dimse.ImplicitVRLittleEndian {
+	if in.TransferSyntaxUID != dcm.ExplicitVRLittleEndian || ts != dcm.ImplicitVRLittleEndian {
 		f.Close()
 		return nil, nil, fmt.Errorf("cannot send %s stored in %s as %s", in.SOPInstanceUID, in.TransferSyntaxUID, ts)
 	}
@@ -565,12 +579,12 @@ func (s *Services) get(ctx context.Context, w dimse.ResponseWriter, r *dimse.Req
 			Status: st, SubOperations: sub, Data: data != nil}, identifier(data, r.Context.TransferSyntax))
 	}
 	log := s.opts.Logger.With().Str("calling_ae", a.CallingAE).Logger()
-	elems, err := readIdentifier(r)
+	ident, err := readIdentifier(r)
 	if err != nil {
 		_ = respond(dimse.Status{Code: dimse.StatusCannotUnderstand, ErrorComment: "identifier: " + err.Error()}, dimse.SubOperations{}, nil)
 		return
 	}
-	instances, st, ok := s.retrieveSet(ctx, elems, rq.AffectedSOPClassUID)
+	instances, st, ok := s.retrieveSet(ctx, ident, rq.AffectedSOPClassUID)
 	if !ok {
 		_ = respond(st, dimse.SubOperations{}, nil)
 		return
@@ -641,7 +655,7 @@ func (s *Services) getSubOperation(ctx context.Context, a *dimse.Association, in
 			pc = c
 			break
 		}
-		if in.TransferSyntaxUID == dimse.ExplicitVRLittleEndian && c.TransferSyntax == dimse.ImplicitVRLittleEndian {
+		if in.TransferSyntaxUID == dcm.ExplicitVRLittleEndian && c.TransferSyntax == dcm.ImplicitVRLittleEndian {
 			pc = c
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/store"
 )
@@ -105,7 +106,7 @@ func (s *Services) Policy() dimse.Policy {
 			}
 			// Implicit VR little endian first: every stored uncompressed instance can be sent in it
 			// (explicit ones are converted), and every peer accepts it.
-			return append([]string{dimse.ImplicitVRLittleEndian}, s.opts.TransferSyntaxes...)
+			return append([]string{dcm.ImplicitVRLittleEndian}, s.opts.TransferSyntaxes...)
 		},
 	}
 	if len(s.opts.AllowedCallers) > 0 {
@@ -118,10 +119,10 @@ func (s *Services) transferSyntaxes(_ context.Context, abstractSyntax string) []
 	switch {
 	case abstractSyntax == dimse.VerificationSOPClass:
 		// PS3.4 A.4: Verification uses the default transfer syntax; explicit LE is harmless too.
-		return []string{dimse.ImplicitVRLittleEndian, dimse.ExplicitVRLittleEndian}
+		return []string{dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian}
 	case isQueryRetrieve(abstractSyntax):
 		// Identifiers are small; the node decodes them in either little endian syntax.
-		return []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}
+		return []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}
 	case s.storage[abstractSyntax]:
 		return s.opts.TransferSyntaxes
 	}

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,50 +103,23 @@ func request(m dcm.FileMeta, data io.Reader) PutRequest {
 	}
 }
 
-// dataset builds an explicit VR little endian data set from string values
-// (VR from a small table) plus pixel data of pixelBytes bytes.
+// dataset builds an explicit VR little endian data set from string values (VRs from dcm's
+// dictionary) plus pixel data of pixelBytes bytes.
 func dataset(attrs map[dcm.Tag]string, pixelBytes int) []byte {
-	vrs := map[dcm.Tag]string{
-		dcm.SOPClassUID: "UI", dcm.SOPInstanceUID: "UI", dcm.StudyInstanceUID: "UI", dcm.SeriesInstanceUID: "UI",
-		dcm.PatientName: "PN", dcm.PatientID: "LO", dcm.Modality: "CS", dcm.StudyDate: "DA",
-		dcm.InstanceNumber: "IS", dcm.SeriesNumber: "IS", dcm.AccessionNumber: "SH", dcm.StudyDescription: "LO",
+	ds := &dcm.DataSet{}
+	for t, v := range attrs {
+		ds.Set(dcm.StrElement(t, v))
 	}
-	tags := make([]dcm.Tag, 0, len(attrs))
-	for t := range attrs {
-		tags = append(tags, t)
-	}
-	slices.Sort(tags)
-	var b bytes.Buffer
-	put := func(t dcm.Tag, vr string, v []byte) {
-		b.Write(binary.LittleEndian.AppendUint16(nil, t.Group()))
-		b.Write(binary.LittleEndian.AppendUint16(nil, t.Element()))
-		b.WriteString(vr)
-		if vr == "OW" || vr == "OB" {
-			b.Write([]byte{0, 0})
-			b.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(v))))
-		} else {
-			b.Write(binary.LittleEndian.AppendUint16(nil, uint16(len(v))))
-		}
-		b.Write(v)
-	}
-	for _, t := range tags {
-		vr := vrs[t]
-		v := []byte(attrs[t])
-		if len(v)%2 == 1 {
-			if vr == "UI" {
-				v = append(v, 0)
-			} else {
-				v = append(v, ' ')
-			}
-		}
-		put(t, vr, v)
-	}
-	put(dcm.Rows, "US", []byte{8, 0})
-	put(dcm.Columns, "US", []byte{8, 0})
+	ds.Set(dcm.NewUS(dcm.Rows, 8))
+	ds.Set(dcm.NewUS(dcm.Columns, 8))
 	if pixelBytes > 0 {
-		put(dcm.PixelData, "OW", make([]byte, pixelBytes))
+		ds.Set(dcm.NewBytes(dcm.PixelData, "OW", make([]byte, pixelBytes)))
 	}
-	return b.Bytes()
+	b, err := dcm.Encode(ds, dcm.ExplicitVRLittleEndian)
+	if err != nil {
+		panic(err) // the attributes the tests give always encode
+	}
+	return b
 }
 
 const ctImage = "1.2.840.10008.5.1.4.1.1.2"

@@ -294,6 +294,10 @@ func (s *Store) Close() error {
 	return err
 }
 
+// maxIndexedValue is the longest value Put holds while it streams a data set to disk:
+// the index needs short attributes, never pixel data.
+const maxIndexedValue = 64 << 10
+
 // scanTags are the attributes Put reads from the data set for the index.
 func scanTags() dcm.TagSet {
 	return dcm.NewTagSet(
@@ -486,7 +490,7 @@ func (s *Store) receive(ctx context.Context, req PutRequest, f *os.File) (Instan
 		return Instance{}, resourceErr(uid, err)
 	}
 	tee := &teeReader{ctx: ctx, r: req.Data, w: w}
-	attrs, err := dcm.Scan(tee, req.TransferSyntaxUID, scanTags())
+	attrs, err := dcm.ReadDataSet(tee, req.TransferSyntaxUID, dcm.ParseOptions{Keep: scanTags(), SkipValuesOver: maxIndexedValue})
 	switch {
 	case tee.werr != nil:
 		return Instance{}, resourceErr(uid, tee.werr)
@@ -535,7 +539,7 @@ func (s *Store) receive(ctx context.Context, req PutRequest, f *os.File) (Instan
 	return inst, nil
 }
 
-func instanceFrom(a dcm.Attrs) Instance {
+func instanceFrom(a *dcm.DataSet) Instance {
 	num := func(t dcm.Tag) int {
 		n, _ := a.Int(t)
 		return int(n)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -639,10 +638,19 @@ func TestPutStreamsLargeData(t *testing.T) {
 	s, _ := openStore(t, dir, "")
 	const pixels = 64 << 20
 	head := dataset(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 0)
-	// Pixel data header (OW, 32-bit length), then zeros produced on the fly.
-	ow := []byte{0xe0, 0x7f, 0x10, 0x00, 'O', 'W', 0, 0, 0, 0, 0, 0}
-	binary.LittleEndian.PutUint32(ow[8:], pixels)
-	data := io.MultiReader(bytes.NewReader(head), bytes.NewReader(ow), io.LimitReader(zeros{}, pixels))
+	// Pixel data of zeros, produced on the fly.
+	pr, pw := io.Pipe()
+	go func() {
+		w, err := dcm.NewWriter(pw, dcm.ExplicitVRLittleEndian)
+		if err == nil {
+			err = w.WriteValueFrom(dcm.PixelData, "OW", pixels, io.LimitReader(zeros{}, pixels))
+		}
+		if err == nil {
+			err = w.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	data := io.MultiReader(bytes.NewReader(head), pr)
 	req := handRequest(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 0)
 	req.Data = data
 

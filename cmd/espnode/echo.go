@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/version"
 )
@@ -41,7 +42,7 @@ func runEcho(ctx context.Context, env *cliEnv, args []string) error {
 	addr := fs.Arg(0)
 	start := time.Now()
 	c, err := dimse.Dial(ctx, addr, cf.config([]dimse.PresentationContextRQ{{
-		AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian},
+		AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dcm.ImplicitVRLittleEndian},
 	}}))
 	if err != nil {
 		return err

@@ -297,7 +297,7 @@ func readMeta(t *testing.T, path string) dcm.FileMeta {
 }
 
 // readAttrs reads top-level attributes of a Part-10 file.
-func readAttrs(t *testing.T, path string, tags ...dcm.Tag) dcm.Attrs {
+func readAttrs(t *testing.T, path string, tags ...dcm.Tag) *dcm.DataSet {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -309,7 +309,7 @@ func readAttrs(t *testing.T, path string, tags ...dcm.Tag) dcm.Attrs {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	attrs, err := dcm.Scan(br, m.TransferSyntaxUID, dcm.NewTagSet(tags...))
+	attrs, err := dcm.ReadDataSet(br, m.TransferSyntaxUID, dcm.ParseOptions{Keep: dcm.NewTagSet(tags...)})
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

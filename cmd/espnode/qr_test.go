@@ -77,7 +77,7 @@ func (f *qrFixture) distinct(key dcm.Tag, keep func(map[dcm.Tag]string) bool) []
 }
 
 // findscu runs DCMTK's findscu and returns the response identifiers it extracted.
-func findscu(t *testing.T, port int, args ...string) ([][]dcm.Element, string) {
+func findscu(t *testing.T, port int, args ...string) ([]*dcm.DataSet, string) {
 	t.Helper()
 	dir := t.TempDir()
 	all := append([]string{"-aec", "ESPNODE", "-X", "-od", dir}, args...)
@@ -87,7 +87,7 @@ func findscu(t *testing.T, port int, args ...string) ([][]dcm.Element, string) {
 		t.Logf("findscu exited with %v", err)
 	}
 	entries, _ := os.ReadDir(dir)
-	var rsps [][]dcm.Element
+	var rsps []*dcm.DataSet
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
@@ -99,7 +99,7 @@ func findscu(t *testing.T, port int, args ...string) ([][]dcm.Element, string) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(br)
-		elems, err := dcm.ParseDataSet(body, m.TransferSyntaxUID)
+		elems, err := dcm.Parse(body, m.TransferSyntaxUID)
 		if err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
 		}
@@ -108,11 +108,20 @@ func findscu(t *testing.T, port int, args ...string) ([][]dcm.Element, string) {
 	return rsps, out
 }
 
-func values(rsps [][]dcm.Element, tag dcm.Tag) []string {
+// encodeIdentifier encodes a query identifier.
+func encodeIdentifier(t *testing.T, ts string, elems ...dcm.Element) []byte {
+	t.Helper()
+	b, err := dcm.Encode(dcm.NewDataSet(elems...), ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func values(rsps []*dcm.DataSet, tag dcm.Tag) []string {
 	var out []string
 	for _, r := range rsps {
-		e, _ := dcm.Find(r, tag)
-		out = append(out, e.Str())
+		out = append(out, r.String(tag))
 	}
 	sort.Strings(out)
 	return out
@@ -141,7 +150,7 @@ func TestQueryRetrieveWithDCMTK(t *testing.T) {
 			t.Fatalf("studies %v, want %v", got, want)
 		}
 		for _, r := range rsps {
-			if e, _ := dcm.Find(r, dcm.ModalitiesInStudy); e.Str() == "" {
+			if r.String(dcm.ModalitiesInStudy) == "" {
 				t.Errorf("ModalitiesInStudy empty in %v", r)
 			}
 		}
@@ -153,8 +162,8 @@ func TestQueryRetrieveWithDCMTK(t *testing.T) {
 			t.Fatalf("patients %v, want %v", got, want)
 		}
 		for _, r := range rsps {
-			if e, _ := dcm.Find(r, dcm.NumberOfPatientRelatedStudies); e.Str() == "" || e.Str() == "0" {
-				t.Errorf("NumberOfPatientRelatedStudies %q", e.Str())
+			if v := r.String(dcm.NumberOfPatientRelatedStudies); v == "" || v == "0" {
+				t.Errorf("NumberOfPatientRelatedStudies %q", v)
 			}
 		}
 	})
@@ -275,7 +284,7 @@ func TestFindAndGetCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Release(ctx)
-	ident := func(elems ...dcm.Element) []byte { return dcm.AppendDataSet(nil, elems, dimse.ExplicitVRLittleEndian) }
+	ident := func(elems ...dcm.Element) []byte { return encodeIdentifier(t, dimse.ExplicitVRLittleEndian, elems...) }
 	st, err := c.Find(ctx, scp.StudyRootFind, ident(dcm.StrElement(dcm.QueryRetrieveLevel, "PATIENT")), func([]byte) error { return nil })
 	if err != nil || st.Code != dimse.StatusDataSetDoesNotMatchClass {
 		t.Errorf("PATIENT level in study root: %v %v, want 0xA900", st, err)
@@ -294,8 +303,8 @@ func TestFindAndGetCommands(t *testing.T) {
 	// Patient root, PATIENT level: everything of one patient, identifier in implicit VR.
 	patient := f.distinct(dcm.PatientID, func(in map[dcm.Tag]string) bool { return in[dcm.StudyInstanceUID] == segStudy[0] })
 	nPatient := len(f.distinct(dcm.SOPInstanceUID, func(in map[dcm.Tag]string) bool { return in[dcm.PatientID] == patient[0] }))
-	res, err = c.Move(ctx, scp.PatientRootMove, "STORESCP", dcm.AppendDataSet(nil, []dcm.Element{dcm.StrElement(dcm.QueryRetrieveLevel, "PATIENT"),
-		dcm.StrElement(dcm.PatientID, patient[0])}, dimse.ImplicitVRLittleEndian), nil)
+	res, err = c.Move(ctx, scp.PatientRootMove, "STORESCP", encodeIdentifier(t, dimse.ImplicitVRLittleEndian, dcm.StrElement(dcm.QueryRetrieveLevel, "PATIENT"),
+		dcm.StrElement(dcm.PatientID, patient[0])), nil)
 	if err != nil || res.Status.Code != dimse.StatusSuccess || int(res.SubOperations.Completed) != nPatient {
 		t.Errorf("patient-level move: %v %v, %+v; want success, %d completed", res.Status, err, res.SubOperations, nPatient)
 	}

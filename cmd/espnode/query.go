@@ -158,7 +158,7 @@ func runFind(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	c, err := dimse.Dial(ctx, fs.Arg(0), q.config([]dimse.PresentationContextRQ{{AbstractSyntax: sopClass,
-		TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}))
+		TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}}}))
 	if err != nil {
 		return err
 	}
@@ -170,8 +170,12 @@ func runFind(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintln(tw, strings.Join(names, "\t"))
 	}
 	n := 0
-	st, err := c.Find(ctx, sopClass, dcm.AppendDataSet(nil, ident, pc.TransferSyntax), func(b []byte) error {
-		elems, err := dcm.ParseDataSet(b, pc.TransferSyntax)
+	identBytes, err := dcm.Encode(dcm.NewDataSet(ident...), pc.TransferSyntax)
+	if err != nil {
+		return err
+	}
+	st, err := c.Find(ctx, sopClass, identBytes, func(b []byte) error {
+		elems, err := dcm.Parse(b, pc.TransferSyntax)
 		if err != nil {
 			return fmt.Errorf("response identifier: %w", err)
 		}
@@ -179,9 +183,9 @@ func runFind(ctx context.Context, env *cliEnv, args []string) error {
 		row := make([]string, len(names))
 		obj := map[string]string{}
 		for i, name := range names {
-			if e, ok := dcm.Find(elems, words[name]); ok {
-				row[i] = e.Str()
-				obj[name] = e.Str()
+			if e := elems.Find(words[name]); e != nil {
+				row[i] = e.Text()
+				obj[name] = e.Text()
 			}
 		}
 		if *asJSON {
@@ -246,8 +250,8 @@ func runGet(ctx context.Context, env *cliEnv, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	syntaxes := append([]string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}, extraTS...)
-	contexts := []dimse.PresentationContextRQ{{AbstractSyntax: sopClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
+	syntaxes := append([]string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}, extraTS...)
+	contexts := []dimse.PresentationContextRQ{{AbstractSyntax: sopClass, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}}}
 	var roles []dimse.RoleSelection
 	for _, class := range append(append([]string{}, retrieveClasses...), extraClasses...) {
 		// One context per transfer syntax: the SCP sends each file in the syntax it is stored in.
@@ -269,7 +273,11 @@ func runGet(ctx context.Context, env *cliEnv, args []string) error {
 	pc, _ := c.FindContext(sopClass, "")
 	var written int
 	var writeErrs []error
-	res, err := c.Get(ctx, sopClass, dcm.AppendDataSet(nil, ident, pc.TransferSyntax),
+	identBytes, err := dcm.Encode(dcm.NewDataSet(ident...), pc.TransferSyntax)
+	if err != nil {
+		return err
+	}
+	res, err := c.Get(ctx, sopClass, identBytes,
 		func(rq *dimse.CStoreRQ, spc *dimse.PresentationContext, data io.Reader) dimse.Status {
 			if err := writePart10(*out, rq, spc, data, q.calledAE); err != nil {
 				writeErrs = append(writeErrs, err)

@@ -15,12 +15,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/pixel"
 	segrt "github.com/espnode/espnode/seg/runtime"
 	"github.com/rs/zerolog"
-	"github.com/suyashkumar/dicom"
 )
 
 // modelEnv names the default model file when --model is absent.
@@ -202,11 +202,11 @@ type segmentResult struct {
 // segmentFile runs one DICOM file through decoding, pre-processing, the model and
 // post-processing, and writes its outputs.
 func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResult, error) {
-	ds, err := pixel.ReadFile(path)
+	f, err := pixel.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	im, err := pixel.NewImage(ds)
+	im, err := pixel.NewImage(f)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +271,7 @@ func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResul
 		res.outputs = append(res.outputs, outputs[i]...)
 	}
 	if !s.flags.noSEG {
-		segPath, err := s.writeSEG(&ds, base, chName, route, masks)
+		segPath, err := s.writeSEG(f.DataSet, base, chName, route, masks)
 		if err != nil {
 			return nil, err
 		}
@@ -313,8 +313,8 @@ func (s *segmenter) segmentFrame(ctx context.Context, im *pixel.Image, i int, ro
 	return mask, []string{maskPath, overlayPath}, nil
 }
 
-func (s *segmenter) writeSEG(ds *dicom.Dataset, base, chName string, route segrt.Route, masks [][]byte) (string, error) {
-	src, err := dicomseg.SourceFromDataset(ds)
+func (s *segmenter) writeSEG(ds *dcm.DataSet, base, chName string, route segrt.Route, masks [][]byte) (string, error) {
+	src, err := dicomseg.SourceFromDataSet(ds)
 	if err != nil {
 		return "", fmt.Errorf("SEG source: %w", err)
 	}

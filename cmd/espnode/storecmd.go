@@ -115,7 +115,7 @@ func inspectFile(path string) (sendFile, error) {
 		sf.ts = m.TransferSyntaxUID
 	}
 	sf.dataLen = sf.size - (cr.n - int64(br.Buffered()))
-	attrs, err := dcm.ScanHead(br, sf.ts, dcm.NewTagSet(dcm.SOPClassUID, dcm.SOPInstanceUID))
+	attrs, err := dcm.ReadDataSet(br, sf.ts, dcm.ParseOptions{Keep: dcm.NewTagSet(dcm.SOPClassUID, dcm.SOPInstanceUID), StopAfter: dcm.SOPInstanceUID})
 	if err != nil {
 		if sf.noMeta {
 			return sendFile{}, fmt.Errorf("not a DICOM file: %w", err)

@@ -1,11 +1,16 @@
 package dicomseg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/channel"
 )
+
+// ErrNotDICOM is returned for input without the Part 10 preamble and prefix.
+var ErrNotDICOM = errors.New("not a DICOM Part 10 file")
 
 // LabelmapSegmentationStorage is the SOP class of label-map SEGs, which Decode also reads.
 const LabelmapSegmentationStorage = "1.2.840.10008.5.1.4.1.1.66.7"
@@ -61,28 +66,52 @@ type FrameSource struct {
 	FrameNumber int
 }
 
-// Decode reads a SEG file in implicit, explicit or deflated explicit VR little endian.
+// Decode reads a SEG file whose pixel data is native, in any transfer syntax.
 func Decode(data []byte) (*Segmentation, error) {
-	ds, err := parseFile(data)
-	if err != nil {
+	f, err := dcm.ReadPart10(bytes.NewReader(data), dcm.ParseOptions{})
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("decode SEG: %w", err)
+	case f.NoMeta:
+		return nil, fmt.Errorf("decode SEG: %w", ErrNotDICOM)
 	}
-	seg, err := decode(ds)
+	seg, err := decode(f.DataSet)
 	if err != nil {
 		return nil, fmt.Errorf("decode SEG: %w", err)
 	}
 	return seg, nil
 }
 
-func decode(ds []rawElement) (*Segmentation, error) {
+// ints returns the values of an integer attribute; nil when absent or malformed.
+func ints(ds *dcm.DataSet, t dcm.Tag) []int {
+	v, err := ds.Ints(t)
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(v))
+	for i, n := range v {
+		out[i] = int(n)
+	}
+	return out
+}
+
+// first returns the first item of a sequence, or nil.
+func first(ds *dcm.DataSet, t dcm.Tag) *dcm.DataSet {
+	if items := ds.Items(t); len(items) > 0 {
+		return items[0]
+	}
+	return nil
+}
+
+func decode(ds *dcm.DataSet) (*Segmentation, error) {
 	s := &Segmentation{
-		SOPClassUID:         text(ds, 0x00080016),
-		SOPInstanceUID:      text(ds, 0x00080018),
-		SeriesInstanceUID:   text(ds, 0x0020000E),
-		StudyInstanceUID:    text(ds, 0x0020000D),
-		FrameOfReferenceUID: text(ds, 0x00200052),
-		PatientID:           text(ds, 0x00100020),
-		Type:                text(ds, 0x00620001),
+		SOPClassUID:         ds.String(dcm.SOPClassUID),
+		SOPInstanceUID:      ds.String(dcm.SOPInstanceUID),
+		SeriesInstanceUID:   ds.String(dcm.SeriesInstanceUID),
+		StudyInstanceUID:    ds.String(dcm.StudyInstanceUID),
+		FrameOfReferenceUID: ds.String(dcm.FrameOfReferenceUID),
+		PatientID:           ds.String(dcm.PatientID),
+		Type:                ds.String(dcm.SegmentationType),
 	}
 	if s.SOPClassUID != SegmentationStorage && s.SOPClassUID != LabelmapSegmentationStorage {
 		return nil, fmt.Errorf("SOP class %q is not a segmentation", s.SOPClassUID)
@@ -94,23 +123,23 @@ func decode(ds []rawElement) (*Segmentation, error) {
 		return v[0], nil
 	}
 	var err error
-	if s.Rows, err = one("rows", us(ds, 0x00280010)); err != nil {
+	if s.Rows, err = one("rows", ints(ds, dcm.Rows)); err != nil {
 		return nil, err
 	}
-	if s.Columns, err = one("columns", us(ds, 0x00280011)); err != nil {
+	if s.Columns, err = one("columns", ints(ds, dcm.Columns)); err != nil {
 		return nil, err
 	}
-	bits, err := one("bits allocated", us(ds, 0x00280100))
+	bits, err := one("bits allocated", ints(ds, dcm.BitsAllocated))
 	if err != nil {
 		return nil, err
 	}
 	frames := 1
-	if v := integers(ds, 0x00280008); v != nil {
+	if v := ints(ds, dcm.NumberOfFrames); v != nil {
 		if frames, err = one("number of frames", v); err != nil {
 			return nil, err
 		}
 	}
-	if v := us(ds, 0x0062000E); len(v) == 1 {
+	if v := ints(ds, dcm.MaximumFractionalValue); len(v) == 1 {
 		s.MaxFractional = v[0]
 	}
 	switch {
@@ -123,50 +152,49 @@ func decode(ds []rawElement) (*Segmentation, error) {
 		return nil, fmt.Errorf("%d frames of %dx%d", frames, s.Columns, s.Rows)
 	}
 
-	if e := find(ds, 0x00620002); e != nil {
-		for _, item := range e.items {
-			info := SegmentInfo{
-				Label:         text(item, 0x00620005),
-				Description:   text(item, 0x00620006),
-				AlgorithmType: text(item, 0x00620008),
-				AlgorithmName: text(item, 0x00620009),
-				Category:      codeOf(first(item, 0x00620003)),
-				Type:          codeOf(first(item, 0x0062000F)),
-			}
-			if v := us(item, 0x00620004); len(v) == 1 {
-				info.Number = v[0]
-			}
-			s.Segments = append(s.Segments, info)
+	for _, item := range ds.Items(dcm.SegmentSequence) {
+		info := SegmentInfo{
+			Label:         item.String(dcm.SegmentLabel),
+			Description:   item.String(dcm.SegmentDescription),
+			AlgorithmType: item.String(dcm.SegmentAlgorithmType),
+			AlgorithmName: item.String(dcm.SegmentAlgorithmName),
+			Category:      codeOf(first(item, dcm.SegmentedPropertyCategoryCodeSequence)),
+			Type:          codeOf(first(item, dcm.SegmentedPropertyTypeCodeSequence)),
 		}
+		if v := ints(item, dcm.SegmentNumber); len(v) == 1 {
+			info.Number = v[0]
+		}
+		s.Segments = append(s.Segments, info)
 	}
 
-	pixels := find(ds, tagPixelData)
-	if pixels == nil {
+	pixels := ds.Find(dcm.PixelData)
+	switch {
+	case pixels == nil:
 		return nil, errors.New("no pixel data")
+	case pixels.Fragments != nil:
+		return nil, errors.New("encapsulated pixel data is not supported")
 	}
+	value := pixels.Value
 	size := s.Rows * s.Columns
 	perByte := 1
 	if bits == 1 {
 		perByte = 8
 	}
 	// Checked before multiplying, so hostile sizes cannot overflow or allocate without bound.
-	if frames > len(pixels.value)*perByte/size {
-		return nil, fmt.Errorf("pixel data has %d bytes, too few for %d frames of %dx%d", len(pixels.value), frames, s.Columns, s.Rows)
+	if frames > len(value)*perByte/size {
+		return nil, fmt.Errorf("pixel data has %d bytes, too few for %d frames of %dx%d", len(value), frames, s.Columns, s.Rows)
 	}
-	if need := (frames*size + perByte - 1) / perByte; len(pixels.value) < need {
-		return nil, fmt.Errorf("pixel data has %d bytes; %d frames of %dx%d need %d", len(pixels.value), frames, s.Columns, s.Rows, need)
+	if need := (frames*size + perByte - 1) / perByte; len(value) < need {
+		return nil, fmt.Errorf("pixel data has %d bytes; %d frames of %dx%d need %d", len(value), frames, s.Columns, s.Rows, need)
 	}
 
-	shared := first(ds, 0x52009229)
-	var perFrame [][]rawElement
-	if e := find(ds, 0x52009230); e != nil {
-		perFrame = e.items
-	}
+	shared := first(ds, dcm.SharedFunctionalGroupsSequence)
+	perFrame := ds.Items(dcm.PerFrameFunctionalGroupsSequence)
 	if len(perFrame) != 0 && len(perFrame) != frames {
 		return nil, fmt.Errorf("%d per-frame functional groups for %d frames", len(perFrame), frames)
 	}
 	// A functional group is looked up in the frame's item first, then in the shared item.
-	group := func(f int, tag uint32) []rawElement {
+	group := func(f int, tag dcm.Tag) *dcm.DataSet {
 		if f < len(perFrame) {
 			if g := first(perFrame[f], tag); g != nil {
 				return g
@@ -177,35 +205,33 @@ func decode(ds []rawElement) (*Segmentation, error) {
 	s.Frames = make([]Frame, frames)
 	for f := range s.Frames {
 		fr := &s.Frames[f]
-		if v := us(group(f, 0x0062000A), 0x0062000B); len(v) == 1 {
+		if v := ints(group(f, dcm.SegmentIdentificationSequence), dcm.ReferencedSegmentNumber); len(v) == 1 {
 			fr.SegmentNumber = v[0]
 		}
-		fr.DimensionIndexValues = ul(group(f, 0x00209111), 0x00209157)
-		fr.Position = floats(group(f, 0x00209113), 0x00200032)
-		if e := find(group(f, 0x00089124), 0x00082112); e != nil {
-			for _, item := range e.items {
-				src := FrameSource{SOPClassUID: text(item, 0x00081150), SOPInstanceUID: text(item, 0x00081155)}
-				if v := integers(item, 0x00081160); len(v) > 0 {
-					src.FrameNumber = v[0]
-				}
-				fr.Sources = append(fr.Sources, src)
+		fr.DimensionIndexValues = ints(group(f, dcm.FrameContentSequence), dcm.DimensionIndexValues)
+		fr.Position = floats(group(f, dcm.PlanePositionSequence), dcm.ImagePositionPatient)
+		for _, item := range group(f, dcm.DerivationImageSequence).Items(dcm.SourceImageSequence) {
+			src := FrameSource{SOPClassUID: item.String(dcm.ReferencedSOPClassUID), SOPInstanceUID: item.String(dcm.ReferencedSOPInstanceUID)}
+			if v := ints(item, dcm.ReferencedFrameNumber); len(v) > 0 {
+				src.FrameNumber = v[0]
 			}
+			fr.Sources = append(fr.Sources, src)
 		}
 		fr.Pixels = make([]byte, size)
 		if bits == 1 {
 			// Frames follow each other bit by bit, least significant bit first.
 			for p, k := 0, f*size; p < size; p, k = p+1, k+1 {
-				fr.Pixels[p] = pixels.value[k>>3] >> (k & 7) & 1
+				fr.Pixels[p] = value[k>>3] >> (k & 7) & 1
 			}
 		} else {
-			copy(fr.Pixels, pixels.value[f*size:])
+			copy(fr.Pixels, value[f*size:])
 		}
 	}
 	return s, nil
 }
 
-func codeOf(item []rawElement) channel.Code {
-	return channel.Code{Value: text(item, 0x00080100), Scheme: text(item, 0x00080102), Meaning: text(item, 0x00080104)}
+func codeOf(item *dcm.DataSet) channel.Code {
+	return channel.Code{Value: item.String(dcm.CodeValue), Scheme: item.String(dcm.CodingSchemeDesignator), Meaning: item.String(dcm.CodeMeaning)}
 }
 
 // Mask returns the pixels of the frame holding segment over a source frame (0 for a

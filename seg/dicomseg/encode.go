@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/channel"
 )
 
@@ -128,15 +129,26 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Result is an encoded SEG.
+// Result is an encoded SEG, with what a store or a sender needs to know of it, so that nothing
+// has to parse it again.
 type Result struct {
 	// Bytes is the Part 10 file: preamble, file meta information, data set.
 	Bytes             []byte
+	SOPClassUID       string
 	SOPInstanceUID    string
 	SeriesInstanceUID string
+	StudyInstanceUID  string
+	// TransferSyntaxUID is the encoding of the data set (explicit VR little endian).
+	TransferSyntaxUID string
 	// Frames is the number of frames written.
 	Frames int
+	// dataSetStart is where the data set starts in Bytes, after the file meta.
+	dataSetStart int
 }
+
+// DataSet returns the data set without the file meta information: what a C-STORE sends and
+// what store.Put takes, in TransferSyntaxUID.
+func (r *Result) DataSet() []byte { return r.Bytes[r.dataSetStart:] }
 
 // frameRef is one SEG frame: a segment's mask over one source frame.
 type frameRef struct {
@@ -193,10 +205,20 @@ func EncodeSeries(sources []*Source, segments []Segment, opts Options) (*Result,
 
 	var buf bytes.Buffer
 	buf.Grow(len(pixels) + 64*1024)
-	if err := writeFile(&buf, SegmentationStorage, sopUID, ds); err != nil {
+	start, err := writeFile(&buf, sopUID, ds)
+	if err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
-	return &Result{Bytes: buf.Bytes(), SOPInstanceUID: sopUID, SeriesInstanceUID: seriesUID, Frames: len(e.frames)}, nil
+	return &Result{
+		Bytes:             buf.Bytes(),
+		SOPClassUID:       SegmentationStorage,
+		SOPInstanceUID:    sopUID,
+		SeriesInstanceUID: seriesUID,
+		StudyInstanceUID:  sources[0].Study.InstanceUID,
+		TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
+		Frames:            len(e.frames),
+		dataSetStart:      start,
+	}, nil
 }
 
 // sourceFrame is one frame of one source instance.
@@ -312,7 +334,7 @@ func checkOptions(o Options) error {
 		{"SOP instance UID", o.SOPInstanceUID},
 		{"series instance UID", o.SeriesInstanceUID},
 	} {
-		if f.v != "" && !validUID(f.v) {
+		if f.v != "" && dcm.CheckUID(f.v) != nil {
 			return fmt.Errorf("%s %q is not a valid UID", f.name, f.v)
 		}
 	}
@@ -408,11 +430,45 @@ func (e *encoder) pixelData() []byte {
 	return out
 }
 
+// dataset is a data set or item being built: encoding sorts it.
+type dataset = []dcm.Element
+
+func seq(t dcm.Tag, items ...dataset) dcm.Element {
+	out := make([]*dcm.DataSet, len(items))
+	for i, item := range items {
+		out[i] = dcm.NewDataSet(item...)
+	}
+	return dcm.NewSequence(t, out...)
+}
+
+// writeFile encodes a Part 10 file, the data set in explicit VR little endian, and returns where
+// the data set starts.
+func writeFile(buf *bytes.Buffer, sopInstance string, ds dataset) (int, error) {
+	if err := dcm.WriteFileMeta(buf, dcm.FileMeta{
+		MediaStorageSOPClassUID:    SegmentationStorage,
+		MediaStorageSOPInstanceUID: sopInstance,
+		TransferSyntaxUID:          dcm.ExplicitVRLittleEndian,
+		ImplementationClassUID:     ImplementationClassUID,
+		ImplementationVersionName:  ImplementationVersionName,
+	}); err != nil {
+		return 0, err
+	}
+	start := buf.Len()
+	w, err := dcm.NewWriter(buf, dcm.ExplicitVRLittleEndian)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.WriteDataSet(dcm.NewDataSet(ds...)); err != nil {
+		return 0, err
+	}
+	return start, w.Close()
+}
+
 func code(c channel.Code) dataset {
 	return dataset{
-		str(tagOf(0x0008, 0x0100), "SH", c.Value),
-		str(tagOf(0x0008, 0x0102), "SH", c.Scheme),
-		str(tagOf(0x0008, 0x0104), "LO", c.Meaning),
+		dcm.NewText(dcm.CodeValue, "SH", c.Value),
+		dcm.NewText(dcm.CodingSchemeDesignator, "SH", c.Scheme),
+		dcm.NewText(dcm.CodeMeaning, "LO", c.Meaning),
 	}
 }
 
@@ -430,97 +486,87 @@ func familyAI() channel.Code {
 	return channel.Code{Scheme: "DCM", Value: "123110", Meaning: "Artificial Intelligence"}
 }
 
-// Tags used more than once.
-const (
-	tagReferencedSegmentNumber  = 0x0062000B
-	tagSegmentIdentificationSeq = 0x0062000A
-	tagImagePositionPatient     = 0x00200032
-	tagPlanePositionSeq         = 0x00209113
-	tagReferencedFrameNumber    = 0x00081160
-	tagDerivationImageSeq       = 0x00089124
-)
-
 func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
 	src, o := e.sources[0], e.opts
 	date, tm := o.Time.Format("20060102"), o.Time.Format("150405.000000")
 	ds := dataset{
 		// SOP Common
-		str(tagOf(0x0008, 0x0016), "UI", SegmentationStorage),
-		str(tagOf(0x0008, 0x0018), "UI", sopUID),
-		str(tagOf(0x0008, 0x0012), "DA", date),
-		str(tagOf(0x0008, 0x0013), "TM", tm),
+		dcm.NewText(dcm.SOPClassUID, "UI", SegmentationStorage),
+		dcm.NewText(dcm.SOPInstanceUID, "UI", sopUID),
+		dcm.NewText(dcm.InstanceCreationDate, "DA", date),
+		dcm.NewText(dcm.InstanceCreationTime, "TM", tm),
 		// Patient
-		str(tagOf(0x0010, 0x0010), "PN", src.Patient.Name),
-		str(tagOf(0x0010, 0x0020), "LO", src.Patient.ID),
-		str(tagOf(0x0010, 0x0030), "DA", src.Patient.BirthDate),
-		str(tagOf(0x0010, 0x0040), "CS", src.Patient.Sex),
+		dcm.NewText(dcm.PatientName, "PN", src.Patient.Name),
+		dcm.NewText(dcm.PatientID, "LO", src.Patient.ID),
+		dcm.NewText(dcm.PatientBirthDate, "DA", src.Patient.BirthDate),
+		dcm.NewText(dcm.PatientSex, "CS", src.Patient.Sex),
 		// General Study
-		str(tagOf(0x0020, 0x000D), "UI", src.Study.InstanceUID),
-		str(tagOf(0x0008, 0x0020), "DA", src.Study.Date),
-		str(tagOf(0x0008, 0x0030), "TM", src.Study.Time),
-		str(tagOf(0x0008, 0x0090), "PN", src.Study.ReferringPhysicianName),
-		str(tagOf(0x0020, 0x0010), "SH", src.Study.ID),
-		str(tagOf(0x0008, 0x0050), "SH", src.Study.AccessionNumber),
+		dcm.NewText(dcm.StudyInstanceUID, "UI", src.Study.InstanceUID),
+		dcm.NewText(dcm.StudyDate, "DA", src.Study.Date),
+		dcm.NewText(dcm.StudyTime, "TM", src.Study.Time),
+		dcm.NewText(dcm.ReferringPhysicianName, "PN", src.Study.ReferringPhysicianName),
+		dcm.NewText(dcm.StudyID, "SH", src.Study.ID),
+		dcm.NewText(dcm.AccessionNumber, "SH", src.Study.AccessionNumber),
 		// General Series and Segmentation Series
-		str(tagOf(0x0008, 0x0060), "CS", "SEG"),
-		str(tagOf(0x0020, 0x000E), "UI", seriesUID),
-		is(tagOf(0x0020, 0x0011), o.SeriesNumber),
-		str(tagOf(0x0008, 0x103E), "LO", o.SeriesDescription),
-		str(tagOf(0x0008, 0x0021), "DA", date),
-		str(tagOf(0x0008, 0x0031), "TM", tm),
+		dcm.NewText(dcm.Modality, "CS", "SEG"),
+		dcm.NewText(dcm.SeriesInstanceUID, "UI", seriesUID),
+		dcm.NewIS(dcm.SeriesNumber, o.SeriesNumber),
+		dcm.NewText(dcm.SeriesDescription, "LO", o.SeriesDescription),
+		dcm.NewText(dcm.SeriesDate, "DA", date),
+		dcm.NewText(dcm.SeriesTime, "TM", tm),
 		// General Equipment and Enhanced General Equipment
-		str(tagOf(0x0008, 0x0070), "LO", o.Equipment.Manufacturer),
-		str(tagOf(0x0008, 0x1090), "LO", o.Equipment.ModelName),
-		str(tagOf(0x0018, 0x1020), "LO", o.Equipment.SoftwareVersions),
-		str(tagOf(0x0018, 0x1000), "LO", o.Equipment.DeviceSerialNumber),
+		dcm.NewText(dcm.Manufacturer, "LO", o.Equipment.Manufacturer),
+		dcm.NewText(dcm.ManufacturerModelName, "LO", o.Equipment.ModelName),
+		dcm.NewText(dcm.SoftwareVersions, "LO", o.Equipment.SoftwareVersions),
+		dcm.NewText(dcm.DeviceSerialNumber, "LO", o.Equipment.DeviceSerialNumber),
 		// General Image, Multi-frame Functional Groups
-		is(tagOf(0x0020, 0x0013), o.InstanceNumber),
-		str(tagOf(0x0008, 0x0023), "DA", date),
-		str(tagOf(0x0008, 0x0033), "TM", tm),
-		is(tagOf(0x0028, 0x0008), len(e.frames)),
+		dcm.NewIS(dcm.InstanceNumber, o.InstanceNumber),
+		dcm.NewText(dcm.ContentDate, "DA", date),
+		dcm.NewText(dcm.ContentTime, "TM", tm),
+		dcm.NewIS(dcm.NumberOfFrames, len(e.frames)),
 		// Image Pixel and Segmentation Image
-		str(tagOf(0x0008, 0x0008), "CS", "DERIVED", "PRIMARY"),
-		u16(tagOf(0x0028, 0x0002), 1),
-		str(tagOf(0x0028, 0x0004), "CS", "MONOCHROME2"),
-		u16(tagOf(0x0028, 0x0010), uint16(src.Rows)),
-		u16(tagOf(0x0028, 0x0011), uint16(src.Columns)),
-		u16(tagOf(0x0028, 0x0103), 0),
-		str(tagOf(0x0028, 0x2110), "CS", "00"),
-		str(tagOf(0x0062, 0x0001), "CS", o.Type.String()),
-		str(tagOf(0x0062, 0x0013), "CS", e.overlap()),
-		str(tagOf(0x0070, 0x0080), "CS", o.ContentLabel),
-		str(tagOf(0x0070, 0x0081), "LO", o.ContentDescription),
-		str(tagOf(0x0070, 0x0084), "PN", o.ContentCreatorName),
+		dcm.NewText(dcm.ImageType, "CS", "DERIVED", "PRIMARY"),
+		dcm.NewUS(dcm.SamplesPerPixel, 1),
+		dcm.NewText(dcm.PhotometricInterpretation, "CS", "MONOCHROME2"),
+		dcm.NewUS(dcm.Rows, uint16(src.Rows)),
+		dcm.NewUS(dcm.Columns, uint16(src.Columns)),
+		dcm.NewUS(dcm.PixelRepresentation, 0),
+		dcm.NewText(dcm.LossyImageCompression, "CS", "00"),
+		dcm.NewText(dcm.SegmentationType, "CS", o.Type.String()),
+		dcm.NewText(dcm.SegmentsOverlap, "CS", e.overlap()),
+		dcm.NewText(dcm.ContentLabel, "CS", o.ContentLabel),
+		dcm.NewText(dcm.ContentDescription, "LO", o.ContentDescription),
+		dcm.NewText(dcm.ContentCreatorName, "PN", o.ContentCreatorName),
 		e.segmentSequence(),
-		ob(tagOf(0x7FE0, 0x0010), pixels),
+		dcm.NewBytes(dcm.PixelData, "OB", pixels),
 		e.referencedSeries(),
 	}
 	if o.Type == Binary {
-		ds = append(ds, u16(tagOf(0x0028, 0x0100), 1), u16(tagOf(0x0028, 0x0101), 1), u16(tagOf(0x0028, 0x0102), 0))
+		ds = append(ds, dcm.NewUS(dcm.BitsAllocated, 1), dcm.NewUS(dcm.BitsStored, 1), dcm.NewUS(dcm.HighBit, 0))
 	} else {
 		ds = append(ds,
-			u16(tagOf(0x0028, 0x0100), 8), u16(tagOf(0x0028, 0x0101), 8), u16(tagOf(0x0028, 0x0102), 7),
-			str(tagOf(0x0062, 0x0010), "CS", "PROBABILITY"),
-			u16(tagOf(0x0062, 0x000E), maxFractional))
+			dcm.NewUS(dcm.BitsAllocated, 8), dcm.NewUS(dcm.BitsStored, 8), dcm.NewUS(dcm.HighBit, 7),
+			dcm.NewText(dcm.SegmentationFractionalType, "CS", "PROBABILITY"),
+			dcm.NewUS(dcm.MaximumFractionalValue, maxFractional))
 	}
 	if src.Patient.IssuerOfID != "" {
-		ds = append(ds, str(tagOf(0x0010, 0x0021), "LO", src.Patient.IssuerOfID))
+		ds = append(ds, dcm.NewText(dcm.IssuerOfPatientID, "LO", src.Patient.IssuerOfID))
 	}
 	if src.Study.Description != "" {
-		ds = append(ds, str(tagOf(0x0008, 0x1030), "LO", src.Study.Description))
+		ds = append(ds, dcm.NewText(dcm.StudyDescription, "LO", src.Study.Description))
 	}
 	if e.geometry == nil {
 		// General Image: Type 2C, required when Image Orientation (Patient) is absent.
-		ds = append(ds, str(tagOf(0x0020, 0x0020), "CS", src.PatientOrientation))
+		ds = append(ds, dcm.NewText(dcm.PatientOrientation, "CS", src.PatientOrientation))
 	}
 	if src.FrameOfReferenceUID != "" {
 		ds = append(ds,
-			str(tagOf(0x0020, 0x0052), "UI", src.FrameOfReferenceUID),
-			str(tagOf(0x0020, 0x1040), "LO", src.PositionReferenceIndicator))
+			dcm.NewText(dcm.FrameOfReferenceUID, "UI", src.FrameOfReferenceUID),
+			dcm.NewText(dcm.PositionReferenceIndicator, "LO", src.PositionReferenceIndicator))
 	}
 	if !isASCII(ds) {
 		// Values copied from the source arrive as UTF-8 whatever the source's character set was.
-		ds = append(ds, str(tagOf(0x0008, 0x0005), "CS", "ISO_IR 192"))
+		ds = append(ds, dcm.NewText(dcm.SpecificCharacterSet, "CS", "ISO_IR 192"))
 	}
 	ds = append(ds, e.dimensions()...)
 	ds = append(ds, e.functionalGroups()...)
@@ -528,7 +574,7 @@ func (e *encoder) dataset(sopUID, seriesUID string, pixels []byte) dataset {
 }
 
 // referencedSeries is the Common Instance Reference: every source, grouped by series.
-func (e *encoder) referencedSeries() element {
+func (e *encoder) referencedSeries() dcm.Element {
 	var series []string
 	instances := map[string][]dataset{}
 	for _, src := range e.sources {
@@ -536,33 +582,33 @@ func (e *encoder) referencedSeries() element {
 			series = append(series, src.SeriesInstanceUID)
 		}
 		instances[src.SeriesInstanceUID] = append(instances[src.SeriesInstanceUID], dataset{
-			str(tagOf(0x0008, 0x1150), "UI", src.SOPClassUID),
-			str(tagOf(0x0008, 0x1155), "UI", src.SOPInstanceUID),
+			dcm.NewText(dcm.ReferencedSOPClassUID, "UI", src.SOPClassUID),
+			dcm.NewText(dcm.ReferencedSOPInstanceUID, "UI", src.SOPInstanceUID),
 		})
 	}
 	items := make([]dataset, len(series))
 	for i, uid := range series {
 		items[i] = dataset{
-			str(tagOf(0x0020, 0x000E), "UI", uid),
-			seq(tagOf(0x0008, 0x114A), instances[uid]...),
+			dcm.NewText(dcm.SeriesInstanceUID, "UI", uid),
+			seq(dcm.ReferencedInstanceSequence, instances[uid]...),
 		}
 	}
-	return seq(tagOf(0x0008, 0x1115), items...)
+	return seq(dcm.ReferencedSeriesSequence, items...)
 }
 
 func isASCII(ds dataset) bool {
 	for _, e := range ds {
-		if e.vr == "SQ" {
-			for _, item := range e.items {
-				if !isASCII(item) {
+		if e.VR == "SQ" {
+			for _, item := range e.Items {
+				if !isASCII(item.Elements) {
 					return false
 				}
 			}
 			continue
 		}
-		switch e.vr {
+		switch e.VR {
 		case "PN", "LO", "SH", "ST", "LT", "UT", "UC":
-			for _, b := range e.value {
+			for _, b := range e.Value {
 				if b >= 0x80 {
 					return false
 				}
@@ -572,28 +618,28 @@ func isASCII(ds dataset) bool {
 	return true
 }
 
-func (e *encoder) segmentSequence() element {
+func (e *encoder) segmentSequence() dcm.Element {
 	items := make([]dataset, len(e.segments))
 	for i, s := range e.segments {
 		item := dataset{
-			u16(tagOf(0x0062, 0x0004), uint16(i+1)),
-			str(tagOf(0x0062, 0x0005), "LO", s.Label),
-			str(tagOf(0x0062, 0x0008), "CS", "AUTOMATIC"),
-			str(tagOf(0x0062, 0x0009), "LO", e.opts.AlgorithmName),
-			seq(tagOf(0x0062, 0x0003), code(s.Category)),
-			seq(tagOf(0x0062, 0x000F), code(s.Type)),
-			seq(tagOf(0x0062, 0x0007), dataset{
-				seq(tagOf(0x0066, 0x002F), code(familyAI())),
-				str(tagOf(0x0066, 0x0036), "LO", e.opts.AlgorithmName),
-				str(tagOf(0x0066, 0x0031), "LO", e.opts.AlgorithmVersion),
+			dcm.NewUS(dcm.SegmentNumber, uint16(i+1)),
+			dcm.NewText(dcm.SegmentLabel, "LO", s.Label),
+			dcm.NewText(dcm.SegmentAlgorithmType, "CS", "AUTOMATIC"),
+			dcm.NewText(dcm.SegmentAlgorithmName, "LO", e.opts.AlgorithmName),
+			seq(dcm.SegmentedPropertyCategoryCodeSequence, code(s.Category)),
+			seq(dcm.SegmentedPropertyTypeCodeSequence, code(s.Type)),
+			seq(dcm.SegmentationAlgorithmIdentificationSequence, dataset{
+				seq(dcm.AlgorithmFamilyCodeSequence, code(familyAI())),
+				dcm.NewText(dcm.AlgorithmName, "LO", e.opts.AlgorithmName),
+				dcm.NewText(dcm.AlgorithmVersion, "LO", e.opts.AlgorithmVersion),
 			}),
 		}
 		if s.Description != "" {
-			item = append(item, str(tagOf(0x0062, 0x0006), "ST", s.Description))
+			item = append(item, dcm.NewText(dcm.SegmentDescription, "ST", s.Description))
 		}
 		items[i] = item
 	}
-	return seq(tagOf(0x0062, 0x0002), items...)
+	return seq(dcm.SegmentSequence, items...)
 }
 
 // overlap says whether any pixel belongs to two segments in the same source frame.
@@ -642,24 +688,24 @@ func (e *encoder) second() secondDimension {
 }
 
 func (e *encoder) dimensions() dataset {
-	index := func(pointer, group uint32, label string) dataset {
+	index := func(pointer, group dcm.Tag, label string) dataset {
 		return dataset{
-			str(tagOf(0x0020, 0x9164), "UI", e.dimOrgUID),
-			at(tagOf(0x0020, 0x9165), pointer),
-			at(tagOf(0x0020, 0x9167), group),
-			str(tagOf(0x0020, 0x9421), "LO", label),
+			dcm.NewText(dcm.DimensionOrganizationUID, "UI", e.dimOrgUID),
+			dcm.NewAT(dcm.DimensionIndexPointer, pointer),
+			dcm.NewAT(dcm.FunctionalGroupPointer, group),
+			dcm.NewText(dcm.DimensionDescriptionLabel, "LO", label),
 		}
 	}
-	items := []dataset{index(tagReferencedSegmentNumber, tagSegmentIdentificationSeq, "Segment Number")}
+	items := []dataset{index(dcm.ReferencedSegmentNumber, dcm.SegmentIdentificationSequence, "Segment Number")}
 	switch e.second() {
 	case dimPosition:
-		items = append(items, index(tagImagePositionPatient, tagPlanePositionSeq, "Image Position Patient"))
+		items = append(items, index(dcm.ImagePositionPatient, dcm.PlanePositionSequence, "Image Position Patient"))
 	case dimFrameNumber:
-		items = append(items, index(tagReferencedFrameNumber, tagDerivationImageSeq, "Referenced Frame Number"))
+		items = append(items, index(dcm.ReferencedFrameNumber, dcm.DerivationImageSequence, "Referenced Frame Number"))
 	}
 	return dataset{
-		seq(tagOf(0x0020, 0x9221), dataset{str(tagOf(0x0020, 0x9164), "UI", e.dimOrgUID)}),
-		seq(tagOf(0x0020, 0x9222), items...),
+		seq(dcm.DimensionOrganizationSequence, dataset{dcm.NewText(dcm.DimensionOrganizationUID, "UI", e.dimOrgUID)}),
+		seq(dcm.DimensionIndexSequence, items...),
 	}
 }
 
@@ -699,13 +745,13 @@ func (e *encoder) functionalGroups() dataset {
 	shared := dataset{}
 	var posIndex []int
 	if g := e.geometry; g != nil {
-		measures := dataset{ds(tagOf(0x0028, 0x0030), g.PixelSpacing[0], g.PixelSpacing[1])}
+		measures := dataset{dcm.NewDS(dcm.PixelSpacing, g.PixelSpacing[0], g.PixelSpacing[1])}
 		if g.SliceThickness > 0 {
-			measures = append(measures, ds(tagOf(0x0018, 0x0050), g.SliceThickness))
+			measures = append(measures, dcm.NewDS(dcm.SliceThickness, g.SliceThickness))
 		}
 		shared = append(shared,
-			seq(tagOf(0x0028, 0x9110), measures),
-			seq(tagOf(0x0020, 0x9116), dataset{ds(tagOf(0x0020, 0x0037), g.Orientation[:]...)}))
+			seq(dcm.PixelMeasuresSequence, measures),
+			seq(dcm.PlaneOrientationSequence, dataset{dcm.NewDS(dcm.ImageOrientationPatient, g.Orientation[:]...)}))
 		posIndex = positionIndices(g)
 	}
 	second := e.second()
@@ -714,13 +760,13 @@ func (e *encoder) functionalGroups() dataset {
 		sf := e.sourceFrames[f.source]
 		src := sf.src
 		sourceImage := dataset{
-			str(tagOf(0x0008, 0x1150), "UI", src.SOPClassUID),
-			str(tagOf(0x0008, 0x1155), "UI", src.SOPInstanceUID),
-			str(tagOf(0x0028, 0x135A), "CS", "YES"),
-			seq(tagOf(0x0040, 0xA170), code(purposeSourceImage())),
+			dcm.NewText(dcm.ReferencedSOPClassUID, "UI", src.SOPClassUID),
+			dcm.NewText(dcm.ReferencedSOPInstanceUID, "UI", src.SOPInstanceUID),
+			dcm.NewText(dcm.SpatialLocationsPreserved, "CS", "YES"),
+			seq(dcm.PurposeOfReferenceCodeSequence, code(purposeSourceImage())),
 		}
 		if src.Frames > 1 {
-			sourceImage = append(sourceImage, is(tagReferencedFrameNumber, sf.number))
+			sourceImage = append(sourceImage, dcm.NewIS(dcm.ReferencedFrameNumber, sf.number))
 		}
 		dimValues := []uint32{uint32(f.segment)}
 		switch second {
@@ -730,21 +776,21 @@ func (e *encoder) functionalGroups() dataset {
 			dimValues = append(dimValues, uint32(sf.number))
 		}
 		item := dataset{
-			seq(tagDerivationImageSeq, dataset{
-				seq(tagOf(0x0008, 0x2112), sourceImage),
-				seq(tagOf(0x0008, 0x9215), code(derivationSegmentation())),
+			seq(dcm.DerivationImageSequence, dataset{
+				seq(dcm.SourceImageSequence, sourceImage),
+				seq(dcm.DerivationCodeSequence, code(derivationSegmentation())),
 			}),
-			seq(tagOf(0x0020, 0x9111), dataset{u32(tagOf(0x0020, 0x9157), dimValues...)}),
-			seq(tagSegmentIdentificationSeq, dataset{u16(tagReferencedSegmentNumber, uint16(f.segment))}),
+			seq(dcm.FrameContentSequence, dataset{dcm.NewUL(dcm.DimensionIndexValues, dimValues...)}),
+			seq(dcm.SegmentIdentificationSequence, dataset{dcm.NewUS(dcm.ReferencedSegmentNumber, uint16(f.segment))}),
 		}
 		if g := e.geometry; g != nil {
 			p := g.Positions[f.source]
-			item = append(item, seq(tagPlanePositionSeq, dataset{ds(tagImagePositionPatient, p[0], p[1], p[2])}))
+			item = append(item, seq(dcm.PlanePositionSequence, dataset{dcm.NewDS(dcm.ImagePositionPatient, p[0], p[1], p[2])}))
 		}
 		perFrame[i] = item
 	}
 	return dataset{
-		seq(tagOf(0x5200, 0x9229), shared),
-		seq(tagOf(0x5200, 0x9230), perFrame...),
+		seq(dcm.SharedFunctionalGroupsSequence, shared),
+		seq(dcm.PerFrameFunctionalGroupsSequence, perFrame...),
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/channel"
 )
 
@@ -46,14 +47,14 @@ func TestBitPacking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd := find(ds, tagPixelData)
-	if pd == nil || pd.vr != "OB" {
+	pd := ds.Find(dcm.PixelData)
+	if pd == nil || pd.VR != "OB" {
 		t.Fatalf("pixel data %+v, want OB", pd)
 	}
 	// bits 0..14 set; bit 44 (byte 5, bit 4) set.
 	want := []byte{0xFF, 0x7F, 0x00, 0x00, 0x00, 0x10}
-	if !bytes.Equal(pd.value, want) {
-		t.Fatalf("pixel data % x, want % x", pd.value, want)
+	if !bytes.Equal(pd.Value, want) {
+		t.Fatalf("pixel data % x, want % x", pd.Value, want)
 	}
 }
 
@@ -76,10 +77,10 @@ func TestFractionalPixelData(t *testing.T) {
 		t.Fatalf("decoded %s max %d pixels %v, want FRACTIONAL 255 %v", seg.Type, seg.MaxFractional, seg.Frames[0].Pixels, m)
 	}
 	ds, _ := parseFile(res.Bytes)
-	if got := len(find(ds, tagPixelData).value); got != 16 {
+	if got := len(ds.Bytes(dcm.PixelData)); got != 16 {
 		t.Errorf("pixel data is %d bytes, want 15 padded to 16", got)
 	}
-	if got := text(ds, 0x00620010); got != "PROBABILITY" {
+	if got := ds.String(dcm.SegmentationFractionalType); got != "PROBABILITY" {
 		t.Errorf("fractional type %q, want PROBABILITY", got)
 	}
 }
@@ -213,12 +214,12 @@ func TestOverlapAndDimensions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := text(ds, 0x00620013); got != tt.wantOverlap {
+			if got := ds.String(dcm.SegmentsOverlap); got != tt.wantOverlap {
 				t.Errorf("segments overlap %q, want %q", got, tt.wantOverlap)
 			}
 			var dims []string
-			for _, item := range find(ds, 0x00209222).items {
-				v := find(item, 0x00209165).value
+			for _, item := range ds.Items(dcm.DimensionIndexSequence) {
+				v := item.Bytes(dcm.DimensionIndexPointer)
 				dims = append(dims, fmtTag(binary.LittleEndian.Uint16(v), binary.LittleEndian.Uint16(v[2:])))
 			}
 			if strings.Join(dims, ",") != strings.Join(tt.wantDims, ",") {
@@ -253,19 +254,19 @@ func TestWellFormed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &parser{buf: res.Bytes[132:], explicit: true}
+	// The file meta group is explicit VR little endian, and ends where group 0002 does.
+	metaDS, err := dcm.ReadDataSet(bytes.NewReader(res.Bytes[132:]), dcm.ExplicitVRLittleEndian, dcm.ParseOptions{StopAfter: 0x0002FFFF})
+	if err != nil {
+		t.Fatal(err)
+	}
 	meta := map[uint32]string{}
-	for len(p.buf) >= 4 && binary.LittleEndian.Uint16(p.buf) == 0x0002 {
-		e, err := p.element(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		meta[e.tag] = strings.TrimRight(string(e.value), " \x00")
+	for _, e := range metaDS.Elements {
+		meta[uint32(e.Tag)] = strings.TrimRight(string(e.Value), " \x00")
 	}
 	for tag, want := range map[uint32]string{
 		0x00020002: SegmentationStorage,
 		0x00020003: res.SOPInstanceUID,
-		0x00020010: explicitVRLittleEndian,
+		0x00020010: dcm.ExplicitVRLittleEndian,
 		0x00020012: ImplementationClassUID,
 		0x00020013: ImplementationVersionName,
 	} {
@@ -280,19 +281,19 @@ func TestWellFormed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var walk func(path string, ds []rawElement)
+	var walk func(path string, ds *dcm.DataSet)
 	count := 0
-	walk = func(path string, ds []rawElement) {
-		for i, e := range ds {
+	walk = func(path string, ds *dcm.DataSet) {
+		for i, e := range ds.Elements {
 			count++
-			if i > 0 && ds[i-1].tag >= e.tag {
-				t.Errorf("%s: (%08x) follows (%08x)", path, e.tag, ds[i-1].tag)
+			if i > 0 && ds.Elements[i-1].Tag >= e.Tag {
+				t.Errorf("%s: (%08x) follows (%08x)", path, uint32(e.Tag), uint32(ds.Elements[i-1].Tag))
 			}
-			if len(e.value)%2 != 0 {
-				t.Errorf("%s (%08x): odd length %d", path, e.tag, len(e.value))
+			if len(e.Value)%2 != 0 {
+				t.Errorf("%s (%08x): odd length %d", path, uint32(e.Tag), len(e.Value))
 			}
-			for j, item := range e.items {
-				walk(fmt.Sprintf("%s>%08x[%d]", path, e.tag, j+1), item)
+			for j, item := range e.Items {
+				walk(fmt.Sprintf("%s>%08x[%d]", path, uint32(e.Tag), j+1), item)
 			}
 		}
 	}
@@ -300,61 +301,14 @@ func TestWellFormed(t *testing.T) {
 	if count < 80 {
 		t.Errorf("only %d elements walked", count)
 	}
-	if got := text(ds, 0x00080005); got != "ISO_IR 192" {
+	if got := ds.String(dcm.SpecificCharacterSet); got != "ISO_IR 192" {
 		t.Errorf("specific character set %q, want ISO_IR 192 for a non-ASCII name", got)
 	}
-	if got := text(ds, 0x00100010); got != "Müller^Jürgen" {
+	if got := ds.String(dcm.PatientName); got != "Müller^Jürgen" {
 		t.Errorf("patient name %q", got)
 	}
-	if got := text(ds, 0x00080023); got != "20260506" {
+	if got := ds.String(dcm.ContentDate); got != "20260506" {
 		t.Errorf("content date %q", got)
-	}
-}
-
-func TestWriterValues(t *testing.T) {
-	tests := []struct {
-		e    element
-		want []byte
-	}{
-		{str(tagOf(0x0008, 0x0018), "UI", "1.23"), []byte{0x08, 0, 0x18, 0, 'U', 'I', 4, 0, '1', '.', '2', '3'}},
-		{str(tagOf(0x0008, 0x0018), "UI", "1.2"), []byte{0x08, 0, 0x18, 0, 'U', 'I', 4, 0, '1', '.', '2', 0}},
-		{str(tagOf(0x0010, 0x0010), "PN", "A^B"), []byte{0x10, 0, 0x10, 0, 'P', 'N', 4, 0, 'A', '^', 'B', ' '}},
-		{ob(tagOf(0x7FE0, 0x0010), []byte{1, 2, 3}), []byte{0xE0, 0x7F, 0x10, 0, 'O', 'B', 0, 0, 4, 0, 0, 0, 1, 2, 3, 0}},
-		{u16(tagOf(0x0028, 0x0010), 512), []byte{0x28, 0, 0x10, 0, 'U', 'S', 2, 0, 0, 2}},
-		{at(tagOf(0x0020, 0x9165), tagOf(0x0062, 0x000B)), []byte{0x20, 0, 0x65, 0x91, 'A', 'T', 4, 0, 0x62, 0, 0x0B, 0}},
-		{seq(tagOf(0x0062, 0x000A), dataset{u16(tagOf(0x0062, 0x000B), 1)}),
-			[]byte{0x62, 0, 0x0A, 0, 'S', 'Q', 0, 0, 18, 0, 0, 0, 0xFE, 0xFF, 0, 0xE0, 10, 0, 0, 0, 0x62, 0, 0x0B, 0, 'U', 'S', 2, 0, 1, 0}},
-	}
-	for _, tt := range tests {
-		var buf bytes.Buffer
-		if err := tt.e.encode(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf.Bytes(), tt.want) {
-			t.Errorf("(%08x %s) encoded as % x, want % x", tt.e.tag, tt.e.vr, buf.Bytes(), tt.want)
-		}
-	}
-	var buf bytes.Buffer
-	if err := (dataset{u16(1, 1), u16(1, 2)}).encode(&buf); err == nil {
-		t.Error("a duplicate element was written")
-	}
-	if err := str(tagOf(0x0008, 0x0104), "LO", strings.Repeat("x", 70000)).encode(&buf); err == nil {
-		t.Error("a 70000-byte LO was written")
-	}
-}
-
-func TestFormatDS(t *testing.T) {
-	for _, tt := range []struct {
-		in   float64
-		want string
-	}{
-		{0.5, "0.5"}, {-158.135803, "-158.135803"}, {1e-20, "1e-20"}, {0, "0"},
-		{0.66146799999999997, "0.661468"}, {-123456.78901234567, "-123456.78901235"}, {1.0 / 3, "0.33333333333333"},
-	} {
-		got := formatDS(tt.in)
-		if got != tt.want || len(got) > 16 {
-			t.Errorf("formatDS(%v) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 
@@ -364,15 +318,15 @@ func TestUIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := NewUID()
-	if a == b || !validUID(a) || !strings.HasPrefix(a, "2.25.") {
+	if a == b || dcm.CheckUID(a) != nil || !strings.HasPrefix(a, "2.25.") {
 		t.Errorf("NewUID gave %q and %q", a, b)
 	}
 	for s, want := range map[string]bool{
 		"1.2.840.10008.5.1.4.1.1.66.4": true, ImplementationClassUID: true, "": false, "1..2": false,
 		"1.02": false, "1.2.": false, "1.a": false, strings.Repeat("1.", 32) + "1": false, "0.1": true,
 	} {
-		if validUID(s) != want {
-			t.Errorf("validUID(%q) = %v, want %v", s, !want, want)
+		if (dcm.CheckUID(s) == nil) != want {
+			t.Errorf("CheckUID(%q) accepts it: %v, want %v", s, !want, want)
 		}
 	}
 }
@@ -387,5 +341,41 @@ func TestLegacyDateTime(t *testing.T) {
 		if got := legacyTime(in); got != want {
 			t.Errorf("legacyTime(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestResultSaysWhatItHolds: the typed result names the SEG the way its bytes do, and DataSet
+// is the data set after the file meta, in the transfer syntax the result gives.
+func TestResultSaysWhatItHolds(t *testing.T) {
+	src := testSource()
+	res, err := Encode(src, []Segment{testSegment(ones(15), ones(15), ones(15))}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := dcm.ReadPart10(bytes.NewReader(res.Bytes), dcm.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := dcm.Parse(res.DataSet(), res.TransferSyntaxUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string][2]string{
+		"SOP class":       {res.SOPClassUID, ds.String(dcm.SOPClassUID)},
+		"SOP instance":    {res.SOPInstanceUID, ds.String(dcm.SOPInstanceUID)},
+		"series":          {res.SeriesInstanceUID, ds.String(dcm.SeriesInstanceUID)},
+		"study":           {res.StudyInstanceUID, ds.String(dcm.StudyInstanceUID)},
+		"transfer syntax": {res.TransferSyntaxUID, f.Meta.TransferSyntaxUID},
+		"meta class":      {res.SOPClassUID, f.Meta.MediaStorageSOPClassUID},
+	} {
+		if v[0] == "" || v[0] != v[1] {
+			t.Errorf("%s: result %q, bytes %q", name, v[0], v[1])
+		}
+	}
+	if len(ds.Elements) != len(f.DataSet.Elements) || !bytes.HasSuffix(res.Bytes, res.DataSet()) || len(res.DataSet()) >= len(res.Bytes)-132 {
+		t.Error("DataSet is not the data set after the file meta")
+	}
+	if res.StudyInstanceUID != src.Study.InstanceUID {
+		t.Errorf("study %q, the source's %q", res.StudyInstanceUID, src.Study.InstanceUID)
 	}
 }

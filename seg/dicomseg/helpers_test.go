@@ -10,8 +10,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
 )
+
+// parseFile reads an encoded SEG's data set.
+func parseFile(b []byte) (*dcm.DataSet, error) {
+	f, err := dcm.ReadPart10(bytes.NewReader(b), dcm.ParseOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return f.DataSet, nil
+}
 
 // pattern makes a deterministic mask for a segment over a source frame: an ellipse whose centre
 // moves with the frame and segment, cut by diagonal stripes so that set bits cross byte

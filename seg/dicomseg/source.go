@@ -7,13 +7,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/suyashkumar/dicom"
-	"github.com/suyashkumar/dicom/pkg/tag"
+	"github.com/espnode/espnode/dcm"
 )
 
 // Source describes the image instance a segmentation is derived from: the attributes the SEG
 // copies or references, and the pixel geometry its frames inherit. Build it from a parsed data
-// set with SourceFromDataset, or fill it in directly.
+// set with SourceFromDataSet, or fill it in directly.
 type Source struct {
 	SOPClassUID       string
 	SOPInstanceUID    string
@@ -60,64 +59,57 @@ type Geometry struct {
 	Positions [][3]float64
 }
 
-// ReadSource parses a DICOM file's attributes (not its pixel data) into a Source.
+// ReadSource reads a DICOM file's attributes (not its pixel data) into a Source.
 func ReadSource(path string) (*Source, error) {
-	ds, err := parseSourceFile(path)
+	// The pixel data comes last: stopping before it spares reading it.
+	f, err := dcm.ReadFile(path, dcm.ParseOptions{StopAfter: dcm.PixelData - 1})
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", path, err)
 	}
-	src, err := SourceFromDataset(&ds)
+	src, err := SourceFromDataSet(f.DataSet)
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", path, err)
 	}
 	return src, nil
 }
 
-// parseSourceFile runs suyashkumar/dicom, which panics on some inputs (a transfer syntax it
-// does not know, such as HTJ2K or JPEG XL, leaves it without a byte order): a file a peer sent
-// must cost an error, not the process.
-func parseSourceFile(path string) (ds dicom.Dataset, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("parser failed: %v", p)
-		}
-	}()
-	return dicom.ParseFile(path, nil, dicom.SkipPixelData())
-}
-
-// SourceFromDataset collects a Source from a data set parsed by suyashkumar/dicom. Geometry
-// comes from the classic attributes or from the enhanced multi-frame functional groups, and is
-// left nil unless the spacing, orientation and every frame's position are all present.
-func SourceFromDataset(ds *dicom.Dataset) (*Source, error) {
-	e := elems(ds.Elements)
+// SourceFromDataSet collects a Source from a data set. Text the SEG copies is decoded to UTF-8
+// from the source's Specific Character Set. Geometry comes from the classic attributes or from
+// the enhanced multi-frame functional groups, and is left nil unless the spacing, orientation
+// and every frame's position are all present.
+func SourceFromDataSet(ds *dcm.DataSet) (*Source, error) {
+	num := func(t dcm.Tag) int {
+		n, _ := ds.Int(t)
+		return int(n)
+	}
 	src := &Source{
-		SOPClassUID:       e.str(tag.SOPClassUID),
-		SOPInstanceUID:    e.str(tag.SOPInstanceUID),
-		SeriesInstanceUID: e.str(tag.SeriesInstanceUID),
+		SOPClassUID:       ds.String(dcm.SOPClassUID),
+		SOPInstanceUID:    ds.String(dcm.SOPInstanceUID),
+		SeriesInstanceUID: ds.String(dcm.SeriesInstanceUID),
 		Patient: Patient{
-			Name:       e.str(tag.PatientName),
-			ID:         e.str(tag.PatientID),
-			IssuerOfID: e.str(tag.IssuerOfPatientID),
-			BirthDate:  legacyDate(e.str(tag.PatientBirthDate)),
-			Sex:        e.str(tag.PatientSex),
+			Name:       ds.Unicode(dcm.PatientName),
+			ID:         ds.Unicode(dcm.PatientID),
+			IssuerOfID: ds.Unicode(dcm.IssuerOfPatientID),
+			BirthDate:  legacyDate(ds.String(dcm.PatientBirthDate)),
+			Sex:        ds.Unicode(dcm.PatientSex),
 		},
 		Study: Study{
-			InstanceUID:            e.str(tag.StudyInstanceUID),
-			Date:                   legacyDate(e.str(tag.StudyDate)),
-			Time:                   legacyTime(e.str(tag.StudyTime)),
-			ReferringPhysicianName: e.str(tag.ReferringPhysicianName),
-			ID:                     e.str(tag.StudyID),
-			AccessionNumber:        e.str(tag.AccessionNumber),
-			Description:            e.str(tag.StudyDescription),
+			InstanceUID:            ds.String(dcm.StudyInstanceUID),
+			Date:                   legacyDate(ds.String(dcm.StudyDate)),
+			Time:                   legacyTime(ds.String(dcm.StudyTime)),
+			ReferringPhysicianName: ds.Unicode(dcm.ReferringPhysicianName),
+			ID:                     ds.Unicode(dcm.StudyID),
+			AccessionNumber:        ds.Unicode(dcm.AccessionNumber),
+			Description:            ds.Unicode(dcm.StudyDescription),
 		},
-		FrameOfReferenceUID:        e.str(tag.FrameOfReferenceUID),
-		PositionReferenceIndicator: e.str(tag.PositionReferenceIndicator),
-		PatientOrientation:         e.str(tag.PatientOrientation),
-		Rows:                       e.int(tag.Rows),
-		Columns:                    e.int(tag.Columns),
+		FrameOfReferenceUID:        ds.String(dcm.FrameOfReferenceUID),
+		PositionReferenceIndicator: ds.Unicode(dcm.PositionReferenceIndicator),
+		PatientOrientation:         ds.Unicode(dcm.PatientOrientation),
+		Rows:                       num(dcm.Rows),
+		Columns:                    num(dcm.Columns),
 		Frames:                     1,
 	}
-	if s := e.str(tag.NumberOfFrames); s != "" {
+	if s := ds.String(dcm.NumberOfFrames); s != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("number of frames %q is not a positive integer", s)
@@ -125,7 +117,7 @@ func SourceFromDataset(ds *dicom.Dataset) (*Source, error) {
 		src.Frames = n
 	}
 	if src.FrameOfReferenceUID != "" {
-		src.Geometry = geometryOf(e, src.Frames)
+		src.Geometry = geometryOf(ds, src.Frames)
 	}
 	if err := src.validate(); err != nil {
 		return nil, err
@@ -168,46 +160,46 @@ func (s *Source) validate() error {
 	return nil
 }
 
-func geometryOf(e elems, frames int) *Geometry {
+func geometryOf(ds *dcm.DataSet, frames int) *Geometry {
 	// Enhanced multi-frame images keep the attributes inside functional groups: a per-frame
 	// group overrides the shared one, which overrides the top level of classic images.
-	var shared elems
-	if items := e.items(tag.SharedFunctionalGroupsSequence); len(items) == 1 {
+	var shared *dcm.DataSet
+	if items := ds.Items(dcm.SharedFunctionalGroupsSequence); len(items) == 1 {
 		shared = items[0]
 	}
-	perFrame := e.items(tag.PerFrameFunctionalGroupsSequence)
+	perFrame := ds.Items(dcm.PerFrameFunctionalGroupsSequence)
 	if len(perFrame) != 0 && len(perFrame) != frames {
 		return nil
 	}
-	lookup := func(frame int, seqTag, t tag.Tag) []float64 {
+	lookup := func(frame int, seqTag, t dcm.Tag) []float64 {
 		if frame < len(perFrame) {
-			if items := perFrame[frame].items(seqTag); len(items) > 0 {
-				if v := items[0].floats(t); v != nil {
+			if items := perFrame[frame].Items(seqTag); len(items) > 0 {
+				if v := floats(items[0], t); v != nil {
 					return v
 				}
 			}
 		}
-		if items := shared.items(seqTag); len(items) > 0 {
-			if v := items[0].floats(t); v != nil {
+		if items := shared.Items(seqTag); len(items) > 0 {
+			if v := floats(items[0], t); v != nil {
 				return v
 			}
 		}
-		return e.floats(t)
+		return floats(ds, t)
 	}
 	var g Geometry
-	spacing := lookup(0, tag.PixelMeasuresSequence, tag.PixelSpacing)
-	thickness := lookup(0, tag.PixelMeasuresSequence, tag.SliceThickness)
-	orientation := lookup(0, tag.PlaneOrientationSequence, tag.ImageOrientationPatient)
+	spacing := lookup(0, dcm.PixelMeasuresSequence, dcm.PixelSpacing)
+	thickness := lookup(0, dcm.PixelMeasuresSequence, dcm.SliceThickness)
+	orientation := lookup(0, dcm.PlaneOrientationSequence, dcm.ImageOrientationPatient)
 	if len(spacing) != 2 || len(orientation) != 6 {
 		return nil
 	}
 	for f := range frames {
 		// The SEG shares one orientation and spacing, so frames that differ leave it unknown.
-		if !slices.Equal(lookup(f, tag.PixelMeasuresSequence, tag.PixelSpacing), spacing) ||
-			!slices.Equal(lookup(f, tag.PlaneOrientationSequence, tag.ImageOrientationPatient), orientation) {
+		if !slices.Equal(lookup(f, dcm.PixelMeasuresSequence, dcm.PixelSpacing), spacing) ||
+			!slices.Equal(lookup(f, dcm.PlaneOrientationSequence, dcm.ImageOrientationPatient), orientation) {
 			return nil
 		}
-		p := lookup(f, tag.PlanePositionSequence, tag.ImagePositionPatient)
+		p := lookup(f, dcm.PlanePositionSequence, dcm.ImagePositionPatient)
 		if len(p) != 3 {
 			return nil
 		}
@@ -238,77 +230,11 @@ func legacyTime(s string) string {
 	return s
 }
 
-// elems is a data set or item as suyashkumar/dicom hands it out.
-type elems []*dicom.Element
-
-func (e elems) find(t tag.Tag) *dicom.Element {
-	for _, el := range e {
-		if el.Tag == t {
-			return el
-		}
-	}
-	return nil
-}
-
-// str returns an attribute's values joined with backslashes, or "" when absent or not text.
-func (e elems) str(t tag.Tag) string {
-	el := e.find(t)
-	if el == nil || el.Value == nil || el.Value.ValueType() != dicom.Strings {
-		return ""
-	}
-	return strings.TrimRight(strings.Join(dicom.MustGetStrings(el.Value), `\`), " \x00")
-}
-
-func (e elems) int(t tag.Tag) int {
-	el := e.find(t)
-	if el == nil || el.Value == nil {
-		return 0
-	}
-	switch el.Value.ValueType() {
-	case dicom.Ints:
-		if v := dicom.MustGetInts(el.Value); len(v) > 0 {
-			return v[0]
-		}
-	case dicom.Strings:
-		n, _ := strconv.Atoi(strings.TrimSpace(e.str(t)))
-		return n
-	}
-	return 0
-}
-
-// floats parses a DS or FD attribute; nil when absent or malformed.
-func (e elems) floats(t tag.Tag) []float64 {
-	el := e.find(t)
-	if el == nil || el.Value == nil {
+// floats returns the numbers of a DS or FD attribute; nil when absent or malformed.
+func floats(ds *dcm.DataSet, t dcm.Tag) []float64 {
+	v, err := ds.Floats(t)
+	if err != nil {
 		return nil
 	}
-	switch el.Value.ValueType() {
-	case dicom.Floats:
-		return dicom.MustGetFloats(el.Value)
-	case dicom.Strings:
-		var out []float64
-		for _, s := range dicom.MustGetStrings(el.Value) {
-			for _, part := range strings.Split(s, `\`) {
-				f, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
-				if err != nil {
-					return nil
-				}
-				out = append(out, f)
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-func (e elems) items(t tag.Tag) []elems {
-	el := e.find(t)
-	if el == nil || el.Value == nil || el.Value.ValueType() != dicom.Sequences {
-		return nil
-	}
-	var out []elems
-	for _, item := range el.Value.GetValue().([]*dicom.SequenceItemValue) {
-		out = append(out, elems(item.GetValue().([]*dicom.Element)))
-	}
-	return out
+	return v
 }

@@ -24,25 +24,3 @@ func NewUID() (string, error) {
 	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
 	return "2.25." + new(big.Int).SetBytes(b[:]).String(), nil
 }
-
-// validUID reports whether s has PS3.5 UI syntax: at most 64 characters, dot-separated
-// components of digits without leading zeros.
-func validUID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] != '.' {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-			continue
-		}
-		if i == start || (s[start] == '0' && i-start > 1) {
-			return false
-		}
-		start = i + 1
-	}
-	return true
-}

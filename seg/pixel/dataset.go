@@ -1,72 +1,17 @@
 // Package pixel turns the pixel data of a DICOM image into what the model takes and turns the
 // model's logits back into a mask on the source image. It decodes native pixel data (every bit
 // depth, signed and unsigned, both planar configurations, multi-frame), RLE Lossless and
-// 8-bit JPEG Baseline itself: the dataset comes from github.com/suyashkumar/dicom with the pixel
-// data read raw, because that library's own pixel decoding mishandles several of these cases
-// and treats every encapsulated fragment as a frame.
+// 8-bit JPEG Baseline itself, from a data set dcm has read with its pixel data raw.
 package pixel
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strconv"
 	"strings"
 
-	"github.com/suyashkumar/dicom"
-	"github.com/suyashkumar/dicom/pkg/tag"
+	"github.com/espnode/espnode/dcm"
 )
-
-// Transfer syntaxes this package decodes.
-const (
-	ImplicitVRLittleEndian         = "1.2.840.10008.1.2"
-	ExplicitVRLittleEndian         = "1.2.840.10008.1.2.1"
-	DeflatedExplicitVRLittleEndian = "1.2.840.10008.1.2.1.99"
-	ExplicitVRBigEndian            = "1.2.840.10008.1.2.2"
-	RLELossless                    = "1.2.840.10008.1.2.5"
-	JPEGBaseline8Bit               = "1.2.840.10008.1.2.4.50"
-)
-
-// transferSyntaxNames gives the PS3.6 names used in "unsupported transfer syntax" errors.
-var transferSyntaxNames = map[string]string{
-	ImplicitVRLittleEndian:         "Implicit VR Little Endian",
-	ExplicitVRLittleEndian:         "Explicit VR Little Endian",
-	DeflatedExplicitVRLittleEndian: "Deflated Explicit VR Little Endian",
-	ExplicitVRBigEndian:            "Explicit VR Big Endian",
-	RLELossless:                    "RLE Lossless",
-	JPEGBaseline8Bit:               "JPEG Baseline (Process 1)",
-	"1.2.840.10008.1.2.4.51":       "JPEG Extended (Process 2 & 4)",
-	"1.2.840.10008.1.2.4.57":       "JPEG Lossless, Non-Hierarchical (Process 14)",
-	"1.2.840.10008.1.2.4.70":       "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])",
-	"1.2.840.10008.1.2.4.80":       "JPEG-LS Lossless Image Compression",
-	"1.2.840.10008.1.2.4.81":       "JPEG-LS Lossy (Near-Lossless) Image Compression",
-	"1.2.840.10008.1.2.4.90":       "JPEG 2000 Image Compression (Lossless Only)",
-	"1.2.840.10008.1.2.4.91":       "JPEG 2000 Image Compression",
-	"1.2.840.10008.1.2.4.92":       "JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only)",
-	"1.2.840.10008.1.2.4.93":       "JPEG 2000 Part 2 Multi-component Image Compression",
-	"1.2.840.10008.1.2.4.100":      "MPEG2 Main Profile / Main Level",
-	"1.2.840.10008.1.2.4.101":      "MPEG2 Main Profile / High Level",
-	"1.2.840.10008.1.2.4.102":      "MPEG-4 AVC/H.264 High Profile / Level 4.1",
-	"1.2.840.10008.1.2.4.103":      "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1",
-	"1.2.840.10008.1.2.4.110":      "JPEG XL Lossless",
-	"1.2.840.10008.1.2.4.111":      "JPEG XL JPEG Recompression",
-	"1.2.840.10008.1.2.4.112":      "JPEG XL",
-	"1.2.840.10008.1.2.4.201":      "High-Throughput JPEG 2000 Image Compression (Lossless Only)",
-	"1.2.840.10008.1.2.4.202":      "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)",
-	"1.2.840.10008.1.2.4.203":      "High-Throughput JPEG 2000 Image Compression",
-	"1.2.840.10008.1.2.8.1":        "SMPTE ST 2110-20 Uncompressed Progressive Active Video",
-}
-
-// TransferSyntaxName returns the PS3.6 name of a transfer syntax, or "unknown".
-func TransferSyntaxName(uid string) string {
-	if n, ok := transferSyntaxNames[uid]; ok {
-		return n
-	}
-	return "unknown"
-}
 
 // maxFramePixels bounds the pixels of one frame (8192 x 8192): decoding allocates a frame
 // before the data proves it is that large, so the bound keeps hostile headers from costing
@@ -77,81 +22,31 @@ const maxFramePixels = 1 << 26
 var ErrUnsupportedTransferSyntax = errors.New("unsupported transfer syntax")
 
 func unsupported(uid string) error {
-	return fmt.Errorf("%w %s (%s)", ErrUnsupportedTransferSyntax, uid, TransferSyntaxName(uid))
+	return fmt.Errorf("%w %s (%s)", ErrUnsupportedTransferSyntax, uid, dcm.TransferSyntaxName(uid))
 }
 
 // Decodable reports whether this package decodes pixel data in the transfer syntax uid.
 func Decodable(uid string) bool {
 	switch uid {
-	case ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless, JPEGBaseline8Bit:
+	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.DeflatedExplicitVRLittleEndian, dcm.ExplicitVRBigEndian,
+		dcm.RLELossless, dcm.JPEGBaseline8Bit:
 		return true
 	}
 	return false
 }
 
-// ReadFile parses a DICOM file, keeping the pixel data as raw bytes for this package to decode.
-// A file whose transfer syntax this package cannot decode gives the unsupported-syntax error
-// even when the parser also fails on it.
-func ReadFile(path string) (dicom.Dataset, error) {
-	data, err := os.ReadFile(path)
+// ReadFile reads a DICOM file, its pixel data included, into memory: what NewImage and
+// dicomseg's SourceFromDataSet take. A file in a transfer syntax this package cannot decode
+// gives the unsupported-syntax error even when its data set is broken too.
+func ReadFile(path string) (*dcm.File, error) {
+	f, err := dcm.ReadFile(path, dcm.ParseOptions{})
 	if err != nil {
-		return dicom.Dataset{}, err
-	}
-	ds, err := ParseBytes(data)
-	if err == nil {
-		return ds, nil
-	}
-	if ts := metaTransferSyntax(bytes.NewReader(data), int64(len(data))); ts != "" && !Decodable(ts) {
-		return dicom.Dataset{}, fmt.Errorf("read %s: %w", path, unsupported(ts))
-	}
-	return dicom.Dataset{}, fmt.Errorf("read %s: %w", path, err)
-}
-
-// Parse parses a DICOM stream of size bytes; see ParseBytes.
-func Parse(r io.Reader, size int64) (dicom.Dataset, error) {
-	data, err := io.ReadAll(io.LimitReader(r, size))
-	if err != nil {
-		return dicom.Dataset{}, fmt.Errorf("parse DICOM: %w", err)
-	}
-	return ParseBytes(data)
-}
-
-// ParseBytes parses a Part 10 file (or a bare data set) with the pixel data kept raw. The
-// input may come from the network, and the parser trusts it: every length is first checked
-// against the bytes present (the parser allocates before it reads), and a parser panic (an
-// unknown transfer syntax, truncated data) becomes an error.
-func ParseBytes(data []byte) (ds dicom.Dataset, err error) {
-	if err := checkLengths(data); err != nil {
-		return dicom.Dataset{}, fmt.Errorf("parse DICOM: %w: %w", errMalformed, err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			ds, err = dicom.Dataset{}, fmt.Errorf("parse DICOM: parser failed: %v", p)
+		if f != nil && !f.NoMeta && f.Meta.TransferSyntaxUID != "" && !Decodable(f.Meta.TransferSyntaxUID) {
+			return nil, fmt.Errorf("read %s: %w", path, unsupported(f.Meta.TransferSyntaxUID))
 		}
-	}()
-	ds, err = dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, dicom.SkipProcessingPixelDataValue())
-	if err != nil {
-		return dicom.Dataset{}, fmt.Errorf("parse DICOM: %w", err)
+		return nil, err
 	}
-	return ds, nil
-}
-
-// errMalformed marks data whose structure is inconsistent (lengths past the end, stray items).
-var errMalformed = errors.New("malformed DICOM data")
-
-// metaTransferSyntax reads only the file meta information and returns its transfer syntax.
-func metaTransferSyntax(r io.Reader, size int64) (ts string) {
-	defer func() {
-		if recover() != nil {
-			ts = ""
-		}
-	}()
-	p, err := dicom.NewParser(r, size, nil, dicom.SkipPixelData())
-	if err != nil {
-		return ""
-	}
-	ts, _ = str(p.GetMetadata(), tag.TransferSyntaxUID)
-	return ts
+	return f, nil
 }
 
 // LUT is a lookup table as PS3.3 C.11.1 describes it: Data[i] maps input First+i; inputs
@@ -226,31 +121,32 @@ type Image struct {
 	frames    [][]byte // encapsulated frames, once split
 }
 
-// NewImage reads the pixel attributes and the raw pixel data of a data set that ReadFile (or
-// dicom.Parse with SkipProcessingPixelDataValue) produced.
-func NewImage(ds dicom.Dataset) (*Image, error) {
+// NewImage reads the pixel attributes and the raw pixel data of a file dcm read whole (ReadFile,
+// or dcm.ReadFile without skipping values). A bare data set (no file meta) counts as implicit VR
+// little endian unless its meta says otherwise.
+func NewImage(f *dcm.File) (*Image, error) {
+	ds := f.DataSet
 	im := &Image{}
 	in := &im.Info
 	var err error
-	in.TransferSyntax, _ = str(ds, tag.TransferSyntaxUID)
+	in.TransferSyntax = f.Meta.TransferSyntaxUID
 	if in.TransferSyntax == "" {
-		// ACR-NEMA files and data sets received over the network carry no meta header; the
-		// parser read them as implicit VR little endian.
-		in.TransferSyntax = ImplicitVRLittleEndian
+		// ACR-NEMA files and data sets received over the network carry no meta header.
+		in.TransferSyntax = dcm.ImplicitVRLittleEndian
 	}
 	in.byteOrder = binary.ByteOrder(binary.LittleEndian)
-	if in.TransferSyntax == ExplicitVRBigEndian {
+	if f.TransferSyntax().BigEndian {
 		in.byteOrder = binary.BigEndian
 	}
 	for _, f := range []struct {
-		t   tag.Tag
+		t   dcm.Tag
 		dst *int
 		def int
 	}{
-		{tag.Rows, &in.Rows, -1}, {tag.Columns, &in.Columns, -1}, {tag.BitsAllocated, &in.BitsAllocated, -1},
-		{tag.SamplesPerPixel, &in.SamplesPerPixel, 1}, {tag.BitsStored, &in.BitsStored, 0}, {tag.HighBit, &in.HighBit, -1},
-		{tag.PixelRepresentation, &in.PixelRepresentation, 0}, {tag.PlanarConfiguration, &in.PlanarConfiguration, 0},
-		{tag.NumberOfFrames, &in.NumberOfFrames, 1},
+		{dcm.Rows, &in.Rows, -1}, {dcm.Columns, &in.Columns, -1}, {dcm.BitsAllocated, &in.BitsAllocated, -1},
+		{dcm.SamplesPerPixel, &in.SamplesPerPixel, 1}, {dcm.BitsStored, &in.BitsStored, 0}, {dcm.HighBit, &in.HighBit, -1},
+		{dcm.PixelRepresentation, &in.PixelRepresentation, 0}, {dcm.PlanarConfiguration, &in.PlanarConfiguration, 0},
+		{dcm.NumberOfFrames, &in.NumberOfFrames, 1},
 	} {
 		if *f.dst, err = integer(ds, f.t, f.def); err != nil {
 			return nil, err
@@ -262,9 +158,8 @@ func NewImage(ds dicom.Dataset) (*Image, error) {
 	if in.HighBit < 0 {
 		in.HighBit = in.BitsStored - 1
 	}
-	in.Photometric, _ = str(ds, tag.PhotometricInterpretation)
-	in.Photometric = strings.ToUpper(strings.TrimSpace(in.Photometric))
-	in.Modality, _ = str(ds, tag.Modality)
+	in.Photometric = strings.ToUpper(str(ds, dcm.PhotometricInterpretation))
+	in.Modality = str(ds, dcm.Modality)
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
@@ -272,37 +167,33 @@ func NewImage(ds dicom.Dataset) (*Image, error) {
 		return nil, err
 	}
 
-	e, err := ds.FindElementByTag(tag.PixelData)
-	if err != nil {
-		return nil, errors.New("the data set has no Pixel Data (7FE0,0010)")
-	}
-	pd, ok := e.Value.GetValue().(dicom.PixelDataInfo)
-	if !ok {
-		return nil, fmt.Errorf("pixel data value is %T, not pixel data", e.Value.GetValue())
-	}
+	e := ds.Find(dcm.PixelData)
 	switch {
-	case pd.IntentionallySkipped:
-		return nil, errors.New("the pixel data was skipped when parsing; parse with pixel.ReadFile or dicom.SkipProcessingPixelDataValue")
-	case pd.IsEncapsulated:
-		for _, f := range pd.Frames {
-			im.fragments = append(im.fragments, f.EncapsulatedData.Data)
+	case e == nil:
+		return nil, errors.New("the data set has no Pixel Data (7FE0,0010)")
+	case e.Skipped:
+		return nil, errors.New("the pixel data was skipped when the file was read; read it with pixel.ReadFile")
+	case e.Fragments != nil:
+		if len(e.Fragments) > 0 {
+			im.fragments = e.Fragments[1:]
 		}
 		if Decodable(in.TransferSyntax) {
-			// The parser drops the Basic Offset Table, so frames come from the fragment rules.
 			// Splitting here keeps Frame free of writes, so an Image can serve goroutines.
-			if im.frames, err = SplitFrames(im.fragments, nil, in.NumberOfFrames, in.TransferSyntax != RLELossless); err != nil {
+			offsets, err := e.OffsetTable()
+			if err != nil {
+				return nil, err
+			}
+			if im.frames, err = SplitFrames(im.fragments, offsets, in.NumberOfFrames, in.TransferSyntax != dcm.RLELossless); err != nil {
 				return nil, err
 			}
 		}
-	case pd.IntentionallyUnprocessed:
-		im.native = pd.UnprocessedValueData
-		if in.byteOrder == binary.BigEndian && in.BitsAllocated <= 8 && e.RawValueRepresentation == "OW" {
+	default:
+		im.native = e.Value
+		if in.byteOrder == binary.BigEndian && in.BitsAllocated <= 8 && e.VR == "OW" {
 			// Big endian OW swaps every pair of bytes, 8-bit samples included (PS3.5 8.1.1);
 			// swap a copy back so that samples are in order.
 			im.native = swapPairs(im.native)
 		}
-	default:
-		return nil, errors.New("the pixel data was decoded when parsing; parse with pixel.ReadFile or dicom.SkipProcessingPixelDataValue")
 	}
 	return im, nil
 }
@@ -317,7 +208,7 @@ func NewEncapsulatedImage(in Info, offsets []uint32, fragments [][]byte) (*Image
 		return nil, err
 	}
 	im := &Image{Info: in, fragments: fragments}
-	frames, err := SplitFrames(fragments, offsets, in.NumberOfFrames, in.TransferSyntax != RLELossless)
+	frames, err := SplitFrames(fragments, offsets, in.NumberOfFrames, in.TransferSyntax != dcm.RLELossless)
 	if err != nil {
 		return nil, err
 	}
@@ -349,33 +240,33 @@ func (in *Info) validate() error {
 	return nil
 }
 
-func (in *Info) readLUTs(ds dicom.Dataset) error {
+func (in *Info) readLUTs(ds *dcm.DataSet) error {
 	var err error
 	in.RescaleSlope, in.RescaleIntercept = 1, 0
-	if v, ok, err := decimal(ds, tag.RescaleSlope, 0); err != nil {
+	if v, ok, err := decimal(ds, dcm.RescaleSlope, 0); err != nil {
 		return err
 	} else if ok && v != 0 {
 		in.RescaleSlope = v
 	}
-	if v, ok, err := decimal(ds, tag.RescaleIntercept, 0); err != nil {
+	if v, ok, err := decimal(ds, dcm.RescaleIntercept, 0); err != nil {
 		return err
 	} else if ok {
 		in.RescaleIntercept = v
 	}
 	// The Modality LUT's input is the stored value, signed when the pixels are; the VOI LUT's
 	// input is the modality value, which a signed LUT descriptor marks the same way.
-	if in.ModalityLUT, err = lutFromSequence(ds, tag.ModalityLUTSequence, in.byteOrder, in.Signed()); err != nil {
+	if in.ModalityLUT, err = lutFromSequence(ds, dcm.ModalityLUTSequence, in.byteOrder, in.Signed()); err != nil {
 		return fmt.Errorf("modality LUT: %w", err)
 	}
-	if in.VOILUT, err = lutFromSequence(ds, tag.VOILUTSequence, in.byteOrder, in.Signed() || in.RescaleIntercept < 0); err != nil {
+	if in.VOILUT, err = lutFromSequence(ds, dcm.VOILUTSequence, in.byteOrder, in.Signed() || in.RescaleIntercept < 0); err != nil {
 		return fmt.Errorf("VOI LUT: %w", err)
 	}
-	centers, _ := decimals(ds, tag.WindowCenter)
-	widths, _ := decimals(ds, tag.WindowWidth)
-	fn, _ := str(ds, tag.VOILUTFunction)
+	centers, _ := ds.Floats(dcm.WindowCenter)
+	widths, _ := ds.Floats(dcm.WindowWidth)
+	fn := str(ds, dcm.VOILUTFunction)
 	for i := range min(len(centers), len(widths)) {
 		if widths[i] > 0 {
-			in.Windows = append(in.Windows, Window{Center: centers[i], Width: widths[i], Function: strings.ToUpper(strings.TrimSpace(fn))})
+			in.Windows = append(in.Windows, Window{Center: centers[i], Width: widths[i], Function: strings.ToUpper(fn)})
 		}
 	}
 	if err := in.readFunctionalGroups(ds); err != nil {
@@ -389,19 +280,11 @@ func (in *Info) readLUTs(ds dicom.Dataset) error {
 	return nil
 }
 
-// Functional group sequences of enhanced multi-frame images and the macros read from them.
-var (
-	sharedFunctionalGroups   = tag.Tag{Group: 0x5200, Element: 0x9229}
-	perFrameFunctionalGroups = tag.Tag{Group: 0x5200, Element: 0x9230}
-	frameVOILUTSequence      = tag.Tag{Group: 0x0028, Element: 0x9132}
-	pixelValueTransformation = tag.Tag{Group: 0x0028, Element: 0x9145}
-)
-
 // readFunctionalGroups fills PerFrame: the top-level values, overridden by the shared
 // functional groups, overridden by each frame's own.
-func (in *Info) readFunctionalGroups(ds dicom.Dataset) error {
-	shared := sequenceItems(ds, sharedFunctionalGroups)
-	perFrame := sequenceItems(ds, perFrameFunctionalGroups)
+func (in *Info) readFunctionalGroups(ds *dcm.DataSet) error {
+	shared := ds.Items(dcm.SharedFunctionalGroupsSequence)
+	perFrame := ds.Items(dcm.PerFrameFunctionalGroupsSequence)
 	if len(shared) == 0 && len(perFrame) == 0 {
 		return nil
 	}
@@ -423,27 +306,27 @@ func (in *Info) readFunctionalGroups(ds dicom.Dataset) error {
 	return nil
 }
 
-func applyGroups(item dicom.Dataset, ft *FrameTransform) error {
-	if pvt := sequenceItems(item, pixelValueTransformation); len(pvt) > 0 {
-		if v, ok, err := decimal(pvt[0], tag.RescaleSlope, 0); err != nil {
+func applyGroups(item *dcm.DataSet, ft *FrameTransform) error {
+	if pvt := item.Items(dcm.PixelValueTransformationSequence); len(pvt) > 0 {
+		if v, ok, err := decimal(pvt[0], dcm.RescaleSlope, 0); err != nil {
 			return err
 		} else if ok && v != 0 {
 			ft.RescaleSlope = v
 		}
-		if v, ok, err := decimal(pvt[0], tag.RescaleIntercept, 0); err != nil {
+		if v, ok, err := decimal(pvt[0], dcm.RescaleIntercept, 0); err != nil {
 			return err
 		} else if ok {
 			ft.RescaleIntercept = v
 		}
 	}
-	if voi := sequenceItems(item, frameVOILUTSequence); len(voi) > 0 {
-		centers, _ := decimals(voi[0], tag.WindowCenter)
-		widths, _ := decimals(voi[0], tag.WindowWidth)
-		fn, _ := str(voi[0], tag.VOILUTFunction)
+	if voi := item.Items(dcm.FrameVOILUTSequence); len(voi) > 0 {
+		centers, _ := voi[0].Floats(dcm.WindowCenter)
+		widths, _ := voi[0].Floats(dcm.WindowWidth)
+		fn := str(voi[0], dcm.VOILUTFunction)
 		var ws []Window
 		for i := range min(len(centers), len(widths)) {
 			if widths[i] > 0 {
-				ws = append(ws, Window{Center: centers[i], Width: widths[i], Function: strings.ToUpper(strings.TrimSpace(fn))})
+				ws = append(ws, Window{Center: centers[i], Width: widths[i], Function: strings.ToUpper(fn)})
 			}
 		}
 		if len(ws) > 0 {
@@ -453,43 +336,24 @@ func applyGroups(item dicom.Dataset, ft *FrameTransform) error {
 	return nil
 }
 
-// sequenceItems returns the items of a sequence element as data sets.
-func sequenceItems(ds dicom.Dataset, t tag.Tag) []dicom.Dataset {
-	e, err := ds.FindElementByTag(t)
-	if err != nil {
-		return nil
-	}
-	items, ok := e.Value.GetValue().([]*dicom.SequenceItemValue)
-	if !ok {
-		return nil
-	}
-	out := make([]dicom.Dataset, 0, len(items))
-	for _, it := range items {
-		if elems, ok := it.GetValue().([]*dicom.Element); ok {
-			out = append(out, dicom.Dataset{Elements: elems})
-		}
-	}
-	return out
-}
-
-func readPalette(ds dicom.Dataset, bo binary.ByteOrder) (*[3]LUT, error) {
+func readPalette(ds *dcm.DataSet, bo binary.ByteOrder) (*[3]LUT, error) {
 	var pal [3]LUT
-	descs := []tag.Tag{{Group: 0x0028, Element: 0x1101}, {Group: 0x0028, Element: 0x1102}, {Group: 0x0028, Element: 0x1103}}
-	datas := []tag.Tag{{Group: 0x0028, Element: 0x1201}, {Group: 0x0028, Element: 0x1202}, {Group: 0x0028, Element: 0x1203}}
-	segs := []tag.Tag{{Group: 0x0028, Element: 0x1221}, {Group: 0x0028, Element: 0x1222}, {Group: 0x0028, Element: 0x1223}}
+	descs := []dcm.Tag{dcm.RedPaletteColorLookupTableDescriptor, dcm.GreenPaletteColorLookupTableDescriptor, dcm.BluePaletteColorLookupTableDescriptor}
+	datas := []dcm.Tag{dcm.RedPaletteColorLookupTableData, dcm.GreenPaletteColorLookupTableData, dcm.BluePaletteColorLookupTableData}
+	segs := []dcm.Tag{dcm.SegmentedRedPaletteColorLookupTableData, dcm.SegmentedGreenPaletteColorLookupTableData, dcm.SegmentedBluePaletteColorLookupTableData}
 	for c := range 3 {
-		e, err := ds.FindElementByTag(descs[c])
-		if err != nil {
+		e := ds.Find(descs[c])
+		if e == nil {
 			return nil, fmt.Errorf("descriptor %v missing", descs[c])
 		}
 		n, first, bits, err := lutDescriptor(e)
 		if err != nil {
 			return nil, err
 		}
-		raw, rawErr := byteValue(ds, datas[c])
-		if rawErr != nil {
-			seg, err := byteValue(ds, segs[c])
-			if err != nil {
+		raw := ds.Bytes(datas[c])
+		if raw == nil {
+			seg := ds.Bytes(segs[c])
+			if seg == nil {
 				return nil, fmt.Errorf("neither %v nor segmented %v present", datas[c], segs[c])
 			}
 			data, err := expandSegmented(words(seg, bo), n)
@@ -511,14 +375,19 @@ func readPalette(ds dicom.Dataset, bo binary.ByteOrder) (*[3]LUT, error) {
 // lutDescriptor reads (entries, first mapped value, bits) where 0 entries means 65536
 // (PS3.3 C.11.1.1). The first value is US or SS by context; values above 32767 only make
 // sense as signed when the table is for signed input, which callers sort out by clamping.
-func lutDescriptor(e *dicom.Element) (n, first, bits int, err error) {
-	v, ok := e.Value.GetValue().([]int)
-	if !ok || len(v) != 3 {
-		if b, isBytes := e.Value.GetValue().([]byte); isBytes && len(b) == 6 {
-			v = []int{int(binary.LittleEndian.Uint16(b)), int(binary.LittleEndian.Uint16(b[2:])), int(binary.LittleEndian.Uint16(b[4:]))}
-		} else {
-			return 0, 0, 0, fmt.Errorf("LUT descriptor %v is %v, want 3 numbers", e.Tag, e.Value)
+func lutDescriptor(e *dcm.Element) (n, first, bits int, err error) {
+	var v []int
+	if ints, ierr := e.Ints(); ierr == nil {
+		for _, x := range ints {
+			v = append(v, int(x))
 		}
+	} else if len(e.Value) == 6 {
+		// Not a number VR (an OW, say): three 16-bit words.
+		b := e.Value
+		v = []int{int(binary.LittleEndian.Uint16(b)), int(binary.LittleEndian.Uint16(b[2:])), int(binary.LittleEndian.Uint16(b[4:]))}
+	}
+	if len(v) != 3 {
+		return 0, 0, 0, fmt.Errorf("LUT descriptor %v is %q, want 3 numbers", e.Tag, e.Text())
 	}
 	n, first, bits = v[0], v[1], v[2]
 	if n == 0 {
@@ -638,14 +507,14 @@ func expandSegmented(seg []uint16, n int) ([]uint16, error) {
 	return out, nil
 }
 
-func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder, signedInput bool) (*LUT, error) {
-	items := sequenceItems(ds, t)
+func lutFromSequence(ds *dcm.DataSet, t dcm.Tag, bo binary.ByteOrder, signedInput bool) (*LUT, error) {
+	items := ds.Items(t)
 	if len(items) == 0 {
 		return nil, nil
 	}
 	item := items[0]
-	de, err := item.FindElementByTag(tag.LUTDescriptor)
-	if err != nil {
+	de := item.Find(dcm.LUTDescriptor)
+	if de == nil {
 		return nil, errors.New("LUT Descriptor missing")
 	}
 	n, first, bits, err := lutDescriptor(de)
@@ -657,20 +526,23 @@ func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder, signedInp
 		// negative SS value comes out above 32767.
 		first -= 65536
 	}
-	raw, err := byteValue(item, tag.LUTData)
-	if err != nil {
-		// LUT Data is US or OW; as US the parser returns numbers.
-		if ue, err2 := item.FindElementByTag(tag.LUTData); err2 == nil {
-			if v, ok := ue.Value.GetValue().([]int); ok && len(v) >= n {
-				data := make([]uint16, n)
-				for i := range n {
-					data[i] = uint16(v[i])
-				}
-				return &LUT{First: first, Bits: bits, Data: data}, nil
-			}
-		}
+	le := item.Find(dcm.LUTData)
+	if le == nil || len(le.Value) == 0 {
 		return nil, errors.New("LUT Data missing")
 	}
+	if vr := le.VR; vr == "US" || vr == "SS" {
+		// LUT Data is US or OW; as US its entries are numbers, each one word.
+		v, err := le.Ints()
+		if err != nil || len(v) < n {
+			return nil, errors.New("LUT Data missing")
+		}
+		data := make([]uint16, n)
+		for i := range n {
+			data[i] = uint16(v[i])
+		}
+		return &LUT{First: first, Bits: bits, Data: data}, nil
+	}
+	raw := le.Value
 	data, err := lutData(raw, n, bits, bo)
 	if err != nil {
 		return nil, err
@@ -678,97 +550,51 @@ func lutFromSequence(ds dicom.Dataset, t tag.Tag, bo binary.ByteOrder, signedInp
 	return &LUT{First: first, Bits: bits, Data: data}, nil
 }
 
-func str(ds dicom.Dataset, t tag.Tag) (string, bool) {
-	e, err := ds.FindElementByTag(t)
-	if err != nil {
-		return "", false
+// str returns the first value of a text attribute, "" when absent.
+func str(ds *dcm.DataSet, t dcm.Tag) string {
+	if v := ds.Strings(t); len(v) > 0 {
+		return strings.TrimSpace(v[0])
 	}
-	v, ok := e.Value.GetValue().([]string)
-	if !ok || len(v) == 0 {
-		return "", false
-	}
-	return strings.TrimRight(strings.TrimSpace(v[0]), "\x00"), true
+	return ""
 }
 
-func integer(ds dicom.Dataset, t tag.Tag, def int) (int, error) {
-	e, err := ds.FindElementByTag(t)
-	if err != nil {
-		if def < 0 {
-			return 0, fmt.Errorf("%s %v is missing", tagName(t), t)
-		}
+// integer returns an attribute's first value; def when absent or empty, or an error when def is
+// negative (the attribute is required).
+func integer(ds *dcm.DataSet, t dcm.Tag, def int) (int, error) {
+	e := ds.Find(t)
+	switch {
+	case e == nil && def < 0:
+		return 0, fmt.Errorf("%s %v is missing", tagName(t), t)
+	case e == nil:
 		return def, nil
 	}
-	switch v := e.Value.GetValue().(type) {
-	case []int:
-		if len(v) > 0 {
-			return v[0], nil
-		}
-	case []string:
-		if len(v) > 0 {
-			n, err := strconv.Atoi(strings.TrimSpace(v[0]))
-			if err != nil {
-				return 0, fmt.Errorf("%s %v = %q is not an integer", tagName(t), t, v[0])
-			}
-			return n, nil
-		}
-	}
-	if def < 0 {
+	n, err := e.Int()
+	switch {
+	case errors.Is(err, dcm.ErrNoValue) && def < 0:
 		return 0, fmt.Errorf("%s %v is empty", tagName(t), t)
+	case errors.Is(err, dcm.ErrNoValue):
+		return def, nil
+	case err != nil:
+		return 0, err
 	}
-	return def, nil
+	return int(n), nil
 }
 
-func decimals(ds dicom.Dataset, t tag.Tag) ([]float64, error) {
-	e, err := ds.FindElementByTag(t)
-	if err != nil {
-		return nil, err
-	}
-	var out []float64
-	switch v := e.Value.GetValue().(type) {
-	case []string:
-		for _, s := range v {
-			f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s %v = %q is not a number", tagName(t), t, s)
-			}
-			out = append(out, f)
-		}
-	case []float64:
-		out = v
-	case []int:
-		for _, n := range v {
-			out = append(out, float64(n))
-		}
-	}
-	return out, nil
-}
-
-func decimal(ds dicom.Dataset, t tag.Tag, def float64) (float64, bool, error) {
-	v, err := decimals(ds, t)
-	if err != nil || len(v) == 0 {
-		if err != nil && !errors.Is(err, dicom.ErrorElementNotFound) {
-			return def, false, err
-		}
+// decimal returns an attribute's first number, and whether it has one: def when absent or empty.
+func decimal(ds *dcm.DataSet, t dcm.Tag, def float64) (float64, bool, error) {
+	v, err := ds.Floats(t)
+	switch {
+	case errors.Is(err, dcm.ErrNoValue):
 		return def, false, nil
+	case err != nil:
+		return def, false, err
 	}
 	return v[0], true, nil
 }
 
-func byteValue(ds dicom.Dataset, t tag.Tag) ([]byte, error) {
-	e, err := ds.FindElementByTag(t)
-	if err != nil {
-		return nil, err
-	}
-	b, ok := e.Value.GetValue().([]byte)
-	if !ok {
-		return nil, fmt.Errorf("%v holds %T, not bytes", t, e.Value.GetValue())
-	}
-	return b, nil
-}
-
-func tagName(t tag.Tag) string {
-	if info, err := tag.Find(t); err == nil {
-		return info.Name
+func tagName(t dcm.Tag) string {
+	if n := t.Name(); n != "" {
+		return n
 	}
 	return "element"
 }

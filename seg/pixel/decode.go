@@ -8,6 +8,8 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+
+	"github.com/espnode/espnode/dcm"
 )
 
 // Frame is one decoded frame: stored pixel values (bits outside BitsStored removed, signed
@@ -44,19 +46,19 @@ func (im *Image) Frame(i int) (*Frame, error) {
 
 func (im *Image) decodeFrame(i int) (*Frame, error) {
 	switch im.TransferSyntax {
-	case ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian:
+	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.ExplicitVRBigEndian, dcm.DeflatedExplicitVRLittleEndian:
 		if im.native == nil {
 			return nil, errors.New("native transfer syntax but encapsulated pixel data")
 		}
 		return im.nativeFrame(i)
-	case RLELossless, JPEGBaseline8Bit:
+	case dcm.RLELossless, dcm.JPEGBaseline8Bit:
 	default:
 		return nil, unsupported(im.TransferSyntax)
 	}
 	if im.frames == nil {
 		return nil, fmt.Errorf("transfer syntax %s needs encapsulated pixel data", im.TransferSyntax)
 	}
-	if im.TransferSyntax == RLELossless {
+	if im.TransferSyntax == dcm.RLELossless {
 		return im.rleFrame(im.frames[i])
 	}
 	return im.jpegFrame(im.frames[i])

@@ -2,59 +2,9 @@ package pixel
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 )
-
-// maxFragments bounds the item count of encapsulated pixel data, so that a hostile value of
-// many empty items cannot make the parser allocate without end.
-const maxFragments = 1 << 20
-
-// ParseItems splits the value of an encapsulated Pixel Data element (PS3.5 A.4: a Basic Offset
-// Table item, then one item per fragment, then an optional Sequence Delimitation Item) into the
-// offset table and the fragments. Items are always little endian.
-func ParseItems(value []byte) (offsets []uint32, fragments [][]byte, err error) {
-	first := true
-	for pos := 0; pos < len(value); {
-		if len(value)-pos < 8 {
-			return nil, nil, fmt.Errorf("encapsulated pixel data: %d stray bytes at offset %d", len(value)-pos, pos)
-		}
-		group := binary.LittleEndian.Uint16(value[pos:])
-		elem := binary.LittleEndian.Uint16(value[pos+2:])
-		length := binary.LittleEndian.Uint32(value[pos+4:])
-		pos += 8
-		if group == 0xFFFE && elem == 0xE0DD {
-			break
-		}
-		if group != 0xFFFE || elem != 0xE000 {
-			return nil, nil, fmt.Errorf("encapsulated pixel data: tag (%04X,%04X) at offset %d, want an item", group, elem, pos-8)
-		}
-		if length == 0xFFFFFFFF || uint64(length) > uint64(len(value)-pos) {
-			return nil, nil, fmt.Errorf("encapsulated pixel data: item at offset %d claims %d bytes, %d remain", pos-8, length, len(value)-pos)
-		}
-		item := value[pos : pos+int(length)]
-		pos += int(length)
-		if first {
-			first = false
-			if len(item)%4 != 0 {
-				return nil, nil, fmt.Errorf("basic offset table of %d bytes is not a multiple of 4", len(item))
-			}
-			for i := 0; i < len(item); i += 4 {
-				offsets = append(offsets, binary.LittleEndian.Uint32(item[i:]))
-			}
-			continue
-		}
-		if len(fragments) >= maxFragments {
-			return nil, nil, fmt.Errorf("encapsulated pixel data has more than %d fragments", maxFragments)
-		}
-		fragments = append(fragments, item)
-	}
-	if first {
-		return nil, nil, errors.New("encapsulated pixel data has no basic offset table item")
-	}
-	return offsets, fragments, nil
-}
 
 var jpegSOI = []byte{0xFF, 0xD8}
 

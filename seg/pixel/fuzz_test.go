@@ -1,9 +1,12 @@
 package pixel
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"testing"
+
+	"github.com/espnode/espnode/dcm"
 )
 
 // The decoders below read bytes that arrive from the network; they must fail cleanly, never
@@ -34,7 +37,7 @@ func FuzzParseItemsAndSplitFrames(f *testing.F) {
 	f.Add(append(append(item(0, 0, 0, 0, 10, 0, 0, 0), item(1, 2)...), item(0xFF, 0xD8)...), 2)
 	f.Add(append(item(), item(0xFF, 0xD8, 0xFF, 0xD9)...), 1)
 	f.Fuzz(func(t *testing.T, value []byte, frames int) {
-		offsets, frags, err := ParseItems(value)
+		offsets, frags, err := dcm.ParseFragments(value)
 		if err != nil || frames < 1 || frames > 1<<10 {
 			return
 		}
@@ -60,7 +63,9 @@ func FuzzSegmentedPalette(f *testing.F) {
 	})
 }
 
-func FuzzParseBytes(f *testing.F) {
+// FuzzDecodeImage reads any bytes as a file and decodes its first frame: the path a received
+// instance takes to the model.
+func FuzzDecodeImage(f *testing.F) {
 	for _, rel := range []string{"MR/pydicom_MR_small_evrbe.dcm", "US/wg04_US1_RLE.dcm"} {
 		data, err := os.ReadFile(dicomFile(f, rel))
 		if err != nil {
@@ -72,11 +77,11 @@ func FuzzParseBytes(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ds, err := ParseBytes(data)
+		file, err := dcm.ReadPart10(bytes.NewReader(data), dcm.ParseOptions{})
 		if err != nil {
 			return
 		}
-		im, err := NewImage(ds)
+		im, err := NewImage(file)
 		if err != nil {
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
 )
 
@@ -372,7 +373,7 @@ func TestNativeBitDepthsAndPlanar(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := tt.info
 			in.NumberOfFrames = 1
-			in.TransferSyntax = ExplicitVRLittleEndian
+			in.TransferSyntax = dcm.ExplicitVRLittleEndian
 			in.byteOrder = binary.LittleEndian
 			im := &Image{Info: in, native: tt.raw}
 			fr, err := im.Frame(0)
@@ -475,7 +476,7 @@ func TestParseItems(t *testing.T) {
 		return append([]byte{0xFE, 0xFF, 0x00, 0xE0, byte(len(b)), 0, 0, 0}, b...)
 	}
 	value := bytes.Join([][]byte{item(0, 0, 0, 0, 10, 0, 0, 0), item(1, 2), item(3, 4), {0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0}}, nil)
-	offsets, frags, err := ParseItems(value)
+	offsets, frags, err := dcm.ParseFragments(value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +487,7 @@ func TestParseItems(t *testing.T) {
 	if err != nil || !bytes.Equal(frames[1], []byte{3, 4}) {
 		t.Errorf("split: %v %v", frames, err)
 	}
-	if _, _, err := ParseItems(value[:len(value)-11]); err == nil {
+	if _, _, err := dcm.ParseFragments(value[:len(value)-11]); err == nil {
 		t.Error("truncated item: no error")
 	}
 }
@@ -786,6 +787,10 @@ func TestFunctionalGroups(t *testing.T) {
 	}
 }
 
+func parseBytes(b []byte) (*dcm.File, error) {
+	return dcm.ReadPart10(bytes.NewReader(b), dcm.ParseOptions{})
+}
+
 // TestHostileLengths patches real files so that one element claims far more bytes than the
 // file holds; parsing must fail at once instead of allocating the claimed length.
 func TestHostileLengths(t *testing.T) {
@@ -800,7 +805,7 @@ func TestHostileLengths(t *testing.T) {
 	}
 	bad := slices.Clone(data)
 	binary.LittleEndian.PutUint32(bad[i+8:], 0xFFFFFFF0)
-	if _, err := ParseBytes(bad); err == nil || !strings.Contains(err.Error(), "claims 4294967280 bytes") {
+	if _, err := parseBytes(bad); err == nil || !strings.Contains(err.Error(), "claims 4294967280 bytes") {
 		t.Errorf("huge pixel data length: err = %v", err)
 	}
 	seq, err := os.ReadFile(dicomFile(t, "CR/fodicom_CR_modality_lut_seq_jpegll.dcm"))
@@ -813,10 +818,10 @@ func TestHostileLengths(t *testing.T) {
 		t.Fatal("LUT Data header not found")
 	}
 	binary.LittleEndian.PutUint32(seq[j+8:], 0x7FFFFFF0)
-	if _, err := ParseBytes(seq); err == nil || !strings.Contains(err.Error(), "malformed") {
+	if _, err := parseBytes(seq); err == nil || !strings.Contains(err.Error(), "malformed") {
 		t.Errorf("huge nested length: err = %v", err)
 	}
-	if _, err := ParseBytes(data[:len(data)/2]); err == nil {
+	if _, err := parseBytes(data[:len(data)/2]); err == nil {
 		t.Error("truncated file parsed")
 	}
 }

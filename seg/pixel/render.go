@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/espnode/espnode/dcm"
 )
 
 // RGB is an 8-bit RGB raster, three bytes per pixel, row-major.
@@ -47,7 +49,7 @@ func (im *Image) Render(f *Frame) (*RGB, error) {
 			return nil, fmt.Errorf("RGB with %d samples per pixel", f.Samples)
 		}
 		shift := max(im.BitsStored-8, 0)
-		if im.TransferSyntax == JPEGBaseline8Bit {
+		if im.TransferSyntax == dcm.JPEGBaseline8Bit {
 			shift = 0
 		}
 		for i, v := range f.Data {

@@ -14,8 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/suyashkumar/dicom"
-
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/pixel"
@@ -27,30 +26,31 @@ import (
 // attribute): retrying does not help.
 var ErrUndecodable = errors.New("source cannot be segmented")
 
-// Source is one decoded DICOM image: its data set, its pixels and the
-// attributes the SEG references.
+// Source is one decoded DICOM image: its file, its pixels and the attributes
+// the SEG references, all from one parse of the file.
 type Source struct {
-	Dataset dicom.Dataset
-	Image   *pixel.Image
-	SEG     *dicomseg.Source
+	File  *dcm.File
+	Image *pixel.Image
+	SEG   *dicomseg.Source
 }
 
-// ReadFile parses and checks a DICOM Part-10 file for segmentation. Its
-// errors wrap ErrUndecodable.
+// ReadFile parses and checks a DICOM Part-10 file for segmentation: it reads
+// the file once, and the pixels and the SEG's source attributes both come
+// from that data set. Its errors wrap ErrUndecodable.
 func ReadFile(path string) (*Source, error) {
-	ds, err := pixel.ReadFile(path)
+	f, err := pixel.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
-	im, err := pixel.NewImage(ds)
+	im, err := pixel.NewImage(f)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
-	src, err := dicomseg.SourceFromDataset(&ds)
+	src, err := dicomseg.SourceFromDataSet(f.DataSet)
 	if err != nil {
 		return nil, fmt.Errorf("%w: SEG source: %w", ErrUndecodable, err)
 	}
-	return &Source{Dataset: ds, Image: im, SEG: src}, nil
+	return &Source{File: f, Image: im, SEG: src}, nil
 }
 
 // Timing is where the time of one segmentation went.

@@ -16,6 +16,72 @@ import (
 	"github.com/espnode/espnode/internal/testutil"
 )
 
+// undefinedLength is the length value that means "until a delimiter".
+const undefinedLength = UndefinedLength
+
+// indexValueLimit is the longest value the store's ingest holds; longer ones are skipped.
+const indexValueLimit = 64 << 10
+
+// attr is what the store's ingest reads of a top-level attribute: its VR (the dictionary's
+// for values read as UN), its text, and its first number for integer VRs.
+type attr struct {
+	VR     string
+	Str    string
+	Int    int64
+	HasInt bool
+}
+
+type attrs map[Tag]attr
+
+func (a attrs) String(t Tag) string { return a[t].Str }
+
+func (a attrs) Int(t Tag) (int64, bool) {
+	v, ok := a[t]
+	return v.Int, ok && v.HasInt
+}
+
+// scan reads a data set the way the store's ingest does (the attributes in want, values up to
+// indexValueLimit) and returns what it kept as attrs; an empty value is as good as absent.
+func scan(r io.Reader, ts string, want TagSet) (attrs, error) {
+	ds, err := ReadDataSet(r, ts, ParseOptions{Keep: want, SkipValuesOver: indexValueLimit})
+	return attrsOf(ds), err
+}
+
+// scanHead is scan up to the last wanted tag.
+func scanHead(r io.Reader, ts string, want TagSet) (attrs, error) {
+	var last Tag
+	for t := range want {
+		last = max(last, t)
+	}
+	ds, err := ReadDataSet(r, ts, ParseOptions{Keep: want, SkipValuesOver: indexValueLimit, StopAfter: last})
+	return attrsOf(ds), err
+}
+
+func attrsOf(ds *DataSet) attrs {
+	out := attrs{}
+	if ds == nil {
+		return out
+	}
+	for i := range ds.Elements {
+		e := &ds.Elements[i]
+		if e.Skipped || e.VR == "SQ" {
+			continue
+		}
+		a := attr{VR: e.valueVR(), Str: e.Text()}
+		switch a.VR {
+		case "US", "SS", "UL", "SL", "IS":
+			if n, err := e.Int(); err == nil {
+				a.Int, a.HasInt = n, true
+			}
+		}
+		if a.Str == "" && !a.HasInt {
+			continue
+		}
+		out[e.Tag] = a
+	}
+	return out
+}
+
 // scanTags are the attributes compared with dcmdump: what the store indexes
 // and a few of every kind of VR.
 var scanTags = []Tag{
@@ -60,34 +126,34 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func TestScanMatchesDcmdump(t *testing.T) {
+func TestReadAttributesMatchDcmdump(t *testing.T) {
 	tsSeen := make(map[string]bool)
 	for _, path := range sharedFiles(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			data, ts := dataSetOf(t, path)
 			tsSeen[ts] = true
 			cr := &countingReader{r: bytes.NewReader(data)}
-			got, err := Scan(cr, ts, NewTagSet(scanTags...))
+			got, err := scan(cr, ts, NewTagSet(scanTags...))
 			if err != nil {
-				t.Fatalf("Scan (%s): %v", ts, err)
+				t.Fatalf("read (%s): %v", ts, err)
 			}
 			if cr.n != int64(len(data)) {
-				t.Errorf("Scan read %d of %d bytes", cr.n, len(data))
+				t.Errorf("read %d of %d bytes", cr.n, len(data))
 			}
 			want, _ := dcmdumpTop(t, path)
 			for _, tag := range scanTags {
 				w, inDump := want[tag]
 				v, inScan := got[tag]
-				if leadingSpaceInsignificant(v.VR) || leadingSpaceInsignificant(dictVR(tag)) {
+				if leadingSpaceInsignificant(v.VR) || leadingSpaceInsignificant(VROf(tag)) {
 					w = strings.TrimSpace(w)
 				} else {
 					w = strings.TrimRight(w, " ")
 				}
 				switch {
 				case !inDump && inScan:
-					t.Errorf("%s: Scan found %q, dcmdump nothing", tag, v.Str)
+					t.Errorf("%s: we found %q, dcmdump nothing", tag, v.Str)
 				case inDump && w != v.Str:
-					t.Errorf("%s: Scan %q, dcmdump %q", tag, v.Str, w)
+					t.Errorf("%s: we read %q, dcmdump %q", tag, v.Str, w)
 				}
 			}
 			for _, tag := range []Tag{SOPClassUID, SOPInstanceUID} {
@@ -108,7 +174,7 @@ func TestScanMatchesDcmdump(t *testing.T) {
 	}
 }
 
-func TestScanTruncatedSharedFiles(t *testing.T) {
+func TestReadTruncatedSharedFiles(t *testing.T) {
 	for _, name := range []string{
 		"MR/pydicom_MR_small_ivrle.dcm", "MR/pydicom_MR_small_evrbe.dcm", "CT/cornerstone_CT_deflate.dcm",
 		"CT/cornerstone_CT_jpegbaseline_8bit.dcm", "SEG/dcmqi_liver/liver_seg.dcm",
@@ -117,7 +183,7 @@ func TestScanTruncatedSharedFiles(t *testing.T) {
 		// Cuts inside the last element (pixel data, or the sequence
 		// delimiter that ends it) can never be a valid data set.
 		for _, cut := range []int{1, 3, 5, 7, 1000} {
-			_, err := Scan(bytes.NewReader(data[:len(data)-cut]), ts, NewTagSet(scanTags...))
+			_, err := scan(bytes.NewReader(data[:len(data)-cut]), ts, NewTagSet(scanTags...))
 			if !errors.Is(err, ErrMalformed) {
 				t.Errorf("%s cut by %d: err = %v, want ErrMalformed", name, cut, err)
 			}
@@ -127,7 +193,7 @@ func TestScanTruncatedSharedFiles(t *testing.T) {
 		}
 		// Every other cut must not panic or hang.
 		for cut := 0; cut < len(data); cut += 1 + len(data)/97 {
-			Scan(bytes.NewReader(data[:cut]), ts, NewTagSet(scanTags...))
+			scan(bytes.NewReader(data[:cut]), ts, NewTagSet(scanTags...))
 		}
 	}
 }
@@ -149,10 +215,10 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestScanPassesReaderErrorsThrough(t *testing.T) {
+func TestReadPassesReaderErrorsThrough(t *testing.T) {
 	for _, name := range []string{"CT/cornerstone_CT_evrle.dcm", "CT/cornerstone_CT_deflate.dcm"} {
 		data, ts := dataSetOf(t, testutil.SharedData(t, "dicom", name))
-		_, err := Scan(&failingReader{data[:len(data)/2], errPeerAborted}, ts, nil)
+		_, err := scan(&failingReader{data[:len(data)/2], errPeerAborted}, ts, nil)
 		if !errors.Is(err, errPeerAborted) || errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want the reader's error, not ErrMalformed", name, err)
 		}
@@ -203,7 +269,7 @@ func le() *ds  { return &ds{bo: binary.LittleEndian, explicit: true} }
 func ile() *ds { return &ds{bo: binary.LittleEndian} }
 func be() *ds  { return &ds{bo: binary.BigEndian, explicit: true} }
 
-func TestScanHandMade(t *testing.T) {
+func TestReadHandMade(t *testing.T) {
 	nested := le().
 		str(SOPClassUID, "UI", "1.2.3\x00").
 		// Undefined-length sequence whose item holds a wanted tag: not top
@@ -258,9 +324,9 @@ func TestScanHandMade(t *testing.T) {
 		name string
 		ts   string
 		data []byte
-		want Attrs
+		want attrs
 	}{
-		{"explicit LE", ExplicitVRLittleEndian, data, Attrs{
+		{"explicit LE", ExplicitVRLittleEndian, data, attrs{
 			SOPClassUID:    {VR: "UI", Str: "1.2.3"},
 			PatientID:      {VR: "LO", Str: "ID 7"},
 			PatientName:    {VR: "PN", Str: "Doe^Jane"},
@@ -270,21 +336,21 @@ func TestScanHandMade(t *testing.T) {
 			0x00189219:     {VR: "SS", Str: "-2", Int: -2, HasInt: true},
 			0x00280030:     {VR: "DS", Str: `0.5\0.5`},
 		}},
-		{"explicit BE", ExplicitVRBigEndian, big, Attrs{
+		{"explicit BE", ExplicitVRBigEndian, big, attrs{
 			SOPClassUID: {VR: "UI", Str: "1.2.3"},
 			Rows:        {VR: "US", Str: "512", Int: 512, HasInt: true},
 			Columns:     {VR: "US", Str: `256\2`, Int: 256, HasInt: true},
 			0x00280107:  {VR: "UL", Str: "256", Int: 256, HasInt: true},
 			PatientID:   {VR: "LO", Str: "TOP"},
 		}},
-		{"implicit LE", ImplicitVRLittleEndian, implicit, Attrs{
+		{"implicit LE", ImplicitVRLittleEndian, implicit, attrs{
 			SOPClassUID:    {VR: "UI", Str: "1.2.3"},
 			Rows:           {VR: "US", Str: "256", Int: 256, HasInt: true},
 			NumberOfFrames: {VR: "IS", Str: "3", Int: 3, HasInt: true},
 			0x00091001:     {VR: "UN", Str: "PRIV"},
 			PatientID:      {VR: "LO", Str: "TOP"},
 		}},
-		{"deflated", DeflatedExplicitVRLittleEndian, deflate(t, data), Attrs{
+		{"deflated", DeflatedExplicitVRLittleEndian, deflate(t, data), attrs{
 			SOPClassUID:    {VR: "UI", Str: "1.2.3"},
 			PatientID:      {VR: "LO", Str: "ID 7"},
 			PatientName:    {VR: "PN", Str: "Doe^Jane"},
@@ -294,14 +360,14 @@ func TestScanHandMade(t *testing.T) {
 			0x00189219:     {VR: "SS", Str: "-2", Int: -2, HasInt: true},
 			0x00280030:     {VR: "DS", Str: `0.5\0.5`},
 		}},
-		{"empty", ExplicitVRLittleEndian, nil, Attrs{}},
+		{"empty", ExplicitVRLittleEndian, nil, attrs{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := NewTagSet(SOPClassUID, PatientID, PatientName, Rows, Columns, InstanceNumber, NumberOfFrames,
 				0x00189219, 0x00280030, 0x00280107, 0x00091001, Modality)
 			cr := &countingReader{r: bytes.NewReader(tt.data)}
-			got, err := Scan(cr, tt.ts, want)
+			got, err := scan(cr, tt.ts, want)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -333,9 +399,9 @@ func deflate(t *testing.T, data []byte) []byte {
 	return b.Bytes()
 }
 
-func TestScanMalformed(t *testing.T) {
+func TestReadMalformed(t *testing.T) {
 	deep := le()
-	for range maxDepth + 5 {
+	for range DefaultLimits().MaxDepth + 5 {
 		deep.header(0x00081115, "SQ", undefinedLength).header(Item, "", undefinedLength)
 	}
 	tests := []struct {
@@ -359,7 +425,7 @@ func TestScanMalformed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Scan(bytes.NewReader(tt.data), tt.ts, NewTagSet(PatientID, 0x00081030))
+			got, err := scan(bytes.NewReader(tt.data), tt.ts, NewTagSet(PatientID, 0x00081030))
 			if !errors.Is(err, ErrMalformed) {
 				t.Errorf("err = %v, want ErrMalformed", err)
 			}
@@ -368,18 +434,18 @@ func TestScanMalformed(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Scan(bytes.NewReader(nil), "", nil); err == nil {
-		t.Error("Scan accepted an empty transfer syntax")
+	if _, err := scan(bytes.NewReader(nil), "", nil); err == nil {
+		t.Error("an empty transfer syntax was accepted")
 	}
 }
 
-// TestScanSkipsLongValues: a wanted value over MaxValueLength is skipped, not
+// TestReadSkipsLongValues: a wanted value over the skip threshold is skipped, not
 // read into memory, and the stream still read to its end.
-func TestScanSkipsLongValues(t *testing.T) {
-	long := bytes.Repeat([]byte("A"), MaxValueLength+2)
+func TestReadSkipsLongValues(t *testing.T) {
+	long := bytes.Repeat([]byte("A"), indexValueLimit+2)
 	data := le().elem(StudyDescription, "UT", long).str(PatientID, "LO", "ID").bytes()
 	cr := &countingReader{r: bytes.NewReader(data)}
-	got, err := Scan(cr, ExplicitVRLittleEndian, NewTagSet(StudyDescription, PatientID))
+	got, err := scan(cr, ExplicitVRLittleEndian, NewTagSet(StudyDescription, PatientID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,29 +455,29 @@ func TestScanSkipsLongValues(t *testing.T) {
 	if got.String(PatientID) != "ID" || cr.n != int64(len(data)) {
 		t.Errorf("got %v after reading %d of %d bytes", got, cr.n, len(data))
 	}
-	// The scanner's own buffer is 32 KiB; a copy of the 64 KiB value would
+	// The reader's own buffer is 32 KiB; a copy of the 64 KiB value would
 	// show in the bytes allocated per call.
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	for range 20 {
-		Scan(bytes.NewReader(data), ExplicitVRLittleEndian, NewTagSet(StudyDescription))
+		scan(bytes.NewReader(data), ExplicitVRLittleEndian, NewTagSet(StudyDescription))
 	}
 	runtime.ReadMemStats(&ms1)
-	if per := (ms1.TotalAlloc - ms0.TotalAlloc) / 20; per > MaxValueLength {
-		t.Errorf("Scan allocated %d bytes per call skipping a %d-byte value", per, len(long))
+	if per := (ms1.TotalAlloc - ms0.TotalAlloc) / 20; per > indexValueLimit {
+		t.Errorf("read allocated %d bytes per call skipping a %d-byte value", per, len(long))
 	}
 }
 
-// BenchmarkScan scans shared files for the store's attributes: throughput is
+// BenchmarkIndexRead reads shared files for the store's attributes: throughput is
 // what Put adds on top of writing the bytes.
-func BenchmarkScan(b *testing.B) {
+func BenchmarkIndexRead(b *testing.B) {
 	for _, name := range []string{"CT/cornerstone_CT_evrle.dcm", "CT/cornerstone_CT_deflate.dcm", "SEG/tcga_gbm_TCGA-08-0360_seg_96fr.dcm"} {
 		data, ts := dataSetOf(b, testutil.SharedData(b, "dicom", name))
 		b.Run(filepath.Base(name), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			want := NewTagSet(scanTags...)
 			for b.Loop() {
-				if _, err := Scan(bytes.NewReader(data), ts, want); err != nil {
+				if _, err := scan(bytes.NewReader(data), ts, want); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -419,12 +485,12 @@ func BenchmarkScan(b *testing.B) {
 	}
 }
 
-// TestScanHead: the same attributes as Scan, without reading the pixel data after them.
-func TestScanHead(t *testing.T) {
+// TestReadHead: the same attributes as a full read, without reading the pixel data after them.
+func TestReadHead(t *testing.T) {
 	for _, rel := range [][]string{{"CT", "cornerstone_CT_evrle.dcm"}, {"CT", "cornerstone_CT_deflate.dcm"}, {"MR", "pydicom_MR_small_evrbe.dcm"}, {"US", "wg04_US1_RLE.dcm"}} {
 		path := testutil.SharedData(t, append([]string{"dicom"}, rel...)...)
 		want := NewTagSet(SOPClassUID, SOPInstanceUID, Modality)
-		scan := func(f func(io.Reader, string, TagSet) (Attrs, error)) (Attrs, int) {
+		read := func(f func(io.Reader, string, TagSet) (attrs, error)) (attrs, int) {
 			b, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -441,15 +507,15 @@ func TestScanHead(t *testing.T) {
 			}
 			return a, r.Len() + br.Buffered()
 		}
-		full, _ := scan(Scan)
-		head, left := scan(ScanHead)
+		full, _ := read(scan)
+		head, left := read(scanHead)
 		for tag := range want {
 			if full.String(tag) == "" || head.String(tag) != full.String(tag) {
 				t.Errorf("%s %s: head %q, full %q", rel[1], tag, head.String(tag), full.String(tag))
 			}
 		}
 		if left == 0 {
-			t.Errorf("%s: ScanHead read the whole data set", rel[1])
+			t.Errorf("%s: the head read the whole data set", rel[1])
 		}
 	}
 }

@@ -116,7 +116,7 @@ func TestExplicitToImplicitErrors(t *testing.T) {
 // and an input whose VRs agree with the dictionary converts to an implicit data set with the same
 // top-level elements (implicit VR cannot carry a VR the dictionary contradicts).
 func FuzzExplicitToImplicit(f *testing.F) {
-	f.Add(AppendDataSet(nil, sampleIdentifier(), ExplicitVRLittleEndian))
+	f.Add(encode(f, sampleIdentifier(), ExplicitVRLittleEndian))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out bytes.Buffer
 		if err := ExplicitToImplicit(&out, bytes.NewReader(b)); err != nil {
@@ -125,22 +125,22 @@ func FuzzExplicitToImplicit(f *testing.F) {
 		if out.Len() > len(b) {
 			t.Fatalf("converted %d bytes into %d", len(b), out.Len())
 		}
-		in, err := ParseDataSet(b, ExplicitVRLittleEndian)
+		in, err := Parse(b, ExplicitVRLittleEndian)
 		if err != nil || !dictionaryConsistent(in) {
 			return
 		}
-		got, err := ParseDataSet(out.Bytes(), ImplicitVRLittleEndian)
+		got, err := Parse(out.Bytes(), ImplicitVRLittleEndian)
 		if err != nil {
 			t.Fatalf("converted data set does not parse: %v", err)
 		}
-		if want := countNonGroupLength(in); len(got) != want {
-			t.Fatalf("%d top-level elements after conversion, want %d", len(got), want)
+		if want := countNonGroupLength(in); len(got.Elements) != want {
+			t.Fatalf("%d top-level elements after conversion, want %d", len(got.Elements), want)
 		}
 	})
 }
 
-func dictionaryConsistent(elems []Element) bool {
-	for _, e := range elems {
+func dictionaryConsistent(ds *DataSet) bool {
+	for _, e := range ds.Elements {
 		if e.Tag.Element() == 0 || e.Tag.Group()%2 == 1 {
 			return false
 		}
@@ -156,9 +156,9 @@ func dictionaryConsistent(elems []Element) bool {
 	return true
 }
 
-func countNonGroupLength(elems []Element) int {
+func countNonGroupLength(ds *DataSet) int {
 	n := 0
-	for _, e := range elems {
+	for _, e := range ds.Elements {
 		if e.Tag.Element() != 0 {
 			n++
 		}

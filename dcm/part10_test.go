@@ -148,8 +148,8 @@ func TestWriteFileMetaDcmdump(t *testing.T) {
 	if err := WriteFileMeta(&buf, m); err != nil {
 		t.Fatal(err)
 	}
-	putElement(&buf, SOPClassUID, "UI", []byte(m.MediaStorageSOPClassUID))
-	putElement(&buf, SOPInstanceUID, "UI", []byte(m.MediaStorageSOPInstanceUID))
+	buf.Write(encode(t, NewDataSet(NewText(SOPClassUID, "UI", m.MediaStorageSOPClassUID),
+		NewText(SOPInstanceUID, "UI", m.MediaStorageSOPInstanceUID)), ExplicitVRLittleEndian))
 	path := filepath.Join(t.TempDir(), "x.dcm")
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
