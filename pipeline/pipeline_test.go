@@ -25,26 +25,26 @@ import (
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
 )
 
 // testEngine opens the shipped model on the CPU.
-func testEngine(t *testing.T) *segrt.Engine {
+func testEngine(t *testing.T) *onnx.Engine {
 	t.Helper()
-	if os.Getenv(segrt.LibraryEnv) == "" {
+	if os.Getenv(onnx.LibraryEnv) == "" {
 		lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
 		if _, err := os.Stat(lib); err != nil {
 			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
 		}
-		t.Setenv(segrt.LibraryEnv, lib)
+		t.Setenv(onnx.LibraryEnv, lib)
 	}
 	path, err := segment.WriteShippedModel(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := segrt.OpenUniversal(path, segrt.Options{Provider: segrt.ProviderCPU, Threads: 1, MaxBatch: 2})
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,13 +59,13 @@ type testNode struct {
 }
 
 // startPipeline opens a store and a pipeline over it with quick retries.
-func startPipeline(t *testing.T, dir string, mutate func(*config.Pipeline), engine *segrt.Engine) *testNode {
+func startPipeline(t *testing.T, dir string, mutate func(*config.Pipeline), engine *onnx.Engine) *testNode {
 	t.Helper()
 	return startPipelineWithPeers(t, dir, mutate, engine, nil)
 }
 
 // startPipelineWithPeers is startPipeline with an AE table.
-func startPipelineWithPeers(t *testing.T, dir string, mutate func(*config.Pipeline), engine *segrt.Engine, peers []config.Peer) *testNode {
+func startPipelineWithPeers(t *testing.T, dir string, mutate func(*config.Pipeline), engine *onnx.Engine, peers []config.Peer) *testNode {
 	t.Helper()
 	ctx := context.Background()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
@@ -403,7 +403,7 @@ func TestSegmentsStoredInstances(t *testing.T) {
 }
 
 // testEngineMetadata is the shipped model's metadata.
-func testEngineMetadata(t *testing.T) *segrt.Metadata {
+func testEngineMetadata(t *testing.T) *onnx.Metadata {
 	t.Helper()
 	e := testEngine(t)
 	r, err := e.Route("colonoscopy")

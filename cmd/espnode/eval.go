@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/seg/channel"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/pixel"
-	segrt "github.com/espnode/espnode/seg/runtime"
 	"github.com/espnode/espnode/seg/segment"
 )
 
@@ -56,8 +56,8 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	model := fs.String("model", os.Getenv(modelEnv), "model file (ONNX, espnode contract); default $"+modelEnv+", else the shipped model")
 	split := fs.String("split", "test", "manifest split to score")
 	asJSON := fs.Bool("json", false, "print a JSON array of {channel, dataset, n, dice, iou}")
-	library := fs.String("onnxruntime", "", "path of libonnxruntime.so (default: $"+segrt.LibraryEnv+", next to the binary, the system)")
-	provider := fs.String("provider", segrt.ProviderAuto, "execution provider: "+strings.Join(segrt.Providers(), ", "))
+	library := fs.String("onnxruntime", "", "path of libonnxruntime.so (default: $"+onnx.LibraryEnv+", next to the binary, the system)")
+	provider := fs.String("provider", onnx.ProviderAuto, "execution provider: "+strings.Join(onnx.Providers(), ", "))
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
 	batch := fs.Int("batch", 4, "most images run together")
 	limit := fs.Int("limit", 0, "score at most this many pairs per dataset (0: all)")
@@ -92,7 +92,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	engine, err := segrt.OpenUniversal(path, segrt.Options{
+	engine, err := onnx.OpenUniversal(path, onnx.Options{
 		Library: *library, Provider: *provider, Threads: *threads,
 		MaxBatch: *batch, BatchWait: 5 * time.Millisecond, Logger: zerolog.Nop(),
 	})
@@ -195,7 +195,7 @@ func readEvalManifest(dir, split string, limit int) ([]evalRow, []string, error)
 }
 
 // evaluate scores every row with workers goroutines, so that images meet in the model's batcher.
-func evaluate(ctx context.Context, engine *segrt.Engine, dir string, rows []evalRow, workers int) ([]evalScore, error) {
+func evaluate(ctx context.Context, engine *onnx.Engine, dir string, rows []evalRow, workers int) ([]evalScore, error) {
 	type result struct{ dice, iou float64 }
 	results := make([]result, len(rows))
 	errs := make([]error, len(rows))
@@ -248,7 +248,7 @@ feed:
 
 // evalPair segments one image as the node does (letterbox to the model's size, ONNX Runtime,
 // logits resized to the source and thresholded) and scores the mask against the reference.
-func evalPair(ctx context.Context, engine *segrt.Engine, dir string, row evalRow) (dice, iou float64, err error) {
+func evalPair(ctx context.Context, engine *onnx.Engine, dir string, row evalRow) (dice, iou float64, err error) {
 	route, err := engine.Route(row.channel)
 	if err != nil {
 		return 0, 0, err

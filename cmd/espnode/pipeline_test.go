@@ -19,7 +19,7 @@ import (
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/seg/dicomseg"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/store"
 )
 
@@ -35,14 +35,14 @@ func TestMain(m *testing.M) {
 // Makefile has not.
 func pipelineORT(t *testing.T) {
 	t.Helper()
-	if os.Getenv(segrt.LibraryEnv) != "" {
+	if os.Getenv(onnx.LibraryEnv) != "" {
 		return
 	}
 	lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
 	if _, err := os.Stat(lib); err != nil {
 		t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
 	}
-	t.Setenv(segrt.LibraryEnv, lib)
+	t.Setenv(onnx.LibraryEnv, lib)
 }
 
 // withPipeline turns on the default routing, the CPU, quick retries and the

@@ -17,8 +17,8 @@ import (
 
 	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/pixel"
-	segrt "github.com/espnode/espnode/seg/runtime"
 	"github.com/rs/zerolog"
 	"github.com/suyashkumar/dicom"
 )
@@ -49,8 +49,8 @@ func (f *segmentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.model, "model", os.Getenv(modelEnv), "model file (ONNX, espnode contract); default $"+modelEnv+", else the shipped model")
 	fs.StringVar(&f.channel, "channel", "", "channel for every input (dermoscopy, xray, ultrasound, fundus, microscopy, colonoscopy); default: from each file's Modality")
 	fs.StringVar(&f.outDir, "o", "", "output directory (required)")
-	fs.StringVar(&f.library, "onnxruntime", "", "path of libonnxruntime.so (default: $"+segrt.LibraryEnv+", next to the binary, the system)")
-	fs.StringVar(&f.provider, "provider", segrt.ProviderAuto, "execution provider: "+strings.Join(segrt.Providers(), ", "))
+	fs.StringVar(&f.library, "onnxruntime", "", "path of libonnxruntime.so (default: $"+onnx.LibraryEnv+", next to the binary, the system)")
+	fs.StringVar(&f.provider, "provider", onnx.ProviderAuto, "execution provider: "+strings.Join(onnx.Providers(), ", "))
 	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
 	fs.IntVar(&f.batch, "batch", 4, "most images run together")
 	fs.DurationVar(&f.batchWait, "batch-wait", 20*time.Millisecond, "how long an image waits for others to fill a batch")
@@ -118,7 +118,7 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("create output directory: %w", err)
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: env.stderr, NoColor: true, TimeFormat: time.TimeOnly}).With().Timestamp().Logger().Level(zerolog.InfoLevel)
-	engine, err := segrt.OpenUniversal(f.model, segrt.Options{
+	engine, err := onnx.OpenUniversal(f.model, onnx.Options{
 		Library: f.library, Provider: f.provider, Threads: f.threads,
 		MaxBatch: f.batch, BatchWait: f.batchWait, Logger: log,
 	})
@@ -188,7 +188,7 @@ func channelNames() []string {
 
 type segmenter struct {
 	flags  segmentFlags
-	engine *segrt.Engine
+	engine *onnx.Engine
 	log    zerolog.Logger
 }
 
@@ -281,7 +281,7 @@ func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResul
 }
 
 // segmentFrame runs one frame through the model and writes its mask and overlay PNGs.
-func (s *segmenter) segmentFrame(ctx context.Context, im *pixel.Image, i int, route segrt.Route, name string) (*pixel.Mask, []string, error) {
+func (s *segmenter) segmentFrame(ctx context.Context, im *pixel.Image, i int, route onnx.Route, name string) (*pixel.Mask, []string, error) {
 	fr, err := im.Frame(i)
 	if err != nil {
 		return nil, nil, err
@@ -313,7 +313,7 @@ func (s *segmenter) segmentFrame(ctx context.Context, im *pixel.Image, i int, ro
 	return mask, []string{maskPath, overlayPath}, nil
 }
 
-func (s *segmenter) writeSEG(ds *dicom.Dataset, base, chName string, route segrt.Route, masks [][]byte) (string, error) {
+func (s *segmenter) writeSEG(ds *dicom.Dataset, base, chName string, route onnx.Route, masks [][]byte) (string, error) {
 	src, err := dicomseg.SourceFromDataset(ds)
 	if err != nil {
 		return "", fmt.Errorf("SEG source: %w", err)
@@ -321,8 +321,8 @@ func (s *segmenter) writeSEG(ds *dicom.Dataset, base, chName string, route segrt
 	ch, ok := channel.ByName(chName)
 	if !ok {
 		// A model may serve a channel outside the node's table; take its own description.
-		ch = channel.Channel{Index: route.Channel.Index, Name: chName, Label: route.Channel.Label,
-			Category: channel.Code(route.Channel.Category), Type: channel.Code(route.Channel.Type)}
+		ch = route.Channel.Channel
+		ch.Name = chName
 	}
 	md := route.Model.Metadata()
 	typ := dicomseg.Binary
@@ -394,11 +394,11 @@ func runModel(ctx context.Context, env *cliEnv, args []string) error {
 	if len(files) != 1 {
 		return errors.New("model info takes one FILE.onnx")
 	}
-	libPath, version, err := segrt.LoadLibrary(*library)
+	libPath, version, err := onnx.LoadLibrary(*library)
 	if err != nil {
 		return err
 	}
-	info, err := segrt.Inspect(files[0])
+	info, err := onnx.Inspect(files[0])
 	if err != nil {
 		return err
 	}
@@ -406,7 +406,7 @@ func runModel(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
-func printModelInfo(w io.Writer, info *segrt.ModelInfo, libPath, version string) {
+func printModelInfo(w io.Writer, info *onnx.ModelInfo, libPath, version string) {
 	md := info.Metadata
 	fmt.Fprintf(w, "file:              %s\n", info.Path)
 	fmt.Fprintf(w, "model:             %s %s\n", md.ModelName, md.ModelVersion)

@@ -19,7 +19,7 @@ import (
 	"github.com/espnode/espnode/internal/version"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
 )
@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	// The model loads in the background: a GPU provider may take minutes to
 	// compile it, and storing must not wait for that.
-	engineCh := make(chan *segrt.Engine, 1)
+	engineCh := make(chan *onnx.Engine, 1)
 	go func() {
 		engine, err := loadModel(cfg, pl, log.With().Str("component", "model").Logger())
 		if err != nil {
@@ -219,7 +219,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 // loadModel opens the configured model, or the shipped one, and starts the
 // segmentation workers on it.
-func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*segrt.Engine, error) {
+func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*onnx.Engine, error) {
 	path := cfg.Model.Path
 	if path == "" {
 		var err error
@@ -230,11 +230,11 @@ func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*s
 	batch := cfg.Model.Batch
 	if batch == 0 {
 		batch = 8
-		if cfg.Model.Provider == segrt.ProviderCPU {
+		if cfg.Model.Provider == onnx.ProviderCPU {
 			batch = 2
 		}
 	}
-	engine, err := segrt.OpenUniversal(path, segrt.Options{
+	engine, err := onnx.OpenUniversal(path, onnx.Options{
 		Library:   cfg.Model.ONNXRuntime,
 		Provider:  cfg.Model.Provider,
 		Threads:   cfg.Model.Threads,

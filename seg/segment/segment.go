@@ -18,8 +18,8 @@ import (
 
 	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/pixel"
-	segrt "github.com/espnode/espnode/seg/runtime"
 )
 
 // ErrUndecodable is wrapped by the error for a source whose pixel data or
@@ -109,11 +109,11 @@ type Result struct {
 // Segmenter runs segmentation requests on an engine. It is safe for
 // concurrent use; concurrent requests meet in the model's batcher.
 type Segmenter struct {
-	engine *segrt.Engine
+	engine *onnx.Engine
 }
 
 // New returns a Segmenter on engine.
-func New(engine *segrt.Engine) *Segmenter { return &Segmenter{engine: engine} }
+func New(engine *onnx.Engine) *Segmenter { return &Segmenter{engine: engine} }
 
 // ModelVersion returns the name and version of the model serving a channel,
 // which name the SEG's algorithm and key its idempotent UIDs.
@@ -163,8 +163,8 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 	ch, ok := channel.ByName(req.Channel)
 	if !ok {
 		// A model may serve a channel outside the node's table; take its own description.
-		ch = channel.Channel{Index: route.Channel.Index, Name: req.Channel, Label: route.Channel.Label,
-			Category: channel.Code(route.Channel.Category), Type: channel.Code(route.Channel.Type)}
+		ch = route.Channel.Channel
+		ch.Name = req.Channel
 	}
 	opts := req.SEG
 	if req.Fractional {
@@ -201,7 +201,7 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 }
 
 // frames segments every frame of one source and returns its masks.
-func (s *Segmenter) frames(ctx context.Context, route segrt.Route, src *Source, si int, req Request, res *Result) ([][]byte, error) {
+func (s *Segmenter) frames(ctx context.Context, route onnx.Route, src *Source, si int, req Request, res *Result) ([][]byte, error) {
 	size := route.Model.InputSize()
 	threshold := route.Model.Metadata().Threshold
 	im := src.Image

@@ -10,24 +10,24 @@ import (
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 )
 
 // engine opens the shipped model on the CPU with the project's ONNX Runtime.
-func engine(t *testing.T) *segrt.Engine {
+func engine(t *testing.T) *onnx.Engine {
 	t.Helper()
-	if os.Getenv(segrt.LibraryEnv) == "" {
+	if os.Getenv(onnx.LibraryEnv) == "" {
 		lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
 		if _, err := os.Stat(lib); err != nil {
 			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
 		}
-		t.Setenv(segrt.LibraryEnv, lib)
+		t.Setenv(onnx.LibraryEnv, lib)
 	}
 	path, err := WriteShippedModel(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := segrt.OpenUniversal(path, segrt.Options{Provider: segrt.ProviderCPU, Threads: 1, MaxBatch: 2})
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestSegmentInstances(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Frames != tt.frames || res.SEG.SOPInstanceUID != uid || res.Provider != segrt.ProviderCPU || res.Timing.Infer <= 0 {
+			if res.Frames != tt.frames || res.SEG.SOPInstanceUID != uid || res.Provider != onnx.ProviderCPU || res.Timing.Infer <= 0 {
 				t.Errorf("result: %d frames, SOP %s, provider %s, timing %+v", res.Frames, res.SEG.SOPInstanceUID, res.Provider, res.Timing)
 			}
 			got, err := dicomseg.Decode(res.SEG.Bytes)
