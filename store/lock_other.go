@@ -1,7 +1,0 @@
-//go:build !unix
-
-package store
-
-// lockDir does nothing where flock is missing: run one process per data
-// directory there.
-func lockDir(string) (func() error, error) { return func() error { return nil }, nil }
