@@ -17,11 +17,11 @@ import (
 	"github.com/espnode/espnode/store"
 )
 
-// Archive keeps what the Storage SCP receives and answers Query/Retrieve. *store.Store
-// implements it.
-type Archive interface {
+// Storage keeps what the Storage SCP receives: Put returns once the instance is durable and
+// indexed (and, for *pipeline.Pipeline, its job created in the same transaction), so that
+// Success may be answered. *store.Store implements it without jobs.
+type Storage interface {
 	Put(ctx context.Context, req store.PutRequest) (store.Instance, error)
-	Index
 }
 
 // Caller is one entry of the calling-AE allow-list; an empty Host matches any address.
@@ -41,30 +41,28 @@ type Options struct {
 	// Resolver looks up host names of the allow-list; nil uses net.DefaultResolver.
 	Resolver *net.Resolver
 	// Peers is the AE table: the destinations C-MOVE may send to.
-	Peers []Peer
-	// Stored, when set, is called after an instance is stored and before Success is answered.
-	Stored func(ctx context.Context, inst store.Instance)
+	Peers  []Peer
 	Logger zerolog.Logger
 }
 
 // Services builds the node's dimse.Policy and handlers.
 type Services struct {
 	opts     Options
-	archive  Archive
+	storage  Storage
 	index    Index
-	storage  map[string]bool
+	classes  map[string]bool // storage SOP classes accepted
 	mux      *dimse.ServeMux
 	resolver *net.Resolver
 }
 
-// New returns the services storing into archive.
-func New(opts Options, archive Archive) *Services {
-	s := &Services{opts: opts, archive: archive, index: archive, storage: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
+// New returns the services storing through storage and answering Query/Retrieve from index.
+func New(opts Options, storage Storage, index Index) *Services {
+	s := &Services{opts: opts, storage: storage, index: index, classes: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
 	}
 	for _, c := range storageSOPClasses {
-		s.storage[c.UID] = true
+		s.classes[c.UID] = true
 	}
 	s.mux.HandleFunc(dimse.VerificationSOPClass, dimse.FieldCEchoRQ, s.echo)
 	s.mux.HandleFunc("", dimse.FieldCStoreRQ, s.store)
@@ -90,7 +88,7 @@ func (s *Services) Policy() dimse.Policy {
 		StrictCalledAE:   s.opts.StrictCalledAE,
 		TransferSyntaxes: s.transferSyntaxes,
 		SendTransferSyntaxes: func(abstractSyntax string) []string {
-			if !s.storage[abstractSyntax] {
+			if !s.classes[abstractSyntax] {
 				return nil
 			}
 			// Implicit VR little endian first: every stored uncompressed instance can be sent in it
@@ -112,7 +110,7 @@ func (s *Services) transferSyntaxes(abstractSyntax string) []string {
 	case isQueryRetrieve(abstractSyntax):
 		// Identifiers are small; the node decodes them in either little endian syntax.
 		return []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}
-	case s.storage[abstractSyntax]:
+	case s.classes[abstractSyntax]:
 		return s.opts.TransferSyntaxes
 	}
 	return nil
@@ -184,7 +182,7 @@ func (s *Services) store(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 		return
 	}
 	start := time.Now()
-	inst, err := s.archive.Put(ctx, store.PutRequest{
+	inst, err := s.storage.Put(ctx, store.PutRequest{
 		SOPClassUID:       rq.AffectedSOPClassUID,
 		SOPInstanceUID:    rq.AffectedSOPInstanceUID,
 		TransferSyntaxUID: r.Context.TransferSyntax,
@@ -202,9 +200,6 @@ func (s *Services) store(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 		log.Warn().Err(err).Stringer("status", st).Msg("C-STORE failed")
 		respond(st)
 		return
-	}
-	if s.opts.Stored != nil {
-		s.opts.Stored(ctx, inst)
 	}
 	log.Info().Str("sop_class", StorageSOPClassName(rq.AffectedSOPClassUID)).Str("study_uid", inst.StudyInstanceUID).
 		Int64("bytes", inst.Size).Dur("took", time.Since(start)).Bool("duplicate", inst.Duplicate).Msg("stored")

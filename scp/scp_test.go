@@ -44,7 +44,7 @@ func TestPolicy(t *testing.T) {
 			{AETitle: "LOCAL", Host: "localhost"},
 			{AETitle: "ANYWHERE"},
 		},
-	}, nil)
+	}, nil, nil)
 	p := s.Policy()
 	addr := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000} }
 	callers := []struct {
@@ -79,7 +79,7 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("%s: %d transfer syntaxes, want %d", sx.abstract, got, sx.want)
 		}
 	}
-	if New(Options{}, nil).Policy().CallerAllowed != nil {
+	if New(Options{}, nil, nil).Policy().CallerAllowed != nil {
 		t.Error("an empty allow-list must let everyone in")
 	}
 }

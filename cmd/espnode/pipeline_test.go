@@ -20,7 +20,7 @@ import (
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/onnx"
-	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 func TestMain(m *testing.M) {
@@ -311,12 +311,12 @@ func httpGet(t *testing.T, url string) (int, string) {
 // jobs` sees them.
 func jobCounts(t *testing.T, dataDir string) map[string]int {
 	t.Helper()
-	db, err := store.OpenIndexDB(context.Background(), dataDir)
+	queue, err := datadir.OpenQueue(context.Background(), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	admin, err := pipeline.NewAdmin(db)
+	defer queue.Close()
+	admin, err := pipeline.NewAdmin(queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,12 +561,12 @@ func TestDestinationDownThenUp(t *testing.T) {
 	storescu(t, n.port, files)
 	// Down: every delivery has failed at least twice.
 	waitFor(t, "failed delivery attempts", time.Minute, func() bool {
-		db, err := store.OpenIndexDB(context.Background(), n.dataDir)
+		queue, err := datadir.OpenQueue(context.Background(), n.dataDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer db.Close()
-		admin, err := pipeline.NewAdmin(db)
+		defer queue.Close()
+		admin, err := pipeline.NewAdmin(queue)
 		if err != nil {
 			t.Fatal(err)
 		}

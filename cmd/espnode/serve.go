@@ -21,7 +21,7 @@ import (
 	"github.com/espnode/espnode/scp"
 	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
-	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
@@ -82,7 +82,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
-	st, err := store.Open(ctx, store.Options{
+	st, err := datadir.Open(ctx, datadir.Options{
 		Dir:                       cfg.DataDir,
 		Duplicates:                cfg.Store.Duplicates,
 		Logger:                    log.With().Str("component", "store").Logger(),
@@ -97,9 +97,8 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	metrics := pipeline.NewMetrics()
 	pl, err := pipeline.New(ctx, pipeline.Options{
 		Store:                     st,
-		DataDir:                   cfg.DataDir,
-		Config:                    cfg.Pipeline,
-		Peers:                     cfg.Peers,
+		Config:                    pipelineConfig(cfg.Pipeline),
+		Peers:                     pipelinePeers(cfg.Peers),
 		AETitle:                   cfg.AETitle,
 		Metrics:                   metrics,
 		Logger:                    log.With().Str("component", "pipeline").Logger(),
@@ -137,18 +136,16 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		}
 	}()
 
-	callers := make([]scp.Caller, 0, len(cfg.DICOM.AllowedCallers))
-	for _, c := range cfg.DICOM.AllowedCallers {
-		callers = append(callers, scp.Caller{AETitle: c.AETitle, Host: c.Host})
-	}
+	// Instances are stored through the pipeline, which creates each routed
+	// one's job in its index transaction; Query/Retrieve reads the store.
 	services := scp.New(scp.Options{
 		AETitle:          cfg.AETitle,
 		StrictCalledAE:   cfg.DICOM.StrictCalledAE,
-		AllowedCallers:   callers,
+		AllowedCallers:   scpCallers(cfg),
 		TransferSyntaxes: cfg.DICOM.TransferSyntaxes,
-		Peers:            peers(cfg),
+		Peers:            scpPeers(cfg),
 		Logger:           log.With().Str("component", "scp").Logger(),
-	}, archive{Store: st, pl: pl})
+	}, pl, st)
 	srv := &dimse.Server{
 		Policy:          services.Policy(),
 		Handler:         services.Handler(),
@@ -192,17 +189,6 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	return nil
 }
 
-// archive stores through the pipeline, which creates each routed instance's
-// job in its index transaction; the rest of the store serves as it is.
-type archive struct {
-	*store.Store
-	pl *pipeline.Pipeline
-}
-
-func (a archive) Put(ctx context.Context, req store.PutRequest) (store.Instance, error) {
-	return a.pl.Put(ctx, req)
-}
-
 // countingListener counts accepted connections for espnode_associations_total.
 type countingListener struct {
 	net.Listener
@@ -229,10 +215,7 @@ func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*o
 	}
 	batch := cfg.Model.Batch
 	if batch == 0 {
-		batch = 8
-		if cfg.Model.Provider == onnx.ProviderCPU {
-			batch = 2
-		}
+		batch = onnx.DefaultBatch(cfg.Model.Provider)
 	}
 	engine, err := onnx.OpenUniversal(path, onnx.Options{
 		Library:   cfg.Model.ONNXRuntime,

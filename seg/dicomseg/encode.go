@@ -3,6 +3,7 @@ package dicomseg
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -132,11 +133,21 @@ func (o Options) withDefaults() Options {
 type Result struct {
 	// Bytes is the Part 10 file: preamble, file meta information, data set.
 	Bytes             []byte
+	SOPClassUID       string
 	SOPInstanceUID    string
 	SeriesInstanceUID string
+	StudyInstanceUID  string
+	// TransferSyntaxUID is the data set's transfer syntax.
+	TransferSyntaxUID string
 	// Frames is the number of frames written.
 	Frames int
+
+	dataSetOffset int
 }
+
+// DataSet returns the encoded data set, after the file meta information, without parsing
+// anything: the encoder knows where the meta it wrote ends.
+func (r *Result) DataSet() []byte { return r.Bytes[r.dataSetOffset:] }
 
 // frameRef is one SEG frame: a segment's mask over one source frame.
 type frameRef struct {
@@ -196,7 +207,12 @@ func EncodeSeries(sources []*Source, segments []Segment, opts Options) (*Result,
 	if err := writeFile(&buf, SegmentationStorage, sopUID, ds); err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
-	return &Result{Bytes: buf.Bytes(), SOPInstanceUID: sopUID, SeriesInstanceUID: seriesUID, Frames: len(e.frames)}, nil
+	b := buf.Bytes()
+	// writeFile put the meta's group length, a 4-byte value, at bytes 140..143 (after the
+	// preamble, "DICM" and that element's header); the data set follows the group.
+	return &Result{Bytes: b, SOPClassUID: SegmentationStorage, SOPInstanceUID: sopUID, SeriesInstanceUID: seriesUID,
+		StudyInstanceUID: sources[0].Study.InstanceUID, TransferSyntaxUID: explicitVRLittleEndian, Frames: len(e.frames),
+		dataSetOffset: 144 + int(binary.LittleEndian.Uint32(b[140:144]))}, nil
 }
 
 // sourceFrame is one frame of one source instance.
