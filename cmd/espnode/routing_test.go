@@ -20,8 +20,8 @@ import (
 	"github.com/espnode/espnode/store/datadir"
 )
 
-// TestDefaultRouting: the embedded configuration's routing table (the only one) routes as
-// docs/DESIGN.md says, through the pipeline's router.
+// TestDefaultRouting: the embedded configuration's routing table (the only one) routes each
+// modality it names to its channel, and nothing else, through the pipeline's router.
 func TestDefaultRouting(t *testing.T) {
 	r := pipeline.NewRouter(routes(config.Default().Pipeline.Routing))
 	for _, tt := range []struct {
