@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"os"
 	"strings"
@@ -71,7 +72,7 @@ func read(in Input, withSEG bool) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(rc)
+	data, err := readAll(rc)
 	rc.Close()
 	if err != nil {
 		return nil, err
@@ -96,6 +97,19 @@ func read(in Input, withSEG bool) (*Source, error) {
 		}
 	}
 	return src, nil
+}
+
+// readAll reads r to its end into a buffer sized for it when r knows its size (a file): growing
+// the buffer while reading costs a copy of most of a large image each time it doubles.
+func readAll(r io.Reader) ([]byte, error) {
+	var b bytes.Buffer
+	if f, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		if fi, err := f.Stat(); err == nil && fi.Size() > 0 && fi.Size() < 1<<31 {
+			b.Grow(int(fi.Size()) + bytes.MinRead)
+		}
+	}
+	_, err := b.ReadFrom(r)
+	return b.Bytes(), err
 }
 
 // Timing is where the time of one segmentation went.
