@@ -141,8 +141,9 @@ type Pipeline struct {
 	modelErr  error
 }
 
-// New migrates the queue's tables, requeues the jobs a crashed process left
-// running, and prepares the workers. Start starts them.
+// New requeues the jobs a crashed process left running (the queue's engine
+// migrated its tables when it opened) and prepares the workers. Start starts
+// them.
 func New(ctx context.Context, opts Options) (*Pipeline, error) {
 	if err := opts.Config.check(); err != nil {
 		return nil, err

@@ -68,14 +68,15 @@ func ReadFile(path string) (*Source, error) {
 // read parses and checks one input; withSEG also requires what a SEG
 // references. Its parse errors wrap ErrUndecodable.
 func read(in Input, withSEG bool) (*Source, error) {
+	// A source that cannot be read is not retried, as one that cannot be parsed.
 	rc, err := in.Open()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
 	data, err := readAll(rc)
 	rc.Close()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
 	ds, err := pixel.ParseBytes(data)
 	if err != nil {
