@@ -20,6 +20,8 @@ deps-test:
 vet:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
+	$(GO) test -count=1 ./internal/layers   # the import rule of docs/DESIGN.md
 
 test: deps-test vet test-go test-python
 

@@ -15,7 +15,7 @@ func TestPipelineDefaults(t *testing.T) {
 	if p.DeliveryRetry.MaxAttempts < 2 || p.DeliveryRetry.Initial <= 0 || p.DeliveryRetry.Max < p.DeliveryRetry.Initial {
 		t.Errorf("delivery retry defaults: %+v", p.DeliveryRetry)
 	}
-	// DESIGN.md's routing table, in its order.
+	// The default routing table, config/default.yaml's pipeline.routing.
 	want := map[string]string{"DMS": "dermoscopy", "XC": "dermoscopy", "CR": "xray", "DX": "xray", "US": "ultrasound",
 		"OP": "fundus", "SM": "microscopy", "GM": "microscopy", "ES": "colonoscopy"}
 	got := map[string]string{}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/seg/channel"
 )
 
 // Duplicate policies for store.duplicates.
@@ -177,12 +178,13 @@ func (c Config) validateTLS(bad func(key, format string, args ...any), checkPort
 	}
 }
 
-// Providers are the accepted values of model.provider (seg/runtime's names;
-// repeated here so that config does not load ONNX Runtime's bindings).
+// Providers are the accepted values of model.provider (seg/onnx's names; repeated here because
+// seg/onnx links ONNX Runtime's cgo bindings, which config must not need; a config test checks
+// the two lists agree).
 var providers = []string{"auto", "cpu", "cuda", "tensorrt", "webgpu"}
 
-// ChannelNone routes an instance to no channel: stored, not segmented.
-const ChannelNone = "none"
+// ChannelNone routes an instance to no channel: stored, not segmented (seg/channel's name for it).
+const ChannelNone = channel.None
 
 func (c Config) validatePipeline(bad func(key, format string, args ...any),
 	checkAE func(key, ae string), checkPort func(key string, port int), checkDuration func(key string, d time.Duration)) {
@@ -208,8 +210,8 @@ func (c Config) validatePipeline(bad func(key, format string, args ...any),
 	}
 	for i, r := range p.Routing {
 		key := fmt.Sprintf("pipeline.routing[%d]", i)
-		if r.Channel != ChannelNone && !slices.Contains(channelNames, r.Channel) {
-			bad(key+".channel", "must be one of %s or %s, got %q", strings.Join(channelNames, ", "), ChannelNone, r.Channel)
+		if _, known := channel.ByName(r.Channel); !known && r.Channel != ChannelNone {
+			bad(key+".channel", "must be one of %s or %s, got %q", strings.Join(channel.Names(), ", "), ChannelNone, r.Channel)
 		}
 		for j, uid := range r.SOPClassUID {
 			if err := dcm.CheckUID(uid); err != nil {
@@ -251,6 +253,3 @@ func (c Config) validatePipeline(bad func(key, format string, args ...any),
 		}
 	}
 }
-
-// channelNames are the channels a route may name (seg/channel's table).
-var channelNames = []string{"dermoscopy", "xray", "ultrasound", "fundus", "microscopy", "colonoscopy"}

@@ -2,35 +2,27 @@ package pipeline
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/espnode/espnode/store"
 )
 
-// Admin lists and acts on the jobs of a data directory's queue, from another
-// process than the one serving it (`espnode jobs`): the running node's
-// workers pick up what Admin makes available at their next poll.
+// Admin lists and acts on the jobs of a queue, typically from another process
+// than the one serving it (`espnode jobs`): the running node's workers pick
+// up what Admin makes available at their next poll.
 type Admin struct {
-	client *river.Client[*sql.Tx]
+	client store.JobClient
 }
 
-// NewAdmin opens the queue on db (store.OpenIndexDB) without working it.
-func NewAdmin(db *sql.DB) (*Admin, error) {
-	var exists int
-	err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'river_job'`).Scan(&exists)
+// NewAdmin opens a client on q that does not work the queue.
+func NewAdmin(q store.Queue) (*Admin, error) {
+	c, err := q.NewClient(&river.Config{})
 	if err != nil {
-		return nil, fmt.Errorf("job queue: %w", err)
-	}
-	if exists == 0 {
-		return nil, errors.New("job queue: this data directory has no job queue yet (espnode serve creates it)")
-	}
-	c, err := river.NewClient(newDriver(db), &river.Config{})
-	if err != nil {
-		return nil, fmt.Errorf("job queue: %w", err)
+		return nil, err
 	}
 	return &Admin{client: c}, nil
 }

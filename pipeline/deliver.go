@@ -9,8 +9,6 @@ import (
 
 	"github.com/riverqueue/river"
 
-	"github.com/espnode/espnode/config"
-	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/store"
 )
@@ -54,22 +52,18 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	p := w.p
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Config.DeliverTimeout)
 	defer cancel()
-	rc, _, err := p.opts.Store.Open(ctx, a.SEGInstanceUID)
+	// The index row says what the SEG is; the store opens it at its data set.
+	rc, seg, err := p.opts.Store.OpenDataSet(ctx, a.SEGInstanceUID)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 64<<10)
-	meta, err := dcm.ReadFileMeta(br)
-	if err != nil {
-		return fmt.Errorf("SEG %s: %w", a.SEGInstanceUID, err)
-	}
-	c, err := dimse.Dial(ctx, config.Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
+	c, err := dimse.Dial(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
 		CallingAE: p.opts.AETitle,
 		CalledAE:  a.AETitle,
 		Contexts: []dimse.PresentationContextRQ{{
-			AbstractSyntax:   meta.MediaStorageSOPClassUID,
-			TransferSyntaxes: []string{meta.TransferSyntaxUID},
+			AbstractSyntax:   seg.SOPClassUID,
+			TransferSyntaxes: []string{seg.TransferSyntaxUID},
 		}},
 		Logger:                    p.log,
 		ImplementationClassUID:    p.opts.ImplementationClassUID,
@@ -78,7 +72,7 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	if err != nil {
 		return fmt.Errorf("associate: %w", err)
 	}
-	st, err := c.Store(ctx, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID, br)
+	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, seg.TransferSyntaxUID, bufio.NewReaderSize(rc, 64<<10))
 	if err != nil {
 		_ = c.Abort()
 		return fmt.Errorf("C-STORE: %w", err)

@@ -1,31 +1,17 @@
 package pipeline
 
 import (
-	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/seg/segment"
 )
-
-// queueDriver is River's driver for the index database. A PostgreSQL index
-// takes riverdatabasesql here (its transactions are *sql.Tx as well); the
-// package's own SQL (recoverJobs, series.go, NewAdmin's table check) is
-// written for SQLite and would follow (placeholders, datetime, catalog).
-type queueDriver = riversqlite.Driver
-
-func newDriver(db *sql.DB) *queueDriver { return riversqlite.New(db) }
 
 // Queues and job kinds. Kinds are stored with every job: never rename one.
 const (
@@ -80,7 +66,7 @@ func (DeliverArgs) Kind() string { return KindDeliver }
 
 // Destination returns the destination as AET@HOST:PORT.
 func (a DeliverArgs) Destination() string {
-	return config.Peer{AETitle: a.AETitle, Host: a.Host, Port: a.Port}.String()
+	return Peer{AETitle: a.AETitle, Host: a.Host, Port: a.Port}.String()
 }
 
 // SEGInstanceUID is the SOP Instance UID of the SEG that the model (name
@@ -140,56 +126,6 @@ func (p retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 	return time.Now().Add(b.Delay(max(job.Attempt, 1)))
 }
 
-// migrate creates or updates River's tables in the index database.
-func migrate(ctx context.Context, db *sql.DB) error {
-	m, err := rivermigrate.New(newDriver(db), nil)
-	if err != nil {
-		return fmt.Errorf("job queue: %w", err)
-	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("job queue: migrate: %w", err)
-	}
-	if err := migrateSeries(ctx, db); err != nil {
-		return fmt.Errorf("job queue: %w", err)
-	}
-	return nil
-}
-
-// recoverJobs makes the jobs a crashed process left running available again
-// (or dead letters, when that was their last attempt) and frees the queue's leadership it held, so that maintenance (retries
-// coming due) starts at once instead of after the dead leader's lease.
-// Only correct when this process is the only one working the queue, which
-// the archive's lock on the data directory guarantees for the embedded
-// queue; a queue shared by several nodes relies on River's rescuer instead.
-func recoverJobs(ctx context.Context, db *sql.DB) (int64, error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("job queue: recover: %w", err)
-	}
-	defer tx.Rollback()
-	// A job whose attempts are used up is a dead letter rather than run
-	// again: it may be what killed the process.
-	res, err := tx.ExecContext(ctx, `
-UPDATE river_job SET
-	state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'available' END,
-	finalized_at = CASE WHEN attempt >= max_attempts THEN datetime('now', 'subsec') ELSE NULL END
-WHERE state = 'running'`)
-	if err != nil {
-		return 0, fmt.Errorf("job queue: recover: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("job queue: recover: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM river_leader`); err != nil {
-		return 0, fmt.Errorf("job queue: recover: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("job queue: recover: %w", err)
-	}
-	return n, nil
-}
-
 // JobStates are River's job states in the order `espnode jobs list` shows
 // them. discarded is the dead-letter state: attempts exhausted.
 var jobStates = []rivertype.JobState{
@@ -200,22 +136,3 @@ var jobStates = []rivertype.JobState{
 
 // JobStates returns the job states.
 func JobStates() []rivertype.JobState { return slices.Clone(jobStates) }
-
-// countJobs returns how many jobs there are per kind and state.
-func countJobs(ctx context.Context, db *sql.DB) (map[[2]string]int, error) {
-	rows, err := db.QueryContext(ctx, `SELECT kind, state, COUNT(*) FROM river_job GROUP BY kind, state`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[[2]string]int{}
-	for rows.Next() {
-		var kind, state string
-		var n int
-		if err := rows.Scan(&kind, &state, &n); err != nil {
-			return nil, err
-		}
-		out[[2]string{kind, state}] = n
-	}
-	return out, rows.Err()
-}

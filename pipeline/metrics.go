@@ -2,12 +2,13 @@ package pipeline
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/store"
 )
 
 // Metrics are the node's Prometheus metrics, on their own registry (no
@@ -79,15 +80,15 @@ func NewMetrics() *Metrics {
 }
 
 // jobCollector reports the jobs per kind and state at each scrape, from the
-// queue's table.
+// queue.
 type jobCollector struct {
-	db   *sql.DB
-	desc *prometheus.Desc
-	log  zerolog.Logger
+	queue store.Queue
+	desc  *prometheus.Desc
+	log   zerolog.Logger
 }
 
-func newJobCollector(db *sql.DB, log zerolog.Logger) *jobCollector {
-	return &jobCollector{db: db, log: log, desc: prometheus.NewDesc("espnode_jobs",
+func newJobCollector(q store.Queue, log zerolog.Logger) *jobCollector {
+	return &jobCollector{queue: q, log: log, desc: prometheus.NewDesc("espnode_jobs",
 		"Jobs by kind and state (discarded: dead letters; cancelled: not retried, e.g. undecodable).",
 		[]string{"kind", "state"}, nil)}
 }
@@ -97,7 +98,7 @@ func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := countJobs(ctx, c.db)
+	counts, err := c.queue.JobCounts(ctx)
 	if err != nil {
 		c.log.Warn().Err(err).Msg("metrics: counting jobs")
 		return
@@ -105,7 +106,7 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, kind := range []string{KindSegment, KindSegmentSeries, KindDeliver} {
 		for _, state := range jobStates {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue,
-				float64(counts[[2]string{kind, string(state)}]), kind, string(state))
+				float64(counts[store.JobKey{Kind: kind, State: state}]), kind, string(state))
 		}
 	}
 }

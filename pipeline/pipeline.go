@@ -2,17 +2,18 @@
 // objects: routing to a channel, a durable job created in the instance's own
 // index transaction, workers that segment and store the SEG, and outbound
 // jobs that send it to each destination with retries and dead letters. The
-// queue is River on the index database (SQLite here; River's PostgreSQL
-// drivers take over where the index does). See docs/PIPELINE.md.
+// jobs are River's, on the store's queue (store.Queue), whose engine chooses
+// the database and River's driver. See docs/PIPELINE.md.
 package pipeline
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,20 +22,20 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/rs/zerolog"
 
-	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
 )
 
 // Options configure a Pipeline.
 type Options struct {
-	Store *store.Store
-	// DataDir is the store's data directory (instance paths are relative to it).
-	DataDir string
-	Config  config.Pipeline
+	// Store keeps sources and SEGs; its index's queue (Store.Queue) holds
+	// the jobs.
+	Store  *store.Store
+	Config Config
 	// Peers is the AE table: a sender found in it gets its SEGs back when
 	// Config.ReplyToSender is set.
-	Peers []config.Peer
+	Peers []Peer
 	// AETitle is this node's: the calling AE of deliveries.
 	AETitle string
 	// Segmenter runs the model. When nil, segmentation jobs wait until
@@ -46,6 +47,68 @@ type Options struct {
 	Logger  zerolog.Logger
 
 	ImplementationClassUID, ImplementationVersionName string
+}
+
+// Config is what happens to a stored instance: its routing, its jobs and
+// where its SEG goes. The command translates the configuration file's
+// pipeline section into it (config.Pipeline).
+type Config struct {
+	// SeriesMode makes one SEG per series, once no instance of it has
+	// arrived for SeriesIdle; otherwise each instance gets its own.
+	SeriesMode   bool
+	SeriesIdle   time.Duration
+	SegmentRetry Retry
+	// PollInterval is how often idle workers look for jobs they were not
+	// told of (retries come due, jobs released by another process).
+	PollInterval time.Duration
+	// Routing gives an instance its channel: the first rule it matches.
+	Routing []Route
+	// Destinations get every SEG; ReplyToSender adds the sender when it is
+	// in the AE table.
+	Destinations   []Peer
+	ReplyToSender  bool
+	DeliveryRetry  Retry
+	DeliverTimeout time.Duration
+}
+
+// Retry bounds the attempts of a job and spaces them (see Backoff).
+type Retry struct {
+	MaxAttempts  int
+	Initial, Max time.Duration
+}
+
+// Peer is a DICOM node the pipeline sends to.
+type Peer struct {
+	AETitle string
+	Host    string
+	Port    int
+}
+
+// Addr is the peer's address in net.Dial's form.
+func (p Peer) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// String writes the peer as AET@HOST:PORT.
+func (p Peer) String() string { return p.AETitle + "@" + p.Addr() }
+
+// check reports the first setting the pipeline cannot run with.
+func (c Config) check() error {
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"series idle", c.SeriesIdle}, {"poll interval", c.PollInterval}, {"delivery timeout", c.DeliverTimeout}} {
+		if d.d <= 0 {
+			return fmt.Errorf("pipeline: %s must be positive, got %s", d.name, d.d)
+		}
+	}
+	for _, r := range []struct {
+		name string
+		r    Retry
+	}{{"segment retry", c.SegmentRetry}, {"delivery retry", c.DeliveryRetry}} {
+		if r.r.MaxAttempts < 1 || r.r.Initial <= 0 || r.r.Max < r.r.Initial {
+			return fmt.Errorf("pipeline: %s %+v: want at least one attempt and 0 < initial <= max", r.name, r.r)
+		}
+	}
+	return nil
 }
 
 // Workers fits the worker count to the machine and the execution provider
@@ -65,8 +128,8 @@ func Workers(configured int, provider string, batch int) int {
 // Pipeline is the running pipeline. Put is its entry point.
 type Pipeline struct {
 	opts    Options
-	db      *sql.DB
-	client  *river.Client[*sql.Tx]
+	queue   store.Queue
+	client  store.JobClient
 	router  *Router
 	log     zerolog.Logger
 	metrics *Metrics
@@ -78,15 +141,23 @@ type Pipeline struct {
 	modelErr  error
 }
 
-// New migrates the queue's tables, requeues the jobs a crashed process left
-// running, and prepares the workers. Start starts them.
+// New requeues the jobs a crashed process left running (the queue's engine
+// migrated its tables when it opened) and prepares the workers. Start starts
+// them.
 func New(ctx context.Context, opts Options) (*Pipeline, error) {
+	if err := opts.Config.check(); err != nil {
+		return nil, err
+	}
+	queue, ok := opts.Store.Queue()
+	if !ok {
+		return nil, errors.New("pipeline: the store's index has no job queue")
+	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
 	p := &Pipeline{
 		opts:    opts,
-		db:      opts.Store.DB(),
+		queue:   queue,
 		router:  NewRouter(opts.Config.Routing),
 		log:     opts.Logger,
 		metrics: opts.Metrics,
@@ -94,10 +165,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		segmenter: opts.Segmenter,
 		modelErr:  errors.New("model loading"),
 	}
-	if err := migrate(ctx, p.db); err != nil {
-		return nil, err
-	}
-	n, err := recoverJobs(ctx, p.db)
+	n, err := queue.RecoverJobs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +183,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 	}
 	poll := opts.Config.PollInterval
 	c := opts.Config
-	p.client, err = river.NewClient(newDriver(p.db), &river.Config{
+	p.client, err = queue.NewClient(&river.Config{
 		Queues:            queues,
 		Workers:           workers,
 		FetchPollInterval: poll,
@@ -135,9 +203,9 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		Logger:                      slog.New(slog.NewTextHandler(zerologWriter{opts.Logger}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("job queue: %w", err)
+		return nil, err
 	}
-	opts.Metrics.Registry.MustRegister(newJobCollector(p.db, opts.Logger))
+	opts.Metrics.Registry.MustRegister(newJobCollector(queue, opts.Logger))
 	return p, nil
 }
 
@@ -207,15 +275,15 @@ func (p *Pipeline) segmenterOrNil() *segment.Segmenter {
 // channel: a Success answered after Put returns means the job exists.
 func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instance, error) {
 	var (
-		channel string
-		routed  bool
+		ch     string
+		routed bool
 	)
-	req.InTx = func(ctx context.Context, tx *sql.Tx, inst store.Instance) error {
-		channel, _, routed = p.router.Route(inst)
+	req.InTx = func(ctx context.Context, tx store.Tx, inst store.Instance) error {
+		ch, _, routed = p.router.Route(inst)
 		if !routed {
 			return nil
 		}
-		return p.enqueue(ctx, tx, inst, channel)
+		return p.enqueue(ctx, tx, inst, ch)
 	}
 	inst, err := p.opts.Store.Put(ctx, req)
 	if err != nil {
@@ -227,20 +295,20 @@ func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instanc
 	}
 	p.metrics.Bytes.Add(float64(inst.Size))
 	if !routed {
-		p.metrics.Instances.WithLabelValues(config.ChannelNone).Inc()
+		p.metrics.Instances.WithLabelValues(channel.None).Inc()
 		p.log.Info().Str("sop_instance_uid", inst.SOPInstanceUID).Str("modality", inst.Modality).
 			Str("sop_class", inst.SOPClassUID).Str("calling_ae", inst.CallingAE).
 			Msg("no routing rule gives this instance a channel: stored, not segmented")
 		return inst, nil
 	}
-	p.metrics.Instances.WithLabelValues(channel).Inc()
+	p.metrics.Instances.WithLabelValues(ch).Inc()
 	return inst, nil
 }
 
-func (p *Pipeline) enqueue(ctx context.Context, tx *sql.Tx, inst store.Instance, channel string) error {
+func (p *Pipeline) enqueue(ctx context.Context, tx store.Tx, inst store.Instance, ch string) error {
 	c := p.opts.Config
 	if c.SeriesMode {
-		if err := recordSeriesInstance(ctx, tx, inst.SeriesInstanceUID, inst.SOPInstanceUID, inst.InstanceNumber, inst.ReceivedAt); err != nil {
+		if err := tx.RecordSeriesInstance(ctx, inst.SeriesInstanceUID, inst.SOPInstanceUID, inst.InstanceNumber, inst.ReceivedAt); err != nil {
 			return err
 		}
 		// One job per series: later instances find it waiting (unique by
@@ -248,7 +316,7 @@ func (p *Pipeline) enqueue(ctx context.Context, tx *sql.Tx, inst store.Instance,
 		// series has been idle long enough: a snooze shorter than River's
 		// scheduler interval (5 s) is timed by the fetch itself, where a job
 		// scheduled for later would wait for the scheduler's next pass.
-		_, err := p.client.InsertTx(ctx, tx, SeriesArgs{SeriesInstanceUID: inst.SeriesInstanceUID, Channel: channel, CallingAE: inst.CallingAE},
+		err := tx.Enqueue(ctx, SeriesArgs{SeriesInstanceUID: inst.SeriesInstanceUID, Channel: ch, CallingAE: inst.CallingAE},
 			&river.InsertOpts{
 				Queue: QueueSegment, MaxAttempts: c.SegmentRetry.MaxAttempts,
 				UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
@@ -261,7 +329,7 @@ func (p *Pipeline) enqueue(ctx context.Context, tx *sql.Tx, inst store.Instance,
 		}
 		return nil
 	}
-	_, err := p.client.InsertTx(ctx, tx, SegmentArgs{SOPInstanceUID: inst.SOPInstanceUID, Channel: channel, CallingAE: inst.CallingAE},
+	err := tx.Enqueue(ctx, SegmentArgs{SOPInstanceUID: inst.SOPInstanceUID, Channel: ch, CallingAE: inst.CallingAE},
 		&river.InsertOpts{Queue: QueueSegment, MaxAttempts: c.SegmentRetry.MaxAttempts})
 	if err != nil {
 		return fmt.Errorf("segmentation job: %w", err)
@@ -271,8 +339,8 @@ func (p *Pipeline) enqueue(ctx context.Context, tx *sql.Tx, inst store.Instance,
 
 // destinations returns where a SEG goes: the configured destinations, and
 // the sender when it is in the AE table and replies are on.
-func (p *Pipeline) destinations(callingAE string) []config.Peer {
-	out := append([]config.Peer(nil), p.opts.Config.Destinations...)
+func (p *Pipeline) destinations(callingAE string) []Peer {
+	out := append([]Peer(nil), p.opts.Config.Destinations...)
 	if p.opts.Config.ReplyToSender && callingAE != "" {
 		for _, peer := range p.opts.Peers {
 			if strings.TrimSpace(peer.AETitle) == strings.TrimSpace(callingAE) {

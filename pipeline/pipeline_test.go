@@ -20,31 +20,32 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/dicomseg"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 // testEngine opens the shipped model on the CPU.
-func testEngine(t *testing.T) *segrt.Engine {
+func testEngine(t *testing.T) *onnx.Engine {
 	t.Helper()
-	if os.Getenv(segrt.LibraryEnv) == "" {
+	if os.Getenv(onnx.LibraryEnv) == "" {
 		lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
 		if _, err := os.Stat(lib); err != nil {
 			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
 		}
-		t.Setenv(segrt.LibraryEnv, lib)
+		t.Setenv(onnx.LibraryEnv, lib)
 	}
 	path, err := segment.WriteShippedModel(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := segrt.OpenUniversal(path, segrt.Options{Provider: segrt.ProviderCPU, Threads: 1, MaxBatch: 2})
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,30 +59,73 @@ type testNode struct {
 	pl  *Pipeline
 }
 
+// testRouting is the routing of the tests: each modality they send to its channel.
+func testRouting() []Route {
+	return []Route{
+		{Channel: "dermoscopy", Modality: []string{"DMS", "XC"}},
+		{Channel: "xray", Modality: []string{"CR", "DX"}},
+		{Channel: "ultrasound", Modality: []string{"US"}},
+		{Channel: "fundus", Modality: []string{"OP"}},
+		{Channel: "microscopy", Modality: []string{"SM", "GM"}},
+		{Channel: "colonoscopy", Modality: []string{"ES"}},
+	}
+}
+
+// testConfig is a pipeline configuration with quick retries.
+func testConfig() Config {
+	return Config{
+		SeriesIdle:     500 * time.Millisecond,
+		PollInterval:   50 * time.Millisecond,
+		SegmentRetry:   Retry{MaxAttempts: 2, Initial: 50 * time.Millisecond, Max: 100 * time.Millisecond},
+		DeliveryRetry:  Retry{MaxAttempts: 3, Initial: 50 * time.Millisecond, Max: 100 * time.Millisecond},
+		DeliverTimeout: 2 * time.Minute,
+		ReplyToSender:  true,
+		Routing:        testRouting(),
+	}
+}
+
+// queueOf returns the queue under a store.
+func queueOf(t *testing.T, st *store.Store) store.Queue {
+	t.Helper()
+	q, ok := st.Queue()
+	if !ok {
+		t.Fatal("store without a queue")
+	}
+	return q
+}
+
+// indexDB opens the index database of a data directory beside the store, for tests that must
+// put the queue's tables in a state only a crash leaves.
+func indexDB(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, datadir.IndexFile)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // startPipeline opens a store and a pipeline over it with quick retries.
-func startPipeline(t *testing.T, dir string, mutate func(*config.Pipeline), engine *segrt.Engine) *testNode {
+func startPipeline(t *testing.T, dir string, mutate func(*Config), engine *onnx.Engine) *testNode {
 	t.Helper()
 	return startPipelineWithPeers(t, dir, mutate, engine, nil)
 }
 
 // startPipelineWithPeers is startPipeline with an AE table.
-func startPipelineWithPeers(t *testing.T, dir string, mutate func(*config.Pipeline), engine *segrt.Engine, peers []config.Peer) *testNode {
+func startPipelineWithPeers(t *testing.T, dir string, mutate func(*Config), engine *onnx.Engine, peers []Peer) *testNode {
 	t.Helper()
 	ctx := context.Background()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	st, err := store.Open(ctx, store.Options{Dir: dir, Logger: log})
+	st, err := datadir.Open(ctx, datadir.Options{Dir: dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default().Pipeline
-	cfg.PollInterval = 50 * time.Millisecond
-	cfg.SegmentRetry = config.Retry{MaxAttempts: 2, Initial: 50 * time.Millisecond, Max: 100 * time.Millisecond}
-	cfg.DeliveryRetry = config.Retry{MaxAttempts: 3, Initial: 50 * time.Millisecond, Max: 100 * time.Millisecond}
-	cfg.SeriesIdle = 500 * time.Millisecond
+	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: cfg, Peers: peers, AETitle: "ESPNODE", Logger: log})
+	pl, err := New(ctx, Options{Store: st, Config: cfg, Peers: peers, AETitle: "ESPNODE", Logger: log})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -186,13 +230,13 @@ func startFakeDestination(t *testing.T, failures int) *fakeDestination {
 	return d
 }
 
-func (d *fakeDestination) peer(t *testing.T) config.Peer {
+func (d *fakeDestination) peer(t *testing.T) Peer {
 	host, port, _ := net.SplitHostPort(d.addr)
 	p, err := strconv.Atoi(port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return config.Peer{AETitle: "DEST", Host: host, Port: p}
+	return Peer{AETitle: "DEST", Host: host, Port: p}
 }
 
 func (d *fakeDestination) stored() map[string]int {
@@ -201,15 +245,15 @@ func (d *fakeDestination) stored() map[string]int {
 	return maps.Clone(d.received)
 }
 
-func jobsByState(t *testing.T, db *sql.DB) map[string]int {
+func jobsByState(t *testing.T, st *store.Store) map[string]int {
 	t.Helper()
-	c, err := countJobs(context.Background(), db)
+	c, err := queueOf(t, st).JobCounts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]int{}
 	for k, n := range c {
-		out[strings.TrimPrefix(k[0], "espnode.")+"/"+k[1]] = n
+		out[strings.TrimPrefix(k.Kind, "espnode.")+"/"+string(k.State)] = n
 	}
 	return out
 }
@@ -221,7 +265,7 @@ func TestJobCreatedWithTheInstance(t *testing.T) {
 	n := startPipeline(t, t.TempDir(), nil, nil) // no model: jobs wait
 	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "OP_drishti-gs1_drishtiGS_012.dcm"), "SCU")
 	ct := putFile(t, n.pl, testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm"), "SCU")
-	if got := jobsByState(t, n.st.DB()); !maps.Equal(got, map[string]int{"segment/available": 1}) {
+	if got := jobsByState(t, n.st); !maps.Equal(got, map[string]int{"segment/available": 1}) {
 		t.Errorf("jobs %v, want one available segmentation job", got)
 	}
 	if _, err := n.st.Get(context.Background(), ct.SOPInstanceUID); err != nil {
@@ -237,13 +281,13 @@ func TestJobCreatedWithTheInstance(t *testing.T) {
 // job replaces the SEG (same UID) and does not deliver it again.
 func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
 	dest := startFakeDestination(t, 2)
-	n := startPipeline(t, t.TempDir(), func(c *config.Pipeline) {
-		c.Destinations = []config.Peer{dest.peer(t)}
+	n := startPipeline(t, t.TempDir(), func(c *Config) {
+		c.Destinations = []Peer{dest.peer(t)}
 		c.DeliveryRetry.MaxAttempts = 5
 	}, testEngine(t))
 	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"), "SCU")
 	waitUntil(t, "the delivery", time.Minute, func() bool {
-		return jobsByState(t, n.st.DB())["deliver/completed"] == 1
+		return jobsByState(t, n.st)["deliver/completed"] == 1
 	})
 	got := dest.stored()
 	if len(got) != 1 {
@@ -268,7 +312,7 @@ func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
 	}
 
 	// Rerun the completed segmentation job, as an operator's retry would.
-	admin, err := NewAdmin(n.st.DB())
+	admin, err := NewAdmin(queueOf(t, n.st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,13 +328,13 @@ func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
 		return err == nil && again.ReceivedAt.After(seg.ReceivedAt)
 	})
 	waitUntil(t, "the rerun's job to complete", time.Minute, func() bool {
-		return jobsByState(t, n.st.DB())["segment/completed"] == 1
+		return jobsByState(t, n.st)["segment/completed"] == 1
 	})
 	_, _, _, instances, _ := n.st.Counts(context.Background())
 	if instances != 2 {
 		t.Errorf("%d instances in the archive, want the source and one SEG", instances)
 	}
-	if got := jobsByState(t, n.st.DB()); got["deliver/completed"] != 1 || len(got) != 2 {
+	if got := jobsByState(t, n.st); got["deliver/completed"] != 1 || len(got) != 2 {
 		t.Errorf("jobs after the rerun %v, want no second delivery", got)
 	}
 	if got := dest.stored(); got[segUID] != 1 || len(got) != 1 {
@@ -299,24 +343,24 @@ func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
 }
 
 func TestRouter(t *testing.T) {
-	r := NewRouter(append([]config.Route{
-		{Channel: config.ChannelNone, CallingAE: []string{"TEACHING"}},
+	r := NewRouter(append([]Route{
+		{Channel: channel.None, CallingAE: []string{"TEACHING"}},
 		{Channel: "xray", Modality: []string{"CR"}, BodyPartExamined: []string{"chest"}, ImageType: []string{"PRIMARY"}},
 		{Channel: "microscopy", SOPClassUID: []string{"1.2.840.10008.5.1.4.1.1.77.1.6"}},
-	}, config.Default().Pipeline.Routing...))
+	}, testRouting()...))
 	tests := []struct {
 		name string
 		inst store.Instance
 		want string
 		ok   bool
 	}{
-		{"design table ES", store.Instance{Modality: "ES"}, "colonoscopy", true},
-		{"design table XC", store.Instance{Modality: "XC"}, "dermoscopy", true},
-		{"design table DMS", store.Instance{Modality: "DMS"}, "dermoscopy", true},
-		{"design table DX", store.Instance{Modality: "DX"}, "xray", true},
-		{"design table OP", store.Instance{Modality: "OP"}, "fundus", true},
-		{"design table GM", store.Instance{Modality: "GM"}, "microscopy", true},
-		{"design table US, case", store.Instance{Modality: "us"}, "ultrasound", true},
+		{"table ES", store.Instance{Modality: "ES"}, "colonoscopy", true},
+		{"table XC", store.Instance{Modality: "XC"}, "dermoscopy", true},
+		{"table DMS", store.Instance{Modality: "DMS"}, "dermoscopy", true},
+		{"table DX", store.Instance{Modality: "DX"}, "xray", true},
+		{"table OP", store.Instance{Modality: "OP"}, "fundus", true},
+		{"table GM", store.Instance{Modality: "GM"}, "microscopy", true},
+		{"table US, case", store.Instance{Modality: "us"}, "ultrasound", true},
 		{"unrouted CT", store.Instance{Modality: "CT"}, "", false},
 		{"calling AE says none", store.Instance{Modality: "ES", CallingAE: "TEACHING"}, "", false},
 		{"chest rule: image type value", store.Instance{Modality: "CR", BodyPartExamined: "CHEST", ImageType: `ORIGINAL\PRIMARY`}, "xray", true},
@@ -328,9 +372,9 @@ func TestRouter(t *testing.T) {
 			t.Errorf("%s: Route = %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
 	}
-	// A CR that is not a chest falls through the chest rule to the default one.
+	// A CR that is not a chest falls through the chest rule to the table's.
 	if _, rule, _ := r.Route(store.Instance{Modality: "CR", BodyPartExamined: "HAND"}); rule != 4 {
-		t.Errorf("CR hand matched rule %d, want 4 (the default CR rule)", rule)
+		t.Errorf("CR hand matched rule %d, want 4 (the table's CR rule)", rule)
 	}
 }
 
@@ -371,7 +415,7 @@ func TestSegmentsStoredInstances(t *testing.T) {
 	es := putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"), "SCU")
 	us := putFile(t, n.pl, testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_examples_ybr_color_30fr_jpegbaseline.dcm"), "SCU")
 	waitUntil(t, "two SEGs", time.Minute, func() bool {
-		return jobsByState(t, n.st.DB())["segment/completed"] == 2
+		return jobsByState(t, n.st)["segment/completed"] == 2
 	})
 	md := testEngineMetadata(t)
 	for _, tt := range []struct {
@@ -403,7 +447,7 @@ func TestSegmentsStoredInstances(t *testing.T) {
 }
 
 // testEngineMetadata is the shipped model's metadata.
-func testEngineMetadata(t *testing.T) *segrt.Metadata {
+func testEngineMetadata(t *testing.T) *onnx.Metadata {
 	t.Helper()
 	e := testEngine(t)
 	r, err := e.Route("colonoscopy")
@@ -419,42 +463,42 @@ func testEngineMetadata(t *testing.T) *segrt.Metadata {
 func TestRecoverRunningJobs(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Dir: dir})
+	st, err := datadir.Open(ctx, datadir.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default().Pipeline
-	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: cfg, AETitle: "ESPNODE"})
+	pl, err := New(ctx, Options{Store: st, Config: testConfig(), AETitle: "ESPNODE"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	putFile(t, pl, testutil.SharedData(t, "dicom", "wrapped", "GM_gbm40_gbm40_25.dcm"), "SCU")
 	// What SIGKILL leaves: the job running, a leader whose lease has not
 	// expired. (The client was never started, so nothing else touches them.)
-	if _, err := st.DB().ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = datetime('now')`); err != nil {
+	db := indexDB(t, dir)
+	if _, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = datetime('now')`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB().ExecContext(ctx, `INSERT INTO river_leader (elected_at, expires_at, leader_id) VALUES (datetime('now'), datetime('now', '+1 hour'), 'dead-process')`); err != nil {
+	if _, err := db.ExecContext(ctx, `INSERT INTO river_leader (elected_at, expires_at, leader_id) VALUES (datetime('now'), datetime('now', '+1 hour'), 'dead-process')`); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
 
 	n := startPipeline(t, dir, nil, testEngine(t))
 	waitUntil(t, "the recovered job", time.Minute, func() bool {
-		return jobsByState(t, n.st.DB())["segment/completed"] == 1
+		return jobsByState(t, n.st)["segment/completed"] == 1
 	})
 	// A job killed on its last attempt is a dead letter at the next start.
-	if _, err := n.st.DB().ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = max_attempts, finalized_at = NULL`); err != nil {
+	if _, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = max_attempts, finalized_at = NULL`); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := recoverJobs(ctx, n.st.DB()); err != nil || got != 1 {
-		t.Fatalf("recoverJobs: %d, %v", got, err)
+	if got, err := queueOf(t, n.st).RecoverJobs(ctx); err != nil || got != 1 {
+		t.Fatalf("RecoverJobs: %d, %v", got, err)
 	}
-	if got := jobsByState(t, n.st.DB()); got["segment/discarded"] != 1 {
+	if got := jobsByState(t, n.st); got["segment/discarded"] != 1 {
 		t.Errorf("jobs %v, want the job on its last attempt discarded", got)
 	}
 	var leaders int
-	if err := n.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM river_leader WHERE leader_id = 'dead-process'`).Scan(&leaders); err != nil || leaders != 0 {
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM river_leader WHERE leader_id = 'dead-process'`).Scan(&leaders); err != nil || leaders != 0 {
 		t.Errorf("the dead process's leadership is still there (%d, %v)", leaders, err)
 	}
 }
@@ -492,17 +536,17 @@ func seriesCopies(t *testing.T, src string, n int, stepZ bool) []string {
 // remakes it (same UID, one frame more), and it is delivered again.
 func TestSeriesMode(t *testing.T) {
 	dest := startFakeDestination(t, 0)
-	n := startPipeline(t, t.TempDir(), func(c *config.Pipeline) {
+	n := startPipeline(t, t.TempDir(), func(c *Config) {
 		c.SeriesMode = true
-		c.Routing = []config.Route{{Channel: "xray", Modality: []string{"CT"}}}
-		c.Destinations = []config.Peer{dest.peer(t)}
+		c.Routing = []Route{{Channel: "xray", Modality: []string{"CT"}}}
+		c.Destinations = []Peer{dest.peer(t)}
 	}, testEngine(t))
 	files := seriesCopies(t, testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm"), 4, true)
 	var insts []store.Instance
 	for _, f := range files[:3] {
 		insts = append(insts, putFile(t, n.pl, f, "SCU"))
 	}
-	if got := jobsByState(t, n.st.DB()); got["segment_series/completed"] != 0 || len(got) != 1 {
+	if got := jobsByState(t, n.st); got["segment_series/completed"] != 0 || len(got) != 1 {
 		t.Fatalf("jobs %v, want one waiting series job for three instances", got)
 	}
 	md := testEngineMetadata(t)
@@ -540,14 +584,14 @@ func TestSeriesMode(t *testing.T) {
 // TestSeriesModePhotographs: photographs of one series share no plane
 // geometry, so series mode gives each its own SEG, named as in instance mode.
 func TestSeriesModePhotographs(t *testing.T) {
-	n := startPipeline(t, t.TempDir(), func(c *config.Pipeline) { c.SeriesMode = true }, testEngine(t))
+	n := startPipeline(t, t.TempDir(), func(c *Config) { c.SeriesMode = true }, testEngine(t))
 	files := seriesCopies(t, testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"), 2, false)
 	var insts []store.Instance
 	for _, f := range files {
 		insts = append(insts, putFile(t, n.pl, f, "SCU"))
 	}
 	waitUntil(t, "the series job", time.Minute, func() bool {
-		return jobsByState(t, n.st.DB())["segment_series/completed"] == 1
+		return jobsByState(t, n.st)["segment_series/completed"] == 1
 	})
 	md := testEngineMetadata(t)
 	for _, inst := range insts {
@@ -566,21 +610,21 @@ func TestReplyToSender(t *testing.T) {
 			dest := startFakeDestination(t, 0)
 			modality := dest.peer(t)
 			modality.AETitle = "MODALITY"
-			n := startPipelineWithPeers(t, t.TempDir(), func(c *config.Pipeline) { c.ReplyToSender = on }, testEngine(t),
-				[]config.Peer{{AETitle: "OTHER", Host: "192.0.2.1", Port: 104}, modality})
+			n := startPipelineWithPeers(t, t.TempDir(), func(c *Config) { c.ReplyToSender = on }, testEngine(t),
+				[]Peer{{AETitle: "OTHER", Host: "192.0.2.1", Port: 104}, modality})
 			putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm"), "MODALITY")
 			putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "GM_gbm40_gbm40_25.dcm"), "STRANGER")
 			waitUntil(t, "both segmentations", time.Minute, func() bool {
-				return jobsByState(t, n.st.DB())["segment/completed"] == 2
+				return jobsByState(t, n.st)["segment/completed"] == 2
 			})
 			want := 0
 			if on {
 				want = 1
 				waitUntil(t, "the reply", time.Minute, func() bool {
-					return jobsByState(t, n.st.DB())["deliver/completed"] == 1
+					return jobsByState(t, n.st)["deliver/completed"] == 1
 				})
 			}
-			if got := jobsByState(t, n.st.DB()); got["deliver/completed"] != want || len(dest.stored()) != want {
+			if got := jobsByState(t, n.st); got["deliver/completed"] != want || len(dest.stored()) != want {
 				t.Errorf("reply_to_sender %v: jobs %v, destination %v; want %d delivery", on, got, dest.stored(), want)
 			}
 		})
@@ -605,16 +649,16 @@ func TestWorkers(t *testing.T) {
 func TestNoSuccessWithoutJob(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, store.Options{Dir: dir})
+	st, err := datadir.Open(ctx, datadir.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	pl, err := New(ctx, Options{Store: st, DataDir: dir, Config: config.Default().Pipeline, AETitle: "ESPNODE"})
+	pl, err := New(ctx, Options{Store: st, Config: testConfig(), AETitle: "ESPNODE"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB().ExecContext(ctx, `DROP TABLE river_job`); err != nil {
+	if _, err := indexDB(t, dir).ExecContext(ctx, `DROP TABLE river_job`); err != nil {
 		t.Fatal(err)
 	}
 	src := testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm")

@@ -3,25 +3,38 @@ package pipeline
 import (
 	"strings"
 
-	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/store"
 )
+
+// Route is one routing rule: an instance matching every non-empty list (a
+// list matches when one of its values does, ignoring case and padding) goes
+// to Channel, a seg/channel name or channel.None (stored, not segmented).
+type Route struct {
+	Channel          string
+	Modality         []string
+	SOPClassUID      []string
+	BodyPartExamined []string
+	// ImageType matches when one of the instance's Image Type values is listed.
+	ImageType []string
+	CallingAE []string
+}
 
 // Router maps a stored instance to a channel by ordered rules; the first
 // matching rule wins.
 type Router struct {
-	rules []config.Route
+	rules []Route
 }
 
-// NewRouter returns a router over rules (config.Pipeline.Routing).
-func NewRouter(rules []config.Route) *Router { return &Router{rules: rules} }
+// NewRouter returns a router over rules (Config.Routing).
+func NewRouter(rules []Route) *Router { return &Router{rules: rules} }
 
 // Route returns the channel of the first rule inst matches, and the rule's
 // index; ok is false when no rule matches or the rule says "none".
-func (r *Router) Route(inst store.Instance) (channel string, rule int, ok bool) {
+func (r *Router) Route(inst store.Instance) (ch string, rule int, ok bool) {
 	for i, rule := range r.rules {
 		if matches(rule, inst) {
-			if rule.Channel == config.ChannelNone {
+			if rule.Channel == channel.None {
 				return "", i, false
 			}
 			return rule.Channel, i, true
@@ -30,7 +43,7 @@ func (r *Router) Route(inst store.Instance) (channel string, rule int, ok bool) 
 	return "", -1, false
 }
 
-func matches(rule config.Route, inst store.Instance) bool {
+func matches(rule Route, inst store.Instance) bool {
 	return oneOf(rule.Modality, inst.Modality) &&
 		oneOf(rule.SOPClassUID, inst.SOPClassUID) &&
 		oneOf(rule.BodyPartExamined, inst.BodyPartExamined) &&

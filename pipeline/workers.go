@@ -1,18 +1,15 @@
 package pipeline
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"io"
 	"time"
 
 	"github.com/riverqueue/river"
 
-	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
@@ -53,7 +50,7 @@ type seriesWorker struct {
 func (w *seriesWorker) Work(ctx context.Context, job *river.Job[SeriesArgs]) error {
 	a := job.Args
 	idle := w.p.opts.Config.SeriesIdle
-	uids, last, err := seriesInstances(ctx, w.p.db, a.SeriesInstanceUID)
+	uids, last, err := w.p.queue.SeriesInstances(ctx, a.SeriesInstanceUID)
 	if err != nil {
 		return err
 	}
@@ -118,16 +115,21 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 		return river.JobCancel(err)
 	}
 	segUID := SEGInstanceUID(s.key, s.channel, model, version)
-	paths := make([]string, len(s.instances))
+	inputs := make([]segment.Input, len(s.instances))
 	sources := make([]string, len(s.instances))
 	for i, inst := range s.instances {
-		paths[i] = filepath.Join(p.opts.DataDir, filepath.FromSlash(inst.Path))
-		sources[i] = inst.SOPInstanceUID
+		uid := inst.SOPInstanceUID
+		// Read through the store, wherever its archive keeps the object.
+		inputs[i] = segment.Input{Name: uid, Open: func() (io.ReadCloser, error) {
+			rc, _, err := p.opts.Store.Open(ctx, uid)
+			return rc, err
+		}}
+		sources[i] = uid
 	}
 	log := p.log.With().Str("seg_instance_uid", segUID).Str("source", s.key).Str("channel", s.channel).
 		Int64("job", job.ID).Int("attempt", job.Attempt).Logger()
 
-	req := segment.Request{Paths: paths, Channel: s.channel, SEG: dicomseg.Options{
+	req := segment.Request{Sources: inputs, Channel: s.channel, SEG: dicomseg.Options{
 		SOPInstanceUID:    segUID,
 		SeriesInstanceUID: SEGSeriesUID(s.series, s.channel, model, version),
 		Equipment: dicomseg.Equipment{
@@ -156,7 +158,7 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 	if s.seriesMode {
 		// An instance that arrived while this ran found the job running and
 		// made no new one: go round again so the SEG covers it.
-		_, last, err := seriesInstances(ctx, p.db, s.series)
+		_, last, err := p.queue.SeriesInstances(ctx, s.series)
 		if err != nil {
 			return err
 		}
@@ -181,18 +183,14 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 	dests := p.destinations(s.callingAE)
 	for i, pt := range parts {
 		last := i == len(parts)-1
-		br := bufio.NewReader(bytes.NewReader(pt.seg.Bytes))
-		meta, err := dcm.ReadFileMeta(br)
-		if err != nil {
-			return fmt.Errorf("SEG %s: %w", pt.seg.SOPInstanceUID, err)
-		}
+		// The encoder says what it wrote: nothing parses the SEG again.
 		req := store.PutRequest{
-			SOPClassUID:       meta.MediaStorageSOPClassUID,
-			SOPInstanceUID:    meta.MediaStorageSOPInstanceUID,
-			TransferSyntaxUID: meta.TransferSyntaxUID,
+			SOPClassUID:       pt.seg.SOPClassUID,
+			SOPInstanceUID:    pt.seg.SOPInstanceUID,
+			TransferSyntaxUID: pt.seg.TransferSyntaxUID,
 			CallingAE:         p.opts.AETitle,
 			CalledAE:          p.opts.AETitle,
-			Data:              br,
+			Data:              bytes.NewReader(pt.seg.DataSet()),
 			// A rerun replaces its SEG whatever the duplicate policy.
 			Overwrite: true,
 		}
@@ -200,10 +198,10 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 			// The last SEG's transaction queues every delivery and completes
 			// the job: a crash before it reruns the job, which remakes the
 			// same SEGs.
-			req.InTx = func(ctx context.Context, tx *sql.Tx, _ store.Instance) error {
+			req.InTx = func(ctx context.Context, tx store.Tx, _ store.Instance) error {
 				for _, pt := range parts {
 					for _, d := range dests {
-						_, err := p.client.InsertTx(ctx, tx, DeliverArgs{
+						err := tx.Enqueue(ctx, DeliverArgs{
 							SEGInstanceUID: pt.seg.SOPInstanceUID, Source: pt.source, Channel: s.channel,
 							AETitle: d.AETitle, Host: d.Host, Port: d.Port,
 							Revision: pt.revision, ReceivedAt: s.receivedAt.UnixNano(),
@@ -218,7 +216,7 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 						}
 					}
 				}
-				if _, err := river.JobCompleteTx[*queueDriver](ctx, tx, job); err != nil {
+				if err := tx.Complete(ctx, job.JobRow); err != nil {
 					return fmt.Errorf("complete job: %w", err)
 				}
 				return nil

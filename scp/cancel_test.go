@@ -48,13 +48,13 @@ func (x slowIndex) Instances(context.Context, []string, []string, []string) ([]s
 	return nil, nil
 }
 
-func (x slowIndex) Open(context.Context, string) (io.ReadCloser, store.Instance, error) {
+func (x slowIndex) OpenDataSet(context.Context, string) (io.ReadCloser, store.Instance, error) {
 	return nil, store.Instance{}, os.ErrNotExist
 }
 
 func serveSlow(t *testing.T, n int) string {
 	t.Helper()
-	s := New(Options{AETitle: "ESPNODE", TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}}, slowIndex{n: n, delay: 20 * time.Millisecond})
+	s := New(Options{AETitle: "ESPNODE", TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}}, slowIndex{n: n, delay: 20 * time.Millisecond}, slowIndex{n: n, delay: 20 * time.Millisecond})
 	srv := &dimse.Server{Policy: s.Policy(), Handler: s.Handler(), Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -76,7 +76,8 @@ func DialPeer(ctx context.Context, p Peer, tlsConfig *tls.Config, cfg dimse.Clie
 type Index interface {
 	Find(ctx context.Context, q store.Query, fn func(store.Record) error) error
 	Instances(ctx context.Context, studies, series, instances []string) ([]store.Instance, error)
-	Open(ctx context.Context, sopInstanceUID string) (io.ReadCloser, store.Instance, error)
+	// OpenDataSet returns an instance's data set without its file meta.
+	OpenDataSet(ctx context.Context, sopInstanceUID string) (io.ReadCloser, store.Instance, error)
 }
 
 // identifier encodes a response identifier in the context's transfer syntax; nil for none. An
@@ -394,18 +395,13 @@ func (s *Services) retrieveSet(ctx context.Context, ident *dcm.DataSet, sopClass
 	return out, dimse.Status{}, true
 }
 
-// openInstance opens a stored file positioned at its data set.
+// openInstance opens a stored instance at its data set.
 func (s *Services) openInstance(ctx context.Context, in store.Instance) (io.ReadCloser, io.Reader, error) {
-	f, _, err := s.index.Open(ctx, in.SOPInstanceUID)
+	rc, _, err := s.index.OpenDataSet(ctx, in.SOPInstanceUID)
 	if err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(f, 256<<10)
-	if _, err := dcm.ReadFileMeta(br); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, br, nil
+	return rc, bufio.NewReaderSize(rc, 256<<10), nil
 }
 
 // counter tracks sub-operations and the failed UIDs.

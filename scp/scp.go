@@ -20,11 +20,11 @@ import (
 	"github.com/espnode/espnode/store"
 )
 
-// Archive keeps what the Storage SCP receives and answers Query/Retrieve. *store.Store
-// implements it.
-type Archive interface {
+// Storage keeps what the Storage SCP receives: Put returns once the instance is durable and
+// indexed (and, for *pipeline.Pipeline, its job created in the same transaction), so that
+// Success may be answered. *store.Store implements it without jobs.
+type Storage interface {
 	Put(ctx context.Context, req store.PutRequest) (store.Instance, error)
-	Index
 }
 
 // Caller is one entry of the calling-AE allow-list; an empty Host matches any address.
@@ -52,30 +52,28 @@ type Options struct {
 	Peers []Peer
 	// TLS configures associations the node opens to peers marked TLS (their CA, our client
 	// certificate); nil when no peer uses TLS.
-	TLS *tls.Config
-	// Stored, when set, is called after an instance is stored and before Success is answered.
-	Stored func(ctx context.Context, inst store.Instance)
+	TLS    *tls.Config
 	Logger zerolog.Logger
 }
 
 // Services builds the node's dimse.Policy and handlers.
 type Services struct {
 	opts     Options
-	archive  Archive
+	storage  Storage
 	index    Index
-	storage  map[string]bool
+	classes  map[string]bool // storage SOP classes accepted
 	mux      *dimse.ServeMux
 	resolver *net.Resolver
 }
 
-// New returns the services storing into archive.
-func New(opts Options, archive Archive) *Services {
-	s := &Services{opts: opts, archive: archive, index: archive, storage: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
+// New returns the services storing through storage and answering Query/Retrieve from index.
+func New(opts Options, storage Storage, index Index) *Services {
+	s := &Services{opts: opts, storage: storage, index: index, classes: map[string]bool{}, mux: dimse.NewServeMux(), resolver: opts.Resolver}
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
 	}
 	for _, c := range storageSOPClasses {
-		s.storage[c.UID] = true
+		s.classes[c.UID] = true
 	}
 	s.mux.HandleFunc(dimse.VerificationSOPClass, dimse.FieldCEchoRQ, s.echo)
 	s.mux.HandleFunc("", dimse.FieldCStoreRQ, s.store)
@@ -101,7 +99,7 @@ func (s *Services) Policy() dimse.Policy {
 		StrictCalledAE:   s.opts.StrictCalledAE,
 		TransferSyntaxes: s.transferSyntaxes,
 		SendTransferSyntaxes: func(_ context.Context, abstractSyntax string) []string {
-			if !s.storage[abstractSyntax] {
+			if !s.classes[abstractSyntax] {
 				return nil
 			}
 			// Implicit VR little endian first: every stored uncompressed instance can be sent in it
@@ -123,7 +121,7 @@ func (s *Services) transferSyntaxes(_ context.Context, abstractSyntax string) []
 	case isQueryRetrieve(abstractSyntax):
 		// Identifiers are small; the node decodes them in either little endian syntax.
 		return []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}
-	case s.storage[abstractSyntax]:
+	case s.classes[abstractSyntax]:
 		return s.opts.TransferSyntaxes
 	}
 	return nil
@@ -215,7 +213,7 @@ func (s *Services) store(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 		return
 	}
 	start := time.Now()
-	inst, err := s.archive.Put(ctx, store.PutRequest{
+	inst, err := s.storage.Put(ctx, store.PutRequest{
 		SOPClassUID:       rq.AffectedSOPClassUID,
 		SOPInstanceUID:    rq.AffectedSOPInstanceUID,
 		TransferSyntaxUID: r.Context.TransferSyntax,
@@ -233,9 +231,6 @@ func (s *Services) store(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 		log.Warn().Err(err).Stringer("status", st).Msg("C-STORE failed")
 		respond(st)
 		return
-	}
-	if s.opts.Stored != nil {
-		s.opts.Stored(ctx, inst)
 	}
 	log.Info().Str("sop_class", StorageSOPClassName(rq.AffectedSOPClassUID)).Str("study_uid", inst.StudyInstanceUID).
 		Int64("bytes", inst.Size).Dur("took", time.Since(start)).Bool("duplicate", inst.Duplicate).Msg("stored")

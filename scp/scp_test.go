@@ -49,7 +49,7 @@ func TestPolicy(t *testing.T) {
 			{AETitle: "LOCAL", Host: "localhost"},
 			{AETitle: "ANYWHERE"},
 		},
-	}, nil)
+	}, nil, nil)
 	p := s.Policy()
 	addr := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000} }
 	callers := []struct {
@@ -84,7 +84,7 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("%s: %d transfer syntaxes, want %d", sx.abstract, got, sx.want)
 		}
 	}
-	if New(Options{}, nil).Policy().CallerAllowed != nil {
+	if New(Options{}, nil, nil).Policy().CallerAllowed != nil {
 		t.Error("an empty allow-list must let everyone in")
 	}
 }
@@ -108,7 +108,7 @@ func TestStorageSOPClassTable(t *testing.T) {
 // TestPolicyCertName: an allow-list entry with cert_name needs a verified client certificate that
 // carries the name; the AE title alone, or another certificate, is not enough.
 func TestPolicyCertName(t *testing.T) {
-	p := New(Options{AETitle: "ESPNODE", AllowedCallers: []Caller{{AETitle: "CT1", CertName: "ct1.example.org"}, {AETitle: "ANY"}}}, nil).Policy()
+	p := New(Options{AETitle: "ESPNODE", AllowedCallers: []Caller{{AETitle: "CT1", CertName: "ct1.example.org"}, {AETitle: "ANY"}}}, nil, nil).Policy()
 	addr := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 21), Port: 4000}
 	state := func(cn string, dns ...string) *tls.ConnectionState {
 		c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}

@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"bufio"
@@ -13,9 +13,19 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
-	"github.com/rs/zerolog"
+	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
+)
+
+// The data directory's layout (datadir, fsarchive).
+const (
+	tmpName     = "tmp"
+	archiveName = store.ObjectsDir
+	indexName   = datadir.IndexFile
 )
 
 // logBuffer is a concurrency-safe log sink tests can read.
@@ -36,10 +46,10 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-func openStore(t testing.TB, dir, duplicates string) (*Store, *logBuffer) {
+func openStore(t testing.TB, dir, duplicates string) (*store.Store, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
-	s, err := Open(context.Background(), Options{
+	s, err := datadir.Open(context.Background(), datadir.Options{
 		Dir:                       dir,
 		Duplicates:                duplicates,
 		Logger:                    zerolog.New(logs),
@@ -91,8 +101,8 @@ func sharedFiles(t testing.TB) []string {
 	return files
 }
 
-func request(m dcm.FileMeta, data io.Reader) PutRequest {
-	return PutRequest{
+func request(m dcm.FileMeta, data io.Reader) store.PutRequest {
+	return store.PutRequest{
 		SOPClassUID:       m.MediaStorageSOPClassUID,
 		SOPInstanceUID:    m.MediaStorageSOPInstanceUID,
 		TransferSyntaxUID: m.TransferSyntaxUID,
@@ -132,8 +142,8 @@ func instanceAttrs(study, series, sop string) map[dcm.Tag]string {
 	}
 }
 
-func handRequest(attrs map[dcm.Tag]string, pixelBytes int) PutRequest {
-	return PutRequest{
+func handRequest(attrs map[dcm.Tag]string, pixelBytes int) store.PutRequest {
+	return store.PutRequest{
 		SOPClassUID:       attrs[dcm.SOPClassUID],
 		SOPInstanceUID:    attrs[dcm.SOPInstanceUID],
 		TransferSyntaxUID: dcm.ExplicitVRLittleEndian,

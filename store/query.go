@@ -63,10 +63,69 @@ type Record struct {
 	RelatedStudies, RelatedSeries, RelatedInstances int
 }
 
+// KeyKind is how the values of a matching key compare.
+type KeyKind int
+
+const (
+	// KeyText compares exactly (wildcards and ranges as PS3.4 C.2.2.2 says).
+	KeyText KeyKind = iota
+	// KeyPersonName compares ignoring case, as person names are matched.
+	KeyPersonName
+	// KeyNumber compares integers (IS values).
+	KeyNumber
+)
+
+// Key is a matching key the index supports: the level it belongs to and how
+// it compares.
+type Key struct {
+	Level Level
+	Kind  KeyKind
+}
+
+// Keys returns the matching keys the index supports, each with its level.
+// Every Index engine matches all of them; ModalitiesInStudy, derived from
+// the series, is matched at study level besides.
+func Keys() map[dcm.Tag]Key {
+	return map[dcm.Tag]Key{
+		dcm.PatientID:              {PatientLevel, KeyText},
+		dcm.IssuerOfPatientID:      {PatientLevel, KeyText},
+		dcm.PatientName:            {PatientLevel, KeyPersonName},
+		dcm.PatientBirthDate:       {PatientLevel, KeyText},
+		dcm.PatientSex:             {PatientLevel, KeyText},
+		dcm.StudyInstanceUID:       {StudyLevel, KeyText},
+		dcm.StudyDate:              {StudyLevel, KeyText},
+		dcm.StudyTime:              {StudyLevel, KeyText},
+		dcm.AccessionNumber:        {StudyLevel, KeyText},
+		dcm.StudyID:                {StudyLevel, KeyText},
+		dcm.StudyDescription:       {StudyLevel, KeyText},
+		dcm.ReferringPhysicianName: {StudyLevel, KeyPersonName},
+		dcm.SeriesInstanceUID:      {SeriesLevel, KeyText},
+		dcm.Modality:               {SeriesLevel, KeyText},
+		dcm.SeriesNumber:           {SeriesLevel, KeyNumber},
+		dcm.SeriesDescription:      {SeriesLevel, KeyText},
+		dcm.SeriesDate:             {SeriesLevel, KeyText},
+		dcm.SeriesTime:             {SeriesLevel, KeyText},
+		dcm.BodyPartExamined:       {SeriesLevel, KeyText},
+		dcm.SOPInstanceUID:         {ImageLevel, KeyText},
+		dcm.SOPClassUID:            {ImageLevel, KeyText},
+		dcm.InstanceNumber:         {ImageLevel, KeyNumber},
+	}
+}
+
+// Matchable reports whether the index can match on a tag at a level (the tag belongs to that
+// level or one above it). ModalitiesInStudy matches at study level.
+func Matchable(t dcm.Tag, l Level) bool {
+	if t == dcm.ModalitiesInStudy {
+		return l == StudyLevel
+	}
+	k, ok := Keys()[t]
+	return ok && k.Level <= l
+}
+
 // Find calls fn for each record matching q, in a stable order, as rows are read: a long result is
 // never held whole. fn returning an error stops the query with that error.
 func (s *Store) Find(ctx context.Context, q Query, fn func(Record) error) error {
-	return s.idx.find(ctx, q, fn)
+	return s.index.Find(ctx, q, fn)
 }
 
 // Instances returns every instance under the given study, series or instance UIDs (a C-MOVE or

@@ -1,21 +1,20 @@
-// Package store is the archive: DICOM instances as Part-10 files under a data
-// directory, named by validated UIDs, and an index of them in an embedded SQL
-// database. Put returns only once the file and the index row are durable, so
-// a caller may then answer C-STORE Success. See docs/STORAGE.md.
+// Package store is the node's archive: DICOM instances as Part-10 objects in an Archive, named by
+// validated UIDs, and rows describing them in an Index. Put returns only once the object and its
+// row are durable, so a caller may then answer C-STORE Success; a hook in the row's transaction
+// lets the job queue commit with it. The engines live in subpackages: fsarchive (files), sqlite
+// (index and queue on SQLite) and datadir, which opens both in one data directory. See
+// docs/STORAGE.md and docs/DESIGN.md.
 package store
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -25,13 +24,13 @@ import (
 )
 
 // Errors that callers map to DIMSE statuses. Every error Put returns wraps at
-// most one of them; errors of the local file system or the index wrap
-// ErrOutOfResources and keep the underlying error (errors.Is(err,
-// syscall.ENOSPC) works). An error wrapping none of them came from the Data
-// reader or the context: the peer went away, there is no one to answer.
+// most one of them; errors of the archive or the index wrap ErrOutOfResources
+// and keep the underlying error (errors.Is(err, syscall.ENOSPC) works). An
+// error wrapping none of them came from the Data reader or the context: the
+// peer went away, there is no one to answer.
 var (
-	// ErrInvalidUID: a UID that must name a file or be indexed is not a valid
-	// PS3.5 UID.
+	// ErrInvalidUID: a UID that must name an object or be indexed is not a
+	// valid PS3.5 UID.
 	ErrInvalidUID = errors.New("invalid UID")
 	// ErrMismatch: the data set's SOP Class or SOP Instance UID differs from
 	// the command's (A900).
@@ -42,8 +41,8 @@ var (
 	// ErrDuplicate: the SOP Instance UID is already stored and the policy is
 	// reject.
 	ErrDuplicate = errors.New("duplicate SOP instance")
-	// ErrOutOfResources: the file system or the index failed, disk full
-	// included (A700).
+	// ErrOutOfResources: the archive or the index failed, disk full included
+	// (A700).
 	ErrOutOfResources = errors.New("out of resources")
 	// ErrNotFound: no instance with that SOP Instance UID.
 	ErrNotFound = errors.New("instance not found")
@@ -51,7 +50,7 @@ var (
 
 // Duplicate policies: what Put does with a SOP Instance UID already stored.
 const (
-	// DuplicatesOverwrite replaces the stored file and its index row.
+	// DuplicatesOverwrite replaces the stored object and its index row.
 	DuplicatesOverwrite = "overwrite"
 	// DuplicatesKeep keeps the stored instance and reports it with
 	// Instance.Duplicate set; the caller answers Success.
@@ -64,16 +63,21 @@ const (
 // none. It is a UUID-derived UID (PS3.5 §B.2), so it needs no registered root.
 const DefaultImplementationClassUID = "2.25.32695292250842657094188327672136193842"
 
+// ObjectsDir is the folder of keys under which instances are archived:
+// ObjectsDir/<study>/<series>/<instance>.dcm.
+const ObjectsDir = "archive"
+
 // Options configure a Store.
 type Options struct {
-	// Dir is the data directory; created if missing.
-	Dir string
+	// Archive keeps the objects and Index their rows; the Store closes both.
+	Archive Archive
+	Index   Index
 	// Duplicates is the duplicate policy; "" means DuplicatesOverwrite.
 	Duplicates string
 	// Logger receives the store's log lines.
 	Logger zerolog.Logger
 	// ImplementationClassUID and ImplementationVersionName go into the file
-	// meta of every file the store writes (PS3.10 §7.1).
+	// meta of every object the store writes (PS3.10 §7.1).
 	ImplementationClassUID    string
 	ImplementationVersionName string
 }
@@ -91,11 +95,11 @@ type PutRequest struct {
 	// the data set's end. Put streams it; it is never held in memory whole.
 	Data io.Reader
 	// InTx, when set, runs inside the index transaction that records the
-	// instance, after its rows are written: what it writes with tx commits
+	// instance, after its rows are written: what it does through tx commits
 	// with the instance or not at all (the pipeline creates its job so). Its
 	// error fails the Put like any index failure (ErrOutOfResources). It does
 	// not run when the instance is kept as a duplicate.
-	InTx func(ctx context.Context, tx *sql.Tx, inst Instance) error
+	InTx func(ctx context.Context, tx Tx, inst Instance) error
 	// Overwrite applies the overwrite duplicate policy to this Put whatever
 	// the store's policy is: the node's own derived objects (a job's rerun
 	// replacing its SEG) replace their earlier version.
@@ -139,14 +143,19 @@ type Instance struct {
 	SpecificCharacterSet      string
 	TransferSyntaxUID         string
 
-	// Path is the file's path relative to the data directory, with slashes.
+	// Path is the object's key in the archive: a relative path with
+	// slashes (ObjectsDir/<study>/<series>/<instance>.dcm).
 	Path string
-	// Size is the file's size in bytes, file meta included.
-	Size       int64
-	ReceivedAt time.Time
-	CallingAE  string
-	CalledAE   string
-	RemoteAddr string
+	// Size is the object's size in bytes, file meta included.
+	Size int64
+	// DataSetOffset is where the data set starts in the object: the length
+	// of the file meta the store wrote. 0 for rows indexed before it was
+	// recorded (OpenDataSet then reads past the meta).
+	DataSetOffset int64
+	ReceivedAt    time.Time
+	CallingAE     string
+	CalledAE      string
+	RemoteAddr    string
 
 	// Duplicate is set by Put when the policy is keep and the instance was
 	// already stored: the returned Instance is the stored one, and Data was
@@ -156,62 +165,38 @@ type Instance struct {
 
 // Store is the archive. Its methods are safe for concurrent use.
 type Store struct {
-	dir, tmpDir, archiveDir string
-	dup                     string
-	log                     zerolog.Logger
-	implClassUID            string
-	implVersion             string
-	idx                     index
-	db                      *sql.DB
-	unlock                  func() error
+	archive      Archive
+	index        Index
+	dup          string
+	log          zerolog.Logger
+	implClassUID string
+	implVersion  string
 
 	// uidLocks serialise Puts of the same SOP Instance UID (striped by
-	// hash), so the duplicate decision, the rename and the index update of
+	// hash), so the duplicate decision, the commit and the index update of
 	// one UID happen as one step.
 	uidLocks [64]sync.Mutex
-
-	// synced holds directories whose entry in their parent this process has
-	// fsynced; a directory made by a concurrent Put is not durable until its
-	// parent is synced, so presence on disk alone is not enough.
-	syncMu sync.Mutex
-	synced map[string]struct{}
 }
 
-// Layout under Dir.
-const (
-	tmpName     = "tmp"
-	archiveName = "archive"
-	indexName   = "index.db"
-	lockName    = "LOCK"
-)
-
-// maxSyncedDirs bounds the synced-directory memo; forgetting costs only a
-// redundant fsync.
-const maxSyncedDirs = 100_000
-
-// Open opens (creating if needed) the archive in opts.Dir: it takes the
-// directory's lock, removes what a crashed Put left in Dir/tmp, and opens the
-// index, creating or migrating its schema.
-func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("store: no data directory")
+// New returns a Store over an archive and an index, which it owns from then
+// on (Close closes them); on error it closes neither.
+func New(opts Options) (*Store, error) {
+	if opts.Archive == nil || opts.Index == nil {
+		return nil, errors.New("store: an archive and an index are both needed")
 	}
 	s := &Store{
-		dir:          opts.Dir,
-		tmpDir:       filepath.Join(opts.Dir, tmpName),
-		archiveDir:   filepath.Join(opts.Dir, archiveName),
+		archive:      opts.Archive,
+		index:        opts.Index,
 		dup:          opts.Duplicates,
 		log:          opts.Logger,
 		implClassUID: opts.ImplementationClassUID,
 		implVersion:  opts.ImplementationVersionName,
-		synced:       make(map[string]struct{}),
 	}
-	switch s.dup {
-	case "":
+	if err := CheckDuplicates(s.dup); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if s.dup == "" {
 		s.dup = DuplicatesOverwrite
-	case DuplicatesOverwrite, DuplicatesKeep, DuplicatesReject:
-	default:
-		return nil, fmt.Errorf("store: duplicates policy %q: must be overwrite, keep or reject", s.dup)
 	}
 	if s.implClassUID == "" {
 		s.implClassUID = DefaultImplementationClassUID
@@ -227,71 +212,29 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-
-	if err := os.MkdirAll(s.dir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	unlock, err := lockDir(filepath.Join(s.dir, lockName))
-	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", s.dir, err)
-	}
-	s.unlock = unlock
-	fail := func(err error) (*Store, error) {
-		s.unlock()
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	for _, d := range []string{s.tmpDir, s.archiveDir} {
-		if err := os.Mkdir(d, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fail(err)
-		}
-	}
-	if err := syncDir(s.dir); err != nil {
-		return fail(err)
-	}
-	s.markSynced(s.archiveDir)
-	if err := s.cleanTmp(); err != nil {
-		return fail(err)
-	}
-	idx, err := openSQLite(ctx, filepath.Join(s.dir, indexName))
-	if err != nil {
-		return fail(err)
-	}
-	s.idx = idx
-	s.db = idx.w
 	return s, nil
 }
 
-// DB returns the pool the index's write transactions come from (one
-// connection: SQLite has one writer). A job queue that must share those
-// transactions (see PutRequest.InTx) runs on it.
-func (s *Store) DB() *sql.DB { return s.db }
-
-// cleanTmp removes leftovers of Puts that did not finish: the lock makes sure
-// no other process is writing there.
-func (s *Store) cleanTmp() error {
-	entries, err := os.ReadDir(s.tmpDir)
-	if err != nil {
-		return err
+// CheckDuplicates reports whether policy is a duplicate policy ("" is the
+// default, overwrite).
+func CheckDuplicates(policy string) error {
+	switch policy {
+	case "", DuplicatesOverwrite, DuplicatesKeep, DuplicatesReject:
+		return nil
 	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(s.tmpDir, e.Name())); err != nil {
-			return err
-		}
-	}
-	if len(entries) > 0 {
-		s.log.Warn().Int("files", len(entries)).Str("dir", s.tmpDir).
-			Msg("removed temporary files of unfinished stores (a crash or kill during a transfer)")
-	}
-	return nil
+	return fmt.Errorf("duplicates policy %q: must be overwrite, keep or reject", policy)
 }
 
-// Close closes the index and releases the data directory.
+// Queue returns the job queue on the index's database, when the index engine
+// has one: jobs enqueued through a Put's Tx commit with its rows.
+func (s *Store) Queue() (Queue, bool) {
+	q, ok := s.index.(Queue)
+	return q, ok
+}
+
+// Close closes the index, then the archive.
 func (s *Store) Close() error {
-	err := s.idx.close()
-	if uerr := s.unlock(); err == nil {
-		err = uerr
-	}
-	return err
+	return errors.Join(s.index.Close(), s.archive.Close())
 }
 
 // maxIndexedValue is the longest value Put holds while it streams a data set to disk:
@@ -311,11 +254,12 @@ func scanTags() dcm.TagSet {
 	)
 }
 
-// Put stores one instance: it writes a Part-10 file to Dir/tmp while reading
-// Data (checking the data set as it goes), fsyncs it, renames it into
-// Dir/archive/<study>/<series>/<instance>.dcm, fsyncs the directories, and
-// records it in the index, in that order. When Put returns nil the instance
-// is durable. On error nothing of it is left on disk.
+// Put stores one instance: it writes file meta and the data set into a new
+// archive object while reading Data (checking the data set as it goes),
+// commits the object under ObjectsDir/<study>/<series>/<instance>.dcm (durable
+// when Commit returns), and records it in the index, in that order. When Put
+// returns nil the instance is durable. On error nothing of it is left in the
+// archive.
 //
 // Put may return before reading all of Data: when a UID in req is invalid,
 // when the policy is keep or reject and the instance is already stored, and
@@ -342,32 +286,28 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 		dup = DuplicatesOverwrite
 	}
 	if dup != DuplicatesOverwrite {
-		// Decide early, so a duplicate is not received to disk for nothing;
-		// the decision is made again under the UID's lock below.
+		// Decide early, so a duplicate is not received for nothing; the
+		// decision is made again under the UID's lock below.
 		if inst, err := s.duplicate(ctx, uid, dup); inst != nil || err != nil {
 			return deref(inst), err
 		}
 	}
 
-	tmp, err := os.CreateTemp(s.tmpDir, "put-*.part")
+	obj, err := s.archive.Create(ctx)
 	if err != nil {
 		return Instance{}, resourceErr(uid, err)
 	}
-	tmpName := tmp.Name()
-	inTmp := true
+	committed := false
 	defer func() {
-		if inTmp {
-			tmp.Close()
-			os.Remove(tmpName)
+		if !committed {
+			if err := obj.Abort(); err != nil {
+				s.log.Warn().Err(err).Str("sop_instance_uid", uid).Msg("cannot discard an unfinished object")
+			}
 		}
 	}()
-
-	inst, err := s.receive(ctx, req, tmp)
+	inst, err := s.receive(ctx, req, obj)
 	if err != nil {
 		return Instance{}, err
-	}
-	if err := tmp.Close(); err != nil {
-		return Instance{}, resourceErr(uid, err)
 	}
 
 	l := &s.uidLocks[stripe(uid)]
@@ -378,45 +318,31 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 			return deref(dupl), err
 		}
 	}
-	old, err := s.idx.get(ctx, uid)
+	old, err := s.index.Get(ctx, uid)
 	exists := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Instance{}, resourceErr(uid, err)
 	}
 
 	// From here on the work is finished even if ctx is cancelled (the peer
-	// left after sending everything): stopping between the rename and the
-	// index update would leave a file the index does not know.
+	// left after sending everything): stopping between the commit and the
+	// index update would leave an object the index does not know.
 	ctx = context.WithoutCancel(ctx)
-	seriesDir := filepath.Join(s.archiveDir, inst.StudyInstanceUID, inst.SeriesInstanceUID)
-	final := filepath.Join(seriesDir, inst.SOPInstanceUID+".dcm")
-	inst.Path = filepath.ToSlash(filepath.Join(archiveName, inst.StudyInstanceUID, inst.SeriesInstanceUID, inst.SOPInstanceUID+".dcm"))
-	if err := s.mkdirDurable(filepath.Dir(seriesDir)); err != nil {
+	inst.Path = path.Join(ObjectsDir, inst.StudyInstanceUID, inst.SeriesInstanceUID, inst.SOPInstanceUID+".dcm")
+	if err := obj.Commit(ctx, inst.Path); err != nil {
 		return Instance{}, resourceErr(uid, err)
 	}
-	if err := s.mkdirDurable(seriesDir); err != nil {
-		return Instance{}, resourceErr(uid, err)
-	}
-	if err := os.Rename(tmpName, final); err != nil {
-		return Instance{}, resourceErr(uid, err)
-	}
-	inTmp = false
+	committed = true
 	samePath := exists && old.Path == inst.Path
-	if err := syncDir(seriesDir); err != nil {
-		if !samePath {
-			os.Remove(final)
-		}
-		return Instance{}, resourceErr(uid, err)
-	}
-	var inTx func(*sql.Tx) error
+	var inTx func(Tx) error
 	if req.InTx != nil {
-		inTx = func(tx *sql.Tx) error { return req.InTx(ctx, tx, inst) }
+		inTx = func(tx Tx) error { return req.InTx(ctx, tx, inst) }
 	}
-	if err := s.idx.put(ctx, inst, inTx); err != nil {
-		// The old row, if any, still points at its file: remove the new
-		// file unless it replaced that very file.
+	if err := s.index.Put(ctx, inst, inTx); err != nil {
+		// The old row, if any, still points at its object: remove the new
+		// one unless it replaced that very object.
 		if !samePath {
-			os.Remove(final)
+			s.removeObject(ctx, inst.Path)
 		}
 		return Instance{}, resourceErr(uid, err)
 	}
@@ -424,15 +350,19 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 		ev := s.log.Info().Str("sop_instance_uid", uid).Str("calling_ae", req.CallingAE).
 			Time("previously_received", old.ReceivedAt)
 		if !samePath {
-			// The instance moved to another series: the old file goes.
-			if err := os.Remove(filepath.Join(s.dir, filepath.FromSlash(old.Path))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				s.log.Warn().Err(err).Str("path", old.Path).Msg("cannot remove the replaced file")
-			}
+			// The instance moved to another series: the old object goes.
+			s.removeObject(ctx, old.Path)
 			ev = ev.Str("old_path", old.Path)
 		}
 		ev.Msg("duplicate SOP instance overwritten")
 	}
 	return inst, nil
+}
+
+func (s *Store) removeObject(ctx context.Context, key string) {
+	if err := s.archive.Remove(ctx, key); err != nil {
+		s.log.Warn().Err(err).Str("path", key).Msg("cannot remove an object the index does not point at")
+	}
 }
 
 func deref(p *Instance) Instance {
@@ -445,7 +375,7 @@ func deref(p *Instance) Instance {
 // duplicate applies the keep or reject policy: it returns the stored instance
 // (keep), ErrDuplicate (reject), or nil, nil when uid is not stored.
 func (s *Store) duplicate(ctx context.Context, uid, policy string) (*Instance, error) {
-	inst, err := s.idx.get(ctx, uid)
+	inst, err := s.index.Get(ctx, uid)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, nil
@@ -465,9 +395,9 @@ func stripe(uid string) int {
 	return int(h.Sum32() % 64)
 }
 
-// receive writes file meta and the data set to f, scanning the data set on
-// the way, fsyncs f, and returns the instance to index (Path not yet set).
-func (s *Store) receive(ctx context.Context, req PutRequest, f *os.File) (Instance, error) {
+// receive writes file meta and the data set to obj, scanning the data set on
+// the way, and returns the instance to index (Path not yet set).
+func (s *Store) receive(ctx context.Context, req PutRequest, obj io.Writer) (Instance, error) {
 	uid := req.SOPInstanceUID
 	meta := dcm.FileMeta{
 		MediaStorageSOPClassUID:    req.SOPClassUID,
@@ -485,7 +415,7 @@ func (s *Store) receive(ctx context.Context, req PutRequest, f *os.File) (Instan
 	if err := dcm.WriteFileMeta(&mb, meta); err != nil {
 		return Instance{}, fmt.Errorf("store %s: %w", uid, err)
 	}
-	w := bufio.NewWriterSize(f, 64<<10)
+	w := bufio.NewWriterSize(obj, 64<<10)
 	if _, err := w.Write(mb.Bytes()); err != nil {
 		return Instance{}, resourceErr(uid, err)
 	}
@@ -527,11 +457,9 @@ func (s *Store) receive(ctx context.Context, req PutRequest, f *os.File) (Instan
 	if err := w.Flush(); err != nil {
 		return Instance{}, resourceErr(uid, err)
 	}
-	if err := f.Sync(); err != nil {
-		return Instance{}, resourceErr(uid, err)
-	}
 	inst.TransferSyntaxUID = req.TransferSyntaxUID
-	inst.Size = int64(mb.Len()) + tee.n
+	inst.DataSetOffset = int64(mb.Len())
+	inst.Size = inst.DataSetOffset + tee.n
 	inst.ReceivedAt = time.Now().UTC()
 	inst.CallingAE = strings.TrimSpace(req.CallingAE)
 	inst.CalledAE = strings.TrimSpace(req.CalledAE)
@@ -576,8 +504,23 @@ func instanceFrom(a *dcm.DataSet) Instance {
 	}
 }
 
+// Describe reads a data set (without file meta) the way Put does and returns
+// the index attributes Put would record for it; what depends on the transfer
+// (path, size, time, AE titles) is left empty. Routing that must agree with
+// the node's (`espnode segment`) starts from it.
+func Describe(data io.Reader, transferSyntaxUID string) (Instance, error) {
+	attrs, err := dcm.ReadDataSet(data, transferSyntaxUID, dcm.ParseOptions{Keep: scanTags(), SkipValuesOver: maxIndexedValue})
+	if err != nil {
+		return Instance{}, fmt.Errorf("%w: %w", ErrCannotUnderstand, err)
+	}
+	inst := instanceFrom(attrs)
+	inst.TransferSyntaxUID = transferSyntaxUID
+	return inst, nil
+}
+
 // teeReader reads r, writes what it read to w, and keeps the two sides'
-// errors apart: a failing disk is ours (A700), a failing reader is the peer's.
+// errors apart: a failing archive is ours (A700), a failing reader is the
+// peer's.
 type teeReader struct {
 	ctx  context.Context
 	r    io.Reader
@@ -616,77 +559,84 @@ func (s *Store) Get(ctx context.Context, sopInstanceUID string) (Instance, error
 	if err := dcm.CheckUID(sopInstanceUID); err != nil {
 		return Instance{}, fmt.Errorf("store: get %q: %w: %w", sopInstanceUID, ErrInvalidUID, err)
 	}
-	inst, err := s.idx.get(ctx, sopInstanceUID)
+	inst, err := s.index.Get(ctx, sopInstanceUID)
 	if err != nil {
 		return Instance{}, fmt.Errorf("store: get %s: %w", sopInstanceUID, err)
 	}
 	return inst, nil
 }
 
-// Open returns the Part-10 file of the instance with the given SOP Instance
-// UID, and its index record. The caller closes the file.
+// Open returns the Part-10 object of the instance with the given SOP Instance
+// UID, and its index record. The caller closes the reader.
 func (s *Store) Open(ctx context.Context, sopInstanceUID string) (io.ReadCloser, Instance, error) {
 	inst, err := s.Get(ctx, sopInstanceUID)
 	if err != nil {
 		return nil, Instance{}, err
 	}
-	f, err := os.Open(filepath.Join(s.dir, filepath.FromSlash(inst.Path)))
+	rc, err := s.archive.Open(ctx, inst.Path, 0)
 	if err != nil {
 		return nil, Instance{}, fmt.Errorf("store: open %s: %w", sopInstanceUID, err)
 	}
-	return f, inst, nil
+	return rc, inst, nil
+}
+
+// OpenDataSet returns the data set of the instance with the given SOP
+// Instance UID, without its file meta, and its index record, whose SOP
+// class, instance UID and transfer syntax describe the data set: nothing
+// needs to parse the meta again. The caller closes the reader.
+func (s *Store) OpenDataSet(ctx context.Context, sopInstanceUID string) (io.ReadCloser, Instance, error) {
+	inst, err := s.Get(ctx, sopInstanceUID)
+	if err != nil {
+		return nil, Instance{}, err
+	}
+	rc, err := s.archive.Open(ctx, inst.Path, inst.DataSetOffset)
+	if err != nil {
+		return nil, Instance{}, fmt.Errorf("store: open %s: %w", sopInstanceUID, err)
+	}
+	if inst.DataSetOffset > 0 {
+		return rc, inst, nil
+	}
+	// Indexed before the offset was recorded: read past the meta once.
+	br := bufio.NewReaderSize(rc, 64<<10)
+	if _, err := dcm.ReadFileMeta(br); err != nil {
+		rc.Close()
+		return nil, Instance{}, fmt.Errorf("store: open %s: %w", sopInstanceUID, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{br, rc}, inst, nil
+}
+
+// Remove deletes an instance: its index row first, so that a crash between
+// the two steps leaves an object nothing points at rather than a row without
+// its object, then the object.
+func (s *Store) Remove(ctx context.Context, sopInstanceUID string) error {
+	if err := dcm.CheckUID(sopInstanceUID); err != nil {
+		return fmt.Errorf("store: remove %q: %w: %w", sopInstanceUID, ErrInvalidUID, err)
+	}
+	l := &s.uidLocks[stripe(sopInstanceUID)]
+	l.Lock()
+	defer l.Unlock()
+	inst, err := s.index.Get(ctx, sopInstanceUID)
+	if err != nil {
+		return fmt.Errorf("store: remove %s: %w", sopInstanceUID, err)
+	}
+	if err := s.index.Remove(ctx, sopInstanceUID); err != nil {
+		return fmt.Errorf("store: remove %s: %w", sopInstanceUID, err)
+	}
+	if err := s.archive.Remove(ctx, inst.Path); err != nil {
+		return fmt.Errorf("store: remove %s: the row is gone, the object stays: %w", sopInstanceUID, err)
+	}
+	return nil
 }
 
 // Counts returns how many patients, studies, series and instances the index
 // holds.
 func (s *Store) Counts(ctx context.Context) (patients, studies, series, instances int, err error) {
-	c, err := s.idx.counts(ctx)
+	c, err := s.index.Counts(ctx)
 	if err != nil {
 		return 0, 0, 0, 0, fmt.Errorf("store: counts: %w", err)
 	}
-	return c.patients, c.studies, c.series, c.instances, nil
-}
-
-// mkdirDurable creates dir if needed and makes sure its entry in its parent
-// has been fsynced by this process.
-func (s *Store) mkdirDurable(dir string) error {
-	s.syncMu.Lock()
-	_, ok := s.synced[dir]
-	s.syncMu.Unlock()
-	if ok {
-		return nil
-	}
-	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	s.markSynced(dir)
-	return nil
-}
-
-func (s *Store) markSynced(dir string) {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if len(s.synced) >= maxSyncedDirs {
-		clear(s.synced)
-	}
-	s.synced[dir] = struct{}{}
-}
-
-// syncDir fsyncs a directory, making the entries created in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return c.Patients, c.Studies, c.Series, c.Instances, nil
 }

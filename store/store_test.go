@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +15,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
+	"time"
 
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 // dcmdump runs DCMTK's dcmdump on path and returns its stderr (warnings and
@@ -62,7 +65,7 @@ func TestPutSharedFiles(t *testing.T) {
 	s, _ := openStore(t, dir, "")
 	ctx := context.Background()
 	last := make(map[string]string) // SOP instance UID -> last file put
-	var stored []Instance
+	var stored []store.Instance
 	for _, path := range sharedFiles(t) {
 		name, _ := filepath.Rel(testutil.SharedData(t, "dicom"), path)
 		t.Run(name, func(t *testing.T) {
@@ -75,8 +78,8 @@ func TestPutSharedFiles(t *testing.T) {
 			req.SOPInstanceUID = dumpValue(srcDump, dcm.SOPInstanceUID)
 			if req.SOPInstanceUID != m.MediaStorageSOPInstanceUID {
 				_, err := s.Put(ctx, request(m, bytes.NewReader(data)))
-				if !errors.Is(err, ErrMismatch) {
-					t.Errorf("Put with the meta's UID, not the data set's: %v, want ErrMismatch", err)
+				if !errors.Is(err, store.ErrMismatch) {
+					t.Errorf("Put with the meta's UID, not the data set's: %v, want store.ErrMismatch", err)
 				}
 			}
 			m.MediaStorageSOPClassUID, m.MediaStorageSOPInstanceUID = req.SOPClassUID, req.SOPInstanceUID
@@ -84,16 +87,16 @@ func TestPutSharedFiles(t *testing.T) {
 			if dcm.CheckUID(req.SOPInstanceUID) != nil {
 				// Real files carry invalid UIDs too ("999.999.01.23.45.6789"):
 				// never a file name.
-				if !errors.Is(err, ErrInvalidUID) {
-					t.Errorf("Put of SOP instance %q: %v, want ErrInvalidUID", req.SOPInstanceUID, err)
+				if !errors.Is(err, store.ErrInvalidUID) {
+					t.Errorf("Put of SOP instance %q: %v, want store.ErrInvalidUID", req.SOPInstanceUID, err)
 				}
 				return
 			}
 			if dumpValue(srcDump, dcm.StudyInstanceUID) == "" || dumpValue(srcDump, dcm.SeriesInstanceUID) == "" {
-				// Study and Series Instance UID are type 1 and name the
+				// Study and Series store.Instance UID are type 1 and name the
 				// file's folders: without them the archive refuses.
-				if !errors.Is(err, ErrCannotUnderstand) {
-					t.Errorf("Put of an instance without study or series UID: %v, want ErrCannotUnderstand", err)
+				if !errors.Is(err, store.ErrCannotUnderstand) {
+					t.Errorf("Put of an instance without study or series UID: %v, want store.ErrCannotUnderstand", err)
 				}
 				return
 			}
@@ -136,6 +139,16 @@ func TestPutSharedFiles(t *testing.T) {
 			if !bytes.Equal(rest, data) {
 				t.Errorf("stored data set differs from the one sent (%d vs %d bytes)", len(rest), len(data))
 			}
+			// OpenDataSet starts where the meta ends, from the index row alone.
+			rc, row, err := s.OpenDataSet(ctx, m.MediaStorageSOPInstanceUID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(ds, data) || row.DataSetOffset != int64(len(raw)-len(data)) {
+				t.Errorf("OpenDataSet: %d bytes (%v), offset %d; want the %d bytes sent at %d", len(ds), err, row.DataSetOffset, len(data), len(raw)-len(data))
+			}
 
 			// DCMTK reads it with no more complaints than the original.
 			ourErr, ourDump := dcmdump(t, file)
@@ -147,7 +160,7 @@ func TestPutSharedFiles(t *testing.T) {
 			}
 
 			// The index row matches what dcmdump sees in the original.
-			row, err := s.Get(ctx, m.MediaStorageSOPInstanceUID)
+			row, err = s.Get(ctx, m.MediaStorageSOPInstanceUID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,7 +202,7 @@ func TestPutSharedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n != len(last) {
-		t.Errorf("%d instances indexed, %d distinct SOP Instance UIDs put", n, len(last))
+		t.Errorf("%d instances indexed, %d distinct SOP store.Instance UIDs put", n, len(last))
 	}
 	if f := filesUnder(t, filepath.Join(dir, archiveName)); len(f) != len(last) {
 		t.Errorf("%d files in the archive, want %d", len(f), len(last))
@@ -216,18 +229,18 @@ func TestPutInvalidUIDs(t *testing.T) {
 	long := "1." + strings.Repeat("2", 63)
 	tests := []struct {
 		name  string
-		apply func(r *PutRequest, a map[dcm.Tag]string)
+		apply func(r *store.PutRequest, a map[dcm.Tag]string)
 	}{
-		{"path traversal instance", func(r *PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "../../etc" }},
-		{"leading zero", func(r *PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "1.2.03" }},
-		{"65 characters", func(r *PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = long }},
-		{"empty instance", func(r *PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "" }},
-		{"slash", func(r *PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "1.2/3" }},
-		{"bad class", func(r *PutRequest, a map[dcm.Tag]string) { r.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2 " }},
-		{"bad transfer syntax", func(r *PutRequest, a map[dcm.Tag]string) { r.TransferSyntaxUID = "1.2.840.10008.1.2.01" }},
-		{"study path traversal", func(r *PutRequest, a map[dcm.Tag]string) { a[dcm.StudyInstanceUID] = "../../etc" }},
-		{"series leading zero", func(r *PutRequest, a map[dcm.Tag]string) { a[dcm.SeriesInstanceUID] = "1.2.03" }},
-		{"series 65 characters", func(r *PutRequest, a map[dcm.Tag]string) { a[dcm.SeriesInstanceUID] = long }},
+		{"path traversal instance", func(r *store.PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "../../etc" }},
+		{"leading zero", func(r *store.PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "1.2.03" }},
+		{"65 characters", func(r *store.PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = long }},
+		{"empty instance", func(r *store.PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "" }},
+		{"slash", func(r *store.PutRequest, a map[dcm.Tag]string) { r.SOPInstanceUID = "1.2/3" }},
+		{"bad class", func(r *store.PutRequest, a map[dcm.Tag]string) { r.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2 " }},
+		{"bad transfer syntax", func(r *store.PutRequest, a map[dcm.Tag]string) { r.TransferSyntaxUID = "1.2.840.10008.1.2.01" }},
+		{"study path traversal", func(r *store.PutRequest, a map[dcm.Tag]string) { a[dcm.StudyInstanceUID] = "../../etc" }},
+		{"series leading zero", func(r *store.PutRequest, a map[dcm.Tag]string) { a[dcm.SeriesInstanceUID] = "1.2.03" }},
+		{"series 65 characters", func(r *store.PutRequest, a map[dcm.Tag]string) { a[dcm.SeriesInstanceUID] = long }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,8 +251,8 @@ func TestPutInvalidUIDs(t *testing.T) {
 			tt.apply(&req, a)
 			req.Data = bytes.NewReader(dataset(a, 64))
 			_, err := s.Put(context.Background(), req)
-			if !errors.Is(err, ErrInvalidUID) {
-				t.Fatalf("err = %v, want ErrInvalidUID", err)
+			if !errors.Is(err, store.ErrInvalidUID) {
+				t.Fatalf("err = %v, want store.ErrInvalidUID", err)
 			}
 			assertNoFiles(t, dir)
 			if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
@@ -248,8 +261,8 @@ func TestPutInvalidUIDs(t *testing.T) {
 		})
 	}
 	s, _ := openStore(t, t.TempDir(), "")
-	if _, err := s.Get(context.Background(), "../../etc"); !errors.Is(err, ErrInvalidUID) {
-		t.Errorf("Get: err = %v, want ErrInvalidUID", err)
+	if _, err := s.Get(context.Background(), "../../etc"); !errors.Is(err, store.ErrInvalidUID) {
+		t.Errorf("Get: err = %v, want store.ErrInvalidUID", err)
 	}
 }
 
@@ -270,14 +283,14 @@ func TestPutRejectsBadData(t *testing.T) {
 		data []byte
 		want error
 	}{
-		{"other instance", dataset(with(dcm.SOPInstanceUID, "1.2.3.4.6"), 64), ErrMismatch},
-		{"other class", dataset(with(dcm.SOPClassUID, "1.2.840.10008.5.1.4.1.1.7"), 64), ErrMismatch},
-		{"no SOP instance", dataset(without(dcm.SOPInstanceUID), 64), ErrCannotUnderstand},
-		{"no study", dataset(without(dcm.StudyInstanceUID), 64), ErrCannotUnderstand},
-		{"no series", dataset(without(dcm.SeriesInstanceUID), 64), ErrCannotUnderstand},
-		{"garbage", bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 100), ErrCannotUnderstand},
-		{"truncated", dataset(good, 64)[:200], ErrCannotUnderstand},
-		{"empty", nil, ErrCannotUnderstand},
+		{"other instance", dataset(with(dcm.SOPInstanceUID, "1.2.3.4.6"), 64), store.ErrMismatch},
+		{"other class", dataset(with(dcm.SOPClassUID, "1.2.840.10008.5.1.4.1.1.7"), 64), store.ErrMismatch},
+		{"no SOP instance", dataset(without(dcm.SOPInstanceUID), 64), store.ErrCannotUnderstand},
+		{"no study", dataset(without(dcm.StudyInstanceUID), 64), store.ErrCannotUnderstand},
+		{"no series", dataset(without(dcm.SeriesInstanceUID), 64), store.ErrCannotUnderstand},
+		{"garbage", bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 100), store.ErrCannotUnderstand},
+		{"truncated", dataset(good, 64)[:200], store.ErrCannotUnderstand},
+		{"empty", nil, store.ErrCannotUnderstand},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -311,7 +324,7 @@ func TestPutAbortedTransfer(t *testing.T) {
 	}{
 		{"reader fails halfway", context.Background(), &failingReader{data[:len(data)/2], errAborted}, errAborted},
 		{"context cancelled halfway", ctx, &cancellingReader{r: bytes.NewReader(data), after: len(data) / 2, cancel: cancel}, context.Canceled},
-		{"reader ends early", context.Background(), bytes.NewReader(data[:len(data)/2]), ErrCannotUnderstand},
+		{"reader ends early", context.Background(), bytes.NewReader(data[:len(data)/2]), store.ErrCannotUnderstand},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,11 +334,11 @@ func TestPutAbortedTransfer(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
-			if errors.Is(err, ErrOutOfResources) {
+			if errors.Is(err, store.ErrOutOfResources) {
 				t.Errorf("a peer's failure reported as ours: %v", err)
 			}
 			assertNoFiles(t, dir)
-			if _, err := s.Get(context.Background(), m.MediaStorageSOPInstanceUID); !errors.Is(err, ErrNotFound) {
+			if _, err := s.Get(context.Background(), m.MediaStorageSOPInstanceUID); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("Get after a failed Put: %v", err)
 			}
 		})
@@ -350,26 +363,6 @@ func (c *cancellingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func TestResourceErrorsKeepTheCause(t *testing.T) {
-	tee := &teeReader{ctx: context.Background(), r: strings.NewReader("abcdef"), w: enospcWriter{}}
-	if _, err := tee.Read(make([]byte, 4)); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("tee: %v", err)
-	}
-	if tee.werr == nil || tee.rerr != nil {
-		t.Fatalf("write error not told apart: werr %v, rerr %v", tee.werr, tee.rerr)
-	}
-	err := resourceErr("1.2.3", tee.werr)
-	if !errors.Is(err, ErrOutOfResources) || !errors.Is(err, syscall.ENOSPC) {
-		t.Errorf("%v: want ErrOutOfResources and ENOSPC", err)
-	}
-}
-
-type enospcWriter struct{}
-
-func (enospcWriter) Write([]byte) (int, error) {
-	return 0, &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}
-}
-
 func TestDuplicates(t *testing.T) {
 	first := instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5")
 	first[dcm.PatientName] = "FIRST^ONE"
@@ -383,9 +376,9 @@ func TestDuplicates(t *testing.T) {
 		wantLog  string
 	}{
 		{"", nil, false, "SECOND^TWO", "duplicate SOP instance overwritten"},
-		{DuplicatesOverwrite, nil, false, "SECOND^TWO", "duplicate SOP instance overwritten"},
-		{DuplicatesKeep, nil, true, "FIRST^ONE", "kept the stored one"},
-		{DuplicatesReject, ErrDuplicate, false, "FIRST^ONE", ""},
+		{store.DuplicatesOverwrite, nil, false, "SECOND^TWO", "duplicate SOP instance overwritten"},
+		{store.DuplicatesKeep, nil, true, "FIRST^ONE", "kept the stored one"},
+		{store.DuplicatesReject, store.ErrDuplicate, false, "FIRST^ONE", ""},
 	}
 	for _, tt := range tests {
 		t.Run("policy "+tt.policy, func(t *testing.T) {
@@ -447,7 +440,7 @@ func assertEmpty(t *testing.T, dir string) {
 // and series moves there; the old file and the emptied rows go.
 func TestOverwriteMovesInstance(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openStore(t, dir, DuplicatesOverwrite)
+	s, _ := openStore(t, dir, store.DuplicatesOverwrite)
 	ctx := context.Background()
 	a := instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5")
 	if _, err := s.Put(ctx, handRequest(a, 64)); err != nil {
@@ -474,7 +467,7 @@ func TestOverwriteMovesInstance(t *testing.T) {
 
 func TestConcurrentPuts(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openStore(t, dir, DuplicatesOverwrite)
+	s, _ := openStore(t, dir, store.DuplicatesOverwrite)
 	ctx := context.Background()
 	const n = 50
 	var wg sync.WaitGroup
@@ -537,7 +530,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, Options{Dir: dir}); err == nil {
+	if _, err := datadir.Open(ctx, datadir.Options{Dir: dir}); err == nil {
 		t.Fatal("a second Open of the same directory succeeded while the first is open")
 	}
 	if err := s.Close(); err != nil {
@@ -563,7 +556,7 @@ func TestReopen(t *testing.T) {
 	if err != nil || m.MediaStorageSOPInstanceUID != "1.2.3.4.5" {
 		t.Errorf("reopened file meta %+v, %v", m, err)
 	}
-	if _, err := s2.Get(ctx, "1.2.3.4.6"); !errors.Is(err, ErrNotFound) {
+	if _, err := s2.Get(ctx, "1.2.3.4.6"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get of an unknown instance: %v", err)
 	}
 }
@@ -602,7 +595,7 @@ func TestOpenCleansTmp(t *testing.T) {
 
 func TestOpenOptions(t *testing.T) {
 	ctx := context.Background()
-	for name, opts := range map[string]Options{
+	for name, opts := range map[string]datadir.Options{
 		"no dir":        {},
 		"bad policy":    {Dir: t.TempDir(), Duplicates: "merge"},
 		"bad impl UID":  {Dir: t.TempDir(), ImplementationClassUID: "1.02"},
@@ -610,7 +603,7 @@ func TestOpenOptions(t *testing.T) {
 		"bad version":   {Dir: t.TempDir(), ImplementationVersionName: "V\n1"},
 		"dir is a file": {Dir: filepath.Join(testutil.RepoRoot(t), "go.mod")},
 	} {
-		if s, err := Open(ctx, opts); err == nil {
+		if s, err := datadir.Open(ctx, opts); err == nil {
 			s.Close()
 			t.Errorf("%s: Open succeeded", name)
 		}
@@ -699,4 +692,63 @@ func BenchmarkPutParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRemove: a removed instance leaves neither its row nor its file; removing it again, or an
+// instance never stored, is ErrNotFound.
+func TestRemove(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, _ := openStore(t, dir, "")
+	inst, err := s.Put(ctx, handRequest(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.5"), 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, handRequest(instanceAttrs("1.2.3", "1.2.3.4", "1.2.3.4.6"), 64)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, inst.SOPInstanceUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(inst.Path))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("file of the removed instance: %v", err)
+	}
+	if _, err := s.Get(ctx, inst.SOPInstanceUID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("row of the removed instance: %v", err)
+	}
+	if _, _, _, n, _ := s.Counts(ctx); n != 1 {
+		t.Errorf("%d instances left, want 1", n)
+	}
+	for _, uid := range []string{inst.SOPInstanceUID, "1.2.3.9"} {
+		if err := s.Remove(ctx, uid); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Remove(%s): %v, want ErrNotFound", uid, err)
+		}
+	}
+	if err := s.Remove(ctx, "../x"); !errors.Is(err, store.ErrInvalidUID) {
+		t.Errorf("Remove of an invalid UID: %v", err)
+	}
+}
+
+// TestDescribe: Describe reads the attributes Put indexes, so that routing outside the node
+// sees what the node sees.
+func TestDescribe(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, t.TempDir(), "")
+	path := testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm")
+	m, data := sharedInstance(t, path)
+	got, err := store.Describe(bytes.NewReader(data), m.TransferSyntaxUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := s.Put(ctx, request(m, bytes.NewReader(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put.Path, put.Size, put.DataSetOffset, put.ReceivedAt, put.CallingAE, put.CalledAE, put.RemoteAddr = "", 0, 0, time.Time{}, "", "", ""
+	if got != put {
+		t.Errorf("Describe %+v\nPut     %+v", got, put)
+	}
+	if _, err := store.Describe(bytes.NewReader([]byte{1, 2, 3}), m.TransferSyntaxUID); !errors.Is(err, store.ErrCannotUnderstand) {
+		t.Errorf("Describe of garbage: %v", err)
+	}
 }

@@ -1,4 +1,4 @@
-// Command infer measures the node's inference through ONNX Runtime (seg/runtime), for
+// Command infer measures the node's inference through ONNX Runtime (seg/onnx), for
 // comparison with PyTorch on the same weights and input (run.sh runs both). It prints one JSON
 // line shaped like model/espmedsam/bench.py's.
 package main
@@ -14,7 +14,7 @@ import (
 	"slices"
 	"time"
 
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 )
 
 type result struct {
@@ -47,15 +47,15 @@ func run() error {
 	iters := flag.Int("iters", 5, "timed runs")
 	warmup := flag.Int("warmup", 1, "untimed runs first")
 	batch := flag.Int("batch", 1, "images per run")
-	provider := flag.String("provider", segrt.ProviderCPU, "execution provider")
+	provider := flag.String("provider", onnx.ProviderCPU, "execution provider")
 	library := flag.String("onnxruntime", "", "path of libonnxruntime.so")
-	spin := flag.Bool("spin", false, "let idle ONNX Runtime threads spin-wait (segrt.Options.Spin)")
+	spin := flag.Bool("spin", false, "let idle ONNX Runtime threads spin-wait (onnx.Options.Spin)")
 	flag.Parse()
 	if *model == "" || *iters < 1 || *batch < 1 {
 		flag.Usage()
 		return fmt.Errorf("--model is required; --iters and --batch must be >= 1")
 	}
-	m, err := segrt.Open(*model, segrt.Options{Library: *library, Provider: *provider, Threads: *threads, MaxBatch: *batch, Spin: *spin})
+	m, err := onnx.Open(*model, onnx.Options{Library: *library, Provider: *provider, Threads: *threads, MaxBatch: *batch, Spin: *spin})
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func run() error {
 	}
 	perImage := sum / float64(len(times)) / float64(*batch)
 	slices.Sort(times)
-	_, version, _ := segrt.LoadLibrary(*library)
+	_, version, _ := onnx.LoadLibrary(*library)
 	out := result{
 		Runtime: "onnxruntime-go", Size: s, Batch: *batch,
 		MsPerImage: round(perImage*1000, 2), ImagesPerS: round(1/perImage, 4),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Inference benchmark: the node's Go runtime (ONNX Runtime through seg/runtime) and PyTorch on the
+# Inference benchmark: the node's Go runtime (ONNX Runtime through seg/onnx) and PyTorch on the
 # same random weights and the same input, at 1024 (published widths) and at the compact size.
 #   bench/infer/run.sh                      # both sizes, 2 threads
 #   THREADS=1 ITERS=3 SIZES="256:compact" bench/infer/run.sh

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/channel"
+	"github.com/espnode/espnode/seg/eval"
 	"github.com/espnode/espnode/seg/segment"
 )
 
@@ -38,7 +40,7 @@ func TestEvalCommand(t *testing.T) {
 	}
 	wantKeys := []string{"channel", "dataset", "dice", "iou", "n"}
 	var got []string
-	scores := map[string]evalScore{}
+	scores := map[string]eval.Score{}
 	for _, obj := range raw {
 		keys := make([]string, 0, len(obj))
 		for k := range obj {
@@ -49,7 +51,7 @@ func TestEvalCommand(t *testing.T) {
 			t.Fatalf("object keys %v, want %v", keys, wantKeys)
 		}
 		b, _ := json.Marshal(obj)
-		var s evalScore
+		var s eval.Score
 		if err := json.Unmarshal(b, &s); err != nil {
 			t.Fatal(err)
 		}
@@ -59,11 +61,25 @@ func TestEvalCommand(t *testing.T) {
 			t.Errorf("%s/%s: dice %g iou %g out of range", s.Channel, s.Dataset, s.Dice, s.IoU)
 		}
 	}
-	// Channel order (dermoscopy, xray, ultrasound, fundus, microscopy, colonoscopy), then dataset;
-	// drishti-gs1 (optic disc) is not scored on the vessel channel.
-	want := []string{"dermoscopy/ham10000-sample", "dermoscopy/ph2", "xray/covid-cxr-seg", "xray/shenzhen-sample",
-		"ultrasound/busi", "fundus/chasedb1", "fundus/drive", "microscopy/dsb2018", "microscopy/gbm40",
-		"colonoscopy/kvasir-seg-sample", "colonoscopy/polypgen"}
+	// Every dataset of the manifest's test split, in channel order (dermoscopy, xray, ultrasound,
+	// fundus, microscopy, colonoscopy), then by name; drishti-gs1 (optic disc) is not scored on
+	// the vessel channel. Each has min(2, its test pairs) pairs (--limit 2).
+	pairs := testutil.Seg2DPairs(t, "test")
+	delete(pairs, "fundus/drishti-gs1")
+	var want []string
+	for k := range pairs {
+		want = append(want, k)
+	}
+	index := func(k string) int {
+		c, _ := channel.ByName(strings.Split(k, "/")[0])
+		return c.Index
+	}
+	sort.Slice(want, func(i, j int) bool {
+		if a, b := index(want[i]), index(want[j]); a != b {
+			return a < b
+		}
+		return want[i] < want[j]
+	})
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("datasets %v, want %v", got, want)
 	}
@@ -73,12 +89,8 @@ func TestEvalCommand(t *testing.T) {
 		t.Errorf("xray/covid-cxr-seg Dice %.3f with the shipped model, want >= 0.7", d)
 	}
 	for k, s := range scores {
-		wantN := 2
-		if strings.HasSuffix(k, "-sample") && k != "xray/shenzhen-sample" {
-			wantN = 1 // one test pair in the manifest
-		}
-		if s.N != wantN {
-			t.Errorf("%s: n = %d, want %d", k, s.N, wantN)
+		if wantN := min(2, pairs[k]); s.N != wantN {
+			t.Errorf("%s: n = %d, want %d (the manifest has %d test pairs)", k, s.N, wantN, pairs[k])
 		}
 	}
 }
@@ -108,69 +120,11 @@ func TestSegmentShippedModel(t *testing.T) {
 	}
 }
 
-func TestEvalTable(t *testing.T) {
-	var b bytes.Buffer
-	printEval(&b, []evalScore{
-		{Channel: "xray", Dataset: "a", N: 1, Dice: 1, IoU: 1},
-		{Channel: "xray", Dataset: "b", N: 3, Dice: 0.5, IoU: 0.25},
-		{Channel: "fundus", Dataset: "c", N: 4, Dice: 0.25, IoU: 0.125},
-	})
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	want := []string{
-		"channel      dataset                n    dice     iou",
-		"xray         a                      1  1.0000  1.0000",
-		"xray         b                      3  0.5000  0.2500",
-		"xray         (all)                  4  0.6250  0.4375",
-		"fundus       c                      4  0.2500  0.1250",
-		"(all)        (all)                  8  0.4375  0.2812",
-	}
-	if !reflect.DeepEqual(lines, want) {
-		t.Fatalf("table:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
-	}
-}
-
-func TestEvalDiceIoU(t *testing.T) {
-	for _, tt := range []struct {
-		inter, pred, truth int
-		dice, iou          float64
-	}{
-		{0, 0, 0, 1, 1},
-		{0, 5, 0, 0, 0},
-		{10, 10, 10, 1, 1},
-		{5, 10, 10, 0.5, 1.0 / 3},
-	} {
-		d, u := diceIoU(tt.inter, tt.pred, tt.truth)
-		if d != tt.dice || u != tt.iou {
-			t.Errorf("diceIoU(%d, %d, %d) = %g, %g; want %g, %g", tt.inter, tt.pred, tt.truth, d, u, tt.dice, tt.iou)
-		}
-	}
-}
-
-func TestEvalManifest(t *testing.T) {
-	data := testutil.SharedData(t, "seg2d")
-	rows, skipped, err := readEvalManifest(data, "test", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(skipped, []string{"fundus/drishti-gs1"}) {
-		t.Errorf("skipped %v, want fundus/drishti-gs1", skipped)
-	}
-	// shared/data/README.md: 295 test pairs, 10 of them drishti-gs1
-	if len(rows) != 285 {
-		t.Errorf("%d test rows, want 285", len(rows))
-	}
-	for _, r := range rows {
-		if !strings.Contains(r.image, "/test/images/") || !strings.Contains(r.mask, "/test/masks/") {
-			t.Fatalf("row %+v is not a test pair", r)
-		}
-	}
+// TestEvalUsage: eval without --data prints its usage and exits 2.
+func TestEvalUsage(t *testing.T) {
 	var stderr bytes.Buffer
-	err = runEval(context.Background(), &cliEnv{stdout: &bytes.Buffer{}, stderr: &stderr}, nil)
+	err := runEval(context.Background(), &cliEnv{stdout: &bytes.Buffer{}, stderr: &stderr}, nil)
 	if ee := (exitError{}); !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(stderr.String(), "usage: espnode eval") {
 		t.Errorf("no --data: %v, stderr %q", err, stderr.String())
-	}
-	_, _, err = readEvalManifest(filepath.Join(t.TempDir(), "none"), "test", 0)
-	if err == nil {
-		t.Error("missing manifest accepted")
 	}
 }

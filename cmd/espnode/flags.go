@@ -31,3 +31,24 @@ func parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
 	}
 	return nil
 }
+
+// parseInterspersed parses flags that may come before, between or after the positional
+// arguments, as in `espnode segment a.dcm b.dcm -o out`; the standard flag package stops at
+// the first positional argument.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

@@ -24,7 +24,7 @@ import (
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/testutil"
-	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 // node is an espnode started in-process by a test, the way `espnode serve` runs.
@@ -523,7 +523,7 @@ func TestAbortMidTransfer(t *testing.T) {
 	}
 	// The index agrees with the files.
 	n.stop()
-	st, err := store.Open(context.Background(), store.Options{Dir: n.dataDir})
+	st, err := datadir.Open(context.Background(), datadir.Options{Dir: n.dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}

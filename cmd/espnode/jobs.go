@@ -15,10 +15,10 @@ import (
 
 	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/pipeline"
-	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
-// runJobs implements `espnode jobs list|retry|purge`. It opens the index of
+// runJobs implements `espnode jobs list|retry|purge`. It opens the queue of
 // the data directory beside a running node (SQLite WAL allows it); the
 // node's workers see the changes at their next poll.
 func runJobs(ctx context.Context, env *cliEnv, args []string) error {
@@ -67,12 +67,12 @@ kinds: segment, segment_series, deliver`)
 		kinds = append(kinds, "espnode."+strings.TrimPrefix(k, "espnode."))
 	}
 
-	db, err := store.OpenIndexDB(ctx, cfg.DataDir)
+	queue, err := datadir.OpenQueue(ctx, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
 	}
-	defer db.Close()
-	admin, err := pipeline.NewAdmin(db)
+	defer queue.Close()
+	admin, err := pipeline.NewAdmin(queue)
 	if err != nil {
 		return err
 	}

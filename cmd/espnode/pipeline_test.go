@@ -19,8 +19,8 @@ import (
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/seg/dicomseg"
-	segrt "github.com/espnode/espnode/seg/runtime"
-	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/seg/onnx"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 func TestMain(m *testing.M) {
@@ -35,14 +35,14 @@ func TestMain(m *testing.M) {
 // Makefile has not.
 func pipelineORT(t *testing.T) {
 	t.Helper()
-	if os.Getenv(segrt.LibraryEnv) != "" {
+	if os.Getenv(onnx.LibraryEnv) != "" {
 		return
 	}
 	lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
 	if _, err := os.Stat(lib); err != nil {
 		t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
 	}
-	t.Setenv(segrt.LibraryEnv, lib)
+	t.Setenv(onnx.LibraryEnv, lib)
 }
 
 // withPipeline turns on the default routing, the CPU, quick retries and the
@@ -311,12 +311,12 @@ func httpGet(t *testing.T, url string) (int, string) {
 // jobs` sees them.
 func jobCounts(t *testing.T, dataDir string) map[string]int {
 	t.Helper()
-	db, err := store.OpenIndexDB(context.Background(), dataDir)
+	queue, err := datadir.OpenQueue(context.Background(), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	admin, err := pipeline.NewAdmin(db)
+	defer queue.Close()
+	admin, err := pipeline.NewAdmin(queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,12 +561,12 @@ func TestDestinationDownThenUp(t *testing.T) {
 	storescu(t, n.port, files)
 	// Down: every delivery has failed at least twice.
 	waitFor(t, "failed delivery attempts", time.Minute, func() bool {
-		db, err := store.OpenIndexDB(context.Background(), n.dataDir)
+		queue, err := datadir.OpenQueue(context.Background(), n.dataDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer db.Close()
-		admin, err := pipeline.NewAdmin(db)
+		defer queue.Close()
+		admin, err := pipeline.NewAdmin(queue)
 		if err != nil {
 			t.Fatal(err)
 		}

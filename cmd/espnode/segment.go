@@ -1,56 +1,49 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"image"
 	"image/png"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/espnode/espnode/dcm"
-	"github.com/espnode/espnode/seg/channel"
-	"github.com/espnode/espnode/seg/dicomseg"
-	"github.com/espnode/espnode/seg/pixel"
-	segrt "github.com/espnode/espnode/seg/runtime"
 	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/pipeline"
+	"github.com/espnode/espnode/seg/channel"
+	"github.com/espnode/espnode/seg/onnx"
+	"github.com/espnode/espnode/seg/pixel"
+	"github.com/espnode/espnode/seg/segment"
+	"github.com/espnode/espnode/store"
 )
 
 // modelEnv names the default model file when --model is absent.
 const modelEnv = "ESPNODE_MODEL"
 
-// defaultRoutes is DESIGN.md's default routing table from the Modality attribute to a channel,
-// used when --channel is not given. The node's pipeline has the configurable version.
-var defaultRoutes = map[string]string{
-	"DMS": "dermoscopy", "XC": "dermoscopy",
-	"CR": "xray", "DX": "xray",
-	"US": "ultrasound",
-	"OP": "fundus",
-	"SM": "microscopy", "GM": "microscopy",
-	"ES": "colonoscopy",
-}
-
 // segmentFlags are the flags of `espnode segment`.
 type segmentFlags struct {
-	model, channel, outDir, library, provider string
-	threads, batch                            int
-	batchWait                                 time.Duration
-	fractional, noSEG, quiet                  bool
+	model, channel, outDir, library, provider, config string
+	threads, batch                                    int
+	batchWait                                         time.Duration
+	fractional, noSEG, quiet                          bool
 }
 
 func (f *segmentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.model, "model", os.Getenv(modelEnv), "model file (ONNX, espnode contract); default $"+modelEnv+", else the shipped model")
-	fs.StringVar(&f.channel, "channel", "", "channel for every input (dermoscopy, xray, ultrasound, fundus, microscopy, colonoscopy); default: from each file's Modality")
+	fs.StringVar(&f.channel, "channel", "", "channel for every input ("+strings.Join(channel.Names(), ", ")+"); default: the routing of `espnode serve` (pipeline.routing)")
+	fs.StringVar(&f.config, "config", "", "YAML configuration `file` whose pipeline.routing picks each file's channel, as serve would")
 	fs.StringVar(&f.outDir, "o", "", "output directory (required)")
-	fs.StringVar(&f.library, "onnxruntime", "", "path of libonnxruntime.so (default: $"+segrt.LibraryEnv+", next to the binary, the system)")
-	fs.StringVar(&f.provider, "provider", segrt.ProviderAuto, "execution provider: "+strings.Join(segrt.Providers(), ", "))
+	fs.StringVar(&f.library, "onnxruntime", "", "path of libonnxruntime.so (default: $"+onnx.LibraryEnv+", next to the binary, the system)")
+	fs.StringVar(&f.provider, "provider", onnx.ProviderAuto, "execution provider: "+strings.Join(onnx.Providers(), ", "))
 	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
 	fs.IntVar(&f.batch, "batch", 4, "most images run together")
 	fs.DurationVar(&f.batchWait, "batch-wait", 20*time.Millisecond, "how long an image waits for others to fill a batch")
@@ -59,34 +52,13 @@ func (f *segmentFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.quiet, "q", false, "no progress bar")
 }
 
-// parseInterspersed parses flags that may come before, between or after the positional
-// arguments, as in `espnode segment a.dcm b.dcm -o out`; the standard flag package stops at
-// the first positional argument.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 	var f segmentFlags
 	fs := flag.NewFlagSet("segment", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	f.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: espnode segment [--model FILE] [--channel NAME] FILE.dcm... -o DIR")
+		fmt.Fprintln(env.stderr, "usage: espnode segment [--model FILE] [--channel NAME | --config FILE] FILE.dcm... -o DIR")
 		fmt.Fprintln(env.stderr, "Writes, per input, NAME_mask.png, NAME_overlay.png (per frame for multi-frame) and NAME_seg.dcm.")
 		fs.PrintDefaults()
 	}
@@ -104,21 +76,25 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 	case f.outDir == "":
 		return errors.New("-o DIR is required")
 	}
+	if f.channel != "" {
+		if _, ok := channel.ByName(f.channel); !ok {
+			return fmt.Errorf("unknown channel %q (want one of %s)", f.channel, strings.Join(channel.Names(), ", "))
+		}
+	}
+	cfg, err := config.Load(f.config, os.Getenv)
+	if err != nil {
+		return err
+	}
 	if f.model == "" {
 		if f.model, err = shippedModelPath(); err != nil {
 			return err
-		}
-	}
-	if f.channel != "" {
-		if _, ok := channel.ByName(f.channel); !ok {
-			return fmt.Errorf("unknown channel %q (want one of %s)", f.channel, strings.Join(channelNames(), ", "))
 		}
 	}
 	if err := os.MkdirAll(f.outDir, 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: env.stderr, NoColor: true, TimeFormat: time.TimeOnly}).With().Timestamp().Logger().Level(zerolog.InfoLevel)
-	engine, err := segrt.OpenUniversal(f.model, segrt.Options{
+	engine, err := onnx.OpenUniversal(f.model, onnx.Options{
 		Library: f.library, Provider: f.provider, Threads: f.threads,
 		MaxBatch: f.batch, BatchWait: f.batchWait, Logger: log,
 	})
@@ -127,7 +103,7 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer engine.Close()
 
-	s := &segmenter{flags: f, engine: engine, log: log}
+	s := &segmenter{flags: f, seg: segment.New(engine), router: pipeline.NewRouter(routes(cfg.Pipeline.Routing))}
 	bar := newProgress(env.stderr, len(files), !f.quiet && len(files) > 1 && isTerminal(env.stderr))
 	// One worker per batch slot, so that files decode in parallel and their frames meet in
 	// the model's batcher.
@@ -140,13 +116,11 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 			for file := range jobs {
 				res, err := s.segmentFile(ctx, file)
 				mu.Lock()
-				switch {
-				case err != nil:
+				bar.clear()
+				if err != nil {
 					failed = append(failed, file)
-					bar.clear()
-					fmt.Fprintf(env.stderr, "%s: %v\n", file, err)
-				default:
-					bar.clear()
+					fmt.Fprintln(env.stderr, err) // it names the file
+				} else {
 					outs := res.outputs
 					if len(outs) > 3 {
 						outs = append(outs[:2:2], fmt.Sprintf("... (%d files)", len(res.outputs)))
@@ -178,18 +152,10 @@ feed:
 	return nil
 }
 
-func channelNames() []string {
-	var names []string
-	for _, c := range channel.Defaults() {
-		names = append(names, c.Name)
-	}
-	return names
-}
-
 type segmenter struct {
 	flags  segmentFlags
-	engine *segrt.Engine
-	log    zerolog.Logger
+	seg    *segment.Segmenter
+	router *pipeline.Router
 }
 
 type segmentResult struct {
@@ -199,147 +165,99 @@ type segmentResult struct {
 	outputs    []string
 }
 
-// segmentFile runs one DICOM file through decoding, pre-processing, the model and
-// post-processing, and writes its outputs.
+// route picks a file's channel as the node does for an instance it stores: the attributes the
+// store indexes (store.Describe), through the pipeline's router. A file has no calling AE, so
+// rules that ask for one do not match.
+func (s *segmenter) route(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	meta, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		return "", err
+	}
+	inst, err := store.Describe(br, meta.TransferSyntaxUID)
+	if err != nil {
+		return "", err
+	}
+	ch, _, ok := s.router.Route(inst)
+	if !ok {
+		return "", fmt.Errorf("no channel for Modality %q: pass --channel", inst.Modality)
+	}
+	return ch, nil
+}
+
+// segmentFile segments one DICOM file and writes its outputs.
 func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResult, error) {
-	f, err := pixel.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	im, err := pixel.NewImage(f)
-	if err != nil {
-		return nil, err
-	}
-	chName := s.flags.channel
-	if chName == "" {
-		var ok bool
-		if chName, ok = defaultRoutes[strings.ToUpper(im.Modality)]; !ok {
-			return nil, fmt.Errorf("no channel for Modality %q: pass --channel", im.Modality)
+	ch := s.flags.channel
+	if ch == "" {
+		var err error
+		if ch, err = s.route(path); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-	}
-	route, err := s.engine.Route(chName)
-	if err != nil {
-		return nil, err
 	}
 	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	res := &segmentResult{channel: chName, frames: im.NumFrames()}
-	masks := make([][]byte, im.NumFrames())
-	// Frames go to the model concurrently, up to a batch at a time, so that a multi-frame
-	// file fills batches by itself; outputs keep frame order.
-	outputs := make([][]string, im.NumFrames())
-	foreground := make([]int, im.NumFrames())
-	errs := make([]error, im.NumFrames())
-	sem := make(chan struct{}, max(s.flags.batch, 1))
-	var wg sync.WaitGroup
-	for i := range im.NumFrames() {
-		if ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+	var (
+		mu      sync.Mutex
+		outputs [][]string // per frame, in frame order
+	)
+	res, err := s.seg.Segment(ctx, segment.Request{
+		Sources:    []segment.Input{segment.File(path)},
+		Channel:    ch,
+		Fractional: s.flags.fractional,
+		NoSEG:      s.flags.noSEG,
+		// Frames go to the model concurrently, up to a batch at a time, so that a
+		// multi-frame file fills batches by itself.
+		Concurrency: max(s.flags.batch, 1),
+		Frame: func(fr segment.Frame) error {
 			name := base
-			if im.NumFrames() > 1 {
-				name = fmt.Sprintf("%s_f%04d", base, i+1)
+			if fr.Count > 1 {
+				name = fmt.Sprintf("%s_f%04d", base, fr.Index+1)
 			}
-			mask, outs, err := s.segmentFrame(ctx, im, i, route, name)
+			outs, err := s.writeFrame(name, fr)
 			if err != nil {
-				errs[i] = fmt.Errorf("frame %d: %w", i+1, err)
-				return
+				return err
 			}
-			foreground[i] = mask.Foreground()
-			outputs[i] = outs
-			if s.flags.fractional {
-				masks[i] = make([]byte, len(mask.Prob))
-				for k, p := range mask.Prob {
-					masks[i][k] = byte(p*255 + 0.5)
-				}
-			} else {
-				masks[i] = mask.Bits
+			mu.Lock()
+			defer mu.Unlock()
+			if outputs == nil {
+				outputs = make([][]string, fr.Count)
 			}
-		})
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	for i := range outputs {
-		res.foreground += foreground[i]
-		res.outputs = append(res.outputs, outputs[i]...)
-	}
-	if !s.flags.noSEG {
-		segPath, err := s.writeSEG(f.DataSet, base, chName, route, masks)
-		if err != nil {
-			return nil, err
-		}
-		res.outputs = append(res.outputs, segPath)
-	}
-	return res, nil
-}
-
-// segmentFrame runs one frame through the model and writes its mask and overlay PNGs.
-func (s *segmenter) segmentFrame(ctx context.Context, im *pixel.Image, i int, route segrt.Route, name string) (*pixel.Mask, []string, error) {
-	fr, err := im.Frame(i)
-	if err != nil {
-		return nil, nil, err
-	}
-	rgb, err := im.Render(fr)
-	if err != nil {
-		return nil, nil, err
-	}
-	input, geom, err := pixel.Preprocess(rgb, route.Model.InputSize())
-	if err != nil {
-		return nil, nil, err
-	}
-	logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
-	if err != nil {
-		return nil, nil, err
-	}
-	mask, err := pixel.Postprocess(logits, geom, route.Model.Metadata().Threshold, s.flags.fractional)
-	if err != nil {
-		return nil, nil, err
-	}
-	maskPath := filepath.Join(s.flags.outDir, name+"_mask.png")
-	overlayPath := filepath.Join(s.flags.outDir, name+"_overlay.png")
-	if err := writePNG(maskPath, maskImage(mask)); err != nil {
-		return nil, nil, err
-	}
-	if err := writePNG(overlayPath, overlayImage(rgb, mask)); err != nil {
-		return nil, nil, err
-	}
-	return mask, []string{maskPath, overlayPath}, nil
-}
-
-func (s *segmenter) writeSEG(ds *dcm.DataSet, base, chName string, route segrt.Route, masks [][]byte) (string, error) {
-	src, err := dicomseg.SourceFromDataSet(ds)
-	if err != nil {
-		return "", fmt.Errorf("SEG source: %w", err)
-	}
-	ch, ok := channel.ByName(chName)
-	if !ok {
-		// A model may serve a channel outside the node's table; take its own description.
-		ch = channel.Channel{Index: route.Channel.Index, Name: chName, Label: route.Channel.Label,
-			Category: channel.Code(route.Channel.Category), Type: channel.Code(route.Channel.Type)}
-	}
-	md := route.Model.Metadata()
-	typ := dicomseg.Binary
-	if s.flags.fractional {
-		typ = dicomseg.Fractional
-	}
-	out, err := dicomseg.Encode(src, []dicomseg.Segment{dicomseg.SegmentForChannel(ch, masks)}, dicomseg.Options{
-		Type: typ, AlgorithmName: md.ModelName, AlgorithmVersion: md.ModelVersion,
+			outputs[fr.Index] = outs
+			return nil
+		},
 	})
 	if err != nil {
-		return "", fmt.Errorf("encode SEG: %w", err)
+		return nil, err
 	}
-	segPath := filepath.Join(s.flags.outDir, base+"_seg.dcm")
-	if err := os.WriteFile(segPath, out.Bytes, 0o644); err != nil {
-		return "", fmt.Errorf("write SEG: %w", err)
+	out := &segmentResult{channel: ch, frames: res.Frames, foreground: res.Foreground}
+	for _, o := range outputs {
+		out.outputs = append(out.outputs, o...)
 	}
-	return segPath, nil
+	if res.SEG != nil {
+		segPath := filepath.Join(s.flags.outDir, base+"_seg.dcm")
+		if err := os.WriteFile(segPath, res.SEG.Bytes, 0o644); err != nil {
+			return nil, fmt.Errorf("write SEG: %w", err)
+		}
+		out.outputs = append(out.outputs, segPath)
+	}
+	return out, nil
+}
+
+// writeFrame writes a frame's mask and overlay PNGs.
+func (s *segmenter) writeFrame(name string, fr segment.Frame) ([]string, error) {
+	maskPath := filepath.Join(s.flags.outDir, name+"_mask.png")
+	overlayPath := filepath.Join(s.flags.outDir, name+"_overlay.png")
+	if err := writePNG(maskPath, maskImage(fr.Mask)); err != nil {
+		return nil, err
+	}
+	if err := writePNG(overlayPath, overlayImage(fr.RGB, fr.Mask)); err != nil {
+		return nil, err
+	}
+	return []string{maskPath, overlayPath}, nil
 }
 
 func maskImage(m *pixel.Mask) *image.Gray {
@@ -373,70 +291,4 @@ func writePNG(path string, img image.Image) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-// runModel implements `espnode model info FILE.onnx`.
-func runModel(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] != "info" {
-		fmt.Fprintln(env.stderr, "usage: espnode model info [--onnxruntime LIB] FILE.onnx")
-		return exitError{2}
-	}
-	fs := flag.NewFlagSet("model info", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	library := fs.String("onnxruntime", "", "path of libonnxruntime.so")
-	files, err := parseInterspersed(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return exitError{2}
-	}
-	if len(files) != 1 {
-		return errors.New("model info takes one FILE.onnx")
-	}
-	libPath, version, err := segrt.LoadLibrary(*library)
-	if err != nil {
-		return err
-	}
-	info, err := segrt.Inspect(files[0])
-	if err != nil {
-		return err
-	}
-	printModelInfo(env.stdout, info, libPath, version)
-	return nil
-}
-
-func printModelInfo(w io.Writer, info *segrt.ModelInfo, libPath, version string) {
-	md := info.Metadata
-	fmt.Fprintf(w, "file:              %s\n", info.Path)
-	fmt.Fprintf(w, "model:             %s %s\n", md.ModelName, md.ModelVersion)
-	fmt.Fprintf(w, "input size:        %d\n", md.InputSize)
-	fmt.Fprintf(w, "threshold:         %g\n", md.Threshold)
-	if md.Normalization != "" {
-		fmt.Fprintf(w, "normalization:     %s\n", md.Normalization)
-	}
-	if md.CheckpointSHA256 != "" {
-		fmt.Fprintf(w, "checkpoint sha256: %s\n", md.CheckpointSHA256)
-	}
-	for _, line := range info.Signature() {
-		kind, rest, _ := strings.Cut(line, " ")
-		fmt.Fprintf(w, "%-19s%s\n", kind+":", rest)
-	}
-	fmt.Fprintln(w, "channels:")
-	for _, c := range md.Channels {
-		fmt.Fprintf(w, "  %d %-12s query %d  %q  category %s %s %q  type %s %s %q\n", c.Index, c.Name, c.Query, c.Label,
-			c.Category.Scheme, c.Category.Value, c.Category.Meaning, c.Type.Scheme, c.Type.Value, c.Type.Meaning)
-	}
-	if len(md.Extra) > 0 {
-		keys := make([]string, 0, len(md.Extra))
-		for k := range md.Extra {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		fmt.Fprintln(w, "other metadata:")
-		for _, k := range keys {
-			fmt.Fprintf(w, "  %s = %s\n", k, md.Extra[k])
-		}
-	}
-	fmt.Fprintf(w, "onnx runtime:      %s (%s)\n", version, libPath)
 }

@@ -25,7 +25,7 @@ func segmentTestEnv(t *testing.T) (model string) {
 		}
 		t.Setenv("ONNXRUNTIME_SHARED_LIBRARY_PATH", lib)
 	}
-	return filepath.Join(root, "seg", "runtime", "testdata", "espmedsam-tiny-s256.onnx")
+	return filepath.Join(root, "seg", "onnx", "testdata", "espmedsam-tiny-s256.onnx")
 }
 
 func TestSegmentCommand(t *testing.T) {
@@ -106,7 +106,7 @@ func TestSegmentUsageErrors(t *testing.T) {
 		{[]string{"--model", model, "-o", t.TempDir()}, "no input files"},
 		{[]string{"--model", model, "x.dcm"}, "-o DIR is required"},
 		{[]string{"--model", model, "--channel", "teeth", "x.dcm", "-o", t.TempDir()}, `unknown channel "teeth"`},
-		{[]string{"--model", filepath.Join(testutil.RepoRoot(t), "seg", "runtime", "testdata", "nometa-s64.onnx"), "--provider", "cpu", "x.dcm", "-o", t.TempDir()}, "not an espnode model"},
+		{[]string{"--model", filepath.Join(testutil.RepoRoot(t), "seg", "onnx", "testdata", "nometa-s64.onnx"), "--provider", "cpu", "x.dcm", "-o", t.TempDir()}, "not an espnode model"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -128,7 +128,7 @@ func TestModelInfo(t *testing.T) {
 			t.Errorf("model info lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	err := runModel(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, []string{"info", filepath.Join(testutil.RepoRoot(t), "seg", "runtime", "testdata", "wrongshape-s64.onnx")})
+	err := runModel(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, []string{"info", filepath.Join(testutil.RepoRoot(t), "seg", "onnx", "testdata", "wrongshape-s64.onnx")})
 	if err == nil || !strings.Contains(err.Error(), `output "logits" has shape`) {
 		t.Errorf("wrong-shape model: err = %v", err)
 	}

@@ -20,9 +20,9 @@ import (
 	"github.com/espnode/espnode/internal/version"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
-	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
@@ -83,7 +83,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
-	st, err := store.Open(ctx, store.Options{
+	st, err := datadir.Open(ctx, datadir.Options{
 		Dir:                       cfg.DataDir,
 		Duplicates:                cfg.Store.Duplicates,
 		Logger:                    log.With().Str("component", "store").Logger(),
@@ -98,9 +98,8 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	metrics := pipeline.NewMetrics()
 	pl, err := pipeline.New(ctx, pipeline.Options{
 		Store:                     st,
-		DataDir:                   cfg.DataDir,
-		Config:                    cfg.Pipeline,
-		Peers:                     cfg.Peers,
+		Config:                    pipelineConfig(cfg.Pipeline),
+		Peers:                     pipelinePeers(cfg.Peers),
 		AETitle:                   cfg.AETitle,
 		Metrics:                   metrics,
 		Logger:                    log.With().Str("component", "pipeline").Logger(),
@@ -116,7 +115,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	// The model loads in the background: a GPU provider may take minutes to
 	// compile it, and storing must not wait for that.
-	engineCh := make(chan *segrt.Engine, 1)
+	engineCh := make(chan *onnx.Engine, 1)
 	go func() {
 		engine, err := loadModel(cfg, pl, log.With().Str("component", "model").Logger())
 		if err != nil {
@@ -138,23 +137,21 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		}
 	}()
 
-	callers := make([]scp.Caller, 0, len(cfg.DICOM.AllowedCallers))
-	for _, c := range cfg.DICOM.AllowedCallers {
-		callers = append(callers, scp.Caller{AETitle: c.AETitle, Host: c.Host, CertName: c.CertName})
-	}
 	serverTLS, clientTLS, err := tlsConfigs(cfg.DICOM.TLS)
 	if err != nil {
 		return err
 	}
+	// Instances are stored through the pipeline, which creates each routed
+	// one's job in its index transaction; Query/Retrieve reads the store.
 	services := scp.New(scp.Options{
 		AETitle:          cfg.AETitle,
 		StrictCalledAE:   cfg.DICOM.StrictCalledAE,
-		AllowedCallers:   callers,
+		AllowedCallers:   scpCallers(cfg),
 		TransferSyntaxes: cfg.DICOM.TransferSyntaxes,
-		Peers:            peers(cfg),
+		Peers:            scpPeers(cfg),
 		TLS:              clientTLS,
 		Logger:           log.With().Str("component", "scp").Logger(),
-	}, archive{Store: st, pl: pl})
+	}, pl, st)
 	srv := &dimse.Server{
 		Policy:          services.Policy(),
 		Handler:         services.Handler(),
@@ -225,17 +222,6 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	return nil
 }
 
-// archive stores through the pipeline, which creates each routed instance's
-// job in its index transaction; the rest of the store serves as it is.
-type archive struct {
-	*store.Store
-	pl *pipeline.Pipeline
-}
-
-func (a archive) Put(ctx context.Context, req store.PutRequest) (store.Instance, error) {
-	return a.pl.Put(ctx, req)
-}
-
 // countingListener counts accepted connections for espnode_associations_total.
 type countingListener struct {
 	net.Listener
@@ -252,7 +238,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 // loadModel opens the configured model, or the shipped one, and starts the
 // segmentation workers on it.
-func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*segrt.Engine, error) {
+func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*onnx.Engine, error) {
 	path := cfg.Model.Path
 	if path == "" {
 		var err error
@@ -262,12 +248,9 @@ func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*s
 	}
 	batch := cfg.Model.Batch
 	if batch == 0 {
-		batch = 8
-		if cfg.Model.Provider == segrt.ProviderCPU {
-			batch = 2
-		}
+		batch = onnx.DefaultBatch(cfg.Model.Provider)
 	}
-	engine, err := segrt.OpenUniversal(path, segrt.Options{
+	engine, err := onnx.OpenUniversal(path, onnx.Options{
 		Library:   cfg.Model.ONNXRuntime,
 		Provider:  cfg.Model.Provider,
 		Threads:   cfg.Model.Threads,

@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"encoding/csv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,4 +72,36 @@ func Python(t testing.TB) string {
 		t.Fatalf("%s not found: install Debian's python3 (scripts/deps.sh test does)", p)
 	}
 	return p
+}
+
+// Seg2DPairs reads shared/data/seg2d/MANIFEST.csv with nothing but encoding/csv and returns how
+// many image/mask pairs each "channel/dataset" has in split: what tests of the evaluation expect,
+// whatever datasets the shared tree holds today.
+func Seg2DPairs(t testing.TB, split string) map[string]int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(SharedData(t, "seg2d"), "MANIFEST.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("seg2d MANIFEST.csv: %v (%d records)", err, len(recs))
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	for _, c := range []string{"modality", "dataset", "split"} {
+		if _, ok := col[c]; !ok {
+			t.Fatalf("seg2d MANIFEST.csv has no %q column", c)
+		}
+	}
+	out := map[string]int{}
+	for _, r := range recs[1:] {
+		if r[col["split"]] == split {
+			out[r[col["modality"]]+"/"+r[col["dataset"]]]++
+		}
+	}
+	return out
 }

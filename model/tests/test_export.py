@@ -121,7 +121,7 @@ class ExportTest(unittest.TestCase):
             ex.export(os.path.join(d, "y.onnx"), checkpoint=os.path.join(d, "joint.pth"), widths="compact", size=64)
 
     def test_committed_tiny_model(self):
-        """seg/runtime/testdata's tiny model is what its README's command regenerates."""
+        """seg/onnx/testdata's tiny model is what its README's command regenerates."""
         self.assertLess(os.path.getsize(util.TINY_ONNX), 5 * 1024 * 1024)
         meta = ex.validate_onnx(util.TINY_ONNX)
         self.assertEqual(meta["espnode.input_size"], "256")

@@ -15,7 +15,7 @@ REPO_ROOT = os.path.dirname(MODEL_DIR)
 SHARED_REF = os.environ.get("ESPMEDSAM_STATE_DICT_REF",
                             os.path.join(REPO_ROOT, "..", "shared", "docs", "esp-medsam-state-dict.txt"))
 LOCAL_REF = os.path.join(HERE, "data", "esp-medsam-state-dict.txt")
-TINY_ONNX = os.path.join(REPO_ROOT, "seg", "runtime", "testdata", "espmedsam-tiny-s256.onnx")
+TINY_ONNX = os.path.join(REPO_ROOT, "seg", "onnx", "testdata", "espmedsam-tiny-s256.onnx")
 
 _LINE = re.compile(r"^(\S+) \(([0-9, ]*)\)$")
 

@@ -2,7 +2,10 @@
 // serves which kind of image, and what the resulting segment is, coded for a DICOM Segmentation.
 //
 // The table lives in channels.json so that the Python ONNX exporter (model/) reads the very same
-// data into the model's espnode.channels metadata; the node checks the two agree at load time.
+// data into the model's espnode.channels metadata. It is the node's one channel catalogue: the
+// model runtime (seg/onnx) describes a model's channels with its Channel type, configuration
+// validates routing rules against its names, and the SEG's segment codes come from it (a model's
+// own description serves only a channel this table lacks).
 //
 // Where the codes come from: DICOM PS3.16 context groups, checked as rendered in
 // github.com/bvdh/dicom-terminology-in-fhir (one ValueSet file per CID), and SNOMED CT.
@@ -61,6 +64,20 @@ func Defaults() []Channel {
 	return chs
 }
 
+// None is what a routing rule names instead of a channel to store an instance without segmenting
+// it. No channel may take the name.
+const None = "none"
+
+// Names returns the names of the default channels, in index order.
+func Names() []string {
+	chs := Defaults()
+	names := make([]string, len(chs))
+	for i, c := range chs {
+		names[i] = c.Name
+	}
+	return names
+}
+
 // ByName returns the default channel with the given name.
 func ByName(name string) (Channel, bool) {
 	for _, c := range Defaults() {
@@ -111,6 +128,9 @@ func Validate(chs []Channel) error {
 		}
 		if names[c.Name] {
 			return fmt.Errorf("channel %d: duplicate name %q", i, c.Name)
+		}
+		if c.Name == None {
+			return fmt.Errorf("channel %d: %q is reserved for routing to no channel", i, None)
 		}
 		names[c.Name] = true
 		if c.Label == "" || len(c.Label) > 64 {

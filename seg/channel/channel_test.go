@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -47,6 +48,13 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestNames(t *testing.T) {
+	want := []string{"dermoscopy", "xray", "ultrasound", "fundus", "microscopy", "colonoscopy"}
+	if got := Names(); !slices.Equal(got, want) {
+		t.Errorf("Names() = %v, want %v", got, want)
+	}
+}
+
 func TestDefaultsIsACopy(t *testing.T) {
 	a := Defaults()
 	a[0].Label = "changed"
@@ -65,6 +73,7 @@ func TestParseRejects(t *testing.T) {
 		{"unknown field", `[{"index":0,"nam":"a"}]`, "unknown field"},
 		{"index gap", `[` + strings.Replace(ok, `"index":0`, `"index":1`, 1) + `]`, "index 1, want 0"},
 		{"duplicate name", `[` + ok + `,` + strings.Replace(ok, `"index":0`, `"index":1`, 1) + `]`, "duplicate name"},
+		{"reserved name", `[` + strings.Replace(ok, `"name":"a"`, `"name":"none"`, 1) + `]`, "reserved"},
 		{"no label", `[` + strings.Replace(ok, `"label":"A"`, `"label":""`, 1) + `]`, "label"},
 		{"no meaning", `[` + strings.Replace(ok, `"meaning":"y"`, `"meaning":""`, 1) + `]`, "type: code meaning"},
 		{"long value", `[` + strings.Replace(ok, `"value":"1"`, `"value":"12345678901234567"`, 1) + `]`, "category: code value"},

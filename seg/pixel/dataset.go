@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/espnode/espnode/dcm"
@@ -39,10 +41,26 @@ func Decodable(uid string) bool {
 // dicomseg's SourceFromDataSet take. A file in a transfer syntax this package cannot decode
 // gives the unsupported-syntax error even when its data set is broken too.
 func ReadFile(path string) (*dcm.File, error) {
-	f, err := dcm.ReadFile(path, dcm.ParseOptions{})
+	r, err := os.Open(path)
 	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	f, err := ReadPart10(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// ReadPart10 parses a Part-10 stream (file meta, then data set) for decoding, as ReadFile does.
+func ReadPart10(r io.Reader) (*dcm.File, error) {
+	f, err := dcm.ReadPart10(r, dcm.ParseOptions{})
+	if err != nil {
+		// A syntax the parser cannot read fails it before the pixels do: name the syntax, which
+		// is what the user can act on.
 		if f != nil && !f.NoMeta && f.Meta.TransferSyntaxUID != "" && !Decodable(f.Meta.TransferSyntaxUID) {
-			return nil, fmt.Errorf("read %s: %w", path, unsupported(f.Meta.TransferSyntaxUID))
+			return nil, unsupported(f.Meta.TransferSyntaxUID)
 		}
 		return nil, err
 	}

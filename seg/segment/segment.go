@@ -10,15 +10,18 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/seg/channel"
 	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/pixel"
-	segrt "github.com/espnode/espnode/seg/runtime"
 )
 
 // ErrUndecodable is wrapped by the error for a source whose pixel data or
@@ -26,19 +29,48 @@ import (
 // attribute): retrying does not help.
 var ErrUndecodable = errors.New("source cannot be segmented")
 
-// Source is one decoded DICOM image: its file, its pixels and the attributes
-// the SEG references, all from one parse of the file.
+// Source is one decoded DICOM image: its file, its pixels and the attributes the SEG references
+// (nil when read without them, Request.NoSEG), all from one parse of the file.
 type Source struct {
 	File  *dcm.File
 	Image *pixel.Image
 	SEG   *dicomseg.Source
 }
 
-// ReadFile parses and checks a DICOM Part-10 file for segmentation: it reads
-// the file once, and the pixels and the SEG's source attributes both come
-// from that data set. Its errors wrap ErrUndecodable.
+// Input is one source to segment: a name for messages and how to read it.
+type Input struct {
+	// Name identifies the source in errors: a path, a SOP Instance UID.
+	Name string
+	// Open returns the source's Part-10 bytes (file meta, then data set).
+	Open func() (io.ReadCloser, error)
+}
+
+// File is the Input of a Part-10 file.
+func File(path string) Input {
+	return Input{Name: path, Open: func() (io.ReadCloser, error) { return os.Open(path) }}
+}
+
+// ReadFile parses and checks a DICOM Part-10 file for segmentation: it reads the file once, and
+// the pixels and the SEG's source attributes both come from that data set. Its errors wrap
+// ErrUndecodable.
 func ReadFile(path string) (*Source, error) {
-	f, err := pixel.ReadFile(path)
+	src, err := read(File(path), true)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return src, nil
+}
+
+// read parses and checks one input; withSEG also requires what a SEG
+// references. Its parse errors wrap ErrUndecodable.
+func read(in Input, withSEG bool) (*Source, error) {
+	// A source that cannot be read is not retried, as one that cannot be parsed.
+	rc, err := in.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
+	}
+	f, err := pixel.ReadPart10(rc)
+	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
@@ -46,11 +78,13 @@ func ReadFile(path string) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
-	src, err := dicomseg.SourceFromDataSet(f.DataSet)
-	if err != nil {
-		return nil, fmt.Errorf("%w: SEG source: %w", ErrUndecodable, err)
+	src := &Source{File: f, Image: im}
+	if withSEG {
+		if src.SEG, err = dicomseg.SourceFromDataSet(f.DataSet); err != nil {
+			return nil, fmt.Errorf("%w: SEG source: %w", ErrUndecodable, err)
+		}
 	}
-	return &Source{File: f, Image: im, SEG: src}, nil
+	return src, nil
 }
 
 // Timing is where the time of one segmentation went.
@@ -68,22 +102,39 @@ type Timing struct {
 // Total is the sum of the stages.
 func (t Timing) Total() time.Duration { return t.Decode + t.Infer + t.Post + t.Encode }
 
+// Frame is one segmented frame as Request.Frame sees it.
+type Frame struct {
+	// Source is the index of the source in Request.Sources; Index is the
+	// frame's (0-based) among the source's Count frames.
+	Source, Index, Count int
+	RGB                  *pixel.RGB
+	Mask                 *pixel.Mask
+}
+
 // FrameFunc, when given, sees every frame's rendered image and mask; the
 // command-line segmenter writes PNGs with it.
-type FrameFunc func(source, frame int, rgb *pixel.RGB, mask *pixel.Mask) error
+type FrameFunc func(Frame) error
 
 // Request is one segmentation: the sources (one instance, or the instances of
 // a series in order) and the channel to run.
 type Request struct {
-	Paths   []string
+	Sources []Input
 	Channel string
 	// Fractional writes probabilities instead of a binary mask.
 	Fractional bool
 	// SEG are the encoder options; Segmenter fills AlgorithmName and
 	// AlgorithmVersion from the model when they are empty.
 	SEG dicomseg.Options
+	// NoSEG makes no SEG: only the masks (Frame) are wanted, and a source
+	// lacking what a SEG references is fine.
+	NoSEG bool
 	// Frame, when set, is called for each frame after post-processing.
 	Frame FrameFunc
+	// Concurrency is how many frames of a source are decoded, inferred and
+	// post-processed at once; 0 or 1 takes them one after the other. More
+	// lets one multi-frame source fill the model's batches by itself; Frame
+	// is then called from several goroutines.
+	Concurrency int
 	// PerSource, when set, lets sources that cannot share one SEG (no
 	// common frame of reference and plane geometry: photographs) get one
 	// SEG each, with the SOP Instance UID PerSource returns for the source's.
@@ -94,7 +145,7 @@ type Request struct {
 type Result struct {
 	// SEG is the one SEG covering every source, or, when the sources could
 	// not share one and Request.PerSource was set, nil: SEGs has one per
-	// source instead, in source order.
+	// source instead, in source order. Both are empty with Request.NoSEG.
 	SEG        *dicomseg.Result
 	SEGs       []*dicomseg.Result
 	Channel    string
@@ -109,11 +160,11 @@ type Result struct {
 // Segmenter runs segmentation requests on an engine. It is safe for
 // concurrent use; concurrent requests meet in the model's batcher.
 type Segmenter struct {
-	engine *segrt.Engine
+	engine *onnx.Engine
 }
 
 // New returns a Segmenter on engine.
-func New(engine *segrt.Engine) *Segmenter { return &Segmenter{engine: engine} }
+func New(engine *onnx.Engine) *Segmenter { return &Segmenter{engine: engine} }
 
 // ModelVersion returns the name and version of the model serving a channel,
 // which name the SEG's algorithm and key its idempotent UIDs.
@@ -129,7 +180,7 @@ func (s *Segmenter) ModelVersion(ch string) (name, version string, err error) {
 // Segment decodes every frame of every source, segments it with the
 // request's channel and encodes one SEG covering all of them.
 func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
-	if len(req.Paths) == 0 {
+	if len(req.Sources) == 0 {
 		return nil, errors.New("segment: no source")
 	}
 	route, err := s.engine.Route(req.Channel)
@@ -144,27 +195,30 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 		masks   [][]byte
 		each    [][][]byte // masks per source
 	)
-	for si, path := range req.Paths {
+	for si, in := range req.Sources {
 		start := time.Now()
-		src, err := ReadFile(path)
+		src, err := read(in, !req.NoSEG)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", in.Name, err)
 		}
 		res.Timing.Decode += time.Since(start)
 		m, err := s.frames(ctx, route, src, si, req, res)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", in.Name, err)
 		}
 		sources = append(sources, src.SEG)
 		masks = append(masks, m...)
 		each = append(each, m)
 	}
+	if req.NoSEG {
+		return res, nil
+	}
 
 	ch, ok := channel.ByName(req.Channel)
 	if !ok {
 		// A model may serve a channel outside the node's table; take its own description.
-		ch = channel.Channel{Index: route.Channel.Index, Name: req.Channel, Label: route.Channel.Label,
-			Category: channel.Code(route.Channel.Category), Type: channel.Code(route.Channel.Type)}
+		ch = route.Channel.Channel
+		ch.Name = req.Channel
 	}
 	opts := req.SEG
 	if req.Fractional {
@@ -193,68 +247,107 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 		o.SOPInstanceUID = req.PerSource(src.SOPInstanceUID)
 		out, err := dicomseg.Encode(src, []dicomseg.Segment{dicomseg.SegmentForChannel(ch, each[i])}, o)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, req.Paths[i], err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, req.Sources[i].Name, err)
 		}
 		res.SEGs = append(res.SEGs, out)
 	}
 	return res, nil
 }
 
-// frames segments every frame of one source and returns its masks.
-func (s *Segmenter) frames(ctx context.Context, route segrt.Route, src *Source, si int, req Request, res *Result) ([][]byte, error) {
-	size := route.Model.InputSize()
-	threshold := route.Model.Metadata().Threshold
-	im := src.Image
-	masks := make([][]byte, im.NumFrames())
-	for i := range im.NumFrames() {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+// frames segments every frame of one source, req.Concurrency at a time, and
+// returns its masks in frame order.
+func (s *Segmenter) frames(ctx context.Context, route onnx.Route, src *Source, si int, req Request, res *Result) ([][]byte, error) {
+	n := src.Image.NumFrames()
+	masks := make([][]byte, n)
+	errs := make([]error, n)
+	var mu sync.Mutex // res
+	sem := make(chan struct{}, max(req.Concurrency, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		if ctx.Err() != nil {
+			break
 		}
-		start := time.Now()
-		fr, err := im.Frame(i)
-		if err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
-		}
-		rgb, err := im.Render(fr)
-		if err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
-		}
-		input, geom, err := pixel.Preprocess(rgb, size)
-		if err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
-		}
-		res.Timing.Decode += time.Since(start)
-
-		start = time.Now()
-		logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		res.Timing.Infer += time.Since(start)
-
-		start = time.Now()
-		mask, err := pixel.Postprocess(logits, geom, threshold, req.Fractional)
-		if err != nil {
-			return nil, fmt.Errorf("frame %d: %w", i+1, err)
-		}
-		if req.Fractional {
-			masks[i] = make([]byte, len(mask.Prob))
-			for k, p := range mask.Prob {
-				masks[i][k] = byte(p*255 + 0.5)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var t Timing
+			m, fg, err := s.frame(ctx, route, src, si, i, req, &t)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Timing.Decode += t.Decode
+			res.Timing.Infer += t.Infer
+			res.Timing.Post += t.Post
+			if err != nil {
+				errs[i] = err
+				return
 			}
-		} else {
-			masks[i] = mask.Bits
-		}
-		res.Timing.Post += time.Since(start)
-		res.Foreground += mask.Foreground()
-		res.Frames++
-		if req.Frame != nil {
-			if err := req.Frame(si, i, rgb, mask); err != nil {
-				return nil, err
+			masks[i] = m
+			res.Foreground += fg
+			res.Frames++
+		})
+		if req.Concurrency <= 1 {
+			// One at a time: the first failure stops the source, as it always did.
+			wg.Wait()
+			if errs[i] != nil {
+				return nil, errs[i]
 			}
 		}
 	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	return masks, nil
+}
+
+// frame segments frame i of a source and returns its mask (bits, or
+// probabilities scaled to 0..255) and foreground count.
+func (s *Segmenter) frame(ctx context.Context, route onnx.Route, src *Source, si, i int, req Request, t *Timing) ([]byte, int, error) {
+	im := src.Image
+	start := time.Now()
+	fr, err := im.Frame(i)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+	}
+	rgb, err := im.Render(fr)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+	}
+	input, geom, err := pixel.Preprocess(rgb, route.Model.InputSize())
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+	}
+	t.Decode += time.Since(start)
+
+	start = time.Now()
+	logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
+	if err != nil {
+		return nil, 0, fmt.Errorf("frame %d: %w", i+1, err)
+	}
+	t.Infer += time.Since(start)
+
+	start = time.Now()
+	mask, err := pixel.Postprocess(logits, geom, route.Model.Metadata().Threshold, req.Fractional)
+	if err != nil {
+		return nil, 0, fmt.Errorf("frame %d: %w", i+1, err)
+	}
+	out := mask.Bits
+	if req.Fractional {
+		out = make([]byte, len(mask.Prob))
+		for k, p := range mask.Prob {
+			out[k] = byte(p*255 + 0.5)
+		}
+	}
+	t.Post += time.Since(start)
+	if req.Frame != nil {
+		if err := req.Frame(Frame{Source: si, Index: i, Count: im.NumFrames(), RGB: rgb, Mask: mask}); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, mask.Foreground(), nil
 }
 
 // DerivedUID returns a UID determined by its parts: "2.25." and the decimal

@@ -5,29 +5,31 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
-	segrt "github.com/espnode/espnode/seg/runtime"
+	"github.com/espnode/espnode/seg/onnx"
 )
 
 // engine opens the shipped model on the CPU with the project's ONNX Runtime.
-func engine(t *testing.T) *segrt.Engine {
+func engine(t *testing.T) *onnx.Engine {
 	t.Helper()
-	if os.Getenv(segrt.LibraryEnv) == "" {
+	if os.Getenv(onnx.LibraryEnv) == "" {
 		lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
 		if _, err := os.Stat(lib); err != nil {
 			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
 		}
-		t.Setenv(segrt.LibraryEnv, lib)
+		t.Setenv(onnx.LibraryEnv, lib)
 	}
 	path, err := WriteShippedModel(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := segrt.OpenUniversal(path, segrt.Options{Provider: segrt.ProviderCPU, Threads: 1, MaxBatch: 2})
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +56,12 @@ func TestSegmentInstances(t *testing.T) {
 				t.Fatal(err)
 			}
 			uid := DerivedUID("test", src.SEG.SOPInstanceUID)
-			res, err := s.Segment(context.Background(), Request{Paths: []string{path}, Channel: tt.channel,
+			res, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: tt.channel,
 				SEG: dicomseg.Options{SOPInstanceUID: uid, SeriesInstanceUID: DerivedUID("series", uid)}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Frames != tt.frames || res.SEG.SOPInstanceUID != uid || res.Provider != segrt.ProviderCPU || res.Timing.Infer <= 0 {
+			if res.Frames != tt.frames || res.SEG.SOPInstanceUID != uid || res.Provider != onnx.ProviderCPU || res.Timing.Infer <= 0 {
 				t.Errorf("result: %d frames, SOP %s, provider %s, timing %+v", res.Frames, res.SEG.SOPInstanceUID, res.Provider, res.Timing)
 			}
 			got, err := dicomseg.Decode(res.SEG.Bytes)
@@ -85,11 +87,11 @@ func TestSegmentInstances(t *testing.T) {
 func TestSegmentUndecodable(t *testing.T) {
 	s := New(engine(t))
 	path := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
-	_, err := s.Segment(context.Background(), Request{Paths: []string{path}, Channel: "ultrasound"})
+	_, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound"})
 	if !errors.Is(err, ErrUndecodable) {
 		t.Fatalf("JPEG 2000 source: %v, want ErrUndecodable", err)
 	}
-	if _, err := s.Segment(context.Background(), Request{Paths: []string{path}, Channel: "brain"}); err == nil {
+	if _, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "brain"}); err == nil {
 		t.Fatal("unknown channel accepted")
 	}
 }
@@ -107,5 +109,63 @@ func TestDerivedUID(t *testing.T) {
 		if err := dcm.CheckUID(u); err != nil || len(u) > 64 {
 			t.Errorf("%s: %v", u, err)
 		}
+	}
+}
+
+// TestConcurrentFrames: frames segmented several at a time give the masks of one at a time, in
+// frame order, and Frame sees each frame once with the source's frame count.
+func TestConcurrentFrames(t *testing.T) {
+	s := New(engine(t))
+	path := testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_OBXXXX1A_2fr_evrle_palette.dcm")
+	segment := func(concurrency int) (*dicomseg.Segmentation, map[int]int) {
+		var mu sync.Mutex
+		seen := map[int]int{}
+		res, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound",
+			SEG: dicomseg.Options{SOPInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.4"}, Concurrency: concurrency,
+			Frame: func(f Frame) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if f.Count != 2 || f.Source != 0 {
+					t.Errorf("frame %+v", f)
+				}
+				seen[f.Index]++
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seg, err := dicomseg.Decode(res.SEG.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seg, seen
+	}
+	one, seenOne := segment(1)
+	two, seenTwo := segment(2)
+	for _, seen := range []map[int]int{seenOne, seenTwo} {
+		if len(seen) != 2 || seen[0] != 1 || seen[1] != 1 {
+			t.Errorf("Frame calls per frame index: %v", seen)
+		}
+	}
+	if len(one.Frames) != 2 || len(two.Frames) != 2 {
+		t.Fatalf("%d and %d SEG frames, want 2", len(one.Frames), len(two.Frames))
+	}
+	for i := range one.Frames {
+		if !slices.Equal(one.Frames[i].Pixels, two.Frames[i].Pixels) {
+			t.Errorf("frame %d differs when frames run concurrently", i+1)
+		}
+	}
+}
+
+// TestNoSEG: with NoSEG the masks are made and no SEG is encoded.
+func TestNoSEG(t *testing.T) {
+	s := New(engine(t))
+	path := testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm")
+	res, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "dermoscopy", NoSEG: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Frames != 1 || res.SEG != nil || len(res.SEGs) != 0 {
+		t.Errorf("NoSEG result: %d frames, SEG %v, %d SEGs", res.Frames, res.SEG != nil, len(res.SEGs))
 	}
 }

@@ -64,8 +64,8 @@ func TestShippedModel(t *testing.T) {
 
 	path := testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD092.dcm")
 	var mask *pixel.Mask
-	_, err = New(e).Segment(context.Background(), Request{Paths: []string{path}, Channel: "dermoscopy",
-		Frame: func(_, _ int, _ *pixel.RGB, m *pixel.Mask) error { mask = m; return nil }})
+	_, err = New(e).Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "dermoscopy",
+		Frame: func(f Frame) error { mask = f.Mask; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package onnx
 
 import (
 	"bytes"
@@ -522,6 +522,17 @@ func TestEngineFilePerChannel(t *testing.T) {
 		}
 		if _, err := r.Model.Infer(context.Background(), toyImage(r.Model.InputSize(), 1), r.Channel.Query); err != nil {
 			t.Errorf("%s: %v", ch, err)
+		}
+	}
+}
+
+func TestDefaultBatch(t *testing.T) {
+	for _, tt := range []struct {
+		provider string
+		want     int
+	}{{ProviderCPU, 2}, {ProviderAuto, 8}, {ProviderCUDA, 8}, {ProviderTensorRT, 8}, {ProviderWebGPU, 8}} {
+		if got := DefaultBatch(tt.provider); got != tt.want {
+			t.Errorf("DefaultBatch(%q) = %d, want %d", tt.provider, got, tt.want)
 		}
 	}
 }

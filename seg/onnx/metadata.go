@@ -1,4 +1,4 @@
-package runtime
+package onnx
 
 import (
 	"encoding/hex"
@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/espnode/espnode/seg/channel"
 )
 
 // Metadata keys of the model contract (ONNX metadata_props).
@@ -34,20 +36,10 @@ const (
 	logitsChannels = 1
 )
 
-// Code is a coded concept (a SNOMED CT code in practice) as the SEG encoder needs it.
-type Code struct {
-	Scheme  string `json:"scheme"`
-	Value   string `json:"value"`
-	Meaning string `json:"meaning"`
-}
-
-// ChannelInfo is one decoding channel as a model file describes it.
+// ChannelInfo is one decoding channel as a model file describes it: seg/channel's record of the
+// channel (the file may describe one the node's table lacks) and the query that selects it.
 type ChannelInfo struct {
-	Index    int    `json:"index"`
-	Name     string `json:"name"`
-	Label    string `json:"label"`
-	Category Code   `json:"category"`
-	Type     Code   `json:"type"`
+	channel.Channel
 	// Query is the value fed to the model's modality input for this channel.
 	Query int64 `json:"query"`
 }
@@ -166,7 +158,7 @@ func checkChannels(chs []ChannelInfo) []string {
 		}
 		for _, code := range []struct {
 			what string
-			c    Code
+			c    channel.Code
 		}{{"category", c.Category}, {"type", c.Type}} {
 			if code.c.Scheme == "" || code.c.Value == "" || code.c.Meaning == "" {
 				problems = append(problems, fmt.Sprintf("%s: %s code needs scheme, value and meaning", where, code.what))

@@ -1,6 +1,8 @@
-package store
-
-// All of the index's SQL is in this file.
+// Package sqlite is the embedded engine of the index and the job queue: one SQLite database
+// (pure Go, modernc.org/sqlite) holds the instance rows, River's tables (riversqlite) and the
+// pipeline's series table, so that a job commits in the same transaction as the row it is
+// about. It implements store.Index and store.Queue. All of the node's SQL is in this package.
+package sqlite
 
 import (
 	"context"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/espnode/espnode/store"
 )
 
 // migrations()[i] takes the schema from version i to i+1. Append only: a
@@ -85,19 +89,36 @@ CREATE TABLE instance (
 CREATE INDEX instance_series ON instance (series_pk);
 CREATE INDEX instance_sop_class ON instance (sop_class_uid);
 CREATE INDEX instance_received ON instance (received_at);
+`, `
+ALTER TABLE instance ADD COLUMN dataset_offset INTEGER NOT NULL DEFAULT 0;
+-- The pipeline's series table (series mode): which instances of a series arrived, and when. It
+-- was made by the pipeline itself before it moved here, hence IF NOT EXISTS.
+CREATE TABLE IF NOT EXISTS pipeline_series_instance (
+	series_uid       TEXT NOT NULL,
+	sop_instance_uid TEXT NOT NULL,
+	instance_number  INTEGER NOT NULL,
+	received_at      BIGINT NOT NULL,
+	PRIMARY KEY (series_uid, sop_instance_uid)
+);
 `}
 }
 
-// sqliteIndex keeps two pools: one connection for writes, since SQLite has
-// one writer at a time and queueing in Go is cheaper than spinning on
-// SQLITE_BUSY, and several read-only ones, which WAL lets run beside it.
-type sqliteIndex struct {
+// Engine keeps two pools: one connection for writes, since SQLite has one writer at a time and
+// queueing in Go is cheaper than spinning on SQLITE_BUSY, and several read-only ones, which WAL
+// lets run beside it. The job queue runs on the writer, in the index's transactions.
+type Engine struct {
+	*Queue
 	w, r *sql.DB
 	// Statements of the hot path, prepared once: parsing SQL on every call was a quarter of the
 	// CPU time of a small C-STORE (profiled with perf on 1,000 objects).
 	putStmts stmts
 	getStmt  *sql.Stmt
 }
+
+var (
+	_ store.Index = (*Engine)(nil)
+	_ store.Queue = (*Engine)(nil)
+)
 
 // stmts are the statements of an index put, prepared on the writer.
 type stmts struct {
@@ -129,15 +150,14 @@ const (
 	selectInstanceSeries = `SELECT series_pk FROM instance WHERE sop_instance_uid = ?`
 )
 
-func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
+// Open opens (creating if needed) the database at path and brings its schema, River's tables
+// included, to this program's version. The caller makes sure no other process works the same
+// queue (RecoverJobs relies on it): datadir opens it under the data directory's lock.
+func Open(ctx context.Context, path string) (*Engine, error) {
 	// synchronous=FULL: a commit is on disk when it returns, which is what
 	// lets Put's caller answer Success. busy_timeout covers the moments WAL
 	// checkpoints take locks.
-	const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
-	// A file: URI, escaped, so that a data directory whose name holds ?, #
-	// or % still names the right file.
-	uri := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
-	w, err := sql.Open("sqlite", uri+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	w, err := sql.Open("sqlite", fileURI(path)+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
@@ -148,7 +168,11 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 		w.Close()
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", uri+pragmas+"&_pragma=query_only(1)")
+	if err := migrateQueue(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", fileURI(path)+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("index %s: %w", path, err)
@@ -156,45 +180,54 @@ func openSQLite(ctx context.Context, path string) (*sqliteIndex, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	x := &sqliteIndex{w: w, r: r}
+	x := &Engine{Queue: &Queue{db: w}, w: w, r: r}
 	ws, err := prepare(ctx, w, selectStudyPatient, selectInstanceSeries, upsertPatient, upsertStudy, upsertSeries, upsertInstance,
 		pkPatient, pkStudy, pkSeries)
 	if err != nil {
-		x.close()
+		x.Close()
 		return nil, fmt.Errorf("index %s: prepare: %w", path, err)
 	}
 	x.putStmts = stmts{studyPatient: ws[0], instanceSeries: ws[1], upsertPatient: ws[2], upsertStudy: ws[3], upsertSeries: ws[4],
 		upsertInstance: ws[5], pkPatient: ws[6], pkStudy: ws[7], pkSeries: ws[8]}
 	rs, err := prepare(ctx, r, selectInstance)
 	if err != nil {
-		x.close()
+		x.Close()
 		return nil, fmt.Errorf("index %s: prepare: %w", path, err)
 	}
 	x.getStmt = rs[0]
 	return x, nil
 }
 
-// OpenIndexDB opens the index database of the data directory dir for
-// another process than the one serving it, such as `espnode jobs`: WAL lets
-// it read and write beside the server, and the archive's lock is not taken.
-// The index must exist already. The caller closes the pool.
-func OpenIndexDB(ctx context.Context, dir string) (*sql.DB, error) {
-	path := filepath.Join(dir, indexName)
+const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+
+// fileURI names path as a file: URI, escaped, so that a data directory whose name holds ?, #
+// or % still names the right file.
+func fileURI(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+}
+
+// OpenQueue opens the job queue of an existing database for another process than the one
+// serving it, such as `espnode jobs`: WAL lets it read and write beside the server, whose
+// workers see its changes at their next poll. The caller closes it.
+func OpenQueue(ctx context.Context, path string) (*Queue, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
-	uri := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
-	db, err := sql.Open("sqlite", uri+pragmas)
+	db, err := sql.Open("sqlite", fileURI(path)+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("index %s: %w", path, err)
+	var exists int
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'river_job'`).Scan(&exists)
+	if err == nil && exists == 0 {
+		err = errors.New("this data directory has no job queue yet (espnode serve creates it)")
 	}
-	return db, nil
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	return &Queue{db: db, owned: true}, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -228,7 +261,8 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return tx.Commit()
 }
 
-func (x *sqliteIndex) close() error {
+// Close closes the statements and both pools.
+func (x *Engine) Close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{x.getStmt, x.putStmts.studyPatient, x.putStmts.instanceSeries, x.putStmts.upsertPatient, x.putStmts.upsertStudy, x.putStmts.upsertSeries, x.putStmts.upsertInstance,
 		x.putStmts.pkPatient, x.putStmts.pkStudy, x.putStmts.pkSeries} {
@@ -248,16 +282,17 @@ SELECT p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex,
 	i.sop_instance_uid, i.sop_class_uid, COALESCE(i.instance_number, 0), COALESCE(i.num_rows, 0),
 	COALESCE(i.num_columns, 0), COALESCE(i.number_of_frames, 0), i.image_type,
 	i.photometric_interpretation, i.specific_character_set, i.transfer_syntax_uid,
-	i.path, i.size, i.received_at, i.calling_ae, i.called_ae, i.remote_addr
+	i.path, i.size, i.dataset_offset, i.received_at, i.calling_ae, i.called_ae, i.remote_addr
 FROM instance i
 JOIN series se ON se.pk = i.series_pk
 JOIN study st ON st.pk = se.study_pk
 JOIN patient p ON p.pk = st.patient_pk
 WHERE i.sop_instance_uid = ?`
 
-func (x *sqliteIndex) get(ctx context.Context, uid string) (Instance, error) {
+// Get implements store.Index.
+func (x *Engine) Get(ctx context.Context, uid string) (store.Instance, error) {
 	var (
-		in       Instance
+		in       store.Instance
 		received string
 	)
 	err := x.getStmt.QueryRowContext(ctx, uid).Scan(
@@ -269,16 +304,16 @@ func (x *sqliteIndex) get(ctx context.Context, uid string) (Instance, error) {
 		&in.SOPInstanceUID, &in.SOPClassUID, &in.InstanceNumber, &in.Rows,
 		&in.Columns, &in.NumberOfFrames, &in.ImageType,
 		&in.PhotometricInterpretation, &in.SpecificCharacterSet, &in.TransferSyntaxUID,
-		&in.Path, &in.Size, &received, &in.CallingAE, &in.CalledAE, &in.RemoteAddr)
+		&in.Path, &in.Size, &in.DataSetOffset, &received, &in.CallingAE, &in.CalledAE, &in.RemoteAddr)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Instance{}, ErrNotFound
+		return store.Instance{}, store.ErrNotFound
 	}
 	if err != nil {
-		return Instance{}, fmt.Errorf("index: %w", err)
+		return store.Instance{}, fmt.Errorf("index: %w", err)
 	}
 	in.ReceivedAt, err = time.Parse(time.RFC3339Nano, received)
 	if err != nil {
-		return Instance{}, fmt.Errorf("index: received_at %q: %w", received, err)
+		return store.Instance{}, fmt.Errorf("index: received_at %q: %w", received, err)
 	}
 	return in, nil
 }
@@ -350,8 +385,8 @@ RETURNING pk`
 	upsertInstance = `
 INSERT INTO instance (sop_instance_uid, series_pk, sop_class_uid, instance_number, num_rows, num_columns,
 	number_of_frames, image_type, photometric_interpretation, specific_character_set, transfer_syntax_uid,
-	path, size, received_at, calling_ae, called_ae, remote_addr)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	path, size, dataset_offset, received_at, calling_ae, called_ae, remote_addr)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (sop_instance_uid) DO UPDATE SET
 	series_pk                  = excluded.series_pk,
 	sop_class_uid              = excluded.sop_class_uid,
@@ -365,6 +400,7 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
 	transfer_syntax_uid        = excluded.transfer_syntax_uid,
 	path                       = excluded.path,
 	size                       = excluded.size,
+	dataset_offset             = excluded.dataset_offset,
 	received_at                = excluded.received_at,
 	calling_ae                 = excluded.calling_ae,
 	called_ae                  = excluded.called_ae,
@@ -376,7 +412,8 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
 	deleteEmptyPatient = `DELETE FROM patient WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM study WHERE patient_pk = ?)`
 )
 
-func (x *sqliteIndex) put(ctx context.Context, in Instance, inTx func(*sql.Tx) error) error {
+// Put implements store.Index; inTx gets the queue's view of the transaction.
+func (x *Engine) Put(ctx context.Context, in store.Instance, inTx func(store.Tx) error) error {
 	tx, err := x.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
@@ -386,7 +423,7 @@ func (x *sqliteIndex) put(ctx context.Context, in Instance, inTx func(*sql.Tx) e
 		return fmt.Errorf("index: %w", err)
 	}
 	if inTx != nil {
-		if err := inTx(tx); err != nil {
+		if err := inTx(&queueTx{tx: tx, q: x.Queue}); err != nil {
 			return fmt.Errorf("index: in the instance's transaction: %w", err)
 		}
 	}
@@ -396,7 +433,7 @@ func (x *sqliteIndex) put(ctx context.Context, in Instance, inTx func(*sql.Tx) e
 	return nil
 }
 
-func (st *stmts) run(ctx context.Context, tx *sql.Tx, in Instance) error {
+func (st *stmts) run(ctx context.Context, tx *sql.Tx, in store.Instance) error {
 	now := in.ReceivedAt.UTC().Format(time.RFC3339Nano)
 
 	var prevPatient, prevSeries sql.NullInt64
@@ -438,7 +475,7 @@ func (st *stmts) run(ctx context.Context, tx *sql.Tx, in Instance) error {
 	if _, err := tx.StmtContext(ctx, st.upsertInstance).ExecContext(ctx, in.SOPInstanceUID, seriesPK, in.SOPClassUID,
 		nullIfZero(in.InstanceNumber), nullIfZero(in.Rows), nullIfZero(in.Columns), nullIfZero(in.NumberOfFrames),
 		in.ImageType, in.PhotometricInterpretation, in.SpecificCharacterSet, in.TransferSyntaxUID,
-		in.Path, in.Size, now, in.CallingAE, in.CalledAE, in.RemoteAddr); err != nil {
+		in.Path, in.Size, in.DataSetOffset, now, in.CallingAE, in.CalledAE, in.RemoteAddr); err != nil {
 		return fmt.Errorf("instance: %w", err)
 	}
 
@@ -477,14 +514,39 @@ func deleteEmpty(ctx context.Context, tx *sql.Tx, seriesPK int64) error {
 	return err
 }
 
-func (x *sqliteIndex) counts(ctx context.Context) (counts, error) {
-	var c counts
+// Counts implements store.Index.
+func (x *Engine) Counts(ctx context.Context) (store.Counts, error) {
+	var c store.Counts
 	err := x.r.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM patient), (SELECT COUNT(*) FROM study),
 		(SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)`).
-		Scan(&c.patients, &c.studies, &c.series, &c.instances)
+		Scan(&c.Patients, &c.Studies, &c.Series, &c.Instances)
 	if err != nil {
-		return counts{}, fmt.Errorf("index: %w", err)
+		return store.Counts{}, fmt.Errorf("index: %w", err)
 	}
 	return c, nil
+}
+
+// Remove implements store.Index.
+func (x *Engine) Remove(ctx context.Context, uid string) error {
+	tx, err := x.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	defer tx.Rollback()
+	var seriesPK int64
+	err = tx.QueryRowContext(ctx, `DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk`, uid).Scan(&seriesPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if err := deleteEmpty(ctx, tx, seriesPK); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: commit: %w", err)
+	}
+	return nil
 }

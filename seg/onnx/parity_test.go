@@ -1,4 +1,4 @@
-package runtime
+package onnx
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package runtime
+package onnx
 
 import (
 	"context"
@@ -27,12 +27,25 @@ type Options struct {
 	// shared cores spinning made S=256 runs 2.5 times slower and S=1024 runs 1.1 to 1.7
 	// times slower (docs/PERFORMANCE.md); on cores dedicated to inference it can save latency.
 	Spin bool
-	// MaxBatch is the most images run together (B); 0 means 1.
+	// MaxBatch is the most images run together (B); 0 means 1. DefaultBatch is the node's
+	// choice when the configuration leaves it open.
 	MaxBatch int
 	// BatchWait is how long the first image of a batch waits for others to join it.
 	BatchWait time.Duration
 	// Logger receives provider selection and batching events.
 	Logger zerolog.Logger
+}
+
+// DefaultBatch is the batch size for a requested provider when none is configured: 2 on the CPU,
+// where ONNX Runtime already spreads one image over every core and a larger batch only adds
+// waiting, and 8 for a GPU provider, whose throughput grows with the batch. ProviderAuto takes 8
+// even when it falls back to the CPU: a batch waits only BatchWait for company, so a lone image
+// is never held longer.
+func DefaultBatch(provider string) int {
+	if provider == ProviderCPU {
+		return 2
+	}
+	return 8
 }
 
 // ErrClosed is returned by Infer on a closed model.
@@ -114,6 +127,9 @@ func (m *Model) Metadata() *Metadata { return m.md }
 
 // InputSize returns S, the side of the square input the model takes.
 func (m *Model) InputSize() int { return m.md.InputSize }
+
+// MaxBatch returns the most images the model runs together.
+func (m *Model) MaxBatch() int { return m.maxBatch }
 
 // Provider returns the execution provider the session runs on.
 func (m *Model) Provider() string { return m.provider }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package store
+package fsarchive
 
 // lockDir does nothing where flock is missing: run one process per data
 // directory there.

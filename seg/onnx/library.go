@@ -1,8 +1,8 @@
-// Package runtime runs the node's segmentation models through ONNX Runtime: it finds the
+// Package onnx runs the node's segmentation models through ONNX Runtime: it finds the
 // ONNX Runtime shared library, picks an execution provider, validates a model file against the
 // model contract (docs/DESIGN.md, "The model contract"), and serves concurrent callers from one
 // session per file, gathering their images into batches.
-package runtime
+package onnx
 
 import (
 	"errors"

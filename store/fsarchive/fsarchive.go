@@ -1,0 +1,268 @@
+// Package fsarchive is the archive engine of one machine: each object is a file under a root
+// directory, named by its key, written to root/tmp first, fsynced, renamed into place and made
+// durable by fsyncing the directories whose entries changed. It implements store.Archive.
+package fsarchive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/store"
+)
+
+// Layout under the root.
+const (
+	// TmpDir holds objects being written; it is emptied when the archive opens.
+	TmpDir = "tmp"
+	// LockFile is flock(2)ed while a process has the archive open.
+	LockFile = "LOCK"
+)
+
+// maxSyncedDirs bounds the synced-directory memo; forgetting costs only a redundant fsync.
+const maxSyncedDirs = 100_000
+
+// Options configure an Archive.
+type Options struct {
+	// Logger receives what Open cleans up.
+	Logger zerolog.Logger
+}
+
+// Archive is a store.Archive of files under a root directory. Its methods are safe for
+// concurrent use; one process at a time has a root open.
+type Archive struct {
+	root, tmp string
+	log       zerolog.Logger
+	unlock    func() error
+
+	// synced holds directories whose entry in their parent this process has fsynced; a
+	// directory made by a concurrent Commit is not durable until its parent is synced, so
+	// presence on disk alone is not enough.
+	syncMu sync.Mutex
+	synced map[string]struct{}
+}
+
+var _ store.Archive = (*Archive)(nil)
+
+// Open opens (creating if needed) the archive rooted at dir: it takes dir/LOCK, so that two
+// processes never share a root (each would delete the other's unfinished objects), and removes
+// what a crashed writer left in dir/tmp.
+func Open(dir string, opts Options) (*Archive, error) {
+	if dir == "" {
+		return nil, errors.New("archive: no directory")
+	}
+	a := &Archive{root: dir, tmp: filepath.Join(dir, TmpDir), log: opts.Logger, synced: map[string]struct{}{}}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	unlock, err := lockDir(filepath.Join(dir, LockFile))
+	if err != nil {
+		return nil, fmt.Errorf("archive: %s: %w", dir, err)
+	}
+	a.unlock = unlock
+	fail := func(err error) (*Archive, error) {
+		unlock()
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if err := os.Mkdir(a.tmp, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fail(err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	a.markSynced(dir)
+	if err := a.cleanTmp(); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+// cleanTmp removes leftovers of writes that did not finish: the lock makes sure no other
+// process is writing there.
+func (a *Archive) cleanTmp() error {
+	entries, err := os.ReadDir(a.tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(a.tmp, e.Name())); err != nil {
+			return err
+		}
+	}
+	if len(entries) > 0 {
+		a.log.Warn().Int("files", len(entries)).Str("dir", a.tmp).
+			Msg("removed temporary files of unfinished stores (a crash or kill during a transfer)")
+	}
+	return nil
+}
+
+// Close releases the root.
+func (a *Archive) Close() error { return a.unlock() }
+
+// file returns the path of key's file, refusing a key that would leave the root or name the
+// archive's own files.
+func (a *Archive) file(key string) (string, error) {
+	rel := filepath.FromSlash(key)
+	first, _, _ := strings.Cut(key, "/")
+	if key == "" || !filepath.IsLocal(rel) || filepath.ToSlash(filepath.Clean(rel)) != key || first == TmpDir || first == LockFile {
+		return "", fmt.Errorf("archive: %q is not an object key", key)
+	}
+	return filepath.Join(a.root, rel), nil
+}
+
+// Create starts an object in root/tmp.
+func (a *Archive) Create(ctx context.Context) (store.ObjectWriter, error) {
+	f, err := os.CreateTemp(a.tmp, "put-*.part")
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	return &writer{a: a, f: f}, nil
+}
+
+// Open opens key's file at offset.
+func (a *Archive) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	name, err := a.file(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if offset > 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// Remove deletes key's file.
+func (a *Archive) Remove(ctx context.Context, key string) error {
+	name, err := a.file(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return nil
+}
+
+// writer is one object being written to a temporary file.
+type writer struct {
+	a    *Archive
+	f    *os.File
+	done bool
+}
+
+func (w *writer) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+// Commit fsyncs the file, creates the key's directories (fsyncing the parent of each one this
+// process has not made durable yet), renames the file into place and fsyncs its directory.
+func (w *writer) Commit(ctx context.Context, key string) error {
+	if w.done {
+		return errors.New("archive: object already committed or aborted")
+	}
+	final, err := w.a.file(key)
+	if err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	dir := filepath.Dir(final)
+	if err := w.a.mkdirDurable(dir); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	_, statErr := os.Lstat(final)
+	replacing := statErr == nil
+	if err := os.Rename(w.f.Name(), final); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	w.done = true
+	if err := syncDir(dir); err != nil {
+		// A new name that may not survive a crash is withdrawn; a replaced object stays
+		// replaced, since removing it would lose the old one as well.
+		if !replacing {
+			os.Remove(final)
+		}
+		return fmt.Errorf("archive: %w", err)
+	}
+	return nil
+}
+
+// Abort removes the temporary file of an object not committed.
+func (w *writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return nil
+}
+
+// mkdirDurable creates dir and any missing parent below the root, making sure each one's entry
+// in its parent has been fsynced by this process.
+func (a *Archive) mkdirDurable(dir string) error {
+	if dir == a.root {
+		return nil // made and synced by Open
+	}
+	a.syncMu.Lock()
+	_, ok := a.synced[dir]
+	a.syncMu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := a.mkdirDurable(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	a.markSynced(dir)
+	return nil
+}
+
+func (a *Archive) markSynced(dir string) {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	if len(a.synced) >= maxSyncedDirs {
+		clear(a.synced)
+	}
+	a.synced[dir] = struct{}{}
+}
+
+// syncDir fsyncs a directory, making the entries created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}

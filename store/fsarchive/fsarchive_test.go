@@ -1,0 +1,163 @@
+package fsarchive
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+func openArchive(t *testing.T, dir string) *Archive {
+	t.Helper()
+	a, err := Open(dir, Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func put(t *testing.T, a *Archive, key, content string) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := a.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, content); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, a *Archive, key string, offset int64) string {
+	t.Helper()
+	rc, err := a.Open(context.Background(), key, offset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestObjects: an object is invisible until committed, then readable from any offset, replaced
+// by a commit under the same key, and gone after Remove (twice is fine).
+func TestObjects(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := openArchive(t, dir)
+	w, err := a.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "0123456789")
+	if _, err := a.Open(ctx, "archive/1.2/3.4/5.6.dcm", 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("uncommitted object readable: %v", err)
+	}
+	if err := w.Commit(ctx, "archive/1.2/3.4/5.6.dcm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Abort(); err != nil {
+		t.Errorf("Abort after Commit: %v", err)
+	}
+	if got := read(t, a, "archive/1.2/3.4/5.6.dcm", 4); got != "456789" {
+		t.Errorf("read from offset 4: %q", got)
+	}
+	put(t, a, "archive/1.2/3.4/5.6.dcm", "new")
+	if got := read(t, a, "archive/1.2/3.4/5.6.dcm", 0); got != "new" {
+		t.Errorf("replaced object reads %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "archive", "1.2", "3.4", "5.6.dcm")); err != nil {
+		t.Errorf("object not at its key's path: %v", err)
+	}
+	for range 2 {
+		if err := a.Remove(ctx, "archive/1.2/3.4/5.6.dcm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, TmpDir)); len(entries) != 0 {
+		t.Errorf("tmp holds %v", entries)
+	}
+}
+
+func TestAbortRemovesTheTemporaryFile(t *testing.T) {
+	dir := t.TempDir()
+	a := openArchive(t, dir)
+	w, err := a.Create(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "half")
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, TmpDir)); len(entries) != 0 {
+		t.Errorf("tmp holds %v after Abort", entries)
+	}
+	if err := w.Commit(context.Background(), "a/b"); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+}
+
+// TestKeysStayInTheRoot: no key names a file outside the root or the archive's own files.
+func TestKeysStayInTheRoot(t *testing.T) {
+	ctx := context.Background()
+	a := openArchive(t, t.TempDir())
+	for _, key := range []string{"", "../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "tmp/x", "LOCK"} {
+		w, err := a.Create(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(ctx, key); err == nil || !strings.Contains(err.Error(), "not an object key") {
+			t.Errorf("Commit(%q): %v, want a refusal", key, err)
+		}
+		w.Abort()
+		if _, err := a.Open(ctx, key, 0); err == nil {
+			t.Errorf("Open(%q) succeeded", key)
+		}
+	}
+}
+
+// TestOneProcessPerRoot: a second Open of a root in use fails; the first one's leftovers in
+// tmp are removed, and counted in the log, by the next Open.
+func TestOneProcessPerRoot(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := Open(dir, Options{}); err == nil {
+		b.Close()
+		t.Fatal("a second Open of the same root succeeded")
+	}
+	w, _ := a.Create(context.Background())
+	io.WriteString(w, "left over by a crash")
+	a.Close()
+	var log strings.Builder
+	b, err := Open(dir, Options{Logger: zerolog.New(&log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if entries, _ := os.ReadDir(filepath.Join(dir, TmpDir)); len(entries) != 0 {
+		t.Errorf("tmp holds %v after reopening", entries)
+	}
+	if !strings.Contains(log.String(), `"files":1`) {
+		t.Errorf("log does not count the removed file: %s", log.String())
+	}
+	if _, err := Open(filepath.Join(dir, LockFile), Options{}); err == nil {
+		t.Error("a file opened as a root")
+	}
+}

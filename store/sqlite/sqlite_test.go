@@ -1,0 +1,107 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/store"
+)
+
+// TestEveryKeyHasAColumn: the index matches every key store.Keys lists, at its level.
+func TestEveryKeyHasAColumn(t *testing.T) {
+	cols := columns()
+	for tag, k := range store.Keys() {
+		if _, ok := cols[tag]; !ok {
+			t.Errorf("no column for %s", tag)
+		}
+		if _, _, err := where(store.Query{Level: k.Level, Matches: []store.Match{{Tag: tag, Values: []string{"1"}}}}); err != nil {
+			t.Errorf("%s at %s level: %v", tag, k.Level, err)
+		}
+	}
+	if len(cols) != len(store.Keys()) {
+		t.Errorf("%d columns for %d keys", len(cols), len(store.Keys()))
+	}
+}
+
+func instance(study, series, sop string) store.Instance {
+	return store.Instance{PatientID: "P1", StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop,
+		SOPClassUID: "1.2.840.10008.5.1.4.1.1.7", TransferSyntaxUID: dcm.ExplicitVRLittleEndian, Path: "x", Size: 10,
+		DataSetOffset: 4, ReceivedAt: time.Now()}
+}
+
+// TestRemove: removing an instance removes its row, and its series, study and patient once
+// they are empty; an unknown instance is ErrNotFound.
+func TestRemove(t *testing.T) {
+	ctx := context.Background()
+	x := openEngine(t, t.TempDir())
+	for _, in := range []store.Instance{instance("1.1", "1.1.1", "1.1.1.1"), instance("1.1", "1.1.1", "1.1.1.2"), instance("1.1", "1.1.2", "1.1.2.1")} {
+		if err := x.Put(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		uid  string
+		want store.Counts
+	}{
+		{"1.1.1.1", store.Counts{Patients: 1, Studies: 1, Series: 2, Instances: 2}},
+		{"1.1.1.2", store.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 1}},
+		{"1.1.2.1", store.Counts{}},
+	} {
+		if err := x.Remove(ctx, tt.uid); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := x.Counts(ctx); err != nil || c != tt.want {
+			t.Errorf("after removing %s: %+v (%v), want %+v", tt.uid, c, err, tt.want)
+		}
+		if _, err := x.Get(ctx, tt.uid); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s still found: %v", tt.uid, err)
+		}
+	}
+	if err := x.Remove(ctx, "1.1.1.1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removing an unknown instance: %v", err)
+	}
+}
+
+// TestMigrateFromVersion1: an index made before the data set offset was recorded opens, keeps
+// its rows (offset 0: unknown) and gains the series table.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, err := sql.Open("sqlite", fileURI(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{migrations()[0], `CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version VALUES (1)`,
+		`INSERT INTO patient (pk, patient_id) VALUES (1, 'P1')`,
+		`INSERT INTO study (pk, patient_pk, study_uid, updated_at) VALUES (1, 1, '1.1', '2024-01-01T00:00:00Z')`,
+		`INSERT INTO series (pk, study_pk, series_uid, updated_at) VALUES (1, 1, '1.1.1', '2024-01-01T00:00:00Z')`,
+		`INSERT INTO instance (series_pk, sop_instance_uid, sop_class_uid, transfer_syntax_uid, path, size, received_at)
+			VALUES (1, '1.1.1.1', '1.2.3', '1.2.840.10008.1.2', 'archive/1.1/1.1.1/1.1.1.1.dcm', 100, '2024-01-01T00:00:00Z')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	x, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	in, err := x.Get(ctx, "1.1.1.1")
+	if err != nil || in.DataSetOffset != 0 || in.Size != 100 {
+		t.Fatalf("migrated row %+v (%v)", in, err)
+	}
+	if _, _, err := x.SeriesInstances(ctx, "1.1.1"); err != nil {
+		t.Errorf("series table after migration: %v", err)
+	}
+	var v int
+	if err := x.w.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations()) {
+		t.Errorf("schema version %d (%v), want %d", v, err, len(migrations()))
+	}
+}
