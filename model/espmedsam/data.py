@@ -242,11 +242,15 @@ class Tiled:
             z = np.load(cache)
             keep = [r for r in rows if r["channel"] in long_sides]
             if list(z["keys"]) == [f"{r['image']}@{long_sides[r['channel']]}" for r in keep]:
+                # an NpzFile reads (and keeps) a whole array at each z[key]: read each once, and
+                # copy the slices so that no sample keeps the flat array alive
+                flat_i, flat_m = z["images"], z["masks"]
                 images, masks, oi, om = [], [], 0, 0
                 for h, w in z["shapes"]:
-                    images.append(z["images"][oi:oi + h * w * 3].reshape(h, w, 3))
-                    masks.append(z["masks"][om:om + h * w].reshape(h, w))
+                    images.append(flat_i[oi:oi + h * w * 3].reshape(h, w, 3).copy())
+                    masks.append(flat_m[om:om + h * w].reshape(h, w).copy())
                     oi, om = oi + h * w * 3, om + h * w
+                del flat_i, flat_m
                 return cls(images, masks, keep, {int(a): int(b) for a, b in z["slots"]})
         t = cls.build(root, rows, long_sides)
         if cache:

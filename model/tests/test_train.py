@@ -246,6 +246,21 @@ class TestTiledTraining(OneThread):
         a, b, v = aug.random_crop(img[:, :40, :50], m[:, :40, :50], 64, 1, g)
         self.assertLess(float(v.mean()), 0.6)
 
+    def test_tiled_cache_round_trip(self):
+        need_data()
+        rows = data.select(SEG2D, "train")
+        rows = [r for r in rows if r["dataset"] == "drive"][:3] + [r for r in rows if r["dataset"] == "ph2"][:2]
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = os.path.join(tmp, "t.npz")
+            built = data.Tiled.load_or_build(SEG2D, rows, {3: 96}, cache)
+            loaded = data.Tiled.load_or_build(SEG2D, rows, {3: 96}, cache)
+        self.assertEqual(len(built), 3)  # only the tiled channel's rows
+        self.assertEqual(built.slot, loaded.slot)
+        for a, b in zip(built.images + built.masks, loaded.images + loaded.masks):
+            np.testing.assert_array_equal(a, b)
+            self.assertIsNone(b.base, "a loaded sample must not keep the whole cache array alive")
+        self.assertEqual(max(built.images[0].shape[:2]), 96)
+
     def test_cldice(self):
         t = torch.zeros(2, 1, 64, 64)
         t[:, :, 30:33, 5:60] = 1.0  # a vessel 3 pixels wide
