@@ -542,11 +542,68 @@ def train(args) -> Dict:
         log.write(json.dumps(entry) + "\n")
         log.flush()
         save_last()
+        if args.mode == "seg" or va_packed is not None:
+            write_summary("running")
         if not args.quiet:
             short = {str(c): (v["dice"], v["mode"]) for c, v in res.get("channels", {}).items()}
             print(json.dumps({"step": step, "minutes": entry["minutes"], "score": round(res["score"], 4),
                               "best": improved, "channels": short}), flush=True)
         last_val = time.time()
+
+    def write_summary(status: str) -> Dict:
+        """The run's record so far (``status`` running or finished): summary.json and ``--record``."""
+        best_entry = max((h for h in history), key=lambda h: h["val"]["score"])
+        summary = {
+            "status": status, "mode": args.mode,
+            "model": {"widths": args.widths, "size": args.size, "normalization": args.normalization,
+                      "config": model.cfg.to_dict(), "parameters": count_parameters(model),
+                      "trainable_parameters": sum(p.numel() for p in params)},
+            "data": {"root": os.path.relpath(os.path.abspath(args.data), REPO_ROOT) + " (relative to the repository root)",
+                     "manifest_sha256": manifest_sha256(rows), "rows": len(rows),
+                     "manifest_rows_hashed": "train rows used (training and validation slice), sorted raw MANIFEST.csv lines",
+                     "excluded": {f"{m}/{d}": why for (m, d), why in EXCLUDED.items()},
+                     "train": per_dataset_counts(train_rows), "validation": per_dataset_counts(val_rows),
+                     "validation_rule": f"per dataset, names sorted, item i with i % {args.val_every} == {args.val_every // 2}",
+                     "test_split": "never read"},
+            "training": {k: getattr(args, k) for k in ("batch", "lr", "weight_decay", "warmup", "epochs", "max_minutes",
+                                                         "alpha", "patch_weight", "clip", "seed", "threads", "val_minutes",
+                                                         "checkpoint_every", "thin_loss", "thin_weight", "cldice_iters")}
+            | {"optimizer": "AdamW", "schedule": "linear warm-up, cosine to 2% over min(epochs, max-minutes)",
+               "losses": ("mask: BCE + Dice; SPPG patch: BCE vs 32x32 max-pooled mask"
+                          + (f"; soft clDice ({args.cldice_iters} iterations, weight {args.thin_weight}) on channels "
+                             f"{sorted(thin)}" if args.thin_loss == "cldice" else "")) if args.mode == "seg"
+               else "MSE of image embeddings vs teacher; only 'med' parameters trainable",
+               "augment": "per modality, espmedsam/augment.py POLICIES" if not args.no_augment else "none",
+               "sampler": f"mixed-modality batches, channel probability ~ count^{args.alpha}",
+               "tiles": {str(c): {"long_side": l, "stride": s, "crop_share": p} for c, (l, s, p) in sorted(tiles.items())},
+               "crops_drawn": crops,
+               "validation": "espnode-eval-equivalent (espmedsam.infer.predict at the source size), every input mode "
+                             "a channel trains on, with and without its test-time flip"},
+            "steps": step, "skipped_steps": skipped, "epochs_done": round(step * args.batch / len(tr), 2),
+            "minutes": round(elapsed() / 60, 2), "pack_seconds": round(pack_s, 1),
+            "throughput": {"steps_per_s": round(step / max(train_s0 + train_s, 1e-9), 4),
+                           "note": "optimisation steps (batch, augmentation, forward, backward, AdamW) per second of "
+                                   "step time, validation excluded", "sessions": sessions},
+            "best": {"step": best_entry["step"], "epoch": best_entry["epoch"], "val": best_entry["val"]},
+            "final": history[-1]["val"],
+            "history": [{"step": h["step"], "minutes": h["minutes"], "score": round(h["val"]["score"], 5),
+                         "channels": {str(c): round(v["dice"], 5) for c, v in h["val"].get("channels", {}).items()}}
+                        for h in history],
+            "host": {"torch": torch.__version__, "python": platform.python_version(), "device": args.device,
+                     "cpus": os.cpu_count(), "blas": blas_in_use()},
+        }
+        if args.mode == "seg" and "channels" in best_entry["val"]:
+            summary["inputs"] = choose_inputs(best_entry["val"], tiles, args.size)
+        if args.mode == "distill":
+            summary["teacher"] = {"checkpoint": os.path.basename(args.teacher), "widths": args.teacher_widths}
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        if args.record:
+            os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
+            with open(args.record, "w") as f:
+                json.dump(summary, f, indent=1)
+                f.write("\n")
+        return summary
 
     while progress() < 1.0 and not os.path.exists(stop_file):
         t_step = time.time()
@@ -598,57 +655,7 @@ def train(args) -> Dict:
     validate()
     log.close()
 
-    best_entry = max((h for h in history), key=lambda h: h["val"]["score"])
-    summary = {
-        "mode": args.mode,
-        "model": {"widths": args.widths, "size": args.size, "normalization": args.normalization,
-                  "config": model.cfg.to_dict(), "parameters": count_parameters(model),
-                  "trainable_parameters": sum(p.numel() for p in params)},
-        "data": {"root": os.path.relpath(os.path.abspath(args.data), REPO_ROOT) + " (relative to the repository root)",
-                 "manifest_sha256": manifest_sha256(rows), "rows": len(rows),
-                 "manifest_rows_hashed": "train rows used (training and validation slice), sorted raw MANIFEST.csv lines",
-                 "excluded": {f"{m}/{d}": why for (m, d), why in EXCLUDED.items()},
-                 "train": per_dataset_counts(train_rows), "validation": per_dataset_counts(val_rows),
-                 "validation_rule": f"per dataset, names sorted, item i with i % {args.val_every} == {args.val_every // 2}",
-                 "test_split": "never read"},
-        "training": {k: getattr(args, k) for k in ("batch", "lr", "weight_decay", "warmup", "epochs", "max_minutes",
-                                                     "alpha", "patch_weight", "clip", "seed", "threads", "val_minutes",
-                                                     "checkpoint_every", "thin_loss", "thin_weight", "cldice_iters")}
-        | {"optimizer": "AdamW", "schedule": "linear warm-up, cosine to 2% over min(epochs, max-minutes)",
-           "losses": ("mask: BCE + Dice; SPPG patch: BCE vs 32x32 max-pooled mask"
-                      + (f"; soft clDice ({args.cldice_iters} iterations, weight {args.thin_weight}) on channels "
-                         f"{sorted(thin)}" if args.thin_loss == "cldice" else "")) if args.mode == "seg"
-           else "MSE of image embeddings vs teacher; only 'med' parameters trainable",
-           "augment": "per modality, espmedsam/augment.py POLICIES" if not args.no_augment else "none",
-           "sampler": f"mixed-modality batches, channel probability ~ count^{args.alpha}",
-           "tiles": {str(c): {"long_side": l, "stride": s, "crop_share": p} for c, (l, s, p) in sorted(tiles.items())},
-           "crops_drawn": crops,
-           "validation": "espnode-eval-equivalent (espmedsam.infer.predict at the source size), every input mode "
-                         "a channel trains on, with and without its test-time flip"},
-        "steps": step, "skipped_steps": skipped, "epochs_done": round(step * args.batch / len(tr), 2),
-        "minutes": round(elapsed() / 60, 2), "pack_seconds": round(pack_s, 1),
-        "throughput": {"steps_per_s": round(step / max(train_s0 + train_s, 1e-9), 4),
-                       "note": "optimisation steps (batch, augmentation, forward, backward, AdamW) per second of "
-                               "step time, validation excluded", "sessions": sessions},
-        "best": {"step": best_entry["step"], "epoch": best_entry["epoch"], "val": best_entry["val"]},
-        "final": history[-1]["val"],
-        "history": [{"step": h["step"], "minutes": h["minutes"], "score": round(h["val"]["score"], 5),
-                     "channels": {str(c): round(v["dice"], 5) for c, v in h["val"].get("channels", {}).items()}}
-                    for h in history],
-        "host": {"torch": torch.__version__, "python": platform.python_version(), "device": args.device,
-                 "cpus": os.cpu_count(), "blas": blas_in_use()},
-    }
-    if args.mode == "seg" and "channels" in best_entry["val"]:
-        summary["inputs"] = choose_inputs(best_entry["val"], tiles, args.size)
-    if args.mode == "distill":
-        summary["teacher"] = {"checkpoint": os.path.basename(args.teacher), "widths": args.teacher_widths}
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    if args.record:
-        os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
-        with open(args.record, "w") as f:
-            json.dump(summary, f, indent=1)
-            f.write("\n")
+    summary = write_summary("finished")
     return summary
 
 
