@@ -164,6 +164,9 @@ def main(argv=None):
     ap.add_argument("--write-plausibility", action="store_true",
                     help="train split only: store the statistics and bounds in the record (key plausibility)")
     ap.add_argument("--json", help="write the per-image figures and the summary here")
+    ap.add_argument("--channels", help="comma-separated channel names to score (default all)")
+    ap.add_argument("--every", type=int, default=1,
+                    help="every n-th image per dataset (names sorted) only: a quick look, not for shipping")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -177,11 +180,24 @@ def main(argv=None):
     model = load_run_model(a.run, rec, a.checkpoint)
     inputs = record_inputs(rec, model.cfg.img_size)
     rows = select(root, a.split)
+    if a.channels:
+        want = {channel_indices()[c] for c in a.channels.split(",")}
+        rows = [r for r in rows if r["channel"] in want]
+    if a.every > 1:
+        seen: Dict = {}
+        keep = []
+        for r in rows:
+            k = seen.get(r["dataset"], 0)
+            seen[r["dataset"]] = k + 1
+            if k % a.every == 0:
+                keep.append(r)
+        rows = keep
     per = measure(model, root, rows, inputs, progress=True)
     plaus = rec.get("plausibility")
     if a.split == "train":
-        plaus = plausibility(per, f"train split ({len(per)} images: training rows and validation slice), "
-                                  f"checkpoint {a.checkpoint}, inputs as in the record")
+        plaus = plausibility(per, f"train split ({len(per)} images: training rows and validation slice"
+                                  + (f", every {a.every}th per dataset" if a.every > 1 else "")
+                                  + f"), checkpoint {a.checkpoint}, inputs as in the record")
         if a.write_plausibility:
             rec["plausibility"] = plaus
             with open(a.record + ".tmp", "w") as f:

@@ -660,15 +660,20 @@ def train(args) -> Dict:
 
 
 def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int) -> Dict[str, Dict]:
-    """Per channel (by name), the input the validation supports: the best mode, and its test-time
-    flip only where it raised validation Dice by at least ``TTA_MIN_GAIN``; each with the figures
-    that decided it."""
+    """Per channel (by name), the input the validation supports: the best mode (tiles over letterbox
+    only by ``TILES_MIN_GAIN``), and its test-time flip only where it raised validation Dice by at
+    least ``TTA_MIN_GAIN`` and the speed budget (``MAX_INPUTS``, ``MAX_INPUTS_TILED``) allows it;
+    each with the figures that decided it."""
     names = {v: k for k, v in channel_indices().items()}
     out = {}
     for c, ch in val["channels"].items():
         c = int(c)
-        m = ch["modes"][ch["mode"]]
-        if ch["mode"] == "letterbox":
+        mode = ch["mode"]
+        if mode != "letterbox" and "letterbox" in ch["modes"] and \
+                ch["modes"][mode]["dice"] - ch["modes"]["letterbox"]["dice"] < TILES_MIN_GAIN:
+            mode = "letterbox"  # tiles cost several inputs an image: only for a clear gain
+        m = ch["modes"][mode]
+        if mode == "letterbox":
             spec = infer.LETTERBOX
         else:
             long_side, stride, _ = tiles[c]
@@ -676,14 +681,36 @@ def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int
         flips = tta_flips(c)
         key = "dice+" + "".join(flips) if flips else None
         gain = m.get(key, -1.0) - m["dice"] if key else None
-        if gain is not None and gain >= TTA_MIN_GAIN:
+        budget = MAX_INPUTS_TILED if spec.mode == "tiles" else MAX_INPUTS
+        fits = worst_case_inputs(spec, size) * (1 + len(flips)) <= budget
+        why = None
+        if gain is not None and gain >= TTA_MIN_GAIN and fits:
             spec = infer.ChannelInput(**{**spec.__dict__, "flips": flips})
+        elif gain is not None and gain >= TTA_MIN_GAIN:
+            why = (f"flip gained {gain:.4f} Dice but {worst_case_inputs(spec, size) * (1 + len(flips))} model inputs "
+                   f"exceed the budget of {budget}")
         out[names[c]] = {"input": spec.to_json(), "dice": m["dice"], "dice_with_flip": m.get(key) if key else None,
-                         "modes": {k: v["dice"] for k, v in ch["modes"].items()}}
+                         "modes": {k: v["dice"] for k, v in ch["modes"].items()},
+                         "model_inputs_worst_case": worst_case_inputs(spec, size) * (1 + len(spec.flips))}
+        if why:
+            out[names[c]]["flip_not_kept"] = why
     return out
 
 
 TTA_MIN_GAIN = 0.005  # a flip doubles the inference time: keep it only for a clear gain
+TILES_MIN_GAIN = 0.01  # where a channel trains both ways, tiles (4 or more inputs) must beat letterbox by this
+# Speed budget (issue 15): 100 ms an image, 300 ms a tiled fundus image, through the Go runtime on
+# two cores; one compact-256 input costs about 25 ms batched there (load about 1).
+MAX_INPUTS = 4
+MAX_INPUTS_TILED = 12
+
+
+def worst_case_inputs(spec: infer.ChannelInput, size: int) -> int:
+    """Model inputs for a square image of the channel (the most tiles its working size gives)."""
+    if spec.mode != "tiles":
+        return 1
+    side = spec.long_side or size
+    return len(infer.tile_positions(side, size, spec.stride)) ** 2
 
 
 def parser():

@@ -270,6 +270,25 @@ class TestTiledTraining(OneThread):
         self.assertGreater(float(sk[0, 0, 31, 10:50].mean()), 0.9)
         self.assertLess(float(sk[0, 0, 30, 10:50].mean() + sk[0, 0, 32, 10:50].mean()), 0.2)
 
+    def test_choose_inputs_keeps_what_validation_and_the_budget_support(self):
+        def ch(modes, best):
+            return {"modes": modes, "mode": best, "dice": modes[best]["dice"]}
+        val = {"channels": {
+            "0": ch({"letterbox": {"dice": 0.90, "dice+h": 0.92}}, "letterbox"),  # flip pays: kept
+            "2": ch({"letterbox": {"dice": 0.70, "dice+h": 0.702}}, "letterbox"),  # too small a gain
+            "3": ch({"tiles:640:192": {"dice": 0.50, "dice+h": 0.52}}, "tiles:640:192"),  # 18 inputs > 12
+            "4": ch({"letterbox": {"dice": 0.80, "dice+h": 0.80}, "tiles:448:192": {"dice": 0.805, "dice+h": 0.81}},
+                    "tiles:448:192"),  # tiles win by less than 0.01: letterbox
+        }}
+        got = train.choose_inputs(val, {3: (640, 192, 1.0), 4: (448, 192, 0.5)}, 256)
+        self.assertEqual(got["dermoscopy"]["input"], {"mode": "letterbox", "flips": ["h"]})
+        self.assertEqual(got["ultrasound"]["input"], {"mode": "letterbox"})
+        self.assertEqual(got["fundus"]["input"]["mode"], "tiles")
+        self.assertNotIn("flips", got["fundus"]["input"])
+        self.assertIn("budget", got["fundus"]["flip_not_kept"])
+        self.assertEqual(got["fundus"]["model_inputs_worst_case"], 9)
+        self.assertEqual(got["microscopy"]["input"], {"mode": "letterbox"})
+
     def test_parse_tiles(self):
         self.assertEqual(train.parse_tiles(["fundus=640:192", "4=448:192@0.5"]), {3: (640, 192, 1.0), 4: (448, 192, 0.5)})
         with self.assertRaises(ValueError):

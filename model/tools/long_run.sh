@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/long}
 MINUTES=${MINUTES:-600}
-THIN=${THIN:-none}
+THIN=${THIN:-cldice}
 DATA=${DATA:-../../shared/data/seg2d}
 OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-pthread
 
