@@ -53,9 +53,13 @@ def load_run_model(run: str, record: Dict, checkpoint: str = "best.pth"):
 
 
 def record_inputs(record: Dict, size: int) -> Dict[int, infer.ChannelInput]:
-    """Channel index -> input spec, from the record's ``inputs`` (missing: letterbox)."""
+    """Channel index -> input spec chosen from the record's best validation (train.inputs_from_record;
+    a channel without one: letterbox)."""
+    from .train import inputs_from_record
+
     idx = channel_indices()
-    return {idx[name]: infer.ChannelInput.from_json(v["input"], size) for name, v in record.get("inputs", {}).items()}
+    chosen = inputs_from_record(record) if "channels" in record.get("best", {}).get("val", {}) else {}
+    return {idx[name]: infer.ChannelInput.from_json(v["input"], size) for name, v in chosen.items()}
 
 
 def measure(model, root: str, rows: Sequence[Dict], inputs: Dict[int, infer.ChannelInput],

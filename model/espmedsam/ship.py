@@ -23,6 +23,7 @@ import tempfile
 import torch
 
 from .export import export, sha256_file
+from .train import inputs_from_record
 
 MAX_BYTES = 25 * 1000 * 1000  # issue 15: the shipped ONNX file is at most 25 MB
 
@@ -35,6 +36,8 @@ def ship(run: str, record: str, out: str, model_version: str, name: str = "") ->
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, name)
         shutil.copyfile(os.path.join(run, "best.pth"), ckpt)
+        if "channels" in rec.get("best", {}).get("val", {}):
+            rec["inputs"] = inputs_from_record(rec)  # today's rules, whichever trainer wrote the record
         inputs = {k: v["input"] for k, v in rec.get("inputs", {}).items()} or None
         plaus = rec.get("plausibility")
         meta = export(out, checkpoint=ckpt, widths=m["widths"], size=m["size"], normalization=m["normalization"],

@@ -662,7 +662,7 @@ def train(args) -> Dict:
 def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int) -> Dict[str, Dict]:
     """Per channel (by name), the input the validation supports: the best mode (tiles over letterbox
     only by ``TILES_MIN_GAIN``), and its test-time flip only where it raised validation Dice by at
-    least ``TTA_MIN_GAIN`` and the speed budget (``MAX_INPUTS``, ``MAX_INPUTS_TILED``) allows it;
+    least ``TTA_MIN_GAIN`` and the speed budget (``MAX_INPUTS``; fundus ``MAX_INPUTS_TILED_FUNDUS``) allows it;
     each with the figures that decided it."""
     names = {v: k for k, v in channel_indices().items()}
     out = {}
@@ -681,7 +681,7 @@ def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int
         flips = tta_flips(c)
         key = "dice+" + "".join(flips) if flips else None
         gain = m.get(key, -1.0) - m["dice"] if key else None
-        budget = MAX_INPUTS_TILED if spec.mode == "tiles" else MAX_INPUTS
+        budget = MAX_INPUTS_BY_CHANNEL.get(c, MAX_INPUTS)
         fits = worst_case_inputs(spec, size) * (1 + len(flips)) <= budget
         why = None
         if gain is not None and gain >= TTA_MIN_GAIN and fits:
@@ -702,7 +702,16 @@ TILES_MIN_GAIN = 0.01  # where a channel trains both ways, tiles (4 or more inpu
 # Speed budget (issue 15): 100 ms an image, 300 ms a tiled fundus image, through the Go runtime on
 # two cores; one compact-256 input costs about 25 ms batched there (load about 1).
 MAX_INPUTS = 4
-MAX_INPUTS_TILED = 12
+MAX_INPUTS_TILED_FUNDUS = 12
+MAX_INPUTS_BY_CHANNEL = {3: MAX_INPUTS_TILED_FUNDUS}  # the fundus channel (index 3) has the 300 ms budget
+
+
+def inputs_from_record(record: Dict) -> Dict[str, Dict]:
+    """The record's input choice, recomputed from its best validation with this code's rules (so
+    that a record written by an older trainer is judged by today's budget)."""
+    tiles = {int(c): (v["long_side"], v["stride"], v["crop_share"])
+             for c, v in record.get("training", {}).get("tiles", {}).items()}
+    return choose_inputs(record["best"]["val"], tiles, record["model"]["size"])
 
 
 def worst_case_inputs(spec: infer.ChannelInput, size: int) -> int:

@@ -280,6 +280,12 @@ class TestTiledTraining(OneThread):
             "4": ch({"letterbox": {"dice": 0.80, "dice+h": 0.80}, "tiles:448:192": {"dice": 0.805, "dice+h": 0.81}},
                     "tiles:448:192"),  # tiles win by less than 0.01: letterbox
         }}
+        tiled_micro = {"channels": {"4": ch({"letterbox": {"dice": 0.57, "dice+h": 0.59},
+                                             "tiles:448:192": {"dice": 0.74, "dice+h": 0.75}}, "tiles:448:192")}}
+        got = train.choose_inputs(tiled_micro, {4: (448, 192, 0.5)}, 256)["microscopy"]
+        self.assertEqual(got["input"]["mode"], "tiles")  # a clear gain
+        self.assertNotIn("flips", got["input"])  # 8 inputs: over the 100 ms budget of a non-fundus channel
+        self.assertEqual(got["model_inputs_worst_case"], 4)
         got = train.choose_inputs(val, {3: (640, 192, 1.0), 4: (448, 192, 0.5)}, 256)
         self.assertEqual(got["dermoscopy"]["input"], {"mode": "letterbox", "flips": ["h"]})
         self.assertEqual(got["ultrasound"]["input"], {"mode": "letterbox"})

@@ -65,7 +65,7 @@ for r in rows:
           + " ".join(f'{c}:{v["dice"]:.3f}' for c, v in ch.items()))
 PY
 	fi
-	[ -f "$RUN/record.json" ] && echo "record: $RUN/record.json (written when the run ends)"
+	[ -f "$RUN/record.json" ] && echo "record: $RUN/record.json (rewritten at each validation; status running, then finished)"
 	;;
 stop)
 	touch "$RUN/STOP"
