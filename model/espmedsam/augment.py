@@ -88,7 +88,15 @@ def augment(images: torch.Tensor, masks: torch.Tensor, sizes: torch.Tensor, chan
     masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     valid = F.grid_sample(valid, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     keep = (valid > 0.5).to(images.dtype)
-    for i in range(b):
+    return photometric(images, keep, channels, g, policies), (masks * keep).clamp(0, 1)
+
+
+def photometric(images: torch.Tensor, keep: torch.Tensor, channels: torch.Tensor, g: torch.Generator,
+                policies: Dict[int, Policy] = POLICIES) -> torch.Tensor:
+    """Brightness, contrast, saturation, hue and gamma per sample's policy, inside ``keep``
+    (B,1,S,S) 0/1; outside it the image is zero (padding stays padding)."""
+    images = images.clone()
+    for i in range(images.shape[0]):
         p = policies.get(int(channels[i]), Policy())
         x = images[i]
         m = keep[i]
@@ -107,8 +115,36 @@ def augment(images: torch.Tensor, masks: torch.Tensor, sizes: torch.Tensor, chan
         if p.gamma:
             x = 255.0 * (x / 255.0).pow(_u(g, 1 - p.gamma, 1 + p.gamma))
         images[i] = x * m
-    masks = masks * keep
-    return images.clamp(0, 255), masks.clamp(0, 1)
+    return images.clamp(0, 255)
+
+
+def random_crop(image: torch.Tensor, mask: torch.Tensor, size: int, channel: int, g: torch.Generator,
+                policies: Dict[int, Policy] = POLICIES):
+    """One random size x size crop of a working-size image (3,H,W) 0..255 and soft mask (1,H,W)
+    0..1, with the channel's flips, rotation and scale about the crop's centre, sampled from the
+    whole image (no black corners inside it; zeros beyond its border, as the tiling pads).
+    The centre is uniform over the positions that keep an axis's crop inside the image (the
+    middle when the axis is shorter than the crop). Returns (image (3,S,S), mask (1,S,S),
+    valid (1,S,S) 0/1); photometric changes are left to ``photometric``."""
+    p = policies.get(int(channel), Policy())
+    _, h, w = image.shape
+    half = size / 2.0
+    cx = _u(g, half, w - half) if w > size else w / 2.0
+    cy = _u(g, half, h - half) if h > size else h / 2.0
+    a = math.radians(_u(g, -p.rotate, p.rotate))
+    k = _u(g, *p.scale)
+    fx = -1.0 if p.hflip and _u(g, 0, 1) < p.hflip else 1.0
+    fy = -1.0 if p.vflip and _u(g, 0, 1) < p.vflip else 1.0
+    q = torch.arange(size, dtype=torch.float32) + 0.5 - half
+    qy, qx = torch.meshgrid(q * fy, q * fx, indexing="ij")
+    ca, sa = math.cos(a), math.sin(a)
+    ix = cx + (ca * qx + sa * qy) / k
+    iy = cy + (-sa * qx + ca * qy) / k
+    grid = torch.stack([ix / w * 2 - 1, iy / h * 2 - 1], dim=-1).unsqueeze(0)
+    src = torch.cat([image, mask, torch.ones_like(mask)], 0).unsqueeze(0)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    keep = (out[4:5] > 0.5).to(out.dtype)
+    return out[:3] * keep, (out[3:4] * keep).clamp(0, 1), keep
 
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])

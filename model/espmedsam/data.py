@@ -166,3 +166,94 @@ class Packed:
             os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
             p.save(cache)
         return p
+
+
+def load_source(root: str, row: Dict) -> Tuple[np.ndarray, np.ndarray]:
+    """(image uint8 [H,W,3] RGB, mask bool [H,W]) at the source size, as espnode eval reads them."""
+    from PIL import Image
+
+    with Image.open(os.path.join(root, row["image"])) as im:
+        img = np.asarray(im.convert("RGB"))
+    with Image.open(os.path.join(root, row["mask"])) as mk:
+        m = np.asarray(mk.convert("L")) > 127
+    if m.shape != img.shape[:2]:
+        raise ValueError(f"{row['mask']}: size {m.shape[::-1]}, image {img.shape[1::-1]}")
+    return img, m
+
+
+class Sources:
+    """Source-size images and masks of some rows (validation and evaluation through the
+    reference inference, infer.predict)."""
+
+    def __init__(self, root: str, rows: Sequence[Dict]):
+        self.rows = list(rows)
+        self.items = [load_source(root, r) for r in self.rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+
+class Tiled:
+    """Samples of tiled channels at their working size (infer.working_size of the channel's
+    long side, resized with the node's filter): images uint8 [h,w,3] and soft masks uint8 [h,w]
+    (0..255), one per row; ``slot[i]`` is the row's position in the training rows."""
+
+    def __init__(self, images, masks, rows, slot):
+        self.images, self.masks, self.rows, self.slot = images, masks, rows, slot
+
+    def __len__(self):
+        return len(self.rows)
+
+    @classmethod
+    def build(cls, root: str, rows: Sequence[Dict], long_sides: Dict[int, int]) -> "Tiled":
+        from .infer import resample, working_size
+
+        images, masks, keep, slot = [], [], [], {}
+        for i, r in enumerate(rows):
+            if r["channel"] not in long_sides:
+                continue
+            img, m = load_source(root, r)
+            h, w = m.shape
+            ww, wh = working_size(w, h, long_sides[r["channel"]])
+            im = np.clip(np.rint(resample(img.astype(np.float32), ww, wh)), 0, 255).astype(np.uint8)
+            mk = np.clip(np.rint(resample(m.astype(np.float32) * 255.0, ww, wh)), 0, 255).astype(np.uint8)
+            slot[i] = len(keep)
+            images.append(im)
+            masks.append(mk)
+            keep.append(r)
+        return cls(images, masks, keep, slot)
+
+    def key(self, long_sides: Dict[int, int]) -> List[str]:
+        return [f"{r['image']}@{long_sides[r['channel']]}" for r in self.rows]
+
+    def save(self, path: str, long_sides: Dict[int, int]) -> None:
+        shapes = np.array([m.shape for m in self.masks], np.int64).reshape(-1, 2)
+        flat_i = np.concatenate([a.reshape(-1) for a in self.images]) if self.images else np.zeros(0, np.uint8)
+        flat_m = np.concatenate([a.reshape(-1) for a in self.masks]) if self.masks else np.zeros(0, np.uint8)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, images=flat_i, masks=flat_m, shapes=shapes, keys=np.array(self.key(long_sides)),
+                 slots=np.array(sorted(self.slot.items()), np.int64).reshape(-1, 2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load_or_build(cls, root: str, rows: Sequence[Dict], long_sides: Dict[int, int],
+                      cache: Optional[str] = None) -> "Tiled":
+        if cache and os.path.isfile(cache):
+            z = np.load(cache)
+            keep = [r for r in rows if r["channel"] in long_sides]
+            if list(z["keys"]) == [f"{r['image']}@{long_sides[r['channel']]}" for r in keep]:
+                # an NpzFile reads (and keeps) a whole array at each z[key]: read each once, and
+                # copy the slices so that no sample keeps the flat array alive
+                flat_i, flat_m = z["images"], z["masks"]
+                images, masks, oi, om = [], [], 0, 0
+                for h, w in z["shapes"]:
+                    images.append(flat_i[oi:oi + h * w * 3].reshape(h, w, 3).copy())
+                    masks.append(flat_m[om:om + h * w].reshape(h, w).copy())
+                    oi, om = oi + h * w * 3, om + h * w
+                del flat_i, flat_m
+                return cls(images, masks, keep, {int(a): int(b) for a, b in z["slots"]})
+        t = cls.build(root, rows, long_sides)
+        if cache:
+            os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+            t.save(cache, long_sides)
+        return t

@@ -24,11 +24,14 @@ import torch
 
 from . import __version__
 from .channels import channel_for_checkpoint, load_channels, select, validate_channel
+from .infer import ChannelInput, format_channel_inputs, parse_channel_inputs
 from .model import DEFAULT_NORMALIZATION, NORMALIZATIONS, ESPMedSAM, build_model
 from .config import preset, PRESETS
 
 OPSET = 17
 META_PREFIX = "espnode."
+OUTPUT_LOGITS = "logits"
+OUTPUT_PATCH = "patch_logits"  # optional second output
 MODEL_NAMES = {"published": "esp-medsam", "compact": "esp-medsam-compact", "tiny": "esp-medsam-tiny"}
 
 
@@ -73,8 +76,20 @@ def load_checkpoint(model: ESPMedSAM, path: str) -> None:
     model.load_state_dict(extract_state_dict(obj), strict=True)
 
 
-def export_onnx(model: ESPMedSAM, path: str, opset: int = OPSET, batch: int = 2) -> None:
-    """Trace with a mixed-modality example batch; N is a dynamic axis."""
+class _WithPatch(torch.nn.Module):
+    """Export view: (logits, SPPG patch logits) as two graph outputs."""
+
+    def __init__(self, model: ESPMedSAM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, modality):
+        return self.model.forward_with_patch(image, modality)
+
+
+def export_onnx(model: ESPMedSAM, path: str, opset: int = OPSET, batch: int = 2, patch_output: bool = False) -> None:
+    """Trace with a mixed-modality example batch; N is a dynamic axis. ``patch_output`` adds the
+    optional second output ``patch_logits`` [N,1,S/32,S/32] (the SPPG patch head's logits)."""
     model = model.eval()
     s = model.cfg.img_size
     image = torch.rand(batch, 3, s, s) * 255.0
@@ -82,21 +97,24 @@ def export_onnx(model: ESPMedSAM, path: str, opset: int = OPSET, batch: int = 2)
     kwargs = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # torch 2.x: the TorchScript exporter, as with torch 1.13
+    outputs = [OUTPUT_LOGITS] + ([OUTPUT_PATCH] if patch_output else [])
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter's shape-inference and constant-folding chatter
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model, (image, modality), path,
-            input_names=["image", "modality"], output_names=["logits"],
-            dynamic_axes={"image": {0: "N"}, "modality": {0: "N"}, "logits": {0: "N"}},
+            _WithPatch(model).eval() if patch_output else model, (image, modality), path,
+            input_names=["image", "modality"], output_names=outputs,
+            dynamic_axes={"image": {0: "N"}, "modality": {0: "N"}, **{o: {0: "N"} for o in outputs}},
             opset_version=opset, do_constant_folding=True, **kwargs,
         )
 
 
 def build_metadata(model: ESPMedSAM, channels: List[Dict], model_name: str, model_version: str,
-                   checkpoint_sha256: str, weights_source: str, threshold: float = 0.0) -> Dict[str, str]:
-    return {
+                   checkpoint_sha256: str, weights_source: str, threshold: float = 0.0,
+                   channel_inputs: Optional[Dict[str, Dict]] = None,
+                   plausibility: Optional[Dict] = None) -> Dict[str, str]:
+    meta = {
         # outside the espnode.* contract: where the weights came from (file name or random seed)
         "weights_source": weights_source,
         "espnode.channels": json.dumps(channels, separators=(",", ":"), ensure_ascii=False),
@@ -107,6 +125,12 @@ def build_metadata(model: ESPMedSAM, channels: List[Dict], model_name: str, mode
         "espnode.normalization": model.normalization,
         "espnode.checkpoint_sha256": checkpoint_sha256,
     }
+    if channel_inputs:
+        specs = {k: ChannelInput.from_json(v, model.cfg.img_size) for k, v in channel_inputs.items()}
+        meta["espnode.channel_inputs"] = format_channel_inputs(specs)
+    if plausibility:
+        meta["espnode.plausibility"] = json.dumps(plausibility, separators=(",", ":"), sort_keys=True)
+    return meta
 
 
 def format_threshold(t: float) -> str:
@@ -133,13 +157,15 @@ def write_metadata(path: str, meta: Dict[str, str], doc: str = "") -> None:
 
 
 def fix_io_shapes(proto, size: int) -> None:
-    """Declare logits as [N,1,S,S]: the exporter cannot infer the resized output's static dims."""
+    """Declare logits as [N,1,S,S] (and patch_logits as [N,1,S/32,S/32]): the exporter cannot
+    infer the resized output's static dims."""
+    want = {OUTPUT_LOGITS: ["N", 1, size, size], OUTPUT_PATCH: ["N", 1, size // 32, size // 32]}
     for vi in proto.graph.output:
-        if vi.name == "logits":
+        if vi.name in want:
             dims = vi.type.tensor_type.shape.dim
             while len(dims) < 4:
                 dims.add()
-            for d, v in zip(dims, ["N", 1, size, size]):
+            for d, v in zip(dims, want[vi.name]):
                 if isinstance(v, str):
                     d.dim_param = v
                 else:
@@ -186,10 +212,22 @@ def validate_onnx(path_or_proto) -> Dict[str, str]:
     elem = onnx.TensorProto
     ins = {i.name: i for i in proto.graph.input}
     outs = {o.name: o for o in proto.graph.output}
-    if set(ins) != {"image", "modality"} or set(outs) != {"logits"}:
-        raise ValueError(f"graph inputs/outputs {sorted(ins)}/{sorted(outs)}, want image, modality / logits")
+    if set(ins) != {"image", "modality"} or set(outs) not in ({OUTPUT_LOGITS}, {OUTPUT_LOGITS, OUTPUT_PATCH}):
+        raise ValueError(f"graph inputs/outputs {sorted(ins)}/{sorted(outs)}, want image, modality / logits "
+                         f"[, {OUTPUT_PATCH}]")
+    if proto.graph.output[0].name != OUTPUT_LOGITS:
+        raise ValueError("logits must be the first output")
     checks = [(ins["image"], elem.FLOAT, 4, [3, size, size]), (ins["modality"], elem.INT64, 1, []),
               (outs["logits"], elem.FLOAT, 4, [1, size, size])]
+    if OUTPUT_PATCH in outs:
+        checks.append((outs[OUTPUT_PATCH], elem.FLOAT, 4, [1, size // 32, size // 32]))
+    served = {c["name"] for c in chans}
+    if meta.get(META_PREFIX + "channel_inputs"):
+        specs = parse_channel_inputs(meta[META_PREFIX + "channel_inputs"], size)
+        if set(specs) - served:
+            raise ValueError(f"espnode.channel_inputs names channels the file does not serve: {sorted(set(specs) - served)}")
+    if meta.get(META_PREFIX + "plausibility"):
+        validate_plausibility(json.loads(meta[META_PREFIX + "plausibility"]), served)
     for vi, et, rank, tail in checks:
         d = dims(vi)
         if vi.type.tensor_type.elem_type != et or len(d) != rank or d[1:] != tail or not isinstance(d[0], str):
@@ -197,11 +235,28 @@ def validate_onnx(path_or_proto) -> Dict[str, str]:
     return meta
 
 
+def validate_plausibility(p: Dict, served) -> None:
+    """``espnode.plausibility``: {"version": 1, "channels": {name: {"fg_fraction": {"lo", "hi", ...},
+    "patch_max": {"lo", ...}}}, ...}; bounds are numbers in 0..1 with lo <= hi."""
+    if not isinstance(p, dict) or p.get("version") != 1 or not isinstance(p.get("channels"), dict):
+        raise ValueError("espnode.plausibility: want an object with version 1 and channels")
+    for name, c in p["channels"].items():
+        if name not in served:
+            raise ValueError(f"espnode.plausibility: channel {name!r} is not served by this file")
+        for key in ("fg_fraction", "patch_max"):
+            if key not in c:
+                continue
+            lo, hi = c[key].get("lo", 0.0), c[key].get("hi", 1.0)
+            if not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in (lo, hi)) or lo > hi:
+                raise ValueError(f"espnode.plausibility: {name}.{key} bounds {lo!r}..{hi!r}")
+
+
 def export(out: str, checkpoint: Optional[str] = None, seed: Optional[int] = None, widths: str = "published",
            size: int = 1024, normalization: str = DEFAULT_NORMALIZATION, channels: Optional[Sequence] = None,
            channels_file: Optional[str] = None, model_name: Optional[str] = None,
            model_version: Optional[str] = None, threshold: float = 0.0, opset: int = OPSET,
-           model: Optional[ESPMedSAM] = None) -> Dict[str, str]:
+           model: Optional[ESPMedSAM] = None, channel_inputs: Optional[Dict[str, Dict]] = None,
+           plausibility: Optional[Dict] = None, patch_output: bool = False) -> Dict[str, str]:
     """Export and stamp metadata; returns the metadata. ``channels`` None means: the checkpoint
     name's channel for a per-dataset checkpoint, else all channels (universal)."""
     if (checkpoint is None) == (seed is None) and model is None:
@@ -222,11 +277,12 @@ def export(out: str, checkpoint: Optional[str] = None, seed: Optional[int] = Non
     else:
         sha, source = state_dict_sha256(model), f"random-seed-{seed}"
     meta = build_metadata(model, served, model_name or MODEL_NAMES.get(model.cfg.widths, "esp-medsam"),
-                          model_version or __version__, sha, source, threshold)
+                          model_version or __version__, sha, source, threshold, channel_inputs, plausibility)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    export_onnx(model, out, opset)
+    export_onnx(model, out, opset, patch_output=patch_output)
     doc = (f"ESP-MedSAM ({model.cfg.widths} widths, input {model.cfg.img_size}) for espnode: "
-           f"image[N,3,S,S] RGB 0..255, modality int64[N] -> logits[N,1,S,S]")
+           f"image[N,3,S,S] RGB 0..255, modality int64[N] -> logits[N,1,S,S]"
+           + (", patch_logits[N,1,S/32,S/32]" if patch_output else ""))
     write_metadata(out, meta, doc)
     validate_onnx(out)
     return meta
@@ -249,6 +305,8 @@ def main(argv=None):
     ap.add_argument("--model-version")
     ap.add_argument("--threshold", type=float, default=0.0)
     ap.add_argument("--opset", type=int, default=OPSET)
+    ap.add_argument("--channel-inputs", help="JSON object for espnode.channel_inputs (channel name -> entry)")
+    ap.add_argument("--patch-output", action="store_true", help="add the optional output patch_logits")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     chans = None
@@ -258,7 +316,9 @@ def main(argv=None):
         chans = [c["index"] for c in load_channels(a.channels_file) if c["index"] < preset(a.widths).num_masks]
     meta = export(a.out, checkpoint=a.checkpoint, seed=a.seed, widths=a.widths, size=a.size,
                   normalization=a.normalization, channels=chans, channels_file=a.channels_file,
-                  model_name=a.model_name, model_version=a.model_version, threshold=a.threshold, opset=a.opset)
+                  model_name=a.model_name, model_version=a.model_version, threshold=a.threshold, opset=a.opset,
+                  channel_inputs=json.loads(a.channel_inputs) if a.channel_inputs else None,
+                  patch_output=a.patch_output)
     import onnx
     proto = onnx.load(a.out, load_external_data=False)
     served = [c["name"] for c in json.loads(meta["espnode.channels"])]

@@ -6,7 +6,11 @@
 The checkpoint (``RUN/best.pth``) is copied under a descriptive name (the ONNX metadata's
 ``weights_source``), exported with all six channels (``espmedsam.export``), validated against the
 contract, and the record gains an ``export`` section: file, bytes, sha256 of the ONNX file and of the
-checkpoint, model name and version.
+checkpoint, model name and version. When the record has them, the per-channel input modes chosen on
+validation (``inputs``) become ``espnode.channel_inputs`` and the plausibility bounds
+(``plausibility``, from ``espmedsam.evaluate --split train --write-plausibility``) become
+``espnode.plausibility``; the file then also has the optional output ``patch_logits``. A file over
+``MAX_BYTES`` is refused.
 """
 
 import argparse
@@ -19,6 +23,9 @@ import tempfile
 import torch
 
 from .export import export, sha256_file
+from .train import inputs_from_record
+
+MAX_BYTES = 25 * 1000 * 1000  # issue 15: the shipped ONNX file is at most 25 MB
 
 
 def ship(run: str, record: str, out: str, model_version: str, name: str = "") -> dict:
@@ -29,8 +36,15 @@ def ship(run: str, record: str, out: str, model_version: str, name: str = "") ->
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, name)
         shutil.copyfile(os.path.join(run, "best.pth"), ckpt)
+        if "channels" in rec.get("best", {}).get("val", {}):
+            rec["inputs"] = inputs_from_record(rec)  # today's rules, whichever trainer wrote the record
+        inputs = {k: v["input"] for k, v in rec.get("inputs", {}).items()} or None
+        plaus = rec.get("plausibility")
         meta = export(out, checkpoint=ckpt, widths=m["widths"], size=m["size"], normalization=m["normalization"],
-                      channels=[0, 1, 2, 3, 4, 5], model_name=f"esp-medsam-{m['widths']}", model_version=model_version)
+                      channels=[0, 1, 2, 3, 4, 5], model_name=f"esp-medsam-{m['widths']}", model_version=model_version,
+                      channel_inputs=inputs, plausibility=plaus, patch_output=bool(inputs or plaus))
+    if os.path.getsize(out) > MAX_BYTES:
+        raise ValueError(f"{out}: {os.path.getsize(out)} bytes, over the {MAX_BYTES} allowed")
     rec["export"] = {
         "file": os.path.relpath(os.path.abspath(out), os.path.dirname(os.path.abspath(record))),
         "bytes": os.path.getsize(out), "onnx_sha256": sha256_file(out),
@@ -38,6 +52,8 @@ def ship(run: str, record: str, out: str, model_version: str, name: str = "") ->
         "model_name": meta["espnode.model_name"], "model_version": meta["espnode.model_version"],
         "channels": [c["name"] for c in json.loads(meta["espnode.channels"])], "opset": 17,
         "torch": torch.__version__,
+        "channel_inputs": json.loads(meta["espnode.channel_inputs"]) if "espnode.channel_inputs" in meta else None,
+        "plausibility": "espnode.plausibility" in meta,
     }
     tmp_rec = record + ".tmp"
     with open(tmp_rec, "w") as f:

@@ -134,6 +134,47 @@ class ExportTest(unittest.TestCase):
             self.assertTrue(same, "committed tiny model differs from a fresh export: regenerate it")
 
 
+class ExportContractExtrasTest(unittest.TestCase):
+    """espnode.channel_inputs, espnode.plausibility and the optional output patch_logits."""
+
+    INPUTS = {"fundus": {"mode": "tiles", "long_side": 128, "tile": 64, "stride": 48, "window": "hann",
+                         "pad": "zero"}, "dermoscopy": {"mode": "letterbox", "flips": ["h"]}}
+    PLAUS = {"version": 1, "measured_on": "test", "channels": {
+        "fundus": {"n": 3, "fg_fraction": {"lo": 0.02, "hi": 0.3}, "patch_max": {"lo": 0.5}}}}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.path = os.path.join(cls.tmp.name, "tiny64.onnx")
+        cls.meta = ex.export(cls.path, seed=0, widths="tiny", size=64, channel_inputs=cls.INPUTS,
+                             plausibility=cls.PLAUS, patch_output=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_metadata_and_outputs(self):
+        meta = ex.validate_onnx(self.path)
+        self.assertEqual(json.loads(meta["espnode.channel_inputs"]), self.INPUTS)
+        self.assertEqual(json.loads(meta["espnode.plausibility"]), self.PLAUS)
+        g = onnx.load(self.path).graph
+        self.assertEqual([o.name for o in g.output], ["logits", "patch_logits"])
+        dims = [d.dim_param or d.dim_value for d in g.output[1].type.tensor_type.shape.dim]
+        self.assertEqual(dims, ["N", 1, 2, 2])
+
+    def test_bad_extras_are_refused(self):
+        d = self.tmp.name
+        with self.assertRaises(ValueError):  # tile must equal the input size
+            ex.export(os.path.join(d, "a.onnx"), seed=0, widths="tiny", size=64,
+                      channel_inputs={"fundus": dict(self.INPUTS["fundus"], tile=32)})
+        with self.assertRaises(ValueError):  # a channel the file does not serve
+            ex.export(os.path.join(d, "b.onnx"), seed=0, widths="tiny", size=64, channels=["xray"],
+                      channel_inputs=self.INPUTS)
+        with self.assertRaises(ValueError):
+            ex.export(os.path.join(d, "c.onnx"), seed=0, widths="tiny", size=64,
+                      plausibility={"version": 1, "channels": {"fundus": {"fg_fraction": {"lo": 0.5, "hi": 0.1}}}})
+
+
 @unittest.skipIf(util.ort_tool() is None, "ONNX Runtime C library, its header or a C compiler missing")
 class OnnxRuntimeParityTest(unittest.TestCase):
     """ONNX Runtime (the node's shared library, through its C API) against PyTorch."""
@@ -181,6 +222,22 @@ class OnnxRuntimeParityTest(unittest.TestCase):
             model = build_model(widths, size, seed=seed, calibrate=True)
             for i, mods in enumerate(batches[1:]):
                 self.compare(os.path.join(d, "model.onnx"), model, size, mods, seed=20 + i, tol=tol)
+
+    def test_tiles_through_onnx_runtime(self):
+        """The reference tiling run through ONNX Runtime on an export with patch_logits equals the
+        same tiling through PyTorch (what the Go runtime's tiling will be checked against)."""
+        from espmedsam import infer
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "m.onnx")
+            ex.export(path, seed=3, widths="tiny", size=64, patch_output=True,
+                      channel_inputs={"fundus": {"mode": "tiles", "long_side": 150, "tile": 64, "stride": 48}})
+            model = build_model("tiny", 64, seed=3, calibrate=True)
+            img = np.random.default_rng(5).integers(0, 256, (120, 100, 3)).astype(np.uint8)
+            spec = infer.tiles(150, 64, 48)
+            a = infer.predict(img, 3, infer.OrtRunner(path, 64, threads=2), 64, spec)
+            b = infer.predict(img, 3, infer.TorchRunner(model), 64, spec)
+            self.assertEqual(a.inputs, 9)
+            self.assertLessEqual(float(np.abs(a.logits - b.logits).max()), 1e-4)
 
     def test_compact_widths(self):
         self.check("compact", 192, [[1, 3], [5, 0, 2]])

@@ -47,8 +47,10 @@ class TestData(OneThread):
         chans = data.channel_indices()
         self.assertEqual({r["modality"] for r in rows}, set(chans))
         self.assertTrue(all(r["channel"] == chans[r["modality"]] for r in rows))
-        # shared/data/README.md: 1,183 train pairs, 40 of them drishti-gs1
-        self.assertEqual(len(rows), 1183 - 40)
+        # shared/data/README.md: 1,800 train pairs, 40 of them drishti-gs1
+        self.assertEqual(len(rows), 1800 - 40)
+        for ds in ("stare", "hrf", "orvs", "aria", "cvc-clinicdb"):
+            self.assertTrue([r for r in rows if r["dataset"] == ds], ds)
         test = data.select(SEG2D, "test")
         self.assertFalse({r["image"] for r in rows} & {r["image"] for r in test})
 
@@ -209,14 +211,14 @@ class TestTraining(OneThread):
             self.assertNotIn("fundus/drishti-gs1", r["data"]["train"])
             self.assertEqual(r["data"]["test_split"], "never read")
             self.assertEqual(set(r["best"]["val"]["channels"]), {str(i) for i in range(6)})
-            self.assertEqual(r["steps"], 3)  # 11 datasets x 1 train row (limit 2, every 2nd validates) / 4
+            self.assertEqual(r["steps"], 4)  # 16 datasets x 1 train row (limit 2, every 2nd validates) / 4
             self.assertTrue(os.path.isfile(os.path.join(tmp, "cache-train-s64.npz")))
             build_model("tiny", 64).load_state_dict(torch.load(os.path.join(out, "best.pth")), strict=True)
-            # resume: a second epoch continues from step 3
+            # resume: a second epoch continues from step 4
             self.assertEqual(train.main(argv[:-5] + ["--epochs", "2", "--resume", "--quiet", "--cache",
                                                      os.path.join(tmp, "cache")]), 0)
             with open(os.path.join(out, "summary.json")) as f:
-                self.assertEqual(json.load(f)["steps"], 3 + 3)
+                self.assertEqual(json.load(f)["steps"], 4 + 4)
             # ship: the best checkpoint exported to the contract, noted in the record
             onnx_path = os.path.join(tmp, "m.onnx")
             ex = ship.ship(out, rec, onnx_path, "t1")
@@ -228,6 +230,118 @@ class TestTraining(OneThread):
             self.assertEqual(meta["weights_source"], "espmedsam-tiny-s64-seg2d.pth")
             with open(rec) as f:
                 self.assertEqual(json.load(f)["export"]["channels"][0], "dermoscopy")
+
+
+class TestTiledTraining(OneThread):
+    def test_random_crop_keeps_image_and_mask_aligned(self):
+        g = torch.Generator().manual_seed(1)
+        m = torch.zeros(1, 90, 150)
+        m[:, 20:60, 30:100] = 1.0
+        img = m.repeat(3, 1, 1) * 255
+        for c in (0, 3, 4):
+            a, b, v = aug.random_crop(img, m, 64, c, g)
+            self.assertEqual((a.shape, b.shape, v.shape), ((3, 64, 64), (1, 64, 64), (1, 64, 64)))
+            self.assertLess(float((a / 255 - b.repeat(3, 1, 1)).abs().max()), 1e-4)
+        # an image smaller than the crop: zeros beyond its border
+        a, b, v = aug.random_crop(img[:, :40, :50], m[:, :40, :50], 64, 1, g)
+        self.assertLess(float(v.mean()), 0.6)
+
+    def test_tiled_cache_round_trip(self):
+        need_data()
+        rows = data.select(SEG2D, "train")
+        rows = [r for r in rows if r["dataset"] == "drive"][:3] + [r for r in rows if r["dataset"] == "ph2"][:2]
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = os.path.join(tmp, "t.npz")
+            built = data.Tiled.load_or_build(SEG2D, rows, {3: 96}, cache)
+            loaded = data.Tiled.load_or_build(SEG2D, rows, {3: 96}, cache)
+        self.assertEqual(len(built), 3)  # only the tiled channel's rows
+        self.assertEqual(built.slot, loaded.slot)
+        for a, b in zip(built.images + built.masks, loaded.images + loaded.masks):
+            np.testing.assert_array_equal(a, b)
+            self.assertIsNone(b.base, "a loaded sample must not keep the whole cache array alive")
+        self.assertEqual(max(built.images[0].shape[:2]), 96)
+
+    def test_cldice(self):
+        t = torch.zeros(2, 1, 64, 64)
+        t[:, :, 30:33, 5:60] = 1.0  # a vessel 3 pixels wide
+        self.assertLess(float(train.cldice_loss((t * 2 - 1) * 20, t)), 0.02)
+        self.assertGreater(float(train.cldice_loss(-torch.ones_like(t) * 20, t)), 0.95)
+        sk = train.soft_skeleton(t)
+        self.assertGreater(float(sk[0, 0, 31, 10:50].mean()), 0.9)
+        self.assertLess(float(sk[0, 0, 30, 10:50].mean() + sk[0, 0, 32, 10:50].mean()), 0.2)
+
+    def test_choose_inputs_keeps_what_validation_and_the_budget_support(self):
+        def ch(modes, best):
+            return {"modes": modes, "mode": best, "dice": modes[best]["dice"]}
+        val = {"channels": {
+            "0": ch({"letterbox": {"dice": 0.90, "dice+h": 0.92}}, "letterbox"),  # flip pays: kept
+            "2": ch({"letterbox": {"dice": 0.70, "dice+h": 0.702}}, "letterbox"),  # too small a gain
+            "3": ch({"tiles:640:192": {"dice": 0.50, "dice+h": 0.52}}, "tiles:640:192"),  # 18 inputs > 12
+            "4": ch({"letterbox": {"dice": 0.80, "dice+h": 0.80}, "tiles:448:192": {"dice": 0.805, "dice+h": 0.81}},
+                    "tiles:448:192"),  # tiles win by less than 0.01: letterbox
+        }}
+        tiled_micro = {"channels": {"4": ch({"letterbox": {"dice": 0.57, "dice+h": 0.59},
+                                             "tiles:448:192": {"dice": 0.74, "dice+h": 0.75}}, "tiles:448:192")}}
+        got = train.choose_inputs(tiled_micro, {4: (448, 192, 0.5)}, 256)["microscopy"]
+        self.assertEqual(got["input"]["mode"], "tiles")  # a clear gain
+        self.assertNotIn("flips", got["input"])  # 8 inputs: over the 100 ms budget of a non-fundus channel
+        self.assertEqual(got["model_inputs_worst_case"], 4)
+        got = train.choose_inputs(val, {3: (640, 192, 1.0), 4: (448, 192, 0.5)}, 256)
+        self.assertEqual(got["dermoscopy"]["input"], {"mode": "letterbox", "flips": ["h"]})
+        self.assertEqual(got["ultrasound"]["input"], {"mode": "letterbox"})
+        self.assertEqual(got["fundus"]["input"]["mode"], "tiles")
+        self.assertNotIn("flips", got["fundus"]["input"])
+        self.assertIn("budget", got["fundus"]["flip_not_kept"])
+        self.assertEqual(got["fundus"]["model_inputs_worst_case"], 9)
+        self.assertEqual(got["microscopy"]["input"], {"mode": "letterbox"})
+
+    def test_parse_tiles(self):
+        self.assertEqual(train.parse_tiles(["fundus=640:192", "4=448:192@0.5"]), {3: (640, 192, 1.0), 4: (448, 192, 0.5)})
+        with self.assertRaises(ValueError):
+            train.parse_tiles(["fundus=640:192@0"])
+
+    def test_cli_tiles_cldice_resume_ship(self):
+        need_data()
+        with tempfile.TemporaryDirectory() as tmp:
+            out, rec = os.path.join(tmp, "run"), os.path.join(tmp, "rec.json")
+            argv = ["--data", SEG2D, "--out", out, "--widths", "tiny", "--size", "64", "--limit", "2",
+                    "--val-every", "2", "--batch", "4", "--epochs", "1", "--channels", "fundus,microscopy",
+                    "--tiles", "fundus=128:48", "--tiles", "microscopy=96:48@0.5", "--thin-loss", "cldice",
+                    "--checkpoint-every", "1", "--quiet", "--cache", os.path.join(tmp, "cache")]
+            self.assertEqual(train.main(argv + ["--record", rec]), 0)
+            with open(rec) as f:
+                r = json.load(f)
+            self.assertEqual(r["steps"], 2)  # 8 datasets x 1 train row / 4
+            self.assertEqual(r["inputs"]["fundus"]["input"]["mode"], "tiles")
+            self.assertEqual(set(r["best"]["val"]["channels"]["4"]["modes"]), {"letterbox", "tiles:96:48"})
+            self.assertEqual(set(r["best"]["val"]["channels"]["3"]["modes"]), {"tiles:128:48"})
+            self.assertIn("dice+h", r["best"]["val"]["channels"]["3"]["modes"]["tiles:128:48"])
+            self.assertGreater(r["training"]["crops_drawn"], 0)
+            self.assertEqual(len(r["history"]), 1)
+            self.assertIn("clDice", r["training"]["losses"])
+            # resume across a "session": the step count and history continue
+            again = list(argv)
+            again[again.index("--epochs") + 1] = "2"
+            self.assertEqual(train.main(again + ["--resume", "--record", rec]), 0)
+            with open(rec) as f:
+                r = json.load(f)
+            self.assertEqual((r["steps"], len(r["history"]), len(r["throughput"]["sessions"])), (4, 2, 2))
+            # plausibility on the run's rows, then ship: metadata and the second output
+            from espmedsam import evaluate
+            model = evaluate.load_run_model(out, r)
+            rows = [x for x in data.select(SEG2D, "train") if x["channel"] in (3, 4)][:6]
+            per = evaluate.measure(model, SEG2D, rows, evaluate.record_inputs(r, 64))
+            r["plausibility"] = evaluate.plausibility(per, "unit test")
+            with open(rec, "w") as f:
+                json.dump(r, f)
+            onnx_path = os.path.join(tmp, "m.onnx")
+            ex = ship.ship(out, rec, onnx_path, "t2")
+            meta = validate_onnx(onnx_path)
+            self.assertEqual(json.loads(meta["espnode.channel_inputs"])["fundus"]["mode"], "tiles")
+            self.assertIn("fundus", json.loads(meta["espnode.plausibility"])["channels"])
+            self.assertEqual(ex["channel_inputs"]["fundus"]["long_side"], 128)
+            import onnx
+            self.assertEqual([o.name for o in onnx.load(onnx_path).graph.output], ["logits", "patch_logits"])
 
 
 class TestDistill(OneThread):
