@@ -9,7 +9,7 @@
 # Without Go or network: everything comes from .gpu/ and the tree. Environment:
 #   PROVIDER=webgpu   the provider measured (cpu runs the whole script on the CPU, as the test does)
 #   REFERENCE=cpu     the provider it is compared with and timed beside
-#   BATCHES=1,8,32 ITERS=3 WARMUP=1 PARITY_IMAGES=4 THREADS=0 (0: all cores) STEP_TIMEOUT=240
+#   BATCHES=1,8,32 ITERS=3 WARMUP=1 PARITY_IMAGES=4 THREADS=0 (0: all cores) STEP_TIMEOUT=150 (s, per process)
 #   PACK=.gpu  ESPNODE, ONNXRUNTIME_SHARED_LIBRARY_PATH, MODELS (space-separated), DICOM (a folder)
 #   override what comes from the pack; KEEP=1 keeps the scratch folder.
 # Vulkan: when the system has no libvulkan.so.1, the carried packages are unpacked into the
@@ -30,7 +30,7 @@ iters=${ITERS:-3}
 warmup=${WARMUP:-1}
 parity_images=${PARITY_IMAGES:-4}
 threads=${THREADS:-0}
-step_timeout=${STEP_TIMEOUT:-240}
+step_timeout=${STEP_TIMEOUT:-150}
 pack=${PACK:-$root/.gpu}
 shipped="$root/seg/segment/shipped/espmedsam-compact-s256.onnx"
 nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -78,6 +78,10 @@ setup_vulkan() {
 if [ "$provider" != cpu ]; then
   setup_vulkan
   if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then export VK_DRIVER_FILES=$nvidia_icd; fi
+  # The ICD file names the driver library (libGLX_nvidia.so.0) without a folder.
+  for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+    [ -d "$d" ] && case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d" ;; esac
+  done
 fi
 gpu=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //')
@@ -85,6 +89,7 @@ say "host: $(uname -srm), $(nproc) CPUs ($cpu_model), GPU: ${gpu:-none}"
 say "glibc: $(ldd --version 2>/dev/null | head -1)"
 say "Vulkan loader: $vulkan_from; VK_DRIVER_FILES=${VK_DRIVER_FILES:-}; LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 [ -n "${VK_DRIVER_FILES:-}" ] && [ -f "$VK_DRIVER_FILES" ] && say "ICD: $(tr -d '\n ' < "$VK_DRIVER_FILES")"
+[ "$provider" != cpu ] && say "driver libraries: $(ldconfig -p 2>/dev/null | grep -oE '(libGLX_nvidia|libGLdispatch|libvulkan)\.so[.0-9]* ' | sort -u | tr -d '\n')"
 host_json() {
   printf '{"date":%s,"kernel":%s,"cpus":%d,"cpu":%s,"gpu":%s,"glibc":%s,"vulkan_loader":%s,"vk_driver_files":%s}' \
     "$(json_str "$(date -u +%FT%TZ)")" "$(json_str "$(uname -srm)")" "$(nproc)" "$(json_str "$cpu_model")" \
@@ -94,14 +99,14 @@ host_json() {
 
 # --- the summary, rewritten after every step so that a run cut short still leaves one ---
 auto_json=null
-models_json=()
+benches_json=()
 segment_json=null
 write_summary() {
-  local models
-  models=$(IFS=,; echo "${models_json[*]}")
-  printf '{"script":"bench/gpu/run.sh","provider_requested":%s,"reference":%s,"batches":%s,"iters":%d,"warmup":%d,"host":%s,"auto":%s,"models":[%s],"segment":%s}\n' \
+  local benches
+  benches=$(IFS=,; echo "${benches_json[*]}")
+  printf '{"script":"bench/gpu/run.sh","provider_requested":%s,"reference":%s,"batches":%s,"iters":%d,"warmup":%d,"host":%s,"auto":%s,"benches":[%s],"segment":%s}\n' \
     "$(json_str "$provider")" "$(json_str "$reference")" "$(json_str "$batches")" "$iters" "$warmup" \
-    "$(host_json)" "$auto_json" "$models" "$segment_json" > "$out/summary.json.tmp" &&
+    "$(host_json)" "$auto_json" "$benches" "$segment_json" > "$out/summary.json.tmp" &&
     mv "$out/summary.json.tmp" "$out/summary.json"
 }
 
@@ -133,13 +138,16 @@ say "auto selects: ${selected:-nothing} (requested for the measurements: $provid
 printf '%s\n' "$auto_json" | grep -o '"unavailable":{[^}]*}' | sed 's/^/   /'
 write_summary
 
-# --- 2. parity and speed, per model ---
+# --- 2. parity and speed, per model and batch size: one process each, so that a batch too large
+# or too slow costs its own figures only ---
 for m in $MODELS; do
-  say "bench $(basename "$m"): $provider against $reference, batches $batches"
-  models_json+=("$(bench --provider "$provider" --reference "$reference" --batches "$batches" --iters "$iters" \
-    --warmup "$warmup" --parity-images "$parity_images" "$m")")
-  printf '%s\n' "${models_json[-1]}"
-  write_summary
+  for b in ${batches//,/ }; do
+    say "bench $(basename "$m") batch $b: $provider against $reference"
+    benches_json+=("$(bench --provider "$provider" --reference "$reference" --batches "$b" --iters "$iters" \
+      --warmup "$warmup" --parity-images "$parity_images" "$m")")
+    printf '%s\n' "${benches_json[-1]}"
+    write_summary
+  done
 done
 
 # --- 3. espnode segment, end to end ---
@@ -186,23 +194,25 @@ s = json.load(open(sys.argv[1]))
 a = s["auto"] or {}
 print(f"auto selected: {a.get('provider', a.get('error'))}; Vulkan devices: "
       f"{', '.join(d['name'] + ' (' + d['type'] + ')' for d in a.get('vulkan_devices') or []) or a.get('vulkan_error', 'none')}")
-for m in s["models"]:
+print(f"{'model':>34} {'S':>5} {'batch':>5} {'ms/img':>10} {'img/s':>8} {'first ms':>9} {'ref ms/img':>10} {'img/s':>8} "
+      f"{'speedup':>8} {'max|diff|':>10} {'Dice':>6} {'min':>6} {'fg':>5}")
+for m in s["benches"]:
+    name = m["model"].rsplit("/", 1)[-1]
     if "error" in m:
-        print(f"{m['model']}: {m['error'][:500]}")
+        print(f"{name:>34} error: {m['error'][:600]}")
         continue
     p = m.get("parity") or {}
-    print(f"S={m['input_size']} {m['model_name']}: {m['provider']} against {m.get('reference')}: "
-          f"max |diff| {p.get('max_abs_diff')}, Dice {p.get('dice')} (min {p.get('min_dice')}, "
-          f"foreground {p.get('foreground')}, non-finite {p.get('non_finite')}){' ' + p['error'] if p.get('error') else ''}; "
-          f"open {m['open_ms']:.0f} ms")
-    print(f"  {'batch':>5} {m['provider'] + ' ms/img':>14} {'img/s':>9} {'first ms':>9} {m.get('reference', '') + ' ms/img':>14} {'img/s':>9} {'speedup':>8}")
     for r in m["runs"]:
-        if r.get("error") and not r.get("iters"):
-            print(f"  {r['batch']:>5} {r['error'][:200]}")
-            continue
         ref = r.get("reference") or {}
-        print(f"  {r['batch']:>5} {r['ms_per_image']:>14.2f} {r['images_per_s']:>9.2f} {r['first_ms']:>9.0f} "
-              f"{ref.get('ms_per_image', 0):>14.2f} {ref.get('images_per_s', 0):>9.2f} {r.get('speedup', 0):>7.2f}x")
+        print(f"{name:>34} {m['input_size']:>5} {r['batch']:>5} {r.get('ms_per_image', 0):>10.2f} {r.get('images_per_s', 0):>8.2f} "
+              f"{r.get('first_ms', 0):>9.0f} {ref.get('ms_per_image', 0):>10.2f} {ref.get('images_per_s', 0):>8.2f} "
+              f"{r.get('speedup', 0):>7.2f}x {p.get('max_abs_diff', -1):>10.3g} {p.get('dice', 0):>6.4f} {p.get('min_dice', 0):>6.4f} "
+              f"{p.get('foreground', 0):>5.2f}")
+        for e in (r.get("error"), p.get("error")):
+            if e:
+                print(f"{'':>34} error: {e[:600]}")
+print(f"providers: {s['benches'][0].get('provider') if s['benches'] else '?'} against {s['reference']}; "
+      "speedup = reference time per image / provider time per image; first ms = the warm-up run")
 g = s["segment"] or {}
 if "provider" in g:
     for k in ("provider", "reference"):
