@@ -274,3 +274,24 @@ func serveUntilModel(t *testing.T, bin, ldPath string) string {
 	}
 	return buf.String()
 }
+
+func TestModelBenchUsage(t *testing.T) {
+	tests := []struct {
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{[]string{"model", "bench"}, 2, "usage: espnode model bench"},
+		{[]string{"model", "bench", "a.onnx", "b.onnx"}, 2, "usage: espnode model bench"},
+		{[]string{"model", "bench", "--batches", "1,x", "a.onnx"}, 1, `--batches "1,x"`},
+		{[]string{"model", "bench", "--reference", "rocm", "a.onnx"}, 1, "--reference: unknown execution provider"},
+		{[]string{"model", "frobnicate"}, 2, "espnode model bench"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		code := run(context.Background(), &cliEnv{stdout: &bytes.Buffer{}, stderr: &stderr}, tt.args)
+		if code != tt.code || !strings.Contains(stderr.String(), tt.inStderr) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.code, tt.inStderr)
+		}
+	}
+}
