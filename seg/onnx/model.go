@@ -87,7 +87,8 @@ type result struct {
 // Open loads the ONNX Runtime library if needed, validates the model file against the
 // contract, creates its session on the chosen execution provider and starts its batcher.
 func Open(path string, opts Options) (*Model, error) {
-	if _, _, err := LoadLibrary(opts.Library); err != nil {
+	lib, _, err := LoadLibrary(opts.Library)
+	if err != nil {
 		return nil, err
 	}
 	provider, err := ParseProvider(opts.Provider)
@@ -98,7 +99,7 @@ func Open(path string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, used, skipped, err := newSession(path, provider, opts, opts.Logger)
+	sess, used, skipped, err := newSession(path, lib, provider, opts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", path, err)
 	}
@@ -134,7 +135,8 @@ func (m *Model) MaxBatch() int { return m.maxBatch }
 // Provider returns the execution provider the session runs on.
 func (m *Model) Provider() string { return m.provider }
 
-// Skipped returns why each provider tried before Provider() failed (ProviderAuto only).
+// Skipped returns why each provider tried before Provider() failed (ProviderAuto only), each a
+// *ProviderError.
 func (m *Model) Skipped() []error { return append([]error(nil), m.skipped...) }
 
 // Infer segments one pre-processed image (float32 [3,S,S], RGB 0..255) with the decoding
