@@ -54,7 +54,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		fs.Usage()
 		return exitError{2}
 	}
-	cfg, err := config.Load(*configPath, os.Getenv)
+	cfg, err := config.Load(*configPath, os.Environ())
 	if err != nil {
 		return err
 	}
