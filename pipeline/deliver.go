@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/store"
 )
@@ -59,12 +62,9 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	}
 	defer rc.Close()
 	c, err := dimse.Dial(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
-		CallingAE: p.opts.AETitle,
-		CalledAE:  a.AETitle,
-		Contexts: []dimse.PresentationContextRQ{{
-			AbstractSyntax:   seg.SOPClassUID,
-			TransferSyntaxes: []string{seg.TransferSyntaxUID},
-		}},
+		CallingAE:                 p.opts.AETitle,
+		CalledAE:                  a.AETitle,
+		Contexts:                  storeContexts(seg.SOPClassUID, seg.TransferSyntaxUID),
 		Logger:                    p.log,
 		ImplementationClassUID:    p.opts.ImplementationClassUID,
 		ImplementationVersionName: p.opts.ImplementationVersionName,
@@ -72,7 +72,20 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	if err != nil {
 		return fmt.Errorf("associate: %w", err)
 	}
-	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, seg.TransferSyntaxUID, bufio.NewReaderSize(rc, 64<<10))
+	ts, ok := storeSyntax(c, seg.SOPClassUID, seg.TransferSyntaxUID)
+	if !ok {
+		_ = c.Release(ctx)
+		return fmt.Errorf("the destination accepted no presentation context for %s in %s", seg.SOPClassUID, strings.Join(sendableSyntaxes(seg.TransferSyntaxUID), " or "))
+	}
+	stored := bufio.NewReaderSize(rc, 64<<10)
+	data := io.Reader(stored)
+	if ts != seg.TransferSyntaxUID {
+		pr, pw := io.Pipe()
+		defer pr.Close() // ends the conversion if the C-STORE stops reading
+		go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, stored)) }()
+		data = pr
+	}
+	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
 	if err != nil {
 		_ = c.Abort()
 		return fmt.Errorf("C-STORE: %w", err)
@@ -87,4 +100,39 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 		p.log.Debug().Err(err).Msg("release after delivery")
 	}
 	return nil
+}
+
+// sendableSyntaxes lists the transfer syntaxes an object stored in ts can be
+// sent in, the stored one first: explicit VR little endian converts to
+// implicit VR little endian (dcm.ExplicitToImplicit), which every Storage SCP
+// accepts; anything else is sent as stored.
+func sendableSyntaxes(ts string) []string {
+	if ts == dcm.ExplicitVRLittleEndian {
+		return []string{ts, dcm.ImplicitVRLittleEndian}
+	}
+	return []string{ts}
+}
+
+// storeContexts proposes one presentation context per sendable transfer
+// syntax rather than one context listing them all: the receiver answers each
+// context with one syntax of its choosing, so separate contexts let the node
+// send in the stored syntax whenever the receiver accepts it, and in the
+// converted one only when it does not.
+func storeContexts(sopClass, ts string) []dimse.PresentationContextRQ {
+	var out []dimse.PresentationContextRQ
+	for _, s := range sendableSyntaxes(ts) {
+		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: sopClass, TransferSyntaxes: []string{s}})
+	}
+	return out
+}
+
+// storeSyntax picks the first sendable transfer syntax of an object stored in
+// ts that the association accepted.
+func storeSyntax(c *dimse.Client, sopClass, ts string) (string, bool) {
+	for _, s := range sendableSyntaxes(ts) {
+		if _, ok := c.FindContext(sopClass, s); ok {
+			return s, true
+		}
+	}
+	return "", false
 }
