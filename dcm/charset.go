@@ -79,7 +79,8 @@ func lookupCharset(term string) (codeElement, bool) {
 // DecodeText decodes a text value in the character sets of a Specific Character Set to UTF-8.
 // Escape sequences switch sets; every value, and each component group of a person name, starts
 // again in the first set (PS3.5 §6.1.2.5.3). Bytes a set cannot decode become U+FFFD; a term
-// this package does not know is an error, with the value decoded as Latin-1.
+// this package does not know is an error, with the value decoded as Latin-1. The result is
+// always valid UTF-8.
 func DecodeText(b []byte, specificCharacterSet []string) (string, error) {
 	var err error
 	first := ""
@@ -127,7 +128,9 @@ func DecodeText(b []byte, specificCharacterSet []string) (string, error) {
 		}
 	}
 	flush(len(b))
-	return out.String(), err
+	// A value declared UTF-8 may not be: the result is UTF-8 whatever came in, since the index
+	// and the objects the node writes hold it as such.
+	return strings.ToValidUTF8(out.String(), "\uFFFD"), err
 }
 
 // decodeRun decodes bytes all in one set.

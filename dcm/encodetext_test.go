@@ -2,7 +2,9 @@ package dcm
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestEncodeText(t *testing.T) {
@@ -44,4 +46,29 @@ func TestEncodeText(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzText decodes any bytes in any Specific Character Set, as C-FIND identifiers and stored
+// instances are: the result is UTF-8, and when EncodeText can write it back in the same
+// character set, decoding that gives the same text. Seeds live in testdata/fuzz/FuzzText.
+func FuzzText(f *testing.F) {
+	f.Add([]byte("M\xfcller^J\xfcrgen"), `ISO_IR 100`)
+	f.Add([]byte("Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B"), `\ISO 2022 IR 87`)
+	f.Fuzz(func(t *testing.T, b []byte, charset string) {
+		cs := strings.Split(charset, `\`)
+		s, _ := DecodeText(b, cs)
+		if !utf8.ValidString(s) {
+			t.Fatalf("DecodeText(%q, %q) = %q: not UTF-8", b, charset, s)
+		}
+		enc, err := EncodeText(s, cs)
+		if err != nil {
+			if !errors.Is(err, ErrNotEncodable) {
+				t.Fatalf("EncodeText error %v is not ErrNotEncodable", err)
+			}
+			return
+		}
+		if back, _ := DecodeText(enc, cs); back != s {
+			t.Fatalf("%q in %q: decoded %q, encoded %q, decoded again %q", b, charset, s, enc, back)
+		}
+	})
 }
