@@ -174,8 +174,8 @@ type Peer struct {
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
 	Port    int    `yaml:"port"`
-	// TLS: C-MOVE's associations to this peer run over TLS (dicom.tls.ca
-	// verifies it); not yet SEG deliveries.
+	// TLS: associations to this peer (C-MOVE, SEG delivery) run over TLS
+	// (dicom.tls.ca verifies it).
 	TLS bool `yaml:"tls"`
 	// OmitGetFailedList leaves the Failed SOP Instance UID List out of the
 	// final C-GET response to this AE.

@@ -296,7 +296,7 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"tls client certs without ca", func(c *Config) { c.DICOM.TLS = TLS{Port: 2762, Cert: "c", Key: "k", ClientCerts: "required"} }, "dicom.tls.ca: client_certs required needs a CA"},
 		{"cert name without tls", func(c *Config) { c.DICOM.AllowedCallers = []Caller{{AETitle: "CT1", CertName: "ct1"}} }, "dicom.allowed_callers[0].cert_name: needs dicom.tls.port"},
 		{"tls peer without ca", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "peers[0].tls: needs dicom.tls.ca"},
-		{"tls destination without ca", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "pipeline.destinations[0].tls: SEG delivery over TLS is not supported yet"},
+		{"tls destination without ca", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "pipeline.destinations[0].tls: needs dicom.tls.ca"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: must be one of trace, debug, info, warn, error, got "verbose"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: must be auto, json or console, got "xml"`},
 	}

@@ -61,7 +61,7 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 		return err
 	}
 	defer rc.Close()
-	c, err := dimse.Dial(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
+	c, err := dimse.DialPeer(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), p.destinationTLS(a), p.opts.TLS, dimse.ClientConfig{
 		CallingAE:                 p.opts.AETitle,
 		CalledAE:                  a.AETitle,
 		Contexts:                  storeContexts(seg.SOPClassUID, seg.TransferSyntaxUID),
@@ -135,4 +135,17 @@ func storeSyntax(c *dimse.Client, sopClass, ts string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// destinationTLS says whether a delivery's destination is marked TLS in the configuration as it
+// is now (a destination, or the AE table for reply_to_sender): the job names the destination,
+// the configuration says how to reach it, so a job queued before a change of the setting
+// follows the change.
+func (p *Pipeline) destinationTLS(a DeliverArgs) bool {
+	for _, d := range append(append([]Peer(nil), p.opts.Config.Destinations...), p.opts.Peers...) {
+		if d.AETitle == a.AETitle && d.Host == a.Host && d.Port == a.Port {
+			return d.TLS
+		}
+	}
+	return false
 }

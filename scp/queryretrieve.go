@@ -57,19 +57,12 @@ type Peer struct {
 func (p Peer) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
 
 // DialPeer requests an association with a peer of the AE table, over TLS with tlsConfig when the
-// peer is marked TLS. It is the one way the node dials a peer (C-MOVE here, SEG delivery in the
-// pipeline), so that the AE table's TLS setting applies to every outgoing association.
+// peer is marked TLS (dimse.DialPeer, which SEG delivery in the pipeline uses too).
 func DialPeer(ctx context.Context, p Peer, tlsConfig *tls.Config, cfg dimse.ClientConfig) (*dimse.Client, error) {
-	if p.TLS {
-		if tlsConfig == nil {
-			return nil, fmt.Errorf("peer %s: marked TLS, but the node has no TLS configuration", p.AETitle)
-		}
-		cfg.TLS = tlsConfig
-	}
 	if cfg.CalledAE == "" {
 		cfg.CalledAE = p.AETitle
 	}
-	return dimse.Dial(ctx, p.Addr(), cfg)
+	return dimse.DialPeer(ctx, p.Addr(), p.TLS, tlsConfig, cfg)
 }
 
 // Index is what Query/Retrieve needs of the archive. *store.Store implements it.
