@@ -61,30 +61,16 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 		return err
 	}
 	defer rc.Close()
-	c, err := dimse.DialPeer(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), p.destinationTLS(a), p.opts.TLS, dimse.ClientConfig{
-		CallingAE:                 p.opts.AETitle,
-		CalledAE:                  a.AETitle,
-		Contexts:                  storeContexts(seg.SOPClassUID, seg.TransferSyntaxUID),
-		Logger:                    p.log,
-		ImplementationClassUID:    p.opts.ImplementationClassUID,
-		ImplementationVersionName: p.opts.ImplementationVersionName,
-	})
+	c, err := p.dialDestination(ctx, a, seg.SOPClassUID, seg.TransferSyntaxUID)
 	if err != nil {
 		return fmt.Errorf("associate: %w", err)
 	}
-	ts, ok := storeSyntax(c, seg.SOPClassUID, seg.TransferSyntaxUID)
-	if !ok {
+	ts, data, stop, err := sendable(c, seg, bufio.NewReaderSize(rc, 64<<10))
+	if err != nil {
 		_ = c.Release(ctx)
-		return fmt.Errorf("the destination accepted no presentation context for %s in %s", seg.SOPClassUID, strings.Join(sendableSyntaxes(seg.TransferSyntaxUID), " or "))
+		return err
 	}
-	stored := bufio.NewReaderSize(rc, 64<<10)
-	data := io.Reader(stored)
-	if ts != seg.TransferSyntaxUID {
-		pr, pw := io.Pipe()
-		defer pr.Close() // ends the conversion if the C-STORE stops reading
-		go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, stored)) }()
-		data = pr
-	}
+	defer stop()
 	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
 	if err != nil {
 		_ = c.Abort()
@@ -100,6 +86,39 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 		p.log.Debug().Err(err).Msg("release after delivery")
 	}
 	return nil
+}
+
+// dialDestination requests an association with a delivery's destination for
+// one SOP class stored in transfer syntax ts: over TLS when the configuration
+// marks the destination so, with a context for each syntax the object can be
+// sent in (storeContexts).
+func (p *Pipeline) dialDestination(ctx context.Context, a DeliverArgs, sopClass, ts string) (*dimse.Client, error) {
+	return dimse.DialPeer(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), p.destinationTLS(a), p.opts.TLS, dimse.ClientConfig{
+		CallingAE:                 p.opts.AETitle,
+		CalledAE:                  a.AETitle,
+		Contexts:                  storeContexts(sopClass, ts),
+		Logger:                    p.log,
+		ImplementationClassUID:    p.opts.ImplementationClassUID,
+		ImplementationVersionName: p.opts.ImplementationVersionName,
+	})
+}
+
+// sendable picks the transfer syntax the association accepted for an object
+// (storeSyntax) and returns its data set in it: stored as it is, or converted
+// to implicit VR little endian as it is read. stop ends a conversion the
+// C-STORE stopped reading; call it when the C-STORE is over.
+func sendable(c *dimse.Client, in store.Instance, stored io.Reader) (ts string, data io.Reader, stop func(), err error) {
+	ts, ok := storeSyntax(c, in.SOPClassUID, in.TransferSyntaxUID)
+	if !ok {
+		return "", nil, nil, fmt.Errorf("the destination accepted no presentation context for %s in %s",
+			in.SOPClassUID, strings.Join(sendableSyntaxes(in.TransferSyntaxUID), " or "))
+	}
+	if ts == in.TransferSyntaxUID {
+		return ts, stored, func() {}, nil
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, stored)) }()
+	return ts, pr, func() { pr.Close() }, nil
 }
 
 // sendableSyntaxes lists the transfer syntaxes an object stored in ts can be
