@@ -10,9 +10,17 @@ import (
 )
 
 // goMigrations are the steps that SQL cannot do, each run right after the SQL migration to the
-// same schema version, in its transaction.
+// same schema version, in its transaction. A step is found by its SQL migration's text, not by a
+// version number, so that migrations appended on other branches can be ordered at a merge
+// without renumbering it.
 func goMigrations() map[int]func(context.Context, *sql.Tx) error {
-	return map[int]func(context.Context, *sql.Tx) error{3: recodeToUTF8}
+	steps := map[int]func(context.Context, *sql.Tx) error{}
+	for i, q := range migrations() {
+		if strings.Contains(q, "CREATE INDEX instance_charset") {
+			steps[i+1] = recodeToUTF8
+		}
+	}
+	return steps
 }
 
 // recodeToUTF8 decodes the text columns of rows indexed before the index held UTF-8 (store.Instance:
