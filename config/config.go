@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -173,8 +174,8 @@ type Peer struct {
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
 	Port    int    `yaml:"port"`
-	// TLS: C-MOVE's associations to this peer run over TLS (dicom.tls.ca
-	// verifies it); not yet SEG deliveries.
+	// TLS: associations to this peer (C-MOVE, SEG delivery) run over TLS
+	// (dicom.tls.ca verifies it).
 	TLS bool `yaml:"tls"`
 	// OmitGetFailedList leaves the Failed SOP Instance UID List out of the
 	// final C-GET response to this AE.
@@ -221,11 +222,24 @@ const (
 // EnvPrefix starts every environment variable Load reads.
 const EnvPrefix = "ESPNODE_"
 
+// Variables with EnvPrefix that are not configuration keys. Load accepts them
+// beside the keys' variables; any other ESPNODE_* name is an error, as an
+// unknown file key is, so that a misspelt variable is not silently ignored.
+const (
+	// EnvModel names the model file of the commands that take --model.
+	EnvModel = "ESPNODE_MODEL"
+	// EnvShared names the shared test material folder of the test suites
+	// (internal/testutil reads it; it cannot import config, whose own
+	// dependencies' tests use testutil).
+	EnvShared = "ESPNODE_SHARED"
+)
+
 // Load builds the configuration: defaults, then the YAML file at path (if path
-// is not empty), then environment variables read through getenv (nil reads
-// none), then Validate. The caller applies flags afterwards and calls Validate
-// again.
-func Load(path string, getenv func(string) string) (Config, error) {
+// is not empty), then the ESPNODE_* variables of environ (os.Environ's
+// KEY=value form; nil reads none), then Validate. A variable set to the empty
+// string sets the key to the empty value (ESPNODE_HTTP_ADDR= turns the HTTP
+// endpoint off). The caller applies flags afterwards and calls Validate again.
+func Load(path string, environ []string) (Config, error) {
 	c := Default()
 	if path != "" {
 		data, err := os.ReadFile(path)
@@ -236,15 +250,46 @@ func Load(path string, getenv func(string) string) (Config, error) {
 			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	if getenv != nil {
-		if err := applyEnv(reflect.ValueOf(&c).Elem(), "", getenv); err != nil {
-			return Config{}, fmt.Errorf("config: environment: %w", err)
-		}
+	if err := applyEnviron(&c, environ); err != nil {
+		return Config{}, fmt.Errorf("config: environment: %w", err)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return c, nil
+}
+
+// applyEnviron applies the ESPNODE_* variables of environ to c and reports
+// every one that names no key.
+func applyEnviron(c *Config, environ []string) error {
+	vars := make(map[string]string)
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(name, EnvPrefix) {
+			vars[name] = value
+		}
+	}
+	if len(vars) == 0 {
+		return nil
+	}
+	used := map[string]bool{EnvModel: true, EnvShared: true}
+	lookup := func(name string) (string, bool) {
+		used[name] = true
+		v, ok := vars[name]
+		return v, ok
+	}
+	errs := []error{applyEnv(reflect.ValueOf(c).Elem(), "", lookup)}
+	var unknown []string
+	for name := range vars {
+		if !used[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		errs = append(errs, fmt.Errorf("%s: unknown variable (no configuration key has this name)", name))
+	}
+	return errors.Join(errs...)
 }
 
 // decodeYAML decodes one YAML document onto c, leaving keys the document does
@@ -357,9 +402,9 @@ func EnvName(path string) string {
 }
 
 // applyEnv sets every scalar (and string-list) field of the struct v whose
-// variable getenv returns non-empty. An empty value counts as unset, because
-// getenv cannot tell the two apart.
-func applyEnv(v reflect.Value, path string, getenv func(string) string) error {
+// variable lookup finds, also to an empty value. It asks lookup for every
+// name, which is how applyEnviron learns the names that are keys.
+func applyEnv(v reflect.Value, path string, lookup func(string) (string, bool)) error {
 	var errs []error
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -367,14 +412,14 @@ func applyEnv(v reflect.Value, path string, getenv func(string) string) error {
 		key := join(path, yamlKey(f))
 		fv := v.Field(i)
 		if f.Type.Kind() == reflect.Struct {
-			if err := applyEnv(fv, key, getenv); err != nil {
+			if err := applyEnv(fv, key, lookup); err != nil {
 				errs = append(errs, err)
 			}
 			continue
 		}
 		name := EnvName(key)
-		s := getenv(name)
-		if s == "" {
+		s, ok := lookup(name)
+		if !ok {
 			continue
 		}
 		if err := setScalar(fv, s); err != nil {

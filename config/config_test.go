@@ -21,8 +21,12 @@ func writeFile(t *testing.T, text string) string {
 	return p
 }
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+func env(m map[string]string) []string {
+	var environ []string
+	for k, v := range m {
+		environ = append(environ, k+"="+v)
+	}
+	return environ
 }
 
 func TestDefaultsValidate(t *testing.T) {
@@ -176,6 +180,24 @@ func TestEnvOverridesFile(t *testing.T) {
 	}
 }
 
+func TestEnvEmptyValueSetsEmpty(t *testing.T) {
+	p := writeFile(t, "http:\n  addr: 127.0.0.1:9000\ndicom:\n  transfer_syntaxes: [1.2.840.10008.1.2]\n")
+	c, err := Load(p, env(map[string]string{"ESPNODE_HTTP_ADDR": ""}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Addr != "" {
+		t.Errorf("http.addr = %q, want empty (endpoint off) from ESPNODE_HTTP_ADDR=", c.HTTP.Addr)
+	}
+	c, err = Load(p, []string{"PATH=/bin", "ESPNODE_MODEL=/m.onnx", "ESPNODE_SHARED=/s", "ESPNODE_LOG_LEVEL=debug"})
+	if err != nil {
+		t.Fatalf("variables read outside the configuration must be accepted: %v", err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:9000" || c.Log.Level != "debug" {
+		t.Errorf("unset variables must leave the file's values: %+v %+v", c.HTTP, c.Log)
+	}
+}
+
 func TestEnvName(t *testing.T) {
 	for path, want := range map[string]string{
 		"ae_title":             "ESPNODE_AE_TITLE",
@@ -208,6 +230,9 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad env bool", "", map[string]string{"ESPNODE_DICOM_STRICT_CALLED_AE": "maybe"}, []string{"dicom.strict_called_ae"}},
 		{"env list of records", "", map[string]string{"ESPNODE_PEERS": "x"}, []string{"peers (ESPNODE_PEERS)", "configuration file"}},
 		{"validation after env", "", map[string]string{"ESPNODE_DICOM_PORT": "0"}, []string{"dicom.port: must be 1..65535, got 0"}},
+		{"unknown env variable", "", map[string]string{"ESPNODE_DICOM_PROT": "104", "ESPNODE_HTTP_ADR": ""}, []string{"ESPNODE_DICOM_PROT: unknown variable", "ESPNODE_HTTP_ADR: unknown variable"}},
+		{"empty env integer", "", map[string]string{"ESPNODE_DICOM_PORT": ""}, []string{"dicom.port (ESPNODE_DICOM_PORT)", `"" is not an integer`}},
+		{"env name of a section", "", map[string]string{"ESPNODE_DICOM": "x"}, []string{"ESPNODE_DICOM: unknown variable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +296,7 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"tls client certs without ca", func(c *Config) { c.DICOM.TLS = TLS{Port: 2762, Cert: "c", Key: "k", ClientCerts: "required"} }, "dicom.tls.ca: client_certs required needs a CA"},
 		{"cert name without tls", func(c *Config) { c.DICOM.AllowedCallers = []Caller{{AETitle: "CT1", CertName: "ct1"}} }, "dicom.allowed_callers[0].cert_name: needs dicom.tls.port"},
 		{"tls peer without ca", func(c *Config) { c.Peers = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "peers[0].tls: needs dicom.tls.ca"},
-		{"tls destination without ca", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "pipeline.destinations[0].tls: SEG delivery over TLS is not supported yet"},
+		{"tls destination without ca", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "pipeline.destinations[0].tls: needs dicom.tls.ca"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: must be one of trace, debug, info, warn, error, got "verbose"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: must be auto, json or console, got "xml"`},
 	}

@@ -18,10 +18,10 @@ import (
 // the index stores and matches); Unicode decodes them to UTF-8, as a copy into another object
 // that declares UTF-8 needs.
 
-// codeElement is one character set a value can be in: how to decode its bytes, and whether it
-// is a multi-byte set written with its high bits clear (the ISO 2022 G0 ones).
+// codeElement is one character set a value can be in: how to decode (and encode) its bytes, and
+// whether it is a multi-byte set written with its high bits clear (the ISO 2022 G0 ones).
 type codeElement struct {
-	dec   func() *textencoding.Decoder // nil: ASCII, with bytes above 0x7F read as Latin-1
+	set   textencoding.Encoding // nil: ASCII, with bytes above 0x7F read as Latin-1
 	setG0 bool
 	// eucPrefix is put before each two-byte code of a G0 set to make EUC of it (JIS X 0212).
 	eucPrefix byte
@@ -32,26 +32,26 @@ type codeElement struct {
 var charsets = map[string]codeElement{
 	"":           {},
 	"ISO_IR 6":   {},
-	"ISO_IR 100": {dec: charmap.ISO8859_1.NewDecoder},
-	"ISO_IR 101": {dec: charmap.ISO8859_2.NewDecoder},
-	"ISO_IR 109": {dec: charmap.ISO8859_3.NewDecoder},
-	"ISO_IR 110": {dec: charmap.ISO8859_4.NewDecoder},
-	"ISO_IR 144": {dec: charmap.ISO8859_5.NewDecoder},
-	"ISO_IR 127": {dec: charmap.ISO8859_6.NewDecoder},
-	"ISO_IR 126": {dec: charmap.ISO8859_7.NewDecoder},
-	"ISO_IR 138": {dec: charmap.ISO8859_8.NewDecoder},
-	"ISO_IR 148": {dec: charmap.ISO8859_9.NewDecoder},
-	"ISO_IR 203": {dec: charmap.ISO8859_15.NewDecoder},
-	"ISO_IR 166": {dec: charmap.Windows874.NewDecoder},
-	"ISO_IR 13":  {dec: japanese.ShiftJIS.NewDecoder},
-	"ISO_IR 192": {dec: textencoding.Nop.NewDecoder},
-	"GB18030":    {dec: simplifiedchinese.GB18030.NewDecoder},
-	"GBK":        {dec: simplifiedchinese.GBK.NewDecoder},
+	"ISO_IR 100": {set: charmap.ISO8859_1},
+	"ISO_IR 101": {set: charmap.ISO8859_2},
+	"ISO_IR 109": {set: charmap.ISO8859_3},
+	"ISO_IR 110": {set: charmap.ISO8859_4},
+	"ISO_IR 144": {set: charmap.ISO8859_5},
+	"ISO_IR 127": {set: charmap.ISO8859_6},
+	"ISO_IR 126": {set: charmap.ISO8859_7},
+	"ISO_IR 138": {set: charmap.ISO8859_8},
+	"ISO_IR 148": {set: charmap.ISO8859_9},
+	"ISO_IR 203": {set: charmap.ISO8859_15},
+	"ISO_IR 166": {set: charmap.Windows874},
+	"ISO_IR 13":  {set: japanese.ShiftJIS},
+	"ISO_IR 192": {set: textencoding.Nop},
+	"GB18030":    {set: simplifiedchinese.GB18030},
+	"GBK":        {set: simplifiedchinese.GBK},
 	// Multi-byte sets, only with code extensions.
-	"ISO 2022 IR 87":  {dec: japanese.EUCJP.NewDecoder, setG0: true},
-	"ISO 2022 IR 159": {dec: japanese.EUCJP.NewDecoder, setG0: true, eucPrefix: 0x8F},
-	"ISO 2022 IR 149": {dec: korean.EUCKR.NewDecoder},
-	"ISO 2022 IR 58":  {dec: simplifiedchinese.GBK.NewDecoder},
+	"ISO 2022 IR 87":  {set: japanese.EUCJP, setG0: true},
+	"ISO 2022 IR 159": {set: japanese.EUCJP, setG0: true, eucPrefix: 0x8F},
+	"ISO 2022 IR 149": {set: korean.EUCKR},
+	"ISO 2022 IR 58":  {set: simplifiedchinese.GBK},
 }
 
 // escapes maps the ISO 2022 escape sequences of PS3.3 Table C.12-3 and C.12-4 (after ESC) to
@@ -79,7 +79,8 @@ func lookupCharset(term string) (codeElement, bool) {
 // DecodeText decodes a text value in the character sets of a Specific Character Set to UTF-8.
 // Escape sequences switch sets; every value, and each component group of a person name, starts
 // again in the first set (PS3.5 §6.1.2.5.3). Bytes a set cannot decode become U+FFFD; a term
-// this package does not know is an error, with the value decoded as Latin-1.
+// this package does not know is an error, with the value decoded as Latin-1. The result is
+// always valid UTF-8.
 func DecodeText(b []byte, specificCharacterSet []string) (string, error) {
 	var err error
 	first := ""
@@ -127,12 +128,14 @@ func DecodeText(b []byte, specificCharacterSet []string) (string, error) {
 		}
 	}
 	flush(len(b))
-	return out.String(), err
+	// A value declared UTF-8 may not be: the result is UTF-8 whatever came in, since the index
+	// and the objects the node writes hold it as such.
+	return strings.ToValidUTF8(out.String(), "\uFFFD"), err
 }
 
 // decodeRun decodes bytes all in one set.
 func decodeRun(b []byte, ce codeElement) string {
-	if ce.dec == nil {
+	if ce.set == nil {
 		if utf8.Valid(b) && !hasHigh(b) {
 			return string(b)
 		}
@@ -150,7 +153,7 @@ func decodeRun(b []byte, ce codeElement) string {
 		}
 		b = e
 	}
-	s, err := ce.dec().Bytes(b)
+	s, err := ce.set.NewDecoder().Bytes(b)
 	if err != nil {
 		return strings.Repeat("\uFFFD", utf8.RuneCount(b))
 	}

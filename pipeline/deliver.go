@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/store"
 )
@@ -58,21 +61,17 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 		return err
 	}
 	defer rc.Close()
-	c, err := dimse.Dial(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
-		CallingAE: p.opts.AETitle,
-		CalledAE:  a.AETitle,
-		Contexts: []dimse.PresentationContextRQ{{
-			AbstractSyntax:   seg.SOPClassUID,
-			TransferSyntaxes: []string{seg.TransferSyntaxUID},
-		}},
-		Logger:                    p.log,
-		ImplementationClassUID:    p.opts.ImplementationClassUID,
-		ImplementationVersionName: p.opts.ImplementationVersionName,
-	})
+	c, err := p.dialDestination(ctx, a, seg.SOPClassUID, seg.TransferSyntaxUID)
 	if err != nil {
 		return fmt.Errorf("associate: %w", err)
 	}
-	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, seg.TransferSyntaxUID, bufio.NewReaderSize(rc, 64<<10))
+	ts, data, stop, err := sendable(c, seg, bufio.NewReaderSize(rc, 64<<10))
+	if err != nil {
+		_ = c.Release(ctx)
+		return err
+	}
+	defer stop()
+	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
 	if err != nil {
 		_ = c.Abort()
 		return fmt.Errorf("C-STORE: %w", err)
@@ -87,4 +86,85 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 		p.log.Debug().Err(err).Msg("release after delivery")
 	}
 	return nil
+}
+
+// dialDestination requests an association with a delivery's destination for
+// one SOP class stored in transfer syntax ts: over TLS when the configuration
+// marks the destination so, with a context for each syntax the object can be
+// sent in (storeContexts).
+func (p *Pipeline) dialDestination(ctx context.Context, a DeliverArgs, sopClass, ts string) (*dimse.Client, error) {
+	return dimse.DialPeer(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), p.destinationTLS(a), p.opts.TLS, dimse.ClientConfig{
+		CallingAE:                 p.opts.AETitle,
+		CalledAE:                  a.AETitle,
+		Contexts:                  storeContexts(sopClass, ts),
+		Logger:                    p.log,
+		ImplementationClassUID:    p.opts.ImplementationClassUID,
+		ImplementationVersionName: p.opts.ImplementationVersionName,
+	})
+}
+
+// sendable picks the transfer syntax the association accepted for an object
+// (storeSyntax) and returns its data set in it: stored as it is, or converted
+// to implicit VR little endian as it is read. stop ends a conversion the
+// C-STORE stopped reading; call it when the C-STORE is over.
+func sendable(c *dimse.Client, in store.Instance, stored io.Reader) (ts string, data io.Reader, stop func(), err error) {
+	ts, ok := storeSyntax(c, in.SOPClassUID, in.TransferSyntaxUID)
+	if !ok {
+		return "", nil, nil, fmt.Errorf("the destination accepted no presentation context for %s in %s",
+			in.SOPClassUID, strings.Join(sendableSyntaxes(in.TransferSyntaxUID), " or "))
+	}
+	if ts == in.TransferSyntaxUID {
+		return ts, stored, func() {}, nil
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, stored)) }()
+	return ts, pr, func() { pr.Close() }, nil
+}
+
+// sendableSyntaxes lists the transfer syntaxes an object stored in ts can be
+// sent in, the stored one first: explicit VR little endian converts to
+// implicit VR little endian (dcm.ExplicitToImplicit), which every Storage SCP
+// accepts; anything else is sent as stored.
+func sendableSyntaxes(ts string) []string {
+	if ts == dcm.ExplicitVRLittleEndian {
+		return []string{ts, dcm.ImplicitVRLittleEndian}
+	}
+	return []string{ts}
+}
+
+// storeContexts proposes one presentation context per sendable transfer
+// syntax rather than one context listing them all: the receiver answers each
+// context with one syntax of its choosing, so separate contexts let the node
+// send in the stored syntax whenever the receiver accepts it, and in the
+// converted one only when it does not.
+func storeContexts(sopClass, ts string) []dimse.PresentationContextRQ {
+	var out []dimse.PresentationContextRQ
+	for _, s := range sendableSyntaxes(ts) {
+		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: sopClass, TransferSyntaxes: []string{s}})
+	}
+	return out
+}
+
+// storeSyntax picks the first sendable transfer syntax of an object stored in
+// ts that the association accepted.
+func storeSyntax(c *dimse.Client, sopClass, ts string) (string, bool) {
+	for _, s := range sendableSyntaxes(ts) {
+		if _, ok := c.FindContext(sopClass, s); ok {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// destinationTLS says whether a delivery's destination is marked TLS in the configuration as it
+// is now (a destination, or the AE table for reply_to_sender): the job names the destination,
+// the configuration says how to reach it, so a job queued before a change of the setting
+// follows the change.
+func (p *Pipeline) destinationTLS(a DeliverArgs) bool {
+	for _, d := range append(append([]Peer(nil), p.opts.Config.Destinations...), p.opts.Peers...) {
+		if d.AETitle == a.AETitle && d.Host == a.Host && d.Port == a.Port {
+			return d.TLS
+		}
+	}
+	return false
 }

@@ -8,6 +8,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,9 @@ type Options struct {
 	Workers int
 	Metrics *Metrics
 	Logger  zerolog.Logger
+	// TLS configures deliveries to peers marked TLS (their CA, the node's client certificate);
+	// nil when no peer uses TLS.
+	TLS *tls.Config
 
 	ImplementationClassUID, ImplementationVersionName string
 }
@@ -82,6 +86,8 @@ type Peer struct {
 	AETitle string
 	Host    string
 	Port    int
+	// TLS: deliveries to this peer run over TLS (PS3.15 B) with Options.TLS.
+	TLS bool
 }
 
 // Addr is the peer's address in net.Dial's form.

@@ -57,19 +57,12 @@ type Peer struct {
 func (p Peer) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
 
 // DialPeer requests an association with a peer of the AE table, over TLS with tlsConfig when the
-// peer is marked TLS. It is the one way the node dials a peer (C-MOVE here, SEG delivery in the
-// pipeline), so that the AE table's TLS setting applies to every outgoing association.
+// peer is marked TLS (dimse.DialPeer, which SEG delivery in the pipeline uses too).
 func DialPeer(ctx context.Context, p Peer, tlsConfig *tls.Config, cfg dimse.ClientConfig) (*dimse.Client, error) {
-	if p.TLS {
-		if tlsConfig == nil {
-			return nil, fmt.Errorf("peer %s: marked TLS, but the node has no TLS configuration", p.AETitle)
-		}
-		cfg.TLS = tlsConfig
-	}
 	if cfg.CalledAE == "" {
 		cfg.CalledAE = p.AETitle
 	}
-	return dimse.Dial(ctx, p.Addr(), cfg)
+	return dimse.DialPeer(ctx, p.Addr(), p.TLS, tlsConfig, cfg)
 }
 
 // Index is what Query/Retrieve needs of the archive. *store.Store implements it.
@@ -125,6 +118,8 @@ type selection struct {
 	level    store.Level
 	query    store.Query
 	elements []dcm.Element
+	// charset is the request's Specific Character Set, which its values are decoded from.
+	charset []string
 }
 
 // parseSelection applies the hierarchical rules of PS3.4 C.4.1.2.1: below the top level of the
@@ -144,13 +139,13 @@ func parseSelection(ds *dcm.DataSet, sopClass string) (selection, dimse.Status, 
 	if level == store.PatientLevel && !patientRoot(sopClass) {
 		return bad("PATIENT level is not part of the Study Root model")
 	}
-	sel := selection{level: level, query: store.Query{Level: level}, elements: ds.Elements}
+	sel := selection{level: level, query: store.Query{Level: level}, elements: ds.Elements, charset: ds.Strings(dcm.SpecificCharacterSet)}
 	unique := map[dcm.Tag]bool{}
 	for _, e := range ds.Elements {
 		if e.Tag == dcm.QueryRetrieveLevel || e.Tag == dcm.SpecificCharacterSet || e.VR == "SQ" || !store.Matchable(e.Tag, level) {
 			continue
 		}
-		m, matches := matchFor(e)
+		m, matches := matchFor(e, sel.charset)
 		if !matches {
 			continue
 		}
@@ -178,9 +173,14 @@ func parseSelection(ds *dcm.DataSet, sopClass string) (selection, dimse.Status, 
 }
 
 // matchFor turns an identifier element into a matching key (PS3.4 C.2.2.2). An empty value, or
-// "*", is universal matching: a return key only.
-func matchFor(e dcm.Element) (store.Match, bool) {
+// "*", is universal matching: a return key only. Text is decoded from the request's character
+// set to UTF-8, the index's form (store.Instance), before wildcards are looked for: a byte of a
+// two-byte ISO 2022 code can be a '*' or '?'.
+func matchFor(e dcm.Element, charset []string) (store.Match, bool) {
 	v := e.Text()
+	if charsetVR(e.VR) {
+		v, _ = dcm.DecodeText([]byte(v), charset) // an unknown term decodes as Latin-1
+	}
 	if v == "" || v == "*" {
 		return store.Match{}, false
 	}
@@ -201,25 +201,66 @@ func matchFor(e dcm.Element) (store.Match, bool) {
 	return m, true
 }
 
-// response builds the identifier of one match: every key of the request, with its value.
+// response builds the identifier of one match: every key of the request, with its value, and
+// Specific Character Set, filled in place when the request lists it, added otherwise.
 func (s *Services) response(sel selection, r store.Record) []dcm.Element {
 	var out []dcm.Element
+	var texts []int // indices in out of the values to encode, UTF-8 until then
+	charsetAt := -1
 	has := map[dcm.Tag]bool{}
 	for _, e := range sel.elements {
 		has[e.Tag] = true
-		if e.VR == "SQ" {
+		switch {
+		case e.VR == "SQ":
 			out = append(out, dcm.Element{Tag: e.Tag, VR: "SQ"})
 			continue
+		case e.Tag == dcm.SpecificCharacterSet:
+			charsetAt = len(out)
+		case charsetVR(e.VR):
+			texts = append(texts, len(out))
 		}
 		out = append(out, dcm.Element{Tag: e.Tag, VR: e.VR, Value: []byte(recordValue(e.Tag, sel.level, r))})
 	}
 	if !has[dcm.RetrieveAETitle] {
 		out = append(out, dcm.StrElement(dcm.RetrieveAETitle, s.opts.AETitle))
 	}
-	if !has[dcm.SpecificCharacterSet] && r.SpecificCharacterSet != "" {
-		out = append(out, dcm.StrElement(dcm.SpecificCharacterSet, r.SpecificCharacterSet))
+	if charsetAt < 0 {
+		charsetAt = len(out)
+		out = append(out, dcm.Element{Tag: dcm.SpecificCharacterSet, VR: "CS"})
 	}
+	values := make([]string, len(texts))
+	for i, at := range texts {
+		values[i] = string(out[at].Value)
+	}
+	cs := responseCharset(sel.charset, values)
+	for _, at := range texts {
+		// responseCharset chose a set that encodes every value.
+		out[at].Value, _ = dcm.EncodeText(string(out[at].Value), cs)
+	}
+	out[charsetAt].Value = []byte(strings.Join(cs, `\`))
 	return out
+}
+
+// charsetVR says whether Specific Character Set applies to values of a VR (PS3.5 Table 6.2-1): the
+// others hold only the default repertoire.
+func charsetVR(vr string) bool {
+	switch vr {
+	case "SH", "LO", "ST", "LT", "UC", "UT", "PN":
+		return true
+	}
+	return false
+}
+
+// responseCharset chooses the character set of a response whose text values (UTF-8) are values
+// (PS3.4 C.4.1.1.3, PS3.5 6.1): the one the request asked for when it holds them all (also
+// when the values are ASCII, which every set holds), else ISO_IR 192, which holds any text.
+func responseCharset(requested []string, values []string) []string {
+	for _, v := range values {
+		if _, err := dcm.EncodeText(v, requested); err != nil {
+			return []string{"ISO_IR 192"}
+		}
+	}
+	return requested
 }
 
 func itoaNonZero(n int) string {

@@ -106,9 +106,13 @@ type PutRequest struct {
 	Overwrite bool
 }
 
-// Instance is one stored instance as the index records it. Text values are as
-// received (padding trimmed, no character set conversion; SpecificCharacterSet
-// says how to read them); numbers are 0 when absent.
+// Instance is one stored instance as the index records it. Text values
+// (padding trimmed) are UTF-8: the values of the VRs Specific Character Set
+// applies to (PN, LO, SH) are decoded from the instance's character sets
+// (dcm.DecodeText), so that every engine stores and matches one form whatever each
+// instance was sent in, and a query in any character set compares with it.
+// SpecificCharacterSet keeps what the instance declared. Numbers are 0 when
+// absent.
 type Instance struct {
 	PatientID         string
 	IssuerOfPatientID string
@@ -473,22 +477,22 @@ func instanceFrom(a *dcm.DataSet) Instance {
 		return int(n)
 	}
 	return Instance{
-		PatientID:                 a.String(dcm.PatientID),
-		IssuerOfPatientID:         a.String(dcm.IssuerOfPatientID),
-		PatientName:               a.String(dcm.PatientName),
+		PatientID:                 a.Unicode(dcm.PatientID),
+		IssuerOfPatientID:         a.Unicode(dcm.IssuerOfPatientID),
+		PatientName:               a.Unicode(dcm.PatientName),
 		PatientBirthDate:          a.String(dcm.PatientBirthDate),
 		PatientSex:                a.String(dcm.PatientSex),
 		StudyInstanceUID:          a.String(dcm.StudyInstanceUID),
 		StudyDate:                 a.String(dcm.StudyDate),
 		StudyTime:                 a.String(dcm.StudyTime),
-		AccessionNumber:           a.String(dcm.AccessionNumber),
-		StudyID:                   a.String(dcm.StudyID),
-		StudyDescription:          a.String(dcm.StudyDescription),
-		ReferringPhysicianName:    a.String(dcm.ReferringPhysicianName),
+		AccessionNumber:           a.Unicode(dcm.AccessionNumber),
+		StudyID:                   a.Unicode(dcm.StudyID),
+		StudyDescription:          a.Unicode(dcm.StudyDescription),
+		ReferringPhysicianName:    a.Unicode(dcm.ReferringPhysicianName),
 		SeriesInstanceUID:         a.String(dcm.SeriesInstanceUID),
 		Modality:                  a.String(dcm.Modality),
 		SeriesNumber:              num(dcm.SeriesNumber),
-		SeriesDescription:         a.String(dcm.SeriesDescription),
+		SeriesDescription:         a.Unicode(dcm.SeriesDescription),
 		SeriesDate:                a.String(dcm.SeriesDate),
 		SeriesTime:                a.String(dcm.SeriesTime),
 		BodyPartExamined:          a.String(dcm.BodyPartExamined),

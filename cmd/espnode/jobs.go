@@ -51,7 +51,7 @@ kinds: segment, segment_series, deliver`)
 	if err != nil {
 		return exitError{2}
 	}
-	cfg, err := config.Load(*configPath, os.Getenv)
+	cfg, err := config.Load(*configPath, os.Environ())
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -94,6 +95,10 @@ func (q *queryFlags) identifier(defaults []string) ([]dcm.Element, []string, err
 		if err := add(kv); err != nil {
 			return nil, nil, err
 		}
+	}
+	// Values come from the command line in UTF-8: say so, unless the user set the key.
+	if !seen[dcm.SpecificCharacterSet] && slices.ContainsFunc(elems, func(e dcm.Element) bool { return !isASCII(e.Value) }) {
+		elems = append(elems, dcm.StrElement(dcm.SpecificCharacterSet, "ISO_IR 192"))
 	}
 	return elems, names, nil
 }
@@ -184,8 +189,9 @@ func runFind(ctx context.Context, env *cliEnv, args []string) error {
 		obj := map[string]string{}
 		for i, name := range names {
 			if e := elems.Find(words[name]); e != nil {
-				row[i] = e.Text()
-				obj[name] = e.Text()
+				// Printed in UTF-8, decoded from the response's character set.
+				row[i] = elems.Unicode(words[name])
+				obj[name] = row[i]
 			}
 		}
 		if *asJSON {
@@ -331,4 +337,8 @@ func writePart10(dir string, rq *dimse.CStoreRQ, pc *dimse.PresentationContext, 
 		return err
 	}
 	return os.Rename(f.Name(), filepath.Join(dir, rq.AffectedSOPInstanceUID+".dcm"))
+}
+
+func isASCII(b []byte) bool {
+	return !slices.ContainsFunc(b, func(c byte) bool { return c >= 0x80 })
 }

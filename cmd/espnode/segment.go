@@ -27,7 +27,7 @@ import (
 )
 
 // modelEnv names the default model file when --model is absent.
-const modelEnv = "ESPNODE_MODEL"
+const modelEnv = config.EnvModel
 
 // segmentFlags are the flags of `espnode segment`.
 type segmentFlags struct {
@@ -81,7 +81,7 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("unknown channel %q (want one of %s)", f.channel, strings.Join(channel.Names(), ", "))
 		}
 	}
-	cfg, err := config.Load(f.config, os.Getenv)
+	cfg, err := config.Load(f.config, os.Environ())
 	if err != nil {
 		return err
 	}

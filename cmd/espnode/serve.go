@@ -54,7 +54,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		fs.Usage()
 		return exitError{2}
 	}
-	cfg, err := config.Load(*configPath, os.Getenv)
+	cfg, err := config.Load(*configPath, os.Environ())
 	if err != nil {
 		return err
 	}
@@ -95,6 +95,10 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	defer st.Close()
 
+	serverTLS, clientTLS, err := tlsConfigs(cfg.DICOM.TLS)
+	if err != nil {
+		return err
+	}
 	metrics := pipeline.NewMetrics()
 	pl, err := pipeline.New(ctx, pipeline.Options{
 		Store:                     st,
@@ -102,6 +106,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		Peers:                     pipelinePeers(cfg.Peers),
 		AETitle:                   cfg.AETitle,
 		Metrics:                   metrics,
+		TLS:                       clientTLS,
 		Logger:                    log.With().Str("component", "pipeline").Logger(),
 		ImplementationClassUID:    version.ImplementationClassUID,
 		ImplementationVersionName: version.ImplementationVersionName(),
@@ -137,10 +142,6 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		}
 	}()
 
-	serverTLS, clientTLS, err := tlsConfigs(cfg.DICOM.TLS)
-	if err != nil {
-		return err
-	}
 	// Instances are stored through the pipeline, which creates each routed
 	// one's job in its index transaction; Query/Retrieve reads the store.
 	services := scp.New(scp.Options{

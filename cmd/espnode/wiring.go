@@ -30,7 +30,7 @@ func scpCallers(cfg config.Config) []scp.Caller {
 func pipelinePeers(ps []config.Peer) []pipeline.Peer {
 	out := make([]pipeline.Peer, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, pipeline.Peer{AETitle: p.AETitle, Host: p.Host, Port: p.Port})
+		out = append(out, pipeline.Peer{AETitle: p.AETitle, Host: p.Host, Port: p.Port, TLS: p.TLS})
 	}
 	return out
 }

@@ -142,6 +142,9 @@ type Result struct {
 	TransferSyntaxUID string
 	// Frames is the number of frames written.
 	Frames int
+	// SkippedSourceFrames counts source frames left out because their instance's SOP class is a
+	// single-frame one (frames after the first of such an instance; see firstFrameOfSingleFrameClasses).
+	SkippedSourceFrames int
 	// dataSetStart is where the data set starts in Bytes, after the file meta.
 	dataSetStart int
 }
@@ -167,6 +170,7 @@ func Encode(src *Source, segments []Segment, opts Options) (*Result, error) {
 // all must share a frame of reference and plane geometry (spacing and orientation), and their
 // frames must lie at distinct positions: that is how the SEG's frames are told apart.
 func EncodeSeries(sources []*Source, segments []Segment, opts Options) (*Result, error) {
+	sources, segments, skipped := firstFrameOfSingleFrameClasses(sources, segments)
 	frames, geometry, err := combine(sources)
 	if err != nil {
 		return nil, fmt.Errorf("encode SEG: %w", err)
@@ -210,15 +214,101 @@ func EncodeSeries(sources []*Source, segments []Segment, opts Options) (*Result,
 		return nil, fmt.Errorf("encode SEG: %w", err)
 	}
 	return &Result{
-		Bytes:             buf.Bytes(),
-		SOPClassUID:       SegmentationStorage,
-		SOPInstanceUID:    sopUID,
-		SeriesInstanceUID: seriesUID,
-		StudyInstanceUID:  sources[0].Study.InstanceUID,
-		TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
-		Frames:            len(e.frames),
-		dataSetStart:      start,
+		Bytes:               buf.Bytes(),
+		SOPClassUID:         SegmentationStorage,
+		SOPInstanceUID:      sopUID,
+		SeriesInstanceUID:   seriesUID,
+		StudyInstanceUID:    sources[0].Study.InstanceUID,
+		TransferSyntaxUID:   dcm.ExplicitVRLittleEndian,
+		Frames:              len(e.frames),
+		SkippedSourceFrames: skipped,
+		dataSetStart:        start,
 	}, nil
+}
+
+// firstFrameOfSingleFrameClasses keeps only the first frame of every source whose SOP class is a
+// single-frame one but which carries several frames (US Image Storage files with Number of Frames
+// 2 exist), with its masks. A SEG frame can name a source frame only with Referenced Frame Number,
+// which PS3.3 (Image SOP Instance Reference Macro, Table 10-3) allows for multi-frame SOP classes
+// alone: an instance of a single-frame class is one image, so the SEG references it without a
+// frame number, as the image its class defines, which is its first frame. The other frames are
+// counted and left out rather than referenced ambiguously. Sources or masks that do not add up
+// are passed on unchanged for combine and checkSegments to report.
+func firstFrameOfSingleFrameClasses(sources []*Source, segments []Segment) ([]*Source, []Segment, int) {
+	total, affected := 0, false
+	for _, src := range sources {
+		if src == nil || src.Frames < 1 {
+			return sources, segments, 0
+		}
+		total += src.Frames
+		affected = affected || src.Frames > 1 && singleFrameClass(src.SOPClassUID)
+	}
+	if !affected {
+		return sources, segments, 0
+	}
+	for _, s := range segments {
+		if len(s.Masks) != total {
+			return sources, segments, 0
+		}
+	}
+	kept := make([]*Source, len(sources))
+	var keep []int // indices of the masks kept
+	skipped, offset := 0, 0
+	for i, src := range sources {
+		kept[i] = src
+		switch {
+		case src.Frames > 1 && singleFrameClass(src.SOPClassUID):
+			c := *src
+			c.Frames = 1
+			if g := src.Geometry; g != nil && len(g.Positions) > 0 {
+				first := *g
+				first.Positions = g.Positions[:1]
+				c.Geometry = &first
+			}
+			kept[i] = &c
+			keep = append(keep, offset)
+			skipped += src.Frames - 1
+		default:
+			for f := range src.Frames {
+				keep = append(keep, offset+f)
+			}
+		}
+		offset += src.Frames
+	}
+	out := make([]Segment, len(segments))
+	for i, s := range segments {
+		out[i] = s
+		out[i].Masks = make([][]byte, len(keep))
+		for j, k := range keep {
+			out[i].Masks[j] = s.Masks[k]
+		}
+	}
+	return kept, out, skipped
+}
+
+// singleFrameClass says whether an image storage SOP class is a single-frame one (its IOD in
+// PS3.3 Annex A has no Multi-frame Module): an instance of it is one image. The list holds the
+// single-frame classes the node may be given to segment; any other class is taken for a
+// multi-frame one, whose frames Referenced Frame Number can name.
+func singleFrameClass(uid string) bool {
+	switch uid {
+	case "1.2.840.10008.5.1.4.1.1.1", // Computed Radiography
+		"1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1.1", // Digital X-Ray, for presentation and processing
+		"1.2.840.10008.5.1.4.1.1.1.2", "1.2.840.10008.5.1.4.1.1.1.2.1", // Digital Mammography X-Ray
+		"1.2.840.10008.5.1.4.1.1.1.3", "1.2.840.10008.5.1.4.1.1.1.3.1", // Digital Intra-Oral X-Ray
+		"1.2.840.10008.5.1.4.1.1.2",      // CT Image
+		"1.2.840.10008.5.1.4.1.1.4",      // MR Image
+		"1.2.840.10008.5.1.4.1.1.6.1",    // Ultrasound Image
+		"1.2.840.10008.5.1.4.1.1.6",      // Ultrasound Image (retired)
+		"1.2.840.10008.5.1.4.1.1.7",      // Secondary Capture Image
+		"1.2.840.10008.5.1.4.1.1.128",    // PET Image
+		"1.2.840.10008.5.1.4.1.1.77.1.1", // VL Endoscopic Image
+		"1.2.840.10008.5.1.4.1.1.77.1.2", // VL Microscopic Image
+		"1.2.840.10008.5.1.4.1.1.77.1.3", // VL Slide-Coordinates Microscopic Image
+		"1.2.840.10008.5.1.4.1.1.77.1.4": // VL Photographic Image
+		return true
+	}
+	return false
 }
 
 // sourceFrame is one frame of one source instance.

@@ -379,3 +379,58 @@ func TestResultSaysWhatItHolds(t *testing.T) {
 		t.Errorf("study %q, the source's %q", res.StudyInstanceUID, src.Study.InstanceUID)
 	}
 }
+
+// TestSingleFrameClassWithFrames: an instance of a single-frame SOP class that carries several
+// frames gets a SEG of its first frame, referenced without a frame number and without a frame
+// dimension, whatever the other frames' masks hold; a multi-frame class keeps every frame.
+func TestSingleFrameClassWithFrames(t *testing.T) {
+	frame := func(v byte) []byte { return bytes.Repeat([]byte{v}, 15) }
+	for _, tt := range []struct {
+		name, class          string
+		wantFrames, wantSkip int
+		wantFrameNumbers     []int
+		wantDims             int
+	}{
+		{"US Image (single-frame class)", "1.2.840.10008.5.1.4.1.1.6.1", 1, 2, []int{0}, 1},
+		{"Secondary Capture (single-frame class)", "1.2.840.10008.5.1.4.1.1.7", 1, 2, []int{0}, 1},
+		{"US Multi-frame Image", "1.2.840.10008.5.1.4.1.1.3.1", 3, 0, []int{1, 2, 3}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := testSource()
+			src.SOPClassUID = tt.class
+			res, err := Encode(src, []Segment{testSegment(frame(1), frame(0), frame(1))}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Frames != tt.wantFrames || res.SkippedSourceFrames != tt.wantSkip {
+				t.Errorf("%d frames, %d skipped; want %d, %d", res.Frames, res.SkippedSourceFrames, tt.wantFrames, tt.wantSkip)
+			}
+			seg, err := Decode(res.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var numbers []int
+			for _, f := range seg.Frames {
+				for _, s := range f.Sources {
+					numbers = append(numbers, s.FrameNumber)
+				}
+			}
+			if !equalInts(numbers, tt.wantFrameNumbers) {
+				t.Errorf("referenced frame numbers %v, want %v (0: none)", numbers, tt.wantFrameNumbers)
+			}
+			if !bytes.Equal(seg.Frames[0].Pixels, frame(1)) {
+				t.Errorf("first frame pixels %v, want the first source frame's mask", seg.Frames[0].Pixels)
+			}
+			ds, err := parseFile(res.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(ds.Items(dcm.DimensionIndexSequence)); n != tt.wantDims {
+				t.Errorf("%d dimensions, want %d", n, tt.wantDims)
+			}
+			if src.Frames != 3 {
+				t.Errorf("Encode changed the caller's source: %d frames", src.Frames)
+			}
+		})
+	}
+}

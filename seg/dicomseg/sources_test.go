@@ -39,7 +39,10 @@ func TestEncodeRealSources(t *testing.T) {
 		only      []int
 		omitEmpty bool
 		geometry  bool
-		warnings  []string
+		// firstFrame: a multi-frame instance of a single-frame SOP class, of which the SEG covers
+		// the first frame, referenced without a frame number.
+		firstFrame bool
+		warnings   []string
 	}{
 		{name: "CR MONOCHROME1 JPEG-LS", path: "CR/wg04_RG3_JLSN_mono1.dcm", channel: "xray", segments: 1},
 		{name: "DX MONOCHROME1, 169x211 is not a multiple of 8", path: "DX/highdicom_dx_image_mono1_evrle.dcm", channel: "xray", segments: 2},
@@ -47,6 +50,8 @@ func TestEncodeRealSources(t *testing.T) {
 			warnings: []string{warnNoStudyID}},
 		{name: "US cine 30 frames YBR JPEG, fractional", path: "US_multiframe/pydicom_examples_ybr_color_30fr_jpegbaseline.dcm", channel: "ultrasound", typ: Fractional, segments: 2,
 			warnings: []string{warnPatientNameForm}},
+		{name: "US Image Storage (single-frame class) with 2 frames, palette, explicit LE", path: "US_multiframe/pydicom_OBXXXX1A_2fr_evrle_palette.dcm", channel: "ultrasound", segments: 1, firstFrame: true},
+		{name: "US Image Storage (single-frame class) with 2 frames, palette, explicit BE", path: "US_multiframe/pydicom_OBXXXX1A_2fr_evrbe_palette.dcm", channel: "ultrasound", segments: 1, firstFrame: true},
 		{name: "US palette 16-bit single frame", path: "US/gdcm_US_ALOKA_16_ivrle_palette.dcm", channel: "ultrasound", segments: 1},
 		{name: "RGB endoscopy photo, fractional", path: "VL_SC/wg04_VL1_endo_barrett_UNC.dcm", channel: "colonoscopy", typ: Fractional, segments: 2},
 		{name: "ES colonoscopy YBR JPEG", path: "wrapped/ES_polypgen_130OLCV1_100H0002.dcm", channel: "colonoscopy", segments: 1},
@@ -112,6 +117,9 @@ func TestEncodeRealSources(t *testing.T) {
 			var wants []want
 			for s, seg := range segments {
 				for f, m := range seg.Masks {
+					if tt.firstFrame && f > 0 {
+						break
+					}
 					if m == nil || tt.omitEmpty && !slices.ContainsFunc(m, func(v byte) bool { return v != 0 }) {
 						continue
 					}
@@ -120,6 +128,9 @@ func TestEncodeRealSources(t *testing.T) {
 			}
 			if res.Frames != len(wants) {
 				t.Fatalf("encoded %d frames, want %d", res.Frames, len(wants))
+			}
+			if skipped := src.Frames - 1; tt.firstFrame != (res.SkippedSourceFrames > 0) || tt.firstFrame && res.SkippedSourceFrames != skipped {
+				t.Errorf("%d source frames skipped, want %d", res.SkippedSourceFrames, map[bool]int{true: skipped}[tt.firstFrame])
 			}
 
 			errs, warnings := dciodvfy(t, path)
@@ -157,7 +168,7 @@ func TestEncodeRealSources(t *testing.T) {
 			for i, w := range wants {
 				fr := seg.Frames[i]
 				wantFrame := 0
-				if src.Frames > 1 {
+				if src.Frames > 1 && !tt.firstFrame {
 					wantFrame = w.source + 1
 				}
 				if fr.SegmentNumber != w.segment || pySegments[i] != w.segment ||

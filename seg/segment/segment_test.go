@@ -43,10 +43,13 @@ func TestSegmentInstances(t *testing.T) {
 		file    []string
 		channel string
 		frames  int
+		// segFrames: a 2-frame instance of a single-frame SOP class (US Image Storage) gets a SEG
+		// of its first frame (dicomseg, docs/SEG.md).
+		segFrames int
 	}{
-		{[]string{"wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"}, "colonoscopy", 1},
-		{[]string{"wrapped", "OP_drive_drive_05.dcm"}, "fundus", 1},
-		{[]string{"US_multiframe", "pydicom_OBXXXX1A_2fr_evrle_palette.dcm"}, "ultrasound", 2},
+		{[]string{"wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"}, "colonoscopy", 1, 1},
+		{[]string{"wrapped", "OP_drive_drive_05.dcm"}, "fundus", 1, 1},
+		{[]string{"US_multiframe", "pydicom_OBXXXX1A_2fr_evrle_palette.dcm"}, "ultrasound", 2, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file[1], func(t *testing.T) {
@@ -68,8 +71,8 @@ func TestSegmentInstances(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got.Frames) != tt.frames {
-				t.Errorf("SEG has %d frames, want %d", len(got.Frames), tt.frames)
+			if len(got.Frames) != tt.segFrames {
+				t.Errorf("SEG has %d frames, want %d", len(got.Frames), tt.segFrames)
 			}
 			for _, f := range got.Frames {
 				if len(f.Sources) != 1 || f.Sources[0].SOPInstanceUID != src.SEG.SOPInstanceUID {
@@ -117,9 +120,10 @@ func TestDerivedUID(t *testing.T) {
 func TestConcurrentFrames(t *testing.T) {
 	s := New(engine(t))
 	path := testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_OBXXXX1A_2fr_evrle_palette.dcm")
-	segment := func(concurrency int) (*dicomseg.Segmentation, map[int]int) {
+	segment := func(concurrency int) (*dicomseg.Segmentation, map[int]int, map[int][]uint8) {
 		var mu sync.Mutex
 		seen := map[int]int{}
+		masks := map[int][]uint8{}
 		res, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound",
 			SEG: dicomseg.Options{SOPInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.4"}, Concurrency: concurrency,
 			Frame: func(f Frame) error {
@@ -129,6 +133,7 @@ func TestConcurrentFrames(t *testing.T) {
 					t.Errorf("frame %+v", f)
 				}
 				seen[f.Index]++
+				masks[f.Index] = slices.Clone(f.Mask.Bits)
 				return nil
 			}})
 		if err != nil {
@@ -138,17 +143,23 @@ func TestConcurrentFrames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return seg, seen
+		return seg, seen, masks
 	}
-	one, seenOne := segment(1)
-	two, seenTwo := segment(2)
+	one, seenOne, masksOne := segment(1)
+	two, seenTwo, masksTwo := segment(2)
 	for _, seen := range []map[int]int{seenOne, seenTwo} {
 		if len(seen) != 2 || seen[0] != 1 || seen[1] != 1 {
 			t.Errorf("Frame calls per frame index: %v", seen)
 		}
 	}
-	if len(one.Frames) != 2 || len(two.Frames) != 2 {
-		t.Fatalf("%d and %d SEG frames, want 2", len(one.Frames), len(two.Frames))
+	for i := range 2 {
+		if !slices.Equal(masksOne[i], masksTwo[i]) || len(masksOne[i]) == 0 {
+			t.Errorf("mask of frame %d differs when frames run concurrently", i+1)
+		}
+	}
+	// The source is a single-frame SOP class: its SEG covers the first frame (dicomseg).
+	if len(one.Frames) != 1 || len(two.Frames) != 1 {
+		t.Fatalf("%d and %d SEG frames, want 1", len(one.Frames), len(two.Frames))
 	}
 	for i := range one.Frames {
 		if !slices.Equal(one.Frames[i].Pixels, two.Frames[i].Pixels) {

@@ -100,6 +100,10 @@ CREATE TABLE IF NOT EXISTS pipeline_series_instance (
 	received_at      BIGINT NOT NULL,
 	PRIMARY KEY (series_uid, sop_instance_uid)
 );
+`, `
+-- Text values are UTF-8 from now on (store.Instance); recodeToUTF8 decodes the older rows, which
+-- it finds by their instances' character sets.
+CREATE INDEX instance_charset ON instance (specific_character_set);
 `}
 }
 
@@ -250,6 +254,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	for ; v < len(m); v++ {
 		if _, err := tx.ExecContext(ctx, m[v]); err != nil {
 			return fmt.Errorf("migration to schema version %d: %w", v+1, err)
+		}
+		if step := goMigrations()[v+1]; step != nil {
+			if err := step(ctx, tx); err != nil {
+				return fmt.Errorf("migration to schema version %d: %w", v+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -103,5 +104,58 @@ func TestMigrateFromVersion1(t *testing.T) {
 	var v int
 	if err := x.w.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations()) {
 		t.Errorf("schema version %d (%v), want %d", v, err, len(migrations()))
+	}
+}
+
+// TestMigrateRecodesToUTF8: rows indexed before version 3 hold text as received; the migration
+// decodes them from their instances' character sets (Latin-1, ISO 2022 Japanese) and leaves
+// UTF-8, ASCII and rows of instances without a character set as they were.
+func TestMigrateRecodesToUTF8(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, err := sql.Open("sqlite", fileURI(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const jis = "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B"
+	stmts := []string{migrations()[0], migrations()[1], `CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version VALUES (2)`}
+	for i, p := range []struct{ name, charset, description string }{
+		{"M\xfcller^J\xfcrgen", `ISO_IR 100`, "Sch\xe4del"},
+		{"Müller^Jürgen", `ISO_IR 192`, "Schädel"},
+		{jis, `\ISO 2022 IR 87`, "CT"},
+		{"Doe^John", ``, "Head"},
+	} {
+		n := i + 1
+		stmts = append(stmts,
+			fmt.Sprintf(`INSERT INTO patient (pk, patient_id, patient_name) VALUES (%d, 'P%d', CAST(X'%x' AS TEXT))`, n, n, p.name),
+			fmt.Sprintf(`INSERT INTO study (pk, patient_pk, study_uid, study_description, updated_at) VALUES (%d, %d, '1.%d', CAST(X'%x' AS TEXT), '2024-01-01T00:00:00Z')`, n, n, n, p.description),
+			fmt.Sprintf(`INSERT INTO series (pk, study_pk, series_uid, updated_at) VALUES (%d, %d, '1.%d.1', '2024-01-01T00:00:00Z')`, n, n, n),
+			fmt.Sprintf(`INSERT INTO instance (series_pk, sop_instance_uid, sop_class_uid, specific_character_set, transfer_syntax_uid, path, size, received_at)
+				VALUES (%d, '1.%d.1.1', '1.2.3', '%s', '1.2.840.10008.1.2', 'a', 100, '2024-01-01T00:00:00Z')`, n, n, p.charset))
+	}
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	x, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	for uid, want := range map[string][2]string{
+		"1.1.1.1": {"Müller^Jürgen", "Schädel"},
+		"1.2.1.1": {"Müller^Jürgen", "Schädel"},
+		"1.3.1.1": {"Yamada^Tarou=山田^太郎=やまだ^たろう", "CT"},
+		"1.4.1.1": {"Doe^John", "Head"},
+	} {
+		in, err := x.Get(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.PatientName != want[0] || in.StudyDescription != want[1] {
+			t.Errorf("%s: name %q description %q, want %q %q", uid, in.PatientName, in.StudyDescription, want[0], want[1])
+		}
 	}
 }
