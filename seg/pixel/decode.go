@@ -8,8 +8,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-
-	"github.com/espnode/espnode/dcm"
 )
 
 // Frame is one decoded frame: stored pixel values (bits outside BitsStored removed, signed
@@ -45,23 +43,32 @@ func (im *Image) Frame(i int) (*Frame, error) {
 }
 
 func (im *Image) decodeFrame(i int) (*Frame, error) {
-	switch im.TransferSyntax {
-	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.ExplicitVRBigEndian, dcm.DeflatedExplicitVRLittleEndian:
+	fam := families[im.TransferSyntax]
+	if !fam.available() {
+		return nil, unsupported(im.TransferSyntax)
+	}
+	if fam == famNative {
 		if im.native == nil {
 			return nil, errors.New("native transfer syntax but encapsulated pixel data")
 		}
 		return im.nativeFrame(i)
-	case dcm.RLELossless, dcm.JPEGBaseline8Bit:
-	default:
-		return nil, unsupported(im.TransferSyntax)
 	}
 	if im.frames == nil {
 		return nil, fmt.Errorf("transfer syntax %s needs encapsulated pixel data", im.TransferSyntax)
 	}
-	if im.TransferSyntax == dcm.RLELossless {
-		return im.rleFrame(im.frames[i])
+	data := im.frames[i]
+	switch fam {
+	case famRLE:
+		return im.rleFrame(data)
+	case famJPEG:
+		return im.jpegFamilyFrame(data)
+	case famJPEGLS:
+		return im.jpegLSFrame(data)
+	case famJ2K:
+		return im.j2kFrame(data)
+	default:
+		return im.jxlFrame(data)
 	}
-	return im.jpegFrame(im.frames[i])
 }
 
 func (im *Image) newFrame(samples int, photometric string) *Frame {

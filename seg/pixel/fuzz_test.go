@@ -41,8 +41,8 @@ func FuzzParseItemsAndSplitFrames(f *testing.F) {
 		if err != nil || frames < 1 || frames > 1<<10 {
 			return
 		}
-		for _, jpeg := range []bool{false, true} {
-			out, err := SplitFrames(frags, offsets, frames, jpeg)
+		for _, starts := range []func([]byte) bool{nil, FrameStart(dcm.JPEGBaseline8Bit), FrameStart(dcm.JPEG2000)} {
+			out, err := SplitFrames(frags, offsets, frames, starts)
 			if err == nil && len(out) != frames {
 				t.Fatalf("split into %d frames, want %d", len(out), frames)
 			}
