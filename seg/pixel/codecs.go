@@ -74,7 +74,7 @@ type Codec struct {
 	Syntaxes []string
 }
 
-// Codecs lists the decoders of compressed pixel data, compiled in or not.
+// Codecs lists the decoders of pixel data, compiled in or not.
 func Codecs() []Codec {
 	syntaxes := func(f family) []string {
 		var out []string
@@ -92,6 +92,7 @@ func Codecs() []Codec {
 		return name + " " + version
 	}
 	return []Codec{
+		{Name: "uncompressed", Library: "espnode (Go)", Compiled: true, Syntaxes: syntaxes(famNative)},
 		{Name: "RLE Lossless", Library: "espnode (Go)", Compiled: true, Syntaxes: syntaxes(famRLE)},
 		{Name: "JPEG", Library: "Go image/jpeg (8-bit DCT), espnode (Go: lossless, 12-bit DCT)", Compiled: true, Syntaxes: syntaxes(famJPEG)},
 		{Name: "JPEG-LS", Library: lib("CharLS", charls.Version()), Compiled: charls.Available(), Syntaxes: syntaxes(famJPEGLS)},
