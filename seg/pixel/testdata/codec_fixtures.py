@@ -191,7 +191,8 @@ run("dcmcjpls", "+en", path(u12), path("jls_near.dcm"))
 run("dcmdjpls", path("jls_near.dcm"), path("jls_near_ref.dcm"))
 add("jls_near", "jls_near.dcm", "jls_near_ref.dcm")
 
-# JPEG 2000: multi-frame colour (YBR_RCT), planar source, signed 12 bits, irreversible (YBR_ICT).
+# JPEG 2000: multi-frame colour, planar source, signed 12 and 16 bits, irreversible (9-7 wavelet
+# and ICT, lossy: against GDCM's decode).
 run("gdcmconv", "-K", path(rgb), path("j2k_rgb.dcm"))
 add("j2k_rgb", "j2k_rgb.dcm", rgb)
 rgbp = native("rgb_planar.dcm", image(45, 70, 2, 3, 8, False, 8), 8, False, "RGB", planar=1)
@@ -208,9 +209,9 @@ for i, f in enumerate(ds12.pixel_array):
     cs.append(open(path("s12_%d.j2k" % i), "rb").read())
 repack(s12, "j2k_s12.dcm", "bot", "1.2.840.10008.1.2.4.90", cs)
 add("j2k_s12", "j2k_s12.dcm", s12)
-run("gdcmconv", "-K", "--irreversible", "-q", "40", path(rgb), path("j2k_ict.dcm"))
-run("gdcmconv", "--raw", path("j2k_ict.dcm"), path("j2k_ict_ref.dcm"))
-add("j2k_ict", "j2k_ict.dcm", "j2k_ict_ref.dcm")
+run("gdcmconv", "-K", "-Y", "--irreversible", "-q", "40", path(rgb), path("j2k_irreversible.dcm"))
+run("gdcmconv", "--raw", path("j2k_irreversible.dcm"), path("j2k_irreversible_ref.dcm"))
+add("j2k_irreversible", "j2k_irreversible.dcm", "j2k_irreversible_ref.dcm")
 
 # Around the codestream (PS3.5 A.4): more fragments than frames, with and without a Basic
 # Offset Table, and an Extended Offset Table.

@@ -287,6 +287,11 @@ func Decode(src []byte, accept func(*Header) error) (*Image, error) {
 			if err := d.scan(b); err != nil {
 				return nil, err
 			}
+			if d.pos >= len(d.src) {
+				// Some writers end the last scan without EOI; finish checks that every
+				// component was decoded.
+				return d.finish()
+			}
 		case m >= mAPP0 && m <= 0xEF:
 			d.app(m, b)
 		}
