@@ -202,7 +202,7 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 		sample, byteIdx := s/bytesPer, bytesPer-1-s%bytesPer
 		stride := samples * bytesPer
 		dst := sample*bytesPer + byteIdx
-		n, err := unpackBits(data[start:end], px, func(k int, b byte) { out[k*stride+dst] = b })
+		n, err := unpackBits(data[start:end], px, out[dst:], stride)
 		if err != nil {
 			return nil, fmt.Errorf("RLE: segment %d: %w", s, err)
 		}
@@ -213,9 +213,10 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 	return out, nil
 }
 
-// unpackBits decodes a PackBits stream, delivering at most limit bytes; encoders pad segments
-// to an even length, so output past the limit is ignored rather than an error.
-func unpackBits(src []byte, limit int, put func(int, byte)) (int, error) {
+// unpackBits decodes a PackBits stream into out[0], out[stride], out[2*stride], ..., at most
+// limit bytes; encoders pad segments to an even length, so output past the limit is ignored
+// rather than an error.
+func unpackBits(src []byte, limit int, out []byte, stride int) (int, error) {
 	n := 0
 	for i := 0; i < len(src) && n < limit; {
 		h := int8(src[i])
@@ -226,23 +227,25 @@ func unpackBits(src []byte, limit int, put func(int, byte)) (int, error) {
 			if i+cnt > len(src) {
 				return n, fmt.Errorf("literal run of %d at %d passes the end (%d)", cnt, i-1, len(src))
 			}
-			for _, b := range src[i : i+cnt] {
-				if n < limit {
-					put(n, b)
-					n++
+			cnt = min(cnt, limit-n)
+			if stride == 1 {
+				copy(out[n:], src[i:i+cnt])
+			} else {
+				for k, b := range src[i : i+cnt] {
+					out[(n+k)*stride] = b
 				}
 			}
-			i += cnt
+			n += cnt
+			i += int(h) + 1
 		case h != -128:
 			if i >= len(src) {
 				return n, fmt.Errorf("replicate run at %d has no byte", i-1)
 			}
-			for range 1 - int(h) {
-				if n < limit {
-					put(n, src[i])
-					n++
-				}
+			cnt, b := min(1-int(h), limit-n), src[i]
+			for k := range cnt {
+				out[(n+k)*stride] = b
 			}
+			n += cnt
 			i++
 		}
 	}

@@ -167,3 +167,37 @@ func (b *bitReader) restart(n int) error {
 	b.acc, b.n, b.pad = 0, 0, 0
 	return nil
 }
+
+// diff decodes one lossless difference (H.1.2.2): a category, then that many bits; category
+// 16 is 32768 with no bits.
+func (b *bitReader) diff(t *huffTable) (int32, bool) {
+	if b.n < 32 {
+		b.fill()
+	}
+	var s uint
+	if e := t.lut[b.acc>>(64-lutBits)]; e != 0 {
+		l := uint(e >> 8)
+		b.acc <<= l
+		b.n -= l
+		s = uint(e & 0xFF)
+	} else {
+		v, ok := b.decode(t)
+		if !ok {
+			return 0, false
+		}
+		s = uint(v)
+	}
+	switch {
+	case s == 0:
+		return 0, true
+	case s >= 16:
+		return 32768, true
+	}
+	v := int32(b.acc >> (64 - s))
+	b.acc <<= s
+	b.n -= s
+	if v < 1<<(s-1) {
+		v += 1 - 1<<s
+	}
+	return v, true
+}

@@ -44,6 +44,9 @@ func (d *decoder) losslessScan(br *bitReader, comps []scanComponent, ss, ah, al 
 		tables[i] = c.dc
 		d.shift[c.index] = uint(al)
 	}
+	if len(comps) == 1 {
+		return oneComponent(br, planes[0], tables[0], w, rows, linesPerInterval, ss, initial)
+	}
 	interval := 0
 	firstRow := 0
 	for y := range rows {
@@ -98,6 +101,70 @@ func (d *decoder) losslessScan(br *bitReader, comps []scanComponent, ss, ah, al 
 					diff = extend(br.receive(uint(s)), uint(s))
 				}
 				plane[i] = uint16(pred + diff)
+			}
+		}
+		if br.overrun() {
+			return malformed("lossless scan truncated at line %d of %d", y+1, rows)
+		}
+	}
+	return nil
+}
+
+// oneComponent is losslessScan for a scan of one component (nearly every DICOM image): the
+// same rules, one row at a time, with the predictor chosen once per row.
+func oneComponent(br *bitReader, plane []uint16, tab *huffTable, w, rows, linesPerInterval, ss int, initial int32) error {
+	interval, firstRow := 0, 0
+	var prev []uint16
+	for y := range rows {
+		if y > 0 && y%linesPerInterval == 0 {
+			if err := br.restart(interval); err != nil {
+				return err
+			}
+			interval++
+			firstRow = y
+		}
+		row := plane[y*w : (y+1)*w]
+		pred := initial
+		if y != firstRow {
+			prev = plane[(y-1)*w : y*w]
+			pred = int32(prev[0])
+		}
+		d, ok := br.diff(tab)
+		if !ok {
+			return malformed("bad Huffman code at line %d", y)
+		}
+		row[0] = uint16(pred + d)
+		if y == firstRow || ss == 1 {
+			for x := 1; x < w; x++ {
+				d, ok := br.diff(tab)
+				if !ok {
+					return malformed("bad Huffman code at line %d", y)
+				}
+				row[x] = uint16(int32(row[x-1]) + d)
+			}
+		} else {
+			for x := 1; x < w; x++ {
+				ra, rb, rc := int32(row[x-1]), int32(prev[x]), int32(prev[x-1])
+				var p int32
+				switch ss {
+				case 2:
+					p = rb
+				case 3:
+					p = rc
+				case 4:
+					p = ra + rb - rc
+				case 5:
+					p = ra + (rb-rc)>>1
+				case 6:
+					p = rb + (ra-rc)>>1
+				default:
+					p = (ra + rb) >> 1
+				}
+				d, ok := br.diff(tab)
+				if !ok {
+					return malformed("bad Huffman code at line %d", y)
+				}
+				row[x] = uint16(p + d)
 			}
 		}
 		if br.overrun() {
