@@ -9,7 +9,9 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/seg/pixel/transcode"
 	"github.com/espnode/espnode/store"
 )
 
@@ -61,9 +63,11 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	c, err := dimse.Dial(ctx, Peer{Host: a.Host, Port: a.Port}.Addr(), dimse.ClientConfig{
 		CallingAE: p.opts.AETitle,
 		CalledAE:  a.AETitle,
+		// As stored, else converted (decompressed when the object's syntax is encapsulated)
+		// for a destination that accepts none of the stored syntaxes.
 		Contexts: []dimse.PresentationContextRQ{{
 			AbstractSyntax:   seg.SOPClassUID,
-			TransferSyntaxes: []string{seg.TransferSyntaxUID},
+			TransferSyntaxes: transcode.Offer(seg.TransferSyntaxUID),
 		}},
 		Logger:                    p.log,
 		ImplementationClassUID:    p.opts.ImplementationClassUID,
@@ -72,7 +76,20 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	if err != nil {
 		return fmt.Errorf("associate: %w", err)
 	}
-	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, seg.TransferSyntaxUID, bufio.NewReaderSize(rc, 64<<10))
+	ts := seg.TransferSyntaxUID
+	for _, offered := range transcode.Offer(seg.TransferSyntaxUID) {
+		if _, ok := c.FindContext(seg.SOPClassUID, offered); ok {
+			ts = offered
+			break
+		}
+	}
+	data, err := transcode.Open(bufio.NewReaderSize(rc, 64<<10), seg.TransferSyntaxUID, ts, dcm.Limits{})
+	if err != nil {
+		_ = c.Release(ctx)
+		return fmt.Errorf("send as %s: %w", dcm.TransferSyntaxName(ts), err)
+	}
+	defer data.Close()
+	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
 	if err != nil {
 		_ = c.Abort()
 		return fmt.Errorf("C-STORE: %w", err)

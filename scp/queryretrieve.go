@@ -522,25 +522,14 @@ func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 			continue
 		}
 		seen[k] = true
-		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: sendableAs(k.ts)})
+		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: transcode.Offer(k.ts)})
 	}
 	return out
 }
 
-// sendableAs lists the syntaxes an instance stored in ts can be sent in, preferred first.
-func sendableAs(ts string) []string {
-	switch {
-	case ts == dcm.ExplicitVRLittleEndian:
-		return []string{ts, dcm.ImplicitVRLittleEndian}
-	case transcode.Decompressible(ts):
-		return []string{ts, dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}
-	}
-	return []string{ts}
-}
-
 // sendSyntax picks the first syntax the instance can be sent in that the peer accepted.
 func sendSyntax(in store.Instance, accepted func(ts string) bool) (string, bool) {
-	for _, ts := range sendableAs(in.TransferSyntaxUID) {
+	for _, ts := range transcode.Offer(in.TransferSyntaxUID) {
 		if accepted(ts) {
 			return ts, true
 		}
@@ -562,36 +551,23 @@ func (s *Services) sendInstance(ctx context.Context, c *dimse.Client, in store.I
 	return c.StoreWithOptions(ctx, in.SOPClassUID, in.SOPInstanceUID, ts, data, opts)
 }
 
-// openConverted opens a stored instance for sending in transfer syntax ts: as stored, converted
-// from explicit to implicit VR little endian on the fly, or decompressed (every frame decoded
-// before anything is sent, so that a frame that fails to decode fails the sub-operation, not
-// the association).
+// openConverted opens a stored instance for sending in transfer syntax ts (transcode.Open): a
+// frame that fails to decode fails the sub-operation, not the association.
 func (s *Services) openConverted(ctx context.Context, in store.Instance, ts string) (io.Closer, io.Reader, error) {
 	f, data, err := s.openInstance(ctx, in)
 	if err != nil || ts == in.TransferSyntaxUID {
 		return f, data, err
 	}
-	switch {
-	case in.TransferSyntaxUID == dcm.ExplicitVRLittleEndian && ts == dcm.ImplicitVRLittleEndian:
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, data)) }()
-		return closers{pr, f}, pr, nil
-	case transcode.Decompressible(in.TransferSyntaxUID) && (ts == dcm.ExplicitVRLittleEndian || ts == dcm.ImplicitVRLittleEndian):
-		defer f.Close()
-		ds, err := transcode.Read(data, in.TransferSyntaxUID, dcm.Limits{})
-		if err != nil {
-			return nil, nil, fmt.Errorf("send %s decompressed: %w", in.SOPInstanceUID, err)
-		}
-		b, err := dcm.Encode(ds, ts)
-		if err != nil {
-			return nil, nil, fmt.Errorf("send %s decompressed: %w", in.SOPInstanceUID, err)
-		}
+	conv, err := transcode.Open(data, in.TransferSyntaxUID, ts, dcm.Limits{})
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("send %s as %s: %w", in.SOPInstanceUID, dcm.TransferSyntaxName(ts), err)
+	}
+	if transcode.Decompressible(in.TransferSyntaxUID) {
 		s.opts.Logger.Info().Str("sop_instance_uid", in.SOPInstanceUID).Str("stored", in.TransferSyntaxUID).Str("sent", ts).
 			Msg("the destination accepts none of the stored syntaxes: sending it decompressed")
-		return closers{}, bytes.NewReader(b), nil
 	}
-	f.Close()
-	return nil, nil, fmt.Errorf("cannot send %s stored in %s as %s", in.SOPInstanceUID, in.TransferSyntaxUID, ts)
+	return closers{conv, f}, conv, nil
 }
 
 type closers []io.Closer

@@ -5,6 +5,7 @@
 package transcode
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,47 @@ func Decompressible(ts string) bool {
 
 // ErrNotDecompressible is wrapped by the error for a syntax Decompressible refuses.
 var ErrNotDecompressible = errors.New("cannot decompress")
+
+// Offer lists the transfer syntaxes an instance stored in ts can be sent in, preferred first:
+// as stored; Explicit VR Little Endian also as Implicit; a syntax this build decodes also
+// decompressed, in Explicit, then Implicit, VR Little Endian (what Orthanc offers). A sender
+// proposes them all in one presentation context and sends in the first the peer accepted.
+func Offer(ts string) []string {
+	switch {
+	case ts == dcm.ExplicitVRLittleEndian:
+		return []string{ts, dcm.ImplicitVRLittleEndian}
+	case Decompressible(ts):
+		return []string{ts, dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}
+	}
+	return []string{ts}
+}
+
+// Open returns the data set r, read in the stored syntax, encoded in ts, one of Offer(stored):
+// r itself when ts is stored; converted from explicit to implicit VR little endian as it is
+// read; or decompressed, every frame decoded before Open returns, so that a frame that fails
+// to decode is an error here and not in the middle of a send. Closing the result ends a
+// conversion under way; it does not close r.
+func Open(r io.Reader, stored, ts string, lim dcm.Limits) (io.ReadCloser, error) {
+	switch {
+	case ts == stored:
+		return io.NopCloser(r), nil
+	case stored == dcm.ExplicitVRLittleEndian && ts == dcm.ImplicitVRLittleEndian:
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, r)) }()
+		return pr, nil
+	case ts == dcm.ExplicitVRLittleEndian || ts == dcm.ImplicitVRLittleEndian:
+		ds, err := Read(r, stored, lim)
+		if err != nil {
+			return nil, err
+		}
+		b, err := dcm.Encode(ds, ts)
+		if err != nil {
+			return nil, fmt.Errorf("decompress: encode in %s: %w", dcm.TransferSyntaxName(ts), err)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	return nil, fmt.Errorf("cannot convert from %s (%s) to %s (%s)", stored, dcm.TransferSyntaxName(stored), ts, dcm.TransferSyntaxName(ts))
+}
 
 // Read reads a data set stored in the encapsulated syntax ts and returns it decompressed
 // (Decompress).

@@ -154,3 +154,35 @@ func frame(t *testing.T, im *pixel.Image, i int) *pixel.Frame {
 	}
 	return f
 }
+
+func TestOffer(t *testing.T) {
+	tests := []struct {
+		stored string
+		want   []string
+	}{
+		{dcm.ExplicitVRLittleEndian, []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}},
+		{dcm.ImplicitVRLittleEndian, []string{dcm.ImplicitVRLittleEndian}},
+		{dcm.JPEGLosslessSV1, []string{dcm.JPEGLosslessSV1, dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}},
+		{dcm.RLELossless, []string{dcm.RLELossless, dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}},
+		{"1.2.840.10008.1.2.4.92", []string{"1.2.840.10008.1.2.4.92"}}, // JPEG 2000 Part 2: not decoded
+	}
+	for _, tc := range tests {
+		if got := Offer(tc.stored); !slices.Equal(got, tc.want) {
+			t.Errorf("Offer(%s) = %v, want %v", tc.stored, got, tc.want)
+		}
+	}
+}
+
+// TestOpenRefuses: Open converts only to what Offer lists.
+func TestOpenRefuses(t *testing.T) {
+	for _, c := range [][2]string{
+		{dcm.ExplicitVRLittleEndian, dcm.JPEGLosslessSV1},
+		{dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian},
+		{"1.2.840.10008.1.2.4.92", dcm.ExplicitVRLittleEndian},
+	} {
+		if rc, err := Open(strings.NewReader(""), c[0], c[1], dcm.Limits{}); err == nil {
+			rc.Close()
+			t.Errorf("Open from %s to %s: no error", c[0], c[1])
+		}
+	}
+}
