@@ -48,8 +48,9 @@ fuzz:
 	for f in FuzzReader FuzzParseDataSet FuzzExplicitToImplicit FuzzReadFileMeta FuzzParseFragments; do \
 		$(GO) test ./dcm -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
 	for p in jpeg charls openjpeg jxl; do \
-		$(GO) test ./seg/pixel/codec/$$p -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s -parallel 1 || exit 1; done
-	$(GO) test ./seg/pixel -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime 60s -parallel 1
+		$(GO) test ./seg/pixel/codec/$$p -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1 || exit 1; done
+	$(GO) test ./seg/pixel -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1
+	$(GO) test ./seg/pixel/transcode -run '^$$' -fuzz '^FuzzDecompress$$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1
 
 bench:
 	bench/ingest/run.sh
