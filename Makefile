@@ -56,4 +56,4 @@ bench:
 	bench/ingest/run.sh
 
 bench-pixel:
-	$(GO) run ./bench/pixel
+	$(GO) run ./bench/pixel -runs 9
