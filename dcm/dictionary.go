@@ -125,6 +125,8 @@ const (
 	SegmentedBluePaletteColorLookupTableData    Tag = 0x00281223 // (0028,1223) OW
 	SpatialLocationsPreserved                   Tag = 0x0028135A // (0028,135A) CS
 	LossyImageCompression                       Tag = 0x00282110 // (0028,2110) CS
+	LossyImageCompressionRatio                  Tag = 0x00282112 // (0028,2112) DS
+	LossyImageCompressionMethod                 Tag = 0x00282114 // (0028,2114) CS
 	ModalityLUTSequence                         Tag = 0x00283000 // (0028,3000) SQ
 	LUTDescriptor                               Tag = 0x00283002 // (0028,3002) US
 	LUTData                                     Tag = 0x00283006 // (0028,3006) US
@@ -163,6 +165,8 @@ const (
 	ContentCreatorName                          Tag = 0x00700084 // (0070,0084) PN
 	SharedFunctionalGroupsSequence              Tag = 0x52009229 // (5200,9229) SQ
 	PerFrameFunctionalGroupsSequence            Tag = 0x52009230 // (5200,9230) SQ
+	ExtendedOffsetTable                         Tag = 0x7FE00001 // (7FE0,0001) OV
+	ExtendedOffsetTableLengths                  Tag = 0x7FE00002 // (7FE0,0002) OV
 	PixelData                                   Tag = 0x7FE00010 // (7FE0,0010) OW
 	Item                                        Tag = 0xFFFEE000 // (FFFE,E000) --
 	ItemDelimitationItem                        Tag = 0xFFFEE00D // (FFFE,E00D) --
@@ -292,6 +296,8 @@ var dictionary = [...]dictEntry{
 	{SegmentedBluePaletteColorLookupTableData, "OW", "SegmentedBluePaletteColorLookupTableData"},
 	{SpatialLocationsPreserved, "CS", "SpatialLocationsPreserved"},
 	{LossyImageCompression, "CS", "LossyImageCompression"},
+	{LossyImageCompressionRatio, "DS", "LossyImageCompressionRatio"},
+	{LossyImageCompressionMethod, "CS", "LossyImageCompressionMethod"},
 	{ModalityLUTSequence, "SQ", "ModalityLUTSequence"},
 	{LUTDescriptor, "US", "LUTDescriptor"},
 	{LUTData, "US", "LUTData"},
@@ -330,6 +336,8 @@ var dictionary = [...]dictEntry{
 	{ContentCreatorName, "PN", "ContentCreatorName"},
 	{SharedFunctionalGroupsSequence, "SQ", "SharedFunctionalGroupsSequence"},
 	{PerFrameFunctionalGroupsSequence, "SQ", "PerFrameFunctionalGroupsSequence"},
+	{ExtendedOffsetTable, "OV", "ExtendedOffsetTable"},
+	{ExtendedOffsetTableLengths, "OV", "ExtendedOffsetTableLengths"},
 	{PixelData, "OW", "PixelData"},
 	{Item, "", "Item"},
 	{ItemDelimitationItem, "", "ItemDelimitationItem"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/seg/pixel/transcode"
 	"github.com/espnode/espnode/store"
 )
 
@@ -104,8 +105,8 @@ func (p *Pipeline) dialDestination(ctx context.Context, a DeliverArgs, sopClass,
 }
 
 // sendable picks the transfer syntax the association accepted for an object
-// (storeSyntax) and returns its data set in it: stored as it is, or converted
-// to implicit VR little endian as it is read. stop ends a conversion the
+// (storeSyntax) and returns its data set in it (transcode.Open): as stored,
+// converted to implicit VR little endian as it is read, or decompressed. stop ends a conversion the
 // C-STORE stopped reading; call it when the C-STORE is over.
 func sendable(c *dimse.Client, in store.Instance, stored io.Reader) (ts string, data io.Reader, stop func(), err error) {
 	ts, ok := storeSyntax(c, in.SOPClassUID, in.TransferSyntaxUID)
@@ -113,24 +114,17 @@ func sendable(c *dimse.Client, in store.Instance, stored io.Reader) (ts string, 
 		return "", nil, nil, fmt.Errorf("the destination accepted no presentation context for %s in %s",
 			in.SOPClassUID, strings.Join(sendableSyntaxes(in.TransferSyntaxUID), " or "))
 	}
-	if ts == in.TransferSyntaxUID {
-		return ts, stored, func() {}, nil
+	rc, err := transcode.Open(stored, in.TransferSyntaxUID, ts, dcm.Limits{})
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("send as %s: %w", dcm.TransferSyntaxName(ts), err)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, stored)) }()
-	return ts, pr, func() { pr.Close() }, nil
+	return ts, rc, func() { rc.Close() }, nil
 }
 
 // sendableSyntaxes lists the transfer syntaxes an object stored in ts can be
-// sent in, the stored one first: explicit VR little endian converts to
-// implicit VR little endian (dcm.ExplicitToImplicit), which every Storage SCP
-// accepts; anything else is sent as stored.
-func sendableSyntaxes(ts string) []string {
-	if ts == dcm.ExplicitVRLittleEndian {
-		return []string{ts, dcm.ImplicitVRLittleEndian}
-	}
-	return []string{ts}
-}
+// sent in, the stored one first (transcode.Offer: explicit VR little endian
+// also as implicit, a decodable compressed syntax also decompressed).
+func sendableSyntaxes(ts string) []string { return transcode.Offer(ts) }
 
 // storeContexts proposes one presentation context per sendable transfer
 // syntax rather than one context listing them all: the receiver answers each

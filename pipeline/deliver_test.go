@@ -109,6 +109,7 @@ func TestStoreContexts(t *testing.T) {
 		{dcm.ExplicitVRLittleEndian, [][]string{{dcm.ExplicitVRLittleEndian}, {dcm.ImplicitVRLittleEndian}}},
 		{dcm.ImplicitVRLittleEndian, [][]string{{dcm.ImplicitVRLittleEndian}}},
 		{dimse.DeflatedExplicitVRLittleEndian, [][]string{{dimse.DeflatedExplicitVRLittleEndian}}},
+		{"1.2.840.10008.1.2.4.90", [][]string{{"1.2.840.10008.1.2.4.90"}, {dcm.ExplicitVRLittleEndian}, {dcm.ImplicitVRLittleEndian}}},
 	} {
 		got := storeContexts(segClass, tt.ts)
 		if len(got) != len(tt.want) {

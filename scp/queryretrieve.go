@@ -15,6 +15,7 @@ import (
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/internal/version"
+	"github.com/espnode/espnode/seg/pixel/transcode"
 	"github.com/espnode/espnode/store"
 )
 
@@ -548,8 +549,10 @@ func (s *Services) move(ctx context.Context, w dimse.ResponseWriter, r *dimse.Re
 	_ = respond(status, c.sub, ids)
 }
 
-// storageContexts proposes one context per SOP class and stored transfer syntax: files are sent as
-// stored, never transcoded.
+// storageContexts proposes one context per SOP class and stored transfer syntax: the stored
+// syntax first, then what the instance can be converted to when the destination takes none of
+// those (explicit to implicit VR little endian; an encapsulated syntax this build decodes to
+// explicit, then implicit, VR little endian, decompressed as Orthanc does).
 func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 	type pair struct{ class, ts string }
 	seen := map[pair]bool{}
@@ -560,19 +563,26 @@ func storageContexts(instances []store.Instance) []dimse.PresentationContextRQ {
 			continue
 		}
 		seen[k] = true
-		syntaxes := []string{k.ts}
-		if k.ts == dcm.ExplicitVRLittleEndian {
-			syntaxes = append(syntaxes, dcm.ImplicitVRLittleEndian) // converted when chosen
-		}
-		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: syntaxes})
+		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: k.class, TransferSyntaxes: transcode.Offer(k.ts)})
 	}
 	return out
 }
 
+// sendSyntax picks the first syntax the instance can be sent in that the peer accepted.
+func sendSyntax(in store.Instance, accepted func(ts string) bool) (string, bool) {
+	for _, ts := range transcode.Offer(in.TransferSyntaxUID) {
+		if accepted(ts) {
+			return ts, true
+		}
+	}
+	return "", false
+}
+
 func (s *Services) sendInstance(ctx context.Context, c *dimse.Client, in store.Instance, opts dimse.StoreOptions) (dimse.Status, error) {
-	ts := in.TransferSyntaxUID
-	if _, ok := c.FindContext(in.SOPClassUID, ts); !ok && ts == dcm.ExplicitVRLittleEndian {
-		ts = dcm.ImplicitVRLittleEndian
+	ts, ok := sendSyntax(in, func(ts string) bool { _, ok := c.FindContext(in.SOPClassUID, ts); return ok })
+	if !ok {
+		// The store call names what was missing.
+		ts = in.TransferSyntaxUID
 	}
 	f, data, err := s.openConverted(ctx, in, ts)
 	if err != nil {
@@ -582,20 +592,23 @@ func (s *Services) sendInstance(ctx context.Context, c *dimse.Client, in store.I
 	return c.StoreWithOptions(ctx, in.SOPClassUID, in.SOPInstanceUID, ts, data, opts)
 }
 
-// openConverted opens a stored instance for sending in transfer syntax ts: as stored, or converted
-// from explicit to implicit VR little endian on the fly.
+// openConverted opens a stored instance for sending in transfer syntax ts (transcode.Open): a
+// frame that fails to decode fails the sub-operation, not the association.
 func (s *Services) openConverted(ctx context.Context, in store.Instance, ts string) (io.Closer, io.Reader, error) {
 	f, data, err := s.openInstance(ctx, in)
 	if err != nil || ts == in.TransferSyntaxUID {
 		return f, data, err
 	}
-	if in.TransferSyntaxUID != dcm.ExplicitVRLittleEndian || ts != dcm.ImplicitVRLittleEndian {
+	conv, err := transcode.Open(data, in.TransferSyntaxUID, ts, dcm.Limits{})
+	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("cannot send %s stored in %s as %s", in.SOPInstanceUID, in.TransferSyntaxUID, ts)
+		return nil, nil, fmt.Errorf("send %s as %s: %w", in.SOPInstanceUID, dcm.TransferSyntaxName(ts), err)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(dcm.ExplicitToImplicit(pw, data)) }()
-	return closers{pr, f}, pr, nil
+	if transcode.Decompressible(in.TransferSyntaxUID) {
+		s.opts.Logger.Info().Str("sop_instance_uid", in.SOPInstanceUID).Str("stored", in.TransferSyntaxUID).Str("sent", ts).
+			Msg("the destination accepts none of the stored syntaxes: sending it decompressed")
+	}
+	return closers{conv, f}, conv, nil
 }
 
 type closers []io.Closer
@@ -684,18 +697,15 @@ func (s *Services) sendGetFailedList(callingAE string) bool {
 // C-CANCEL-RQ arriving meanwhile is noted.
 func (s *Services) getSubOperation(ctx context.Context, a *dimse.Association, in store.Instance, getID uint16, cancelled *bool) (dimse.Status, error) {
 	var pc *dimse.PresentationContext
-	for _, c := range a.Contexts() {
-		if c.AbstractSyntax != in.SOPClassUID || !c.RequestorSCP {
-			continue
+	_, _ = sendSyntax(in, func(ts string) bool {
+		for _, c := range a.Contexts() {
+			if c.AbstractSyntax == in.SOPClassUID && c.RequestorSCP && c.TransferSyntax == ts {
+				pc = c
+				return true
+			}
 		}
-		if c.TransferSyntax == in.TransferSyntaxUID {
-			pc = c
-			break
-		}
-		if in.TransferSyntaxUID == dcm.ExplicitVRLittleEndian && c.TransferSyntax == dcm.ImplicitVRLittleEndian {
-			pc = c
-		}
-	}
+		return false
+	})
 	if pc == nil {
 		return dimse.Status{}, fmt.Errorf("no presentation context with the SCP role for %s in %s", in.SOPClassUID, in.TransferSyntaxUID)
 	}

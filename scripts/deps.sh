@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what espnode needs on a Debian machine. Usage: scripts/deps.sh run|test
-#   run:  the ONNX Runtime C library (from the npm package onnxruntime-node, via npm pack)
-#   test: the above plus the real DICOM peers and validators the tests talk to
+#   run:  the ONNX Runtime C library (from the npm package onnxruntime-node, via npm pack), and
+#         the pixel codec libraries with their headers (the build links them through cgo)
+#   test: the above plus the real DICOM peers and validators the tests talk to, and the
+#         encoders and decoders the codec tests compare with
 # Idempotent: each step is skipped when its result is already present.
 set -euo pipefail
 mode=${1:-run}
@@ -47,15 +49,25 @@ fetch_npm_peers() {
   cp "$dir/package-lock.json" "$dir/node_modules/.espnode-installed-lock"
 }
 
+# The pixel codecs (seg/pixel/codec): OpenJPEG 2.5 (JPEG 2000, HTJ2K), CharLS 2.4 (JPEG-LS) and
+# libjxl 0.7 (JPEG XL), runtime and -dev (headers, pkg-config files), and the C toolchain cgo
+# uses. A build with -tags nocodecs needs none of them.
+codec_libs() {
+  apt_install gcc libc6-dev pkg-config libopenjp2-7 libopenjp2-7-dev libcharls2 libcharls-dev libjxl0.7 libjxl-dev
+}
+
 case "$mode" in
-  run)  fetch_ort ;;
+  run)  fetch_ort; codec_libs ;;
   test)
     fetch_ort
+    codec_libs
     # dcmtk: storescu/storescp/echoscu/findscu/movescu/getscu/dcmdump; dicom3tools: dciodvfy;
     # orthanc: a real PACS for the Query/Retrieve test; python3-*: pydicom read-back, the PyTorch
     # model and its ONNX export; bc: the benchmark scripts; libgdcm-tools (gdcmscu) and nodejs
-    # (dcmjs-dimse): peers of the interop suite.
-    apt_install dcmtk dicom3tools orthanc python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc libgdcm-tools nodejs
+    # (dcmjs-dimse): peers of the interop suite. The codec tests compare with DCMTK (dcmdjpeg,
+    # dcmdjpls, dcmdrle) and GDCM (gdcmconv --raw), and make fixtures with dcmcjpeg, dcmcjpls,
+    # gdcmconv, opj_compress (libopenjp2-tools) and cjxl/djxl (libjxl-tools).
+    apt_install dcmtk dicom3tools orthanc python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc libgdcm-tools nodejs libopenjp2-tools libjxl-tools
     fetch_npm_peers
     ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;

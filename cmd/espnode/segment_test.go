@@ -35,15 +35,16 @@ func TestSegmentCommand(t *testing.T) {
 	cine := testutil.SharedData(t, "dicom", "US_multiframe", "pydicom_examples_ybr_color_30fr_jpegbaseline.dcm")
 	fundus := testutil.SharedData(t, "dicom", "wrapped", "OP_drive_drive_05.dcm")
 	j2k := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
+	cut := truncatedCodestream(t, j2k)
 	ct := testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm")
 	var stdout, stderr bytes.Buffer
 	err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
-		[]string{"--model", model, "--threads", "1", "--provider", "cpu", us, cine, fundus, j2k, ct, "-o", out})
-	if err == nil || !strings.Contains(err.Error(), "2 of 5 files failed") {
-		t.Fatalf("err = %v, want 2 of 5 failed\nstderr:\n%s", err, stderr.String())
+		[]string{"--model", model, "--threads", "1", "--provider", "cpu", us, cine, fundus, j2k, cut, ct, "-o", out})
+	if err == nil || !strings.Contains(err.Error(), "2 of 6 files failed") {
+		t.Fatalf("err = %v, want 2 of 6 failed\nstderr:\n%s", err, stderr.String())
 	}
 	for _, want := range []string{
-		"unsupported transfer syntax 1.2.840.10008.1.2.4.90 (JPEG 2000 Image Compression (Lossless Only))",
+		"truncated_wg04_US1_J2KR.dcm: source cannot be segmented: frame 1: JPEG 2000:",
 		`no channel for Modality "CT": pass --channel`,
 	} {
 		if !strings.Contains(stderr.String(), want) {
@@ -59,6 +60,7 @@ func TestSegmentCommand(t *testing.T) {
 		{"wg04_US1_RLE", 1, 640, 480, "Breast lesion"},
 		{"pydicom_examples_ybr_color_30fr_jpegbaseline", 30, 320, 240, "Breast lesion"},
 		{"OP_drive_drive_05", 1, 495, 512, "Retinal blood vessel"},
+		{"wg04_US1_J2KR", 1, 640, 480, "Breast lesion"},
 	} {
 		t.Run(tt.base, func(t *testing.T) {
 			name := tt.base

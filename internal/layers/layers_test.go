@@ -23,14 +23,14 @@ var layers = [][]string{
 	{"store"},
 	{"store/fsarchive", "store/sqlite"},
 	{"store/datadir"},
-	{"seg/channel"},
+	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl"},
 	{"seg/pixel", "seg/dicomseg"},
-	{"seg/onnx"},
+	{"seg/onnx", "seg/pixel/transcode"},
 	{"seg/segment"},
 	{"seg/eval"},
 	{"config"},
 	{"scp", "pipeline"},
-	{"cmd/espnode", "bench/e2e", "bench/infer", "bench/ingest/gen", "interop"},
+	{"cmd/espnode", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/pixel", "interop"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine

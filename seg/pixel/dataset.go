@@ -1,7 +1,10 @@
 // Package pixel turns the pixel data of a DICOM image into what the model takes and turns the
-// model's logits back into a mask on the source image. It decodes native pixel data (every bit
-// depth, signed and unsigned, both planar configurations, multi-frame), RLE Lossless and
-// 8-bit JPEG Baseline itself, from a data set dcm has read with its pixel data raw.
+// model's logits back into a mask on the source image. It decodes, from a data set dcm has read
+// with its pixel data raw, native pixel data (every bit depth, signed and unsigned, both planar
+// configurations, multi-frame) and RLE Lossless itself; JPEG through image/jpeg and codec/jpeg
+// (pure Go); JPEG-LS, JPEG 2000 and HTJ2K, and JPEG XL through the C libraries bound in
+// codec/charls, codec/openjpeg and codec/jxl. The table of what decodes which syntax is
+// families, in codecs.go; Codecs lists it.
 package pixel
 
 import (
@@ -25,16 +28,6 @@ var ErrUnsupportedTransferSyntax = errors.New("unsupported transfer syntax")
 
 func unsupported(uid string) error {
 	return fmt.Errorf("%w %s (%s)", ErrUnsupportedTransferSyntax, uid, dcm.TransferSyntaxName(uid))
-}
-
-// Decodable reports whether this package decodes pixel data in the transfer syntax uid.
-func Decodable(uid string) bool {
-	switch uid {
-	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.DeflatedExplicitVRLittleEndian, dcm.ExplicitVRBigEndian,
-		dcm.RLELossless, dcm.JPEGBaseline8Bit:
-		return true
-	}
-	return false
 }
 
 // ReadFile reads a DICOM file, its pixel data included, into memory: what NewImage and
@@ -197,11 +190,7 @@ func NewImage(f *dcm.File) (*Image, error) {
 		}
 		if Decodable(in.TransferSyntax) {
 			// Splitting here keeps Frame free of writes, so an Image can serve goroutines.
-			offsets, err := e.OffsetTable()
-			if err != nil {
-				return nil, err
-			}
-			if im.frames, err = SplitFrames(im.fragments, offsets, in.NumberOfFrames, in.TransferSyntax != dcm.RLELossless); err != nil {
+			if im.frames, err = splitPixelData(ds, e, im.fragments, in); err != nil {
 				return nil, err
 			}
 		}
@@ -226,7 +215,7 @@ func NewEncapsulatedImage(in Info, offsets []uint32, fragments [][]byte) (*Image
 		return nil, err
 	}
 	im := &Image{Info: in, fragments: fragments}
-	frames, err := SplitFrames(fragments, offsets, in.NumberOfFrames, in.TransferSyntax != dcm.RLELossless)
+	frames, err := SplitFrames(fragments, offsets, in.NumberOfFrames, FrameStart(in.TransferSyntax))
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-
-	"github.com/espnode/espnode/dcm"
 )
 
 // Frame is one decoded frame: stored pixel values (bits outside BitsStored removed, signed
@@ -45,23 +43,32 @@ func (im *Image) Frame(i int) (*Frame, error) {
 }
 
 func (im *Image) decodeFrame(i int) (*Frame, error) {
-	switch im.TransferSyntax {
-	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.ExplicitVRBigEndian, dcm.DeflatedExplicitVRLittleEndian:
+	fam := families[im.TransferSyntax]
+	if !fam.available() {
+		return nil, unsupported(im.TransferSyntax)
+	}
+	if fam == famNative {
 		if im.native == nil {
 			return nil, errors.New("native transfer syntax but encapsulated pixel data")
 		}
 		return im.nativeFrame(i)
-	case dcm.RLELossless, dcm.JPEGBaseline8Bit:
-	default:
-		return nil, unsupported(im.TransferSyntax)
 	}
 	if im.frames == nil {
 		return nil, fmt.Errorf("transfer syntax %s needs encapsulated pixel data", im.TransferSyntax)
 	}
-	if im.TransferSyntax == dcm.RLELossless {
-		return im.rleFrame(im.frames[i])
+	data := im.frames[i]
+	switch fam {
+	case famRLE:
+		return im.rleFrame(data)
+	case famJPEG:
+		return im.jpegFamilyFrame(data)
+	case famJPEGLS:
+		return im.jpegLSFrame(data)
+	case famJ2K:
+		return im.j2kFrame(data)
+	default:
+		return im.jxlFrame(data)
 	}
-	return im.jpegFrame(im.frames[i])
 }
 
 func (im *Image) newFrame(samples int, photometric string) *Frame {
@@ -195,7 +202,7 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 		sample, byteIdx := s/bytesPer, bytesPer-1-s%bytesPer
 		stride := samples * bytesPer
 		dst := sample*bytesPer + byteIdx
-		n, err := unpackBits(data[start:end], px, func(k int, b byte) { out[k*stride+dst] = b })
+		n, err := unpackBits(data[start:end], px, out[dst:], stride)
 		if err != nil {
 			return nil, fmt.Errorf("RLE: segment %d: %w", s, err)
 		}
@@ -206,9 +213,10 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 	return out, nil
 }
 
-// unpackBits decodes a PackBits stream, delivering at most limit bytes; encoders pad segments
-// to an even length, so output past the limit is ignored rather than an error.
-func unpackBits(src []byte, limit int, put func(int, byte)) (int, error) {
+// unpackBits decodes a PackBits stream into out[0], out[stride], out[2*stride], ..., at most
+// limit bytes; encoders pad segments to an even length, so output past the limit is ignored
+// rather than an error.
+func unpackBits(src []byte, limit int, out []byte, stride int) (int, error) {
 	n := 0
 	for i := 0; i < len(src) && n < limit; {
 		h := int8(src[i])
@@ -219,23 +227,25 @@ func unpackBits(src []byte, limit int, put func(int, byte)) (int, error) {
 			if i+cnt > len(src) {
 				return n, fmt.Errorf("literal run of %d at %d passes the end (%d)", cnt, i-1, len(src))
 			}
-			for _, b := range src[i : i+cnt] {
-				if n < limit {
-					put(n, b)
-					n++
+			cnt = min(cnt, limit-n)
+			if stride == 1 {
+				copy(out[n:], src[i:i+cnt])
+			} else {
+				for k, b := range src[i : i+cnt] {
+					out[(n+k)*stride] = b
 				}
 			}
-			i += cnt
+			n += cnt
+			i += int(h) + 1
 		case h != -128:
 			if i >= len(src) {
 				return n, fmt.Errorf("replicate run at %d has no byte", i-1)
 			}
-			for range 1 - int(h) {
-				if n < limit {
-					put(n, src[i])
-					n++
-				}
+			cnt, b := min(1-int(h), limit-n), src[i]
+			for k := range cnt {
+				out[(n+k)*stride] = b
 			}
+			n += cnt
 			i++
 		}
 	}

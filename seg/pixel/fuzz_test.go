@@ -41,8 +41,8 @@ func FuzzParseItemsAndSplitFrames(f *testing.F) {
 		if err != nil || frames < 1 || frames > 1<<10 {
 			return
 		}
-		for _, jpeg := range []bool{false, true} {
-			out, err := SplitFrames(frags, offsets, frames, jpeg)
+		for _, starts := range []func([]byte) bool{nil, FrameStart(dcm.JPEGBaseline8Bit), FrameStart(dcm.JPEG2000)} {
+			out, err := SplitFrames(frags, offsets, frames, starts)
 			if err == nil && len(out) != frames {
 				t.Fatalf("split into %d frames, want %d", len(out), frames)
 			}
@@ -64,15 +64,17 @@ func FuzzSegmentedPalette(f *testing.F) {
 }
 
 // FuzzDecodeImage reads any bytes as a file and decodes its first frame: the path a received
-// instance takes to the model.
+// instance takes to the model, through every codec (seeds in RLE, JPEG-LS, JPEG 2000 and
+// 12-bit JPEG besides native).
 func FuzzDecodeImage(f *testing.F) {
-	for _, rel := range []string{"MR/pydicom_MR_small_evrbe.dcm", "US/wg04_US1_RLE.dcm"} {
+	for _, rel := range []string{"MR/pydicom_MR_small_evrbe.dcm", "US/wg04_US1_RLE.dcm", "SM/highdicom_sm_image_rgb_jpegls.dcm",
+		"CT/cornerstone_CT_j2k.dcm", "CT/cornerstone_CT_jpegext.dcm", "CT/cornerstone_CT_jpegls_nearlossless.dcm"} {
 		data, err := os.ReadFile(dicomFile(f, rel))
 		if err != nil {
 			f.Fatal(err)
 		}
-		if len(data) > 64<<10 {
-			data = data[:64<<10]
+		if len(data) > 160<<10 {
+			data = data[:160<<10]
 		}
 		f.Add(data)
 	}

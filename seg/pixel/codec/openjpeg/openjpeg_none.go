@@ -1,0 +1,12 @@
+//go:build !cgo || nocodecs
+
+package openjpeg
+
+// Available reports whether this build decodes JPEG 2000.
+func Available() bool { return false }
+
+// Version is empty: the library is not compiled in.
+func Version() string { return "" }
+
+// Decode returns ErrNotCompiled.
+func Decode(src []byte, accept func(*Header) error) (*Image, error) { return nil, ErrNotCompiled }
