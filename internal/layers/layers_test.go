@@ -29,7 +29,7 @@ var layers = [][]string{
 	{"seg/segment"},
 	{"seg/eval"},
 	{"config"},
-	{"scp", "pipeline"},
+	{"scp", "pipeline", "dicomweb", "httpguard", "viewer"},
 	{"cmd/espnode", "bench/e2e", "bench/infer", "bench/ingest/gen", "interop"},
 }
 
