@@ -41,6 +41,10 @@ type span struct{ off, n int64 }
 // are packed without padding between them).
 func (l *pixelLayout) frameBytes() int64 {
 	bits := int64(l.rows) * int64(l.cols) * int64(l.spp) * int64(l.bitsAllocated)
+	if l.photometric == "YBR_FULL_422" && l.spp == 3 && !l.encapsulated {
+		// Native YBR_FULL_422 keeps one Cb and one Cr for every two pixels (PS3.3 C.7.6.3.1.2).
+		bits = bits * 2 / 3
+	}
 	return (bits + 7) / 8
 }
 
@@ -205,8 +209,13 @@ func (l *pixelLayout) check() error {
 	case int64(l.rows)*int64(l.cols) > 1<<28:
 		return fmt.Errorf("frame of %dx%d pixels is too large", l.rows, l.cols)
 	}
-	if !l.encapsulated && l.valueLength != dcm.UndefinedLength && l.frameBytes()*int64(l.frames) > l.valueLength+1 {
-		return fmt.Errorf("pixel data of %d bytes is short of %d frames of %d bytes", l.valueLength, l.frames, l.frameBytes())
+	need := l.frameBytes() * int64(l.frames)
+	if l.bitsAllocated == 1 {
+		// 1-bit frames are packed without padding between them.
+		need = (int64(l.rows)*int64(l.cols)*int64(l.spp)*int64(l.frames) + 7) / 8
+	}
+	if !l.encapsulated && l.valueLength != dcm.UndefinedLength && need > l.valueLength+1 {
+		return fmt.Errorf("pixel data of %d bytes is short of %d frames (%d bytes)", l.valueLength, l.frames, need)
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ type stowResult struct {
 	study, series   string
 	reason          int // 0: stored
 	comment         string
+	err             error // the store's, when it failed
 }
 
 // stow answers STOW-RS Store Instances: every part of a multipart/related application/dicom
@@ -83,6 +84,10 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 		// What the store did not read of the part is discarded; the next part starts after it.
 		_, _ = io.Copy(io.Discard, part)
 		results = append(results, res)
+		if errors.As(res.err, new(*http.MaxBytesError)) {
+			bodyErr = res.err
+			break
+		}
 		if res.reason != 0 {
 			s.opts.Logger.Warn().Str("sop_instance_uid", res.instance).Str("reason", fmt.Sprintf("%04X", res.reason)).
 				Str("comment", res.comment).Str("remote", r.RemoteAddr).Msg("STOW-RS: instance not stored")
@@ -90,25 +95,23 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 			s.opts.Logger.Info().Str("sop_instance_uid", res.instance).Str("study_uid", res.study).Str("remote", r.RemoteAddr).Msg("STOW-RS: stored")
 		}
 	}
+	stored := 0
+	for _, res := range results {
+		if res.reason == 0 {
+			stored++
+		}
+	}
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(bodyErr, &tooLarge):
-		if len(results) == 0 {
-			s.fail(w, r, statusErr(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", s.opts.MaxStoreBytes))
-			return
-		}
+	case errors.As(bodyErr, &tooLarge) && stored == 0:
+		s.fail(w, r, statusErr(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", s.opts.MaxStoreBytes))
+		return
 	case bodyErr != nil && len(results) == 0:
 		s.fail(w, r, statusErr(http.StatusBadRequest, "multipart body: %v", bodyErr))
 		return
 	case len(results) == 0:
 		s.fail(w, r, statusErr(http.StatusBadRequest, "no instance in the request"))
 		return
-	}
-	stored := 0
-	for _, res := range results {
-		if res.reason == 0 {
-			stored++
-		}
 	}
 	status := http.StatusOK
 	switch {
@@ -169,7 +172,7 @@ func (s *Server) storePart(r *http.Request, part *multipart.Part, study string) 
 		RemoteAddr:        r.RemoteAddr,
 		Data:              data,
 	})
-	res.study, res.series = in.StudyInstanceUID, in.SeriesInstanceUID
+	res.study, res.series, res.err = in.StudyInstanceUID, in.SeriesInstanceUID, err
 	switch {
 	case err == nil:
 		return res
@@ -179,7 +182,7 @@ func (s *Server) storePart(r *http.Request, part *multipart.Part, study string) 
 		return fail(reasonCannotUnderstand, "%v", err)
 	case errors.Is(err, store.ErrDuplicate):
 		return fail(reasonDuplicate, "%v", err)
-	case errors.Is(err, store.ErrOutOfResources):
+	case errors.Is(err, store.ErrOutOfResources), errors.As(err, new(*http.MaxBytesError)):
 		return fail(reasonOutOfResources, "%v", err)
 	}
 	return fail(reasonProcessingFailure, "%v", err)

@@ -334,16 +334,26 @@ func (s *Server) instanceJSON(ctx context.Context, buf *bytes.Buffer, in store.I
 	// others look for it).
 	ds.Set(dcm.NewText(dcm.TransferSyntaxUID, "UI", in.TransferSyntaxUID))
 	uri := instanceURL(base, in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID) + "/bulkdata/"
-	enc := &jsonEncoder{buf: buf, bulk: func(path []int, e *dcm.Element) string {
-		if !(len(path) == 1 && isPixelData(e.Tag)) && !e.Skipped && int64(len(e.Value)) <= s.opts.BulkDataThreshold {
-			return ""
-		}
-		switch elementVR(e) {
-		case "OB", "OD", "OF", "OL", "OV", "OW", "UN", "UT", "LT", "ST", "UC":
-		default:
-			if !e.Skipped {
+	enc := &jsonEncoder{buf: buf, bulk: bulkRule(s.opts.BulkDataThreshold, uri)}
+	enc.dataSet(ds, nil)
+	return nil
+}
+
+// bulkRule decides which values metadata gives by reference, under uri: pixel data, values of
+// the binary VRs longer than threshold, and values not read (longer than that whatever their VR).
+// The reference is the element's path: tags and item indices.
+func bulkRule(threshold int64, uri string) func(path []int, e *dcm.Element) string {
+	return func(path []int, e *dcm.Element) string {
+		switch {
+		case e.Skipped, e.Fragments != nil, len(path) == 1 && isPixelData(e.Tag):
+		case int64(len(e.Value)) > threshold:
+			switch elementVR(e) {
+			case "OB", "OD", "OF", "OL", "OV", "OW", "UN":
+			default:
 				return ""
 			}
+		default:
+			return ""
 		}
 		var sb strings.Builder
 		sb.WriteString(uri)
@@ -358,9 +368,7 @@ func (s *Server) instanceJSON(ctx context.Context, buf *bytes.Buffer, in store.I
 			}
 		}
 		return sb.String()
-	}}
-	enc.dataSet(ds, nil)
-	return nil
+	}
 }
 
 // bulkdata answers WADO-RS Retrieve Bulkdata for the BulkDataURIs metadata gives: the value of
