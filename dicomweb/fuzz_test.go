@@ -1,17 +1,22 @@
 package dicomweb
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/datadir"
 )
 
 // Every decoder of what a client sends has a fuzz target; seeds are in testdata/fuzz.
@@ -132,7 +137,7 @@ func FuzzStow(f *testing.F) {
 		path := DefaultRoot + "/studies"
 		if study != "" {
 			path += "/" + strings.Map(func(r rune) rune {
-				if r == '/' || r == '?' || r == '#' || r < 0x21 || r > 0x7e {
+				if r == '/' || r == '?' || r == '#' || r == '%' || r < 0x21 || r > 0x7e {
 					return '_'
 				}
 				return r
@@ -151,6 +156,51 @@ func FuzzStow(f *testing.F) {
 		default:
 			b, _ := io.ReadAll(rec.Body)
 			t.Fatalf("status %d: %s", rec.Code, b)
+		}
+	})
+}
+
+// FuzzRequest: any GET under the root, with any query string (rendered parameters, QIDO keys,
+// accept=) and Accept header, is answered or refused without a server error, over a store holding
+// one two-frame image.
+func FuzzRequest(f *testing.F) {
+	st, err := datadir.Open(context.Background(), datadir.Options{Dir: f.TempDir(), Logger: zerolog.Nop()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	raw := synthetic(f, 2, 2, 2, 8, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	br := bufio.NewReader(bytes.NewReader(raw))
+	meta, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		f.Fatal(err)
+	}
+	in, err := st.Put(context.Background(), store.PutRequest{SOPClassUID: meta.MediaStorageSOPClassUID,
+		SOPInstanceUID: meta.MediaStorageSOPInstanceUID, TransferSyntaxUID: meta.TransferSyntaxUID, Data: br})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := instancePath(in)
+	f.Add(p+"/frames/1,2", "", "multipart/related; type=application/octet-stream")
+	f.Add(p+"/rendered", "quality=50&overlay=seg", "image/png")
+	f.Add(p+"/frames/2/rendered", "accept=image/jpeg&viewport=1,1", "")
+	f.Add(p+"/metadata", "", "application/dicom+json")
+	f.Add(p+"/bulkdata/7FE00010", "", "")
+	f.Add(p, "", `multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2`)
+	f.Add("/studies", "PatientName=Syn*&limit=2&includefield=all", "")
+	f.Add("/studies/1.2.3.4/series", "Modality=OT,CT&offset=1", "")
+	s := New(Options{MaxResults: 10}, st, st)
+	f.Fuzz(func(t *testing.T, path, query, accept string) {
+		u := &url.URL{Path: DefaultRoot + path, RawQuery: query}
+		req := httptest.NewRequest("GET", "http://node/", nil)
+		req.URL, req.RequestURI = u, u.RequestURI()
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("GET %s with Accept %q: %d %s", u, accept, rec.Code, rec.Body.Bytes())
 		}
 	})
 }
