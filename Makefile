@@ -37,6 +37,9 @@ fuzz:
 	$(GO) test ./dimse -run '^$$' -fuzz FuzzServeConn -fuzztime 60s
 	for f in FuzzReader FuzzParseDataSet FuzzExplicitToImplicit FuzzReadFileMeta FuzzParseFragments; do \
 		$(GO) test ./dcm -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
+	for f in FuzzParseAccept FuzzParseQIDO FuzzFrameAndBulkPaths FuzzLayout FuzzJSON FuzzStow FuzzRequest; do \
+		$(GO) test ./dicomweb -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
+	$(GO) test ./httpguard -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s -parallel 1
 
 bench:
 	bench/ingest/run.sh
