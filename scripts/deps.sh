@@ -77,6 +77,15 @@ fetch_npm_peers() {
   command -v npm >/dev/null || apt_install npm
   echo "deps: installing npm test peers (npm ci in ${dir#"$root"/})" >&2
   (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund >/dev/null)
+  # Each package the tests name, at the version package.json pins (dcmjs-dimse 0.3.3;
+  # dicomweb-client 0.11.3, playwright-core 1.65.1, xhr2 0.2.1), or the install failed.
+  node -e '
+    const dir = process.argv[1];
+    for (const [name, want] of Object.entries(require(dir + "/package.json").dependencies)) {
+      const got = require(dir + "/node_modules/" + name + "/package.json").version;
+      if (got !== want) { console.error(`deps: ${name} ${got} installed, package.json pins ${want}`); process.exit(1); }
+      console.error(`deps: ${name}@${got}`);
+    }' "$dir"
   cp "$dir/package-lock.json" "$dir/node_modules/.espnode-installed-lock"
 }
 
