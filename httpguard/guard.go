@@ -31,8 +31,8 @@ type Options struct {
 	// MaxBody bounds every request body; 0 leaves bodies to the handler.
 	MaxBody int64
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may call the listener
-	// from a browser; "*" is any. Empty: no CORS headers, so the browser's same-origin policy
-	// holds.
+	// from a browser, with the browser's credentials; "*" is any other origin, without them.
+	// Empty: no CORS headers, so the browser's same-origin policy holds.
 	CORSOrigins []string
 }
 
@@ -128,9 +128,16 @@ func (g *Guard) cors(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	if g.Authenticating() {
-		h.Set("Access-Control-Allow-Credentials", "true")
+	if slices.Contains(g.opts.CORSOrigins, origin) {
+		h.Set("Access-Control-Allow-Origin", origin)
+		if g.Authenticating() {
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+	} else {
+		// Any origin, but without the browser's credentials (a basic account it remembers):
+		// a page of any site could otherwise read the node as the user. A script that sends
+		// its own Authorization header still can.
+		h.Set("Access-Control-Allow-Origin", "*")
 	}
 	h.Set("Access-Control-Expose-Headers", "Content-Type, Content-Length, Content-Location, Warning")
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

@@ -105,6 +105,7 @@ func TestCORS(t *testing.T) {
 	off := New(Options{Tokens: []string{token}})
 	on := New(Options{Tokens: []string{token}, CORSOrigins: []string{"https://viewer.example.org"}})
 	anyOrigin := New(Options{CORSOrigins: []string{"*"}})
+	anyGuarded := New(Options{Tokens: []string{token}, CORSOrigins: []string{"*", "https://viewer.example.org"}})
 	tests := []struct {
 		name        string
 		g           *Guard
@@ -122,7 +123,9 @@ func TestCORS(t *testing.T) {
 		{"allowed origin's preflight", on, "OPTIONS", "https://viewer.example.org", "", 204, "https://viewer.example.org", true},
 		{"other origin", on, "GET", "https://evil.example.org", "Bearer " + token, 200, "", false},
 		{"other origin's preflight", on, "OPTIONS", "https://evil.example.org", "", 401, "", false},
-		{"any origin, no credentials configured", anyOrigin, "GET", "https://a.example.org", "", 200, "https://a.example.org", false},
+		{"any origin, no credentials configured", anyOrigin, "GET", "https://a.example.org", "", 200, "*", false},
+		{"any origin: not with the browser's credentials", anyGuarded, "GET", "https://a.example.org", "Bearer " + token, 200, "*", false},
+		{"listed beside any: with them", anyGuarded, "GET", "https://viewer.example.org", "Bearer " + token, 200, "https://viewer.example.org", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
