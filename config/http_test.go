@@ -39,6 +39,7 @@ func TestValidateHTTP(t *testing.T) {
 		{"CORS origin", func(c *Config) { c.HTTP.CORSOrigins = []string{"https://viewer.example.org", "*"} }, ""},
 		{"viewer without DICOMweb", func(c *Config) { c.HTTP.DICOMweb = false }, "http.viewer.addr: the viewer reads the node through DICOMweb"},
 		{"viewer on the http port", func(c *Config) { c.HTTP.Viewer.Addr = c.HTTP.Addr }, "http.viewer.addr: must differ from http.addr"},
+		{"both on ephemeral ports", func(c *Config) { c.HTTP.Addr, c.HTTP.Viewer.Addr = "127.0.0.1:0", "127.0.0.1:0" }, ""},
 		{"public URL", func(c *Config) { c.HTTP.PublicURL = "pacs.example.org" }, "http.public_url"},
 		{"body bound", func(c *Config) { c.HTTP.MaxStoreBytes = 1000 }, "http.max_store_bytes"},
 		{"results bound", func(c *Config) { c.HTTP.MaxResults = 0 }, "http.max_results"},

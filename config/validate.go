@@ -292,7 +292,8 @@ func (c Config) validateHTTP(bad func(key, format string, args ...any)) {
 		if !h.DICOMweb {
 			bad("http.viewer.addr", "the viewer reads the node through DICOMweb: needs http.dicomweb true")
 		}
-		if h.Viewer.Addr == h.Addr {
+		if _, port, _ := net.SplitHostPort(h.Addr); h.Viewer.Addr == h.Addr && port != "0" {
+			// Port 0 is a fresh port for each listener.
 			bad("http.viewer.addr", "must differ from http.addr (%s): the viewer takes the root of its own port", h.Addr)
 		}
 	}
