@@ -51,6 +51,9 @@ fuzz:
 		$(GO) test ./seg/pixel/codec/$$p -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1 || exit 1; done
 	$(GO) test ./seg/pixel -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1
 	$(GO) test ./seg/pixel/transcode -run '^$$' -fuzz '^FuzzDecompress$$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1
+	for f in FuzzParseAccept FuzzParseQIDO FuzzFrameAndBulkPaths FuzzLayout FuzzJSON FuzzStow FuzzRequest; do \
+		$(GO) test ./dicomweb -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
+	$(GO) test ./httpguard -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s -parallel 1
 
 bench:
 	bench/ingest/run.sh

@@ -100,9 +100,52 @@ type Model struct {
 	BatchWait   time.Duration `yaml:"batch_wait"`
 }
 
-// HTTP configures the health and metrics endpoint.
+// HTTP configures the node's HTTP listeners: health, metrics and DICOMweb on addr, the OHIF
+// viewer on its own port, and the security both share.
 type HTTP struct {
 	Addr string `yaml:"addr"`
+	// DICOMweb serves PS3.18 under /dicom-web on addr and on the viewer's port.
+	DICOMweb bool `yaml:"dicomweb"`
+	// PublicURL is the scheme and authority (and any path prefix) clients reach the node at,
+	// for the URLs in DICOMweb responses; "" takes them from each request.
+	PublicURL   string     `yaml:"public_url"`
+	Viewer      HTTPViewer `yaml:"viewer"`
+	Auth        HTTPAuth   `yaml:"auth"`
+	TLS         HTTPTLS    `yaml:"tls"`
+	CORSOrigins []string   `yaml:"cors_origins"`
+	// MaxStoreBytes bounds one STOW-RS request body (every request body).
+	MaxStoreBytes int `yaml:"max_store_bytes"`
+	// MaxResults bounds the matches of one QIDO-RS response.
+	MaxResults int `yaml:"max_results"`
+	// BulkDataThreshold is the longest value DICOMweb metadata carries inline.
+	BulkDataThreshold int `yaml:"bulk_data_threshold"`
+}
+
+// HTTPViewer configures the OHIF viewer's listener.
+type HTTPViewer struct {
+	Addr string `yaml:"addr"`
+	// Dir is the viewer's static site; "" looks for third_party/ohif beside the binary's folder,
+	// then in the working directory.
+	Dir string `yaml:"dir"`
+}
+
+// HTTPAuth holds the credentials HTTP requests must carry; with none, every request is served
+// (allowed on loopback only).
+type HTTPAuth struct {
+	Tokens []string   `yaml:"tokens"`
+	Users  []HTTPUser `yaml:"users"`
+}
+
+// HTTPUser is an HTTP basic account.
+type HTTPUser struct {
+	Name     string `yaml:"name"`
+	Password string `yaml:"password"`
+}
+
+// HTTPTLS holds the HTTPS certificate (chain) and key, PEM files.
+type HTTPTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // DICOM configures the DICOM listener and association policy.

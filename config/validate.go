@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -245,9 +246,99 @@ func (c Config) validatePipeline(bad func(key, format string, args ...any),
 	if m.BatchWait < 0 {
 		bad("model.batch_wait", "must not be negative, got %s", m.BatchWait)
 	}
-	if c.HTTP.Addr != "" {
-		if _, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil || port == "" {
-			bad("http.addr", "must be HOST:PORT (e.g. 127.0.0.1:8080) or empty, got %q", c.HTTP.Addr)
+	c.validateHTTP(bad)
+}
+
+// Loopback reports whether a listen address (HOST:PORT) is reachable from this machine only: an
+// address of the loopback network, or localhost. An empty host listens on every interface.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validateHTTP checks the http section: a listener another machine can reach needs
+// credentials and TLS.
+func (c Config) validateHTTP(bad func(key, format string, args ...any)) {
+	h := &c.HTTP
+	listeners := []struct{ key, addr string }{{"http.addr", h.Addr}, {"http.viewer.addr", h.Viewer.Addr}}
+	for _, l := range listeners {
+		if l.addr == "" {
+			continue
 		}
+		if _, port, err := net.SplitHostPort(l.addr); err != nil || port == "" {
+			bad(l.key, "must be HOST:PORT (e.g. 127.0.0.1:8080) or empty, got %q", l.addr)
+			continue
+		}
+		if Loopback(l.addr) {
+			continue
+		}
+		if len(h.Auth.Tokens) == 0 && len(h.Auth.Users) == 0 {
+			bad(l.key, "%s is reachable from other machines: set http.auth.tokens or http.auth.users, or listen on 127.0.0.1", l.addr)
+		}
+		if h.TLS.Cert == "" {
+			bad(l.key, "%s is reachable from other machines: set http.tls.cert and http.tls.key, or listen on 127.0.0.1", l.addr)
+		}
+	}
+	if h.Viewer.Addr != "" {
+		if !h.DICOMweb {
+			bad("http.viewer.addr", "the viewer reads the node through DICOMweb: needs http.dicomweb true")
+		}
+		if _, port, _ := net.SplitHostPort(h.Addr); h.Viewer.Addr == h.Addr && port != "0" {
+			// Port 0 is a fresh port for each listener.
+			bad("http.viewer.addr", "must differ from http.addr (%s): the viewer takes the root of its own port", h.Addr)
+		}
+	}
+	if (h.TLS.Cert == "") != (h.TLS.Key == "") {
+		bad("http.tls", "cert and key go together (PEM files)")
+	}
+	for i, t := range h.Auth.Tokens {
+		if len(t) < 16 || strings.ContainsAny(t, " \t\r\n") {
+			bad(fmt.Sprintf("http.auth.tokens[%d]", i), "must be at least 16 characters without spaces")
+		}
+	}
+	names := map[string]bool{}
+	for i, u := range h.Auth.Users {
+		key := fmt.Sprintf("http.auth.users[%d]", i)
+		switch {
+		case u.Name == "" || strings.ContainsAny(u.Name, ":\r\n"):
+			bad(key+".name", "must be non-empty, without a colon, got %q", u.Name)
+		case names[u.Name]:
+			bad(key+".name", "%q is listed twice", u.Name)
+		}
+		names[u.Name] = true
+		if len(u.Password) < 8 {
+			bad(key+".password", "must be at least 8 characters")
+		}
+	}
+	for i, o := range h.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			bad(fmt.Sprintf("http.cors_origins[%d]", i), "must be * or an origin (https://host[:port]), got %q", o)
+		}
+	}
+	if h.PublicURL != "" {
+		u, err := url.Parse(h.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			bad("http.public_url", "must be empty or http(s)://host[:port][/path], got %q", h.PublicURL)
+		}
+	}
+	if h.MaxStoreBytes < 1<<20 {
+		bad("http.max_store_bytes", "must be at least 1048576 (1 MiB), got %d", h.MaxStoreBytes)
+	}
+	if h.MaxResults < 1 || h.MaxResults > 1000000 {
+		bad("http.max_results", "must be 1..1000000, got %d", h.MaxResults)
+	}
+	if h.BulkDataThreshold < 1<<10 || h.BulkDataThreshold > 256<<20 {
+		bad("http.bulk_data_threshold", "must be 1024..268435456 bytes, got %d", h.BulkDataThreshold)
 	}
 }

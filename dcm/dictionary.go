@@ -41,6 +41,7 @@ const (
 	CodeValue                                   Tag = 0x00080100 // (0008,0100) SH
 	CodingSchemeDesignator                      Tag = 0x00080102 // (0008,0102) SH
 	CodeMeaning                                 Tag = 0x00080104 // (0008,0104) LO
+	TimezoneOffsetFromUTC                       Tag = 0x00080201 // (0008,0201) SH
 	StationName                                 Tag = 0x00081010 // (0008,1010) SH
 	StudyDescription                            Tag = 0x00081030 // (0008,1030) LO
 	ProcedureCodeSequence                       Tag = 0x00081032 // (0008,1032) SQ
@@ -53,6 +54,11 @@ const (
 	ReferencedSOPClassUID                       Tag = 0x00081150 // (0008,1150) UI
 	ReferencedSOPInstanceUID                    Tag = 0x00081155 // (0008,1155) UI
 	ReferencedFrameNumber                       Tag = 0x00081160 // (0008,1160) IS
+	RetrieveURL                                 Tag = 0x00081190 // (0008,1190) UR
+	WarningReason                               Tag = 0x00081196 // (0008,1196) US
+	FailureReason                               Tag = 0x00081197 // (0008,1197) US
+	FailedSOPSequence                           Tag = 0x00081198 // (0008,1198) SQ
+	ReferencedSOPSequence                       Tag = 0x00081199 // (0008,1199) SQ
 	SourceImageSequence                         Tag = 0x00082112 // (0008,2112) SQ
 	AnatomicRegionSequence                      Tag = 0x00082218 // (0008,2218) SQ
 	DerivationImageSequence                     Tag = 0x00089124 // (0008,9124) SQ
@@ -66,8 +72,11 @@ const (
 	PatientAge                                  Tag = 0x00101010 // (0010,1010) AS
 	BodyPartExamined                            Tag = 0x00180015 // (0018,0015) CS
 	SliceThickness                              Tag = 0x00180050 // (0018,0050) DS
+	SpacingBetweenSlices                        Tag = 0x00180088 // (0018,0088) DS
 	DeviceSerialNumber                          Tag = 0x00181000 // (0018,1000) LO
 	SoftwareVersions                            Tag = 0x00181020 // (0018,1020) LO
+	FrameTime                                   Tag = 0x00181063 // (0018,1063) DS
+	ImagerPixelSpacing                          Tag = 0x00181164 // (0018,1164) DS
 	SequenceOfUltrasoundRegions                 Tag = 0x00186011 // (0018,6011) SQ
 	TagAngleSecondAxis                          Tag = 0x00189219 // (0018,9219) SS
 	StudyInstanceUID                            Tag = 0x0020000D // (0020,000D) UI
@@ -102,9 +111,11 @@ const (
 	PhotometricInterpretation                   Tag = 0x00280004 // (0028,0004) CS
 	PlanarConfiguration                         Tag = 0x00280006 // (0028,0006) US
 	NumberOfFrames                              Tag = 0x00280008 // (0028,0008) IS
+	FrameIncrementPointer                       Tag = 0x00280009 // (0028,0009) AT
 	Rows                                        Tag = 0x00280010 // (0028,0010) US
 	Columns                                     Tag = 0x00280011 // (0028,0011) US
 	PixelSpacing                                Tag = 0x00280030 // (0028,0030) DS
+	PixelAspectRatio                            Tag = 0x00280034 // (0028,0034) IS
 	BitsAllocated                               Tag = 0x00280100 // (0028,0100) US
 	BitsStored                                  Tag = 0x00280101 // (0028,0101) US
 	HighBit                                     Tag = 0x00280102 // (0028,0102) US
@@ -152,6 +163,7 @@ const (
 	SegmentAlgorithmName                        Tag = 0x00620009 // (0062,0009) LO
 	SegmentIdentificationSequence               Tag = 0x0062000A // (0062,000A) SQ
 	ReferencedSegmentNumber                     Tag = 0x0062000B // (0062,000B) US
+	RecommendedDisplayCIELabValue               Tag = 0x0062000D // (0062,000D) US
 	MaximumFractionalValue                      Tag = 0x0062000E // (0062,000E) US
 	SegmentedPropertyTypeCodeSequence           Tag = 0x0062000F // (0062,000F) SQ
 	SegmentationFractionalType                  Tag = 0x00620010 // (0062,0010) CS
@@ -212,6 +224,7 @@ var dictionary = [...]dictEntry{
 	{CodeValue, "SH", "CodeValue"},
 	{CodingSchemeDesignator, "SH", "CodingSchemeDesignator"},
 	{CodeMeaning, "LO", "CodeMeaning"},
+	{TimezoneOffsetFromUTC, "SH", "TimezoneOffsetFromUTC"},
 	{StationName, "SH", "StationName"},
 	{StudyDescription, "LO", "StudyDescription"},
 	{ProcedureCodeSequence, "SQ", "ProcedureCodeSequence"},
@@ -224,6 +237,11 @@ var dictionary = [...]dictEntry{
 	{ReferencedSOPClassUID, "UI", "ReferencedSOPClassUID"},
 	{ReferencedSOPInstanceUID, "UI", "ReferencedSOPInstanceUID"},
 	{ReferencedFrameNumber, "IS", "ReferencedFrameNumber"},
+	{RetrieveURL, "UR", "RetrieveURL"},
+	{WarningReason, "US", "WarningReason"},
+	{FailureReason, "US", "FailureReason"},
+	{FailedSOPSequence, "SQ", "FailedSOPSequence"},
+	{ReferencedSOPSequence, "SQ", "ReferencedSOPSequence"},
 	{SourceImageSequence, "SQ", "SourceImageSequence"},
 	{AnatomicRegionSequence, "SQ", "AnatomicRegionSequence"},
 	{DerivationImageSequence, "SQ", "DerivationImageSequence"},
@@ -237,8 +255,11 @@ var dictionary = [...]dictEntry{
 	{PatientAge, "AS", "PatientAge"},
 	{BodyPartExamined, "CS", "BodyPartExamined"},
 	{SliceThickness, "DS", "SliceThickness"},
+	{SpacingBetweenSlices, "DS", "SpacingBetweenSlices"},
 	{DeviceSerialNumber, "LO", "DeviceSerialNumber"},
 	{SoftwareVersions, "LO", "SoftwareVersions"},
+	{FrameTime, "DS", "FrameTime"},
+	{ImagerPixelSpacing, "DS", "ImagerPixelSpacing"},
 	{SequenceOfUltrasoundRegions, "SQ", "SequenceOfUltrasoundRegions"},
 	{TagAngleSecondAxis, "SS", "TagAngleSecondAxis"},
 	{StudyInstanceUID, "UI", "StudyInstanceUID"},
@@ -273,9 +294,11 @@ var dictionary = [...]dictEntry{
 	{PhotometricInterpretation, "CS", "PhotometricInterpretation"},
 	{PlanarConfiguration, "US", "PlanarConfiguration"},
 	{NumberOfFrames, "IS", "NumberOfFrames"},
+	{FrameIncrementPointer, "AT", "FrameIncrementPointer"},
 	{Rows, "US", "Rows"},
 	{Columns, "US", "Columns"},
 	{PixelSpacing, "DS", "PixelSpacing"},
+	{PixelAspectRatio, "IS", "PixelAspectRatio"},
 	{BitsAllocated, "US", "BitsAllocated"},
 	{BitsStored, "US", "BitsStored"},
 	{HighBit, "US", "HighBit"},
@@ -323,6 +346,7 @@ var dictionary = [...]dictEntry{
 	{SegmentAlgorithmName, "LO", "SegmentAlgorithmName"},
 	{SegmentIdentificationSequence, "SQ", "SegmentIdentificationSequence"},
 	{ReferencedSegmentNumber, "US", "ReferencedSegmentNumber"},
+	{RecommendedDisplayCIELabValue, "US", "RecommendedDisplayCIELabValue"},
 	{MaximumFractionalValue, "US", "MaximumFractionalValue"},
 	{SegmentedPropertyTypeCodeSequence, "SQ", "SegmentedPropertyTypeCodeSequence"},
 	{SegmentationFractionalType, "CS", "SegmentationFractionalType"},

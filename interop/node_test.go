@@ -56,8 +56,10 @@ type node struct {
 	t       *testing.T
 	port    int
 	tlsPort int
-	dataDir string
-	logs    *lockedBuffer
+	// httpPort and viewerPort are the HTTP listeners' ports when nodeOptions.http is set.
+	httpPort, viewerPort int
+	dataDir              string
+	logs                 *lockedBuffer
 }
 
 type lockedBuffer struct {
@@ -78,12 +80,16 @@ func (b *lockedBuffer) String() string {
 }
 
 // nodeOptions are what a test adds to the node's configuration: YAML lines under dicom: (where
-// {tls_port} stands for the TLS port, chosen when tlsPort is set), and the peers list (YAML flow
-// sequence items).
+// {tls_port} stands for the TLS port, chosen when tlsPort is set), the peers list (YAML flow
+// sequence items), YAML lines under http: (where {http_port} and {viewer_port} stand for ports
+// chosen for them; without any the HTTP listeners are off), and YAML lines for the top level
+// (pipeline:, model: ...) in place of the storage-only defaults.
 type nodeOptions struct {
 	dicom   string
 	peers   []string
 	tlsPort bool
+	http    string
+	top     string
 }
 
 // startNode writes a configuration and runs espnode serve on it until the test ends. Nothing is
@@ -95,6 +101,15 @@ func startNode(t *testing.T, o nodeOptions) *node {
 		n.tlsPort = freePort(t)
 	}
 	dicom := strings.ReplaceAll(o.dicom, "{tls_port}", strconv.Itoa(n.tlsPort))
+	httpYAML := "  addr: \"\"\n  viewer: {addr: \"\"}"
+	if o.http != "" {
+		n.httpPort, n.viewerPort = freePort(t), freePort(t)
+		httpYAML = strings.NewReplacer("{http_port}", strconv.Itoa(n.httpPort), "{viewer_port}", strconv.Itoa(n.viewerPort)).Replace(o.http)
+	}
+	top := o.top
+	if top == "" {
+		top = "pipeline:\n  routing: []\nmodel:\n  onnxruntime: /nonexistent/libonnxruntime.so"
+	}
 	cfg := fmt.Sprintf(`ae_title: ESPNODE
 data_dir: %s
 dicom:
@@ -103,16 +118,13 @@ dicom:
   timeouts: {artim: 5s, dimse: 20s, first_pdu: 5s}
 %s
 peers: [%s]
-pipeline:
-  routing: []
-model:
-  onnxruntime: /nonexistent/libonnxruntime.so
+%s
 http:
-  addr: ""
+%s
 log:
   level: info
   format: json
-`, n.dataDir, n.port, dicom, strings.Join(o.peers, ", "))
+`, n.dataDir, n.port, dicom, strings.Join(o.peers, ", "), top, httpYAML)
 	path := filepath.Join(t.TempDir(), "espnode.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func FuzzFindIdentifier(f *testing.F) {
 			if e == nil || !charsetVR(e.VR) {
 				continue
 			}
-			want := recordValue(tag, sel.level, rec)
+			want := rec.Value(tag, sel.level)
 			if got, _ := dcm.DecodeText([]byte(e.Text()), cs); got != want {
 				t.Fatalf("%s in %q: %q decodes to %q, want %q", tag, cs, e.Value, got, want)
 			}

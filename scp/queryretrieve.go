@@ -173,33 +173,36 @@ func parseSelection(ds *dcm.DataSet, sopClass string) (selection, dimse.Status, 
 	return sel, dimse.Status{}, true
 }
 
-// matchFor turns an identifier element into a matching key (PS3.4 C.2.2.2). An empty value, or
-// "*", is universal matching: a return key only. Text is decoded from the request's character
-// set to UTF-8, the index's form (store.Instance), before wildcards are looked for: a byte of a
-// two-byte ISO 2022 code can be a '*' or '?'.
+// matchFor turns an identifier element into a matching key (store.MatchElement, the matching
+// QIDO-RS shares). Text is decoded from the request's character set to UTF-8, the index's form
+// (store.Instance), before wildcards are looked for: a byte of a two-byte ISO 2022 code can be a
+// '*' or '?'.
 func matchFor(e dcm.Element, charset []string) (store.Match, bool) {
-	v := e.Text()
 	if charsetVR(e.VR) {
-		v, _ = dcm.DecodeText([]byte(v), charset) // an unknown term decodes as Latin-1
+		v, _ := dcm.DecodeText([]byte(e.Text()), charset) // an unknown term decodes as Latin-1
+		e.Value = []byte(v)
 	}
-	if v == "" || v == "*" {
-		return store.Match{}, false
-	}
-	m := store.Match{Tag: e.Tag}
-	switch {
-	case (e.VR == "DA" || e.VR == "TM" || e.VR == "DT") && strings.Contains(v, "-"):
-		lo, hi, _ := strings.Cut(v, "-")
-		m.Range, m.Lo, m.Hi = true, strings.TrimSpace(lo), strings.TrimSpace(hi)
-	case e.VR != "UI" && strings.ContainsAny(v, "*?"):
-		m.Pattern = v
-	default:
-		for _, x := range strings.Split(v, `\`) {
-			if x = strings.TrimSpace(x); x != "" {
-				m.Values = append(m.Values, x)
-			}
+	return store.MatchElement(e)
+}
+
+// returnKey is the element answering a request key with a record's value: text as it is, a
+// number in the binary encoding its VR has (Rows, Columns are US), empty when the value does not
+// fit the VR.
+func returnKey(key dcm.Element, v string) dcm.Element {
+	switch key.VR {
+	case "US", "UL":
+		n, err := strconv.ParseUint(v, 10, 32)
+		switch {
+		case err != nil || (key.VR == "US" && n > 0xFFFF):
+			return dcm.Element{Tag: key.Tag, VR: key.VR}
+		case key.VR == "US":
+			return dcm.NewUS(key.Tag, uint16(n))
 		}
+		return dcm.NewUL(key.Tag, uint32(n))
+	case "SS", "SL", "FL", "FD", "AT":
+		return dcm.Element{Tag: key.Tag, VR: key.VR}
 	}
-	return m, true
+	return dcm.Element{Tag: key.Tag, VR: key.VR, Value: []byte(v)}
 }
 
 // response builds the identifier of one match: every key of the request, with its value, and
@@ -220,7 +223,7 @@ func (s *Services) response(sel selection, r store.Record) []dcm.Element {
 		case charsetVR(e.VR):
 			texts = append(texts, len(out))
 		}
-		out = append(out, dcm.Element{Tag: e.Tag, VR: e.VR, Value: []byte(recordValue(e.Tag, sel.level, r))})
+		out = append(out, returnKey(e, r.Value(e.Tag, sel.level)))
 	}
 	if !has[dcm.RetrieveAETitle] {
 		out = append(out, dcm.StrElement(dcm.RetrieveAETitle, s.opts.AETitle))
@@ -262,86 +265,6 @@ func responseCharset(requested []string, values []string) []string {
 		}
 	}
 	return requested
-}
-
-func itoaNonZero(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return strconv.Itoa(n)
-}
-
-// recordValue is the value of a return key for a record; keys the index does not hold are empty.
-func recordValue(t dcm.Tag, level store.Level, r store.Record) string {
-	switch t {
-	case dcm.QueryRetrieveLevel:
-		return level.String()
-	case dcm.PatientID:
-		return r.PatientID
-	case dcm.IssuerOfPatientID:
-		return r.IssuerOfPatientID
-	case dcm.PatientName:
-		return r.PatientName
-	case dcm.PatientBirthDate:
-		return r.PatientBirthDate
-	case dcm.PatientSex:
-		return r.PatientSex
-	case dcm.NumberOfPatientRelatedStudies:
-		return strconv.Itoa(r.RelatedStudies)
-	case dcm.NumberOfPatientRelatedSeries:
-		return strconv.Itoa(r.RelatedSeries)
-	case dcm.NumberOfPatientRelatedInstances:
-		return strconv.Itoa(r.RelatedInstances)
-	case dcm.StudyInstanceUID:
-		return r.StudyInstanceUID
-	case dcm.StudyDate:
-		return r.StudyDate
-	case dcm.StudyTime:
-		return r.StudyTime
-	case dcm.AccessionNumber:
-		return r.AccessionNumber
-	case dcm.StudyID:
-		return r.StudyID
-	case dcm.StudyDescription:
-		return r.StudyDescription
-	case dcm.ReferringPhysicianName:
-		return r.ReferringPhysicianName
-	case dcm.ModalitiesInStudy:
-		return strings.Join(r.ModalitiesInStudy, `\`)
-	case dcm.SOPClassesInStudy:
-		return strings.Join(r.SOPClassesInStudy, `\`)
-	case dcm.NumberOfStudyRelatedSeries:
-		return strconv.Itoa(r.RelatedSeries)
-	case dcm.NumberOfStudyRelatedInstances, dcm.NumberOfSeriesRelatedInstances:
-		return strconv.Itoa(r.RelatedInstances)
-	case dcm.SeriesInstanceUID:
-		return r.SeriesInstanceUID
-	case dcm.Modality:
-		return r.Modality
-	case dcm.SeriesNumber:
-		return itoaNonZero(r.SeriesNumber)
-	case dcm.SeriesDescription:
-		return r.SeriesDescription
-	case dcm.SeriesDate:
-		return r.SeriesDate
-	case dcm.SeriesTime:
-		return r.SeriesTime
-	case dcm.BodyPartExamined:
-		return r.BodyPartExamined
-	case dcm.SOPInstanceUID:
-		return r.SOPInstanceUID
-	case dcm.SOPClassUID:
-		return r.SOPClassUID
-	case dcm.InstanceNumber:
-		return itoaNonZero(r.InstanceNumber)
-	case dcm.Rows:
-		return "" // US: binary; not returned from the index
-	case dcm.NumberOfFrames:
-		return itoaNonZero(r.NumberOfFrames)
-	case dcm.InstanceAvailability:
-		return "ONLINE"
-	}
-	return ""
 }
 
 func (s *Services) find(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
@@ -408,7 +331,7 @@ func (s *Services) retrieveSet(ctx context.Context, ident *dcm.DataSet, sopClass
 	// patient's through its studies).
 	var uids []string
 	err := s.index.Find(ctx, sel.query, func(rec store.Record) error {
-		uids = append(uids, recordValue(key, sel.level, rec))
+		uids = append(uids, rec.Value(key, sel.level))
 		return nil
 	})
 	if err == nil && sel.level == store.PatientLevel {

@@ -589,22 +589,40 @@ func (s *Store) Open(ctx context.Context, sopInstanceUID string) (io.ReadCloser,
 // class, instance UID and transfer syntax describe the data set: nothing
 // needs to parse the meta again. The caller closes the reader.
 func (s *Store) OpenDataSet(ctx context.Context, sopInstanceUID string) (io.ReadCloser, Instance, error) {
+	return s.OpenDataSetAt(ctx, sopInstanceUID, 0)
+}
+
+// OpenDataSetAt is OpenDataSet read from byte offset of the data set on (an
+// offset a dcm.Reader reported, such as where pixel data starts), without
+// reading what lies before it.
+func (s *Store) OpenDataSetAt(ctx context.Context, sopInstanceUID string, offset int64) (io.ReadCloser, Instance, error) {
+	if offset < 0 {
+		return nil, Instance{}, fmt.Errorf("store: open %s at %d: negative offset", sopInstanceUID, offset)
+	}
 	inst, err := s.Get(ctx, sopInstanceUID)
 	if err != nil {
 		return nil, Instance{}, err
 	}
-	rc, err := s.archive.Open(ctx, inst.Path, inst.DataSetOffset)
+	if inst.DataSetOffset > 0 {
+		rc, err := s.archive.Open(ctx, inst.Path, inst.DataSetOffset+offset)
+		if err != nil {
+			return nil, Instance{}, fmt.Errorf("store: open %s: %w", sopInstanceUID, err)
+		}
+		return rc, inst, nil
+	}
+	rc, err := s.archive.Open(ctx, inst.Path, 0)
 	if err != nil {
 		return nil, Instance{}, fmt.Errorf("store: open %s: %w", sopInstanceUID, err)
-	}
-	if inst.DataSetOffset > 0 {
-		return rc, inst, nil
 	}
 	// Indexed before the offset was recorded: read past the meta once.
 	br := bufio.NewReaderSize(rc, 64<<10)
 	if _, err := dcm.ReadFileMeta(br); err != nil {
 		rc.Close()
 		return nil, Instance{}, fmt.Errorf("store: open %s: %w", sopInstanceUID, err)
+	}
+	if _, err := br.Discard(int(min(offset, 1<<62))); err != nil {
+		rc.Close()
+		return nil, Instance{}, fmt.Errorf("store: open %s at %d: %w", sopInstanceUID, offset, err)
 	}
 	return struct {
 		io.Reader

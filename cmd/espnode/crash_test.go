@@ -189,7 +189,7 @@ pipeline:
   delivery_retry: {max_attempts: 10, initial: 100ms, max: 1s}
   destinations: [{ae_title: STORESCP, host: 127.0.0.1, port: %d}]
 model: {provider: cpu, threads: 1}
-http: {addr: ""}
+http: {addr: "", viewer: {addr: ""}}
 log: {level: info, format: json}
 `, dataDir, port, destPort)
 	cfgFile := filepath.Join(dir, "espnode.yaml")

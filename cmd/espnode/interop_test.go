@@ -57,6 +57,7 @@ func startNode(t *testing.T, mutate func(*config.Config)) *node {
 	// (whose default port would collide); pipeline tests turn them on in mutate.
 	cfg.Pipeline.Routing = nil
 	cfg.HTTP.Addr = ""
+	cfg.HTTP.Viewer.Addr = ""
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -24,10 +24,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// `espnode serve` serves HTTP on 127.0.0.1:8080 by default; the tests that
-	// run it through the command line take an ephemeral port instead, so that
-	// they collide neither with each other nor with a node on this machine.
+	// `espnode serve` serves HTTP on 127.0.0.1:8080 and the viewer on 8081 by
+	// default; the tests that run it through the command line take ephemeral
+	// ports instead, so that they collide neither with each other nor with a
+	// node on this machine.
 	os.Setenv("ESPNODE_HTTP_ADDR", "127.0.0.1:0")
+	os.Setenv("ESPNODE_HTTP_VIEWER_ADDR", "127.0.0.1:0")
 	os.Exit(m.Run())
 }
 

@@ -10,19 +10,24 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/dicomweb"
 	"github.com/espnode/espnode/dimse"
+	"github.com/espnode/espnode/httpguard"
 	"github.com/espnode/espnode/internal/version"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
 	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
+	"github.com/espnode/espnode/store"
 	"github.com/espnode/espnode/store/datadir"
+	"github.com/espnode/espnode/viewer"
 )
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
@@ -194,21 +199,12 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	} else {
 		tlsDone <- nil
 	}
-	if cfg.HTTP.Addr != "" {
-		hln, err := net.Listen("tcp", cfg.HTTP.Addr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("http.addr: %w", err)
-		}
-		hs := &http.Server{Handler: pipeline.HTTPHandler(metrics, pl.Ready), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error().Err(err).Msg("HTTP server")
-			}
-		}()
-		defer hs.Close()
-		log.Info().Str("listen", hln.Addr().String()).Msg("HTTP: /healthz, /readyz, /metrics")
+	stopHTTP, err := serveHTTP(cfg, log, metrics, pl, st)
+	if err != nil {
+		ln.Close()
+		return err
 	}
+	defer stopHTTP()
 	log.Info().Str("ae_title", cfg.AETitle).Str("listen", ln.Addr().String()).Str("data_dir", cfg.DataDir).
 		Int("destinations", len(cfg.Pipeline.Destinations)).Str("version", version.String()).Msg("espnode serving")
 	err = srv.Serve(serveCtx, countingListener{Listener: ln, n: metrics.Associations})
@@ -277,4 +273,99 @@ func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*o
 	log.Info().Str("model", path).Str("provider", provider).Int("workers", workers).Int("batch", batch).
 		Strs("channels", engine.Channels()).Msg("model loaded: segmenting")
 	return engine, nil
+}
+
+// serveHTTP starts the HTTP listeners: http.addr (health, metrics and DICOMweb) and the viewer's
+// (OHIF and DICOMweb on one origin), both behind the guard and, when configured, TLS. The
+// function it returns closes them.
+func serveHTTP(cfg config.Config, log zerolog.Logger, metrics *pipeline.Metrics, pl *pipeline.Pipeline, st *store.Store) (func(), error) {
+	h := cfg.HTTP
+	var servers []*http.Server
+	stop := func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}
+	var tlsConfig *tls.Config
+	if h.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(h.TLS.Cert, h.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("http.tls: %w", err)
+		}
+		tlsConfig = dimse.BCP195(&tls.Config{Certificates: []tls.Certificate{cert}})
+		tlsConfig.NextProtos = []string{"h2", "http/1.1"}
+	}
+	guard := httpguard.New(httpGuardOptions(h))
+	var web *dicomweb.Server
+	if h.DICOMweb {
+		web = dicomweb.New(dicomwebOptions(cfg, log.With().Str("component", "dicomweb").Logger()), pl, st)
+	}
+	listen := func(key, addr string, handler http.Handler) (string, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
+		}
+		scheme := "http"
+		if tlsConfig != nil {
+			ln = tls.NewListener(ln, tlsConfig)
+			scheme = "https"
+		}
+		hs := &http.Server{Handler: guard.Wrap(handler), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+			IdleTimeout: 2 * time.Minute}
+		servers = append(servers, hs)
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Str("listen", ln.Addr().String()).Msg("HTTP server")
+			}
+		}()
+		return scheme + "://" + ln.Addr().String(), nil
+	}
+	if h.Addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/", pipeline.HTTPHandler(metrics, pl.Ready))
+		served := "/healthz, /readyz, /metrics"
+		if web != nil {
+			mux.Handle(web.Root()+"/", web)
+			served += ", " + web.Root()
+		}
+		u, err := listen("http.addr", h.Addr, mux)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		log.Info().Str("listen", strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")).Str("url", u).
+			Bool("authentication", guard.Authenticating()).Msg("HTTP: " + served)
+	}
+	if h.Viewer.Addr != "" && web != nil {
+		dir := viewerDir(h.Viewer.Dir)
+		site, err := viewer.New(viewer.Options{Dir: dir, DICOMwebRoot: web.Root()}, web)
+		if err != nil {
+			log.Warn().Err(err).Msg("no viewer: run scripts/deps.sh run to fetch OHIF, or set http.viewer.dir")
+			return stop, nil
+		}
+		u, err := listen("http.viewer.addr", h.Viewer.Addr, site)
+		if err != nil {
+			site.Close()
+			stop()
+			return nil, err
+		}
+		log.Info().Str("url", u+"/").Str("dir", dir).Bool("authentication", guard.Authenticating()).
+			Msg("OHIF viewer: open this URL in a browser")
+	}
+	return stop, nil
+}
+
+// viewerDir is the configured viewer folder, or third_party/ohif beside the binary's folder
+// (bin/espnode in a checkout) when it holds one, else in the working directory.
+func viewerDir(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if exe, err := os.Executable(); err == nil {
+		d := filepath.Join(filepath.Dir(filepath.Dir(exe)), "third_party", "ohif")
+		if _, err := os.Stat(filepath.Join(d, "index.html")); err == nil {
+			return d
+		}
+	}
+	return filepath.Join("third_party", "ohif")
 }

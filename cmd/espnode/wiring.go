@@ -1,7 +1,12 @@
 package main
 
 import (
+	"github.com/rs/zerolog"
+
 	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/dicomweb"
+	"github.com/espnode/espnode/httpguard"
+	"github.com/espnode/espnode/internal/version"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
 )
@@ -60,5 +65,34 @@ func pipelineConfig(c config.Pipeline) pipeline.Config {
 		ReplyToSender:  c.ReplyToSender,
 		DeliveryRetry:  retry(c.DeliveryRetry),
 		DeliverTimeout: c.DeliverTimeout,
+	}
+}
+
+// dicomwebOptions converts the http section for the DICOMweb server.
+func dicomwebOptions(cfg config.Config, log zerolog.Logger) dicomweb.Options {
+	return dicomweb.Options{
+		PublicURL:                 cfg.HTTP.PublicURL,
+		MaxStoreBytes:             int64(cfg.HTTP.MaxStoreBytes),
+		MaxResults:                cfg.HTTP.MaxResults,
+		BulkDataThreshold:         int64(cfg.HTTP.BulkDataThreshold),
+		TransferSyntaxes:          cfg.DICOM.TransferSyntaxes,
+		ImplementationClassUID:    version.ImplementationClassUID,
+		ImplementationVersionName: version.ImplementationVersionName(),
+		Logger:                    log,
+	}
+}
+
+// httpGuardOptions converts the http section's security keys; the health probes stay open.
+func httpGuardOptions(h config.HTTP) httpguard.Options {
+	users := make([]httpguard.User, 0, len(h.Auth.Users))
+	for _, u := range h.Auth.Users {
+		users = append(users, httpguard.User{Name: u.Name, Password: u.Password})
+	}
+	return httpguard.Options{
+		Tokens:      h.Auth.Tokens,
+		Users:       users,
+		Open:        []string{"/healthz", "/readyz"},
+		MaxBody:     int64(h.MaxStoreBytes),
+		CORSOrigins: h.CORSOrigins,
 	}
 }

@@ -29,8 +29,8 @@ var layers = [][]string{
 	{"seg/segment"},
 	{"seg/eval"},
 	{"config"},
-	{"scp", "pipeline"},
-	{"cmd/espnode", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/pixel", "interop"},
+	{"scp", "pipeline", "dicomweb", "httpguard", "viewer"},
+	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/pixel", "interop"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine

@@ -843,6 +843,15 @@ func (e *encoder) functionalGroups() dataset {
 			seq(dcm.PixelMeasuresSequence, measures),
 			seq(dcm.PlaneOrientationSequence, dataset{dcm.NewDS(dcm.ImageOrientationPatient, g.Orientation[:]...)}))
 		posIndex = positionIndices(g)
+	} else if e.sources[0].FrameOfReferenceUID == "" {
+		// No Frame of Reference (photographs, ultrasound, projection radiographs): the SEG's
+		// grid is the source's own, which an empty Pixel Measures item and the identity
+		// orientation say. Both are allowed without a Frame of Reference, and viewers built on
+		// cornerstone3D (OHIF) need them to place a SEG at all: they align its frames by the
+		// shared orientation, which they default to the identity for images that have none.
+		shared = append(shared,
+			seq(dcm.PixelMeasuresSequence, dataset{}),
+			seq(dcm.PlaneOrientationSequence, dataset{dcm.NewDS(dcm.ImageOrientationPatient, 1, 0, 0, 0, 1, 0)}))
 	}
 	second := e.second()
 	perFrame := make([]dataset, len(e.frames))
