@@ -43,7 +43,8 @@ esac
 export TCP_NODELAY=1
 mkdir -p "$out"
 rm -rf "$out/profile" "$out"/strace-*.txt "$out"/*.log
-work=$(mktemp -d "${TMPDIR:-/tmp}/espnode-ingest.XXXXXX")
+# The sets live in a temporary folder under the output folder (other programs may clean /tmp).
+work=$(mktemp -d "$out/sets.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/espnode" ./cmd/espnode
 go build -o "$work/send" ./bench/ingest/send
