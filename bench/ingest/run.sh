@@ -14,7 +14,8 @@
 #             p50 and p99 (storescu does not report them)
 # Every set is generated into a temporary folder and removed at the end; nothing is committed.
 # RECEIVERS (default "storescp orthanc espnode"); BASE=path/to/espnode adds "base", another
-# espnode binary, measured the same way (a commit to compare with).
+# espnode binary, measured the same way (a commit to compare with); ESPNODE=path/to/espnode
+# measures that binary as "espnode" instead of building the tree.
 # PROFILE=1 runs one more espnode round per set, not counted, with the Go CPU, block, mutex and
 # heap profiles written to $BENCH_OUT/profile/SET/ (ESPNODE_PROFILE_DIR); STRACE=1 one more under
 # strace -c -f (summary in $BENCH_OUT/strace-SET.txt). Results also go to results.jsonl.
@@ -46,7 +47,8 @@ rm -rf "$out/profile" "$out"/strace-*.txt "$out"/*.log
 # The sets live in a temporary folder under the output folder (other programs may clean /tmp).
 work=$(mktemp -d "$out/sets.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/espnode" ./cmd/espnode
+# ESPNODE=path measures a binary built elsewhere (another commit) as "espnode".
+if [ -n "${ESPNODE:-}" ]; then cp "$ESPNODE" "$work/espnode"; else go build -o "$work/espnode" ./cmd/espnode; fi
 go build -o "$work/send" ./bench/ingest/send
 
 need() { case " $sets " in *" $1 "*) return 0 ;; esac; return 1; }
