@@ -140,8 +140,10 @@ receive() {
     orthanc) files=$(find "$dir/storage" -type f | grep -c . || true) ;;
     *) files=$(find "$dir" -type f \( -name '*.dcm' -o -name '[A-Z][A-Z].*' \) | grep -c . || true) ;;
   esac
-  echo "$(echo "$t1 - $t0" | bc -l) $rss $files $(echo "($c1 - $c0) / $hz" | bc -l) $extra"
+  # Removed before the result line: the caller reads it from a process substitution and goes
+  # on at once, and the next receiver must not share the disk with this clean-up.
   rm -rf "$dir"
+  echo "$(echo "$t1 - $t0" | bc -l) $rss $files $(echo "($c1 - $c0) / $hz" | bc -l) $extra"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
