@@ -75,8 +75,9 @@ fi
 
 # The objects are routed to no channel (CT, OT) and no model is loaded (a path that does not
 # exist; the shipped one would be written to each fresh data directory while it receives): this
-# measures ingest. No HTTP endpoint, so a node already running here does not collide.
-printf 'http:\n  addr: ""\nlog:\n  level: warn\nmodel:\n  path: %s/no-model.onnx\n' "$work" > "$work/espnode.yaml"
+# measures ingest. No HTTP endpoint, so a node already running here does not collide. rss64's
+# 64 senders all come from 127.0.0.1, past the default per-host limit of 16.
+printf 'http:\n  addr: ""\nlog:\n  level: warn\nmodel:\n  path: %s/no-model.onnx\ndicom:\n  max_connections_per_host: 0\n' "$work" > "$work/espnode.yaml"
 port=$((20000 + RANDOM % 20000))
 wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 # cpu_ticks PID: user+system clock ticks of the process, its reaped children and its live ones.
