@@ -14,8 +14,9 @@
 #             p50 and p99 (storescu does not report them)
 # Every set is generated into a temporary folder and removed at the end; nothing is committed.
 # RECEIVERS (default "storescp orthanc espnode"); BASE=path/to/espnode adds "base", another
-# espnode binary, measured the same way (a commit to compare with); ESPNODE=path/to/espnode
-# measures that binary as "espnode" instead of building the tree.
+# espnode binary, measured the same way (a commit to compare with), and OLD=path/to/espnode
+# "old", a third; ESPNODE=path/to/espnode measures that binary as "espnode" instead of building
+# the tree.
 # PROFILE=1 runs one more espnode round per set, not counted, with the Go CPU, block, mutex and
 # heap profiles written to $BENCH_OUT/profile/SET/ (ESPNODE_PROFILE_DIR); STRACE=1 one more under
 # strace -c -f (summary in $BENCH_OUT/strace-SET.txt). Results also go to results.jsonl.
@@ -33,6 +34,7 @@ receivers=${RECEIVERS:-storescp orthanc espnode}
 shared=${ESPNODE_SHARED:-$PWD/../shared}
 ct_src=$shared/data/dicom/CT/cornerstone_CT_evrle.dcm
 if [ -n "${BASE:-}" ]; then receivers="$receivers base"; fi
+if [ -n "${OLD:-}" ]; then receivers="$receivers old"; fi
 for tool in storescu storescp dcmodify bc; do
   command -v "$tool" >/dev/null || { echo "$tool not found: install Debian's dcmtk and bc (scripts/deps.sh test)" >&2; exit 1; }
 done
@@ -77,7 +79,14 @@ fi
 # exist; the shipped one would be written to each fresh data directory while it receives): this
 # measures ingest. No HTTP endpoint, so a node already running here does not collide. rss64's
 # 64 senders all come from 127.0.0.1, past the default per-host limit of 16.
-printf 'http:\n  addr: ""\nlog:\n  level: warn\nmodel:\n  path: %s/no-model.onnx\ndicom:\n  max_connections_per_host: 0\n' "$work" > "$work/espnode.yaml"
+# A binary older than the per-host limit knows no such key and refuses it.
+config() {
+  printf 'http:\n  addr: ""\nlog:\n  level: warn\nmodel:\n  path: %s/no-model.onnx\n' "$work"
+  if grep -aq max_connections_per_host "$1"; then printf 'dicom:\n  max_connections_per_host: 0\n'; fi
+}
+config "$work/espnode" > "$work/espnode.yaml"
+[ -n "${BASE:-}" ] && config "$BASE" > "$work/base.yaml"
+[ -n "${OLD:-}" ] && config "$OLD" > "$work/old.yaml"
 port=$((20000 + RANDOM % 20000))
 wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 # cpu_ticks PID: user+system clock ticks of the process, its reaped children and its live ones.
@@ -97,12 +106,13 @@ receive() {
   local name=$1 set=$2 mode=${3:-} dir="$work/recv-$1" pid bin
   rm -rf "$dir"; mkdir -p "$dir"
   case $name in
-    espnode|base)
-      bin=$work/espnode; [ "$name" = base ] && bin=$BASE
+    espnode|base|old)
+      bin=$work/espnode; [ "$name" = base ] && bin=$BASE; [ "$name" = old ] && bin=$OLD
+      local cfg=$work/$name.yaml
       case $mode in
-        profile) ESPNODE_PROFILE_DIR="$out/profile/$set" "$bin" serve --config "$work/espnode.yaml" --port "$port" --data-dir "$dir" 2>>"$out/$name.log" & pid=$! ;;
-        strace) strace -c -f -o "$out/strace-$set.txt" "$bin" serve --config "$work/espnode.yaml" --port "$port" --data-dir "$dir" 2>>"$out/$name.log" & pid=$! ;;
-        *) "$bin" serve --config "$work/espnode.yaml" --port "$port" --data-dir "$dir" 2>>"$out/$name.log" & pid=$! ;;
+        profile) ESPNODE_PROFILE_DIR="$out/profile/$set" "$bin" serve --config "$cfg" --port "$port" --data-dir "$dir" 2>>"$out/$name.log" & pid=$! ;;
+        strace) strace -c -f -o "$out/strace-$set.txt" "$bin" serve --config "$cfg" --port "$port" --data-dir "$dir" 2>>"$out/$name.log" & pid=$! ;;
+        *) "$bin" serve --config "$cfg" --port "$port" --data-dir "$dir" 2>>"$out/$name.log" & pid=$! ;;
       esac ;;
     storescp)
       local fork=""; case $set in parallel|rss64) fork=--fork ;; esac
@@ -191,10 +201,10 @@ for set in $sets; do
     eval "med_$recv=$s"
   done
   for recv in $receivers; do
-    case $recv in espnode|base) ;; *) continue ;; esac
+    case $recv in espnode|base|old) ;; *) continue ;; esac
     v="med_$recv"
     ratios="$set $recv throughput ratios:"
-    for ref in storescp orthanc base; do
+    for ref in storescp orthanc base old; do
       [ "$ref" = "$recv" ] && continue
       r="med_$ref"
       [ -n "${!r:-}" ] && ratios="$ratios $recv/$ref $(printf '%.2f' "$(echo "${!r} / ${!v}" | bc -l)")x"
