@@ -30,7 +30,7 @@ var layers = [][]string{
 	{"seg/eval"},
 	{"config"},
 	{"scp", "pipeline"},
-	{"cmd/espnode", "bench/e2e", "bench/infer", "bench/ingest/gen", "interop"},
+	{"cmd/espnode", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "interop"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine
