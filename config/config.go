@@ -275,6 +275,9 @@ const (
 	// (internal/testutil reads it; it cannot import config, whose own
 	// dependencies' tests use testutil).
 	EnvShared = "ESPNODE_SHARED"
+	// EnvProfileDir names a folder where the process writes its Go profiles
+	// (cmd/espnode, bench/ingest's PROFILE=1).
+	EnvProfileDir = "ESPNODE_PROFILE_DIR"
 )
 
 // Load builds the configuration: defaults, then the YAML file at path (if path
@@ -315,7 +318,7 @@ func applyEnviron(c *Config, environ []string) error {
 	if len(vars) == 0 {
 		return nil
 	}
-	used := map[string]bool{EnvModel: true, EnvShared: true}
+	used := map[string]bool{EnvModel: true, EnvShared: true, EnvProfileDir: true}
 	lookup := func(name string) (string, bool) {
 		used[name] = true
 		v, ok := vars[name]

@@ -120,7 +120,10 @@ func (c Config) check() error {
 // Workers fits the worker count to the machine and the execution provider
 // when configured is 0: a GPU takes a full batch of images at once; on the
 // CPU ONNX Runtime already spreads one inference over the cores, so a few
-// workers only overlap decoding and encoding with it.
+// workers only overlap decoding, encoding and the SEG's durable store with
+// it. At least two, and at least a batch: with one worker the model waited
+// for the store of each SEG, and the batcher's wait for company that could
+// not come (bench/e2e, a burst on two cores).
 func Workers(configured int, provider string, batch int) int {
 	if configured > 0 {
 		return configured
@@ -128,7 +131,7 @@ func Workers(configured int, provider string, batch int) int {
 	if provider != "" && provider != "cpu" {
 		return max(batch, 8)
 	}
-	return min(max(runtime.NumCPU()/2, 1), 4)
+	return min(max(runtime.NumCPU()/2, batch, 2), 4)
 }
 
 // Pipeline is the running pipeline. Put is its entry point.
@@ -145,6 +148,12 @@ type Pipeline struct {
 	segMu     sync.RWMutex
 	segmenter *segment.Segmenter
 	modelErr  error
+
+	// assocs keeps the associations of deliveries open between them; stopAssocs ends its
+	// janitor, which closes assocsDone when it has released them.
+	assocs     *associations
+	stopAssocs context.CancelFunc
+	assocsDone chan struct{}
 }
 
 // New requeues the jobs a crashed process left running (the queue's engine
@@ -170,6 +179,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 
 		segmenter: opts.Segmenter,
 		modelErr:  errors.New("model loading"),
+		assocs:    newAssociations(opts.Logger),
 	}
 	n, err := queue.RecoverJobs(ctx)
 	if err != nil {
@@ -193,7 +203,9 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		Queues:            queues,
 		Workers:           workers,
 		FetchPollInterval: poll,
-		FetchCooldown:     min(poll, 50*time.Millisecond),
+		// A worker that finishes asks for the next job at once; the cooldown caps how
+		// often: 50 ms held one worker to 20 jobs a second whatever the model's speed.
+		FetchCooldown: min(poll, 5*time.Millisecond),
 		RetryPolicy: retryPolicy{
 			segment: Backoff{Initial: c.SegmentRetry.Initial, Max: c.SegmentRetry.Max},
 			deliver: Backoff{Initial: c.DeliveryRetry.Initial, Max: c.DeliveryRetry.Max},
@@ -220,6 +232,12 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if err := p.client.Start(ctx); err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopAssocs, p.assocsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.assocsDone)
+		p.assocs.run(actx)
+	}()
 	return nil
 }
 
@@ -231,6 +249,11 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		err = p.client.StopAndCancel(cctx)
+	}
+	if p.stopAssocs != nil {
+		// The deliveries have stopped: their associations can go.
+		p.stopAssocs()
+		<-p.assocsDone
 	}
 	if err != nil {
 		return fmt.Errorf("job queue: stop: %w", err)

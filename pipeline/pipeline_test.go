@@ -190,6 +190,40 @@ type fakeDestination struct {
 	failures int
 	received map[string]int // SOP Instance UID -> times stored
 	calls    int
+	conns    []net.Conn // every association's connection, in the order accepted
+}
+
+// countingListener records the connections it accepts, so that a test can count associations
+// and cut them.
+type countingListener struct {
+	net.Listener
+	d *fakeDestination
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.d.mu.Lock()
+		l.d.conns = append(l.d.conns, c)
+		l.d.mu.Unlock()
+	}
+	return c, err
+}
+
+// associations returns how many associations the destination has accepted.
+func (d *fakeDestination) associations() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.conns)
+}
+
+// cut closes every accepted connection, as a destination that ends idle associations does.
+func (d *fakeDestination) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
 }
 
 func startFakeDestination(t *testing.T, failures int) *fakeDestination {
@@ -225,7 +259,7 @@ func startFakeDestination(t *testing.T, failures int) *fakeDestination {
 	d.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
+	go func() { srv.Serve(ctx, countingListener{ln, d}); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return d
 }
@@ -339,6 +373,50 @@ func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
 	}
 	if got := dest.stored(); got[segUID] != 1 || len(got) != 1 {
 		t.Errorf("destination after the rerun: %v", got)
+	}
+}
+
+// TestDeliveriesReuseTheAssociation: SEGs for one destination go over one association kept open
+// between them; when the destination has closed it while idle, the next delivery succeeds on a new
+// one without a failed attempt.
+func TestDeliveriesReuseTheAssociation(t *testing.T) {
+	dest := startFakeDestination(t, 0)
+	n := startPipeline(t, t.TempDir(), func(c *Config) {
+		c.Destinations = []Peer{dest.peer(t)}
+	}, testEngine(t))
+	for _, f := range []string{"ES_polypgen_C3_EndoCV2021_00428.dcm", "GM_gbm40_gbm40_25.dcm", "OP_drive_drive_05.dcm"} {
+		putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", f), "SCU")
+	}
+	waitUntil(t, "three deliveries", time.Minute, func() bool {
+		return jobsByState(t, n.st)["deliver/completed"] == 3
+	})
+	if got := dest.associations(); got != 1 {
+		t.Errorf("three deliveries over %d associations, want 1", got)
+	}
+
+	dest.cut()
+	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD008.dcm"), "SCU")
+	waitUntil(t, "the delivery after the cut", time.Minute, func() bool {
+		return jobsByState(t, n.st)["deliver/completed"] == 4
+	})
+	if got := dest.associations(); got != 2 {
+		t.Errorf("%d associations after the destination closed the first, want 2", got)
+	}
+	if got := len(dest.stored()); got != 4 {
+		t.Errorf("destination holds %d SEGs, want 4", got)
+	}
+	admin, err := NewAdmin(queueOf(t, n.st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := admin.List(context.Background(), nil, []string{KindDeliver}, 10)
+	if err != nil || len(jobs) != 4 {
+		t.Fatalf("delivery jobs %v (%v), want 4", jobs, err)
+	}
+	for _, j := range jobs {
+		if j.Attempt != 1 || j.LastError != "" {
+			t.Errorf("delivery job %d: attempt %d, last error %q; want one attempt: a closed idle association is not a failure", j.ID, j.Attempt, j.LastError)
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ var layers = [][]string{
 	{"seg/eval"},
 	{"config"},
 	{"scp", "pipeline", "dicomweb", "httpguard", "viewer"},
-	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/pixel", "interop"},
+	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "interop"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine
