@@ -75,7 +75,7 @@ type Model struct {
 	// patch is whether the session also computes patch_logits.
 	patch bool
 	wait  time.Duration
-	log      zerolog.Logger
+	log   zerolog.Logger
 
 	// runMu keeps Close from destroying the session under a running Run.
 	runMu     sync.RWMutex
