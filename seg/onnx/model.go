@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -180,9 +181,10 @@ func (m *Model) Infer(ctx context.Context, image []float32, query int64) ([]floa
 }
 
 // InferMany segments n pre-processed images (float32 [n,3,S,S]) with a query each (the tiles
-// and flipped variants of one source image) through the batcher: they run together in one
-// session run, joined by other callers' images while the batch has room (MaxBatch; a request
-// larger than MaxBatch runs whole, alone or with what came first).
+// and flipped variants of one source image) through the batcher, as one request: joined by other
+// callers' images while the batch has room, and run in session runs of at most MaxBatch images
+// one after the other (runChunks), so that the image's inputs are never interleaved with other
+// work and come back together.
 func (m *Model) InferMany(ctx context.Context, images []float32, queries []int64) (Outputs, error) {
 	s := m.md.InputSize
 	per := imageChannels * s * s
@@ -249,15 +251,15 @@ func (m *Model) runBatch(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
-	if len(live) == 1 {
-		// One request: its own buffers go to the session as they are.
-		out, err := m.RunOutputs(live[0].images, live[0].queries)
-		live[0].res <- result{out: out, err: err}
-		return
-	}
 	var total int
 	for _, r := range live {
 		total += len(r.queries)
+	}
+	if len(live) == 1 && total <= m.maxBatch {
+		// One request that fits: its own buffers go to the session as they are.
+		out, err := m.RunOutputs(live[0].images, live[0].queries)
+		live[0].res <- result{out: out, err: err}
+		return
 	}
 	s := m.md.InputSize
 	per := imageChannels * s * s
@@ -268,8 +270,8 @@ func (m *Model) runBatch(batch []*request) {
 		queries = append(queries, r.queries...)
 	}
 	start := time.Now()
-	out, err := m.RunOutputs(images, queries)
-	m.log.Debug().Int("batch", total).Int("requests", len(live)).Dur("took", time.Since(start)).Msg("batch run")
+	out, err := m.runChunks(images, queries)
+	m.log.Debug().Int("images", total).Int("requests", len(live)).Dur("took", time.Since(start)).Msg("batch run")
 	lp, pp := s*s, (s/PatchCell)*(s/PatchCell)
 	at := 0
 	for _, r := range live {
@@ -285,6 +287,32 @@ func (m *Model) runBatch(batch []*request) {
 		r.res <- result{out: o}
 		at += k
 	}
+}
+
+// runChunks runs images in session runs of at most MaxBatch. A request of many inputs (the 9
+// tiles of a fundus image) is not run as one batch on the CPU: there one run of 9 inputs took 3
+// to 5 times as long as 9 runs of 1 to 3 (seg/segment BenchmarkTileRuns, docs/MODEL.md), while
+// on a GPU (MaxBatch 8) the tiles still run together.
+func (m *Model) runChunks(images []float32, queries []int64) (Outputs, error) {
+	n := len(queries)
+	if n <= m.maxBatch {
+		return m.RunOutputs(images, queries)
+	}
+	s := m.md.InputSize
+	per, lp, pp := imageChannels*s*s, s*s, (s/PatchCell)*(s/PatchCell)
+	all := Outputs{Logits: make([]float32, 0, n*lp)}
+	for at := 0; at < n; at += m.maxBatch {
+		k := min(m.maxBatch, n-at)
+		out, err := m.RunOutputs(images[at*per:(at+k)*per], queries[at:at+k])
+		if err != nil {
+			return Outputs{}, err
+		}
+		all.Logits = append(all.Logits, out.Logits...)
+		if out.Patch != nil {
+			all.Patch = append(slices.Grow(all.Patch, n*pp), out.Patch...)
+		}
+	}
+	return all, nil
 }
 
 // Run runs one batch directly, without the batcher: images is float32 [N,3,S,S] and queries
