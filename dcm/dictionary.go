@@ -68,6 +68,8 @@ const (
 	SliceThickness                              Tag = 0x00180050 // (0018,0050) DS
 	DeviceSerialNumber                          Tag = 0x00181000 // (0018,1000) LO
 	SoftwareVersions                            Tag = 0x00181020 // (0018,1020) LO
+	ProtocolName                                Tag = 0x00181030 // (0018,1030) LO
+	ViewPosition                                Tag = 0x00185101 // (0018,5101) CS
 	SequenceOfUltrasoundRegions                 Tag = 0x00186011 // (0018,6011) SQ
 	TagAngleSecondAxis                          Tag = 0x00189219 // (0018,9219) SS
 	StudyInstanceUID                            Tag = 0x0020000D // (0020,000D) UI
@@ -235,6 +237,8 @@ var dictionary = [...]dictEntry{
 	{SliceThickness, "DS", "SliceThickness"},
 	{DeviceSerialNumber, "LO", "DeviceSerialNumber"},
 	{SoftwareVersions, "LO", "SoftwareVersions"},
+	{ProtocolName, "LO", "ProtocolName"},
+	{ViewPosition, "CS", "ViewPosition"},
 	{SequenceOfUltrasoundRegions, "SQ", "SequenceOfUltrasoundRegions"},
 	{TagAngleSecondAxis, "SS", "TagAngleSecondAxis"},
 	{StudyInstanceUID, "UI", "StudyInstanceUID"},
