@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/espnode/espnode/seg/onnx"
 )
 
 // command is one subcommand; run gets the arguments after the subcommand's name.
@@ -33,7 +35,7 @@ func commands() map[string]command {
 		"get":     {"retrieve from a peer with C-GET", runGet},
 		"version": {"print the version", runVersion},
 		"segment": {"segment DICOM files with the model and write masks and overlays", runSegment},
-		"model":   {"inspect model files (model info FILE.onnx)", runModel},
+		"model":   {"inspect and time model files (model info|bench FILE.onnx)", runModel},
 		"eval":    {"score the model on a seg2d tree's test split (Dice, IoU)", runEval},
 	}
 }
@@ -45,7 +47,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &cliEnv{stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	// The node's own output goes to a duplicate of descriptor 2: seg/onnx points descriptor 2
+	// itself elsewhere while it probes GPU providers, whose native libraries print there.
+	code := run(ctx, &cliEnv{stdout: os.Stdout, stderr: onnx.DupStderr()}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -12,10 +12,14 @@ import (
 	"github.com/espnode/espnode/seg/onnx"
 )
 
-// runModel implements `espnode model info FILE.onnx`.
+// runModel implements `espnode model info FILE.onnx` and `espnode model bench FILE.onnx`.
 func runModel(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) > 0 && args[0] == "bench" {
+		return runModelBench(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "info" {
 		fmt.Fprintln(env.stderr, "usage: espnode model info [--onnxruntime LIB] FILE.onnx")
+		fmt.Fprintln(env.stderr, "       espnode model bench [--provider P] [--reference P] [--batches 1,8,32] FILE.onnx")
 		return exitError{2}
 	}
 	fs := flag.NewFlagSet("model info", flag.ContinueOnError)

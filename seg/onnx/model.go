@@ -111,7 +111,8 @@ type Outputs struct {
 // Open loads the ONNX Runtime library if needed, validates the model file against the
 // contract, creates its session on the chosen execution provider and starts its batcher.
 func Open(path string, opts Options) (*Model, error) {
-	if _, _, err := LoadLibrary(opts.Library); err != nil {
+	lib, _, err := LoadLibrary(opts.Library)
+	if err != nil {
 		return nil, err
 	}
 	provider, err := ParseProvider(opts.Provider)
@@ -126,7 +127,7 @@ func Open(path string, opts Options) (*Model, error) {
 	if patch {
 		opts.outputs = []string{OutputLogits, OutputPatch}
 	}
-	sess, used, skipped, err := newSession(path, provider, opts, opts.Logger)
+	sess, used, skipped, err := newSession(path, lib, provider, opts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", path, err)
 	}
@@ -166,7 +167,8 @@ func (m *Model) HasPatch() bool { return m.patch }
 // Provider returns the execution provider the session runs on.
 func (m *Model) Provider() string { return m.provider }
 
-// Skipped returns why each provider tried before Provider() failed (ProviderAuto only).
+// Skipped returns why each provider tried before Provider() failed (ProviderAuto only), each a
+// *ProviderError.
 func (m *Model) Skipped() []error { return append([]error(nil), m.skipped...) }
 
 // Infer segments one pre-processed image (float32 [3,S,S], RGB 0..255) with the decoding
