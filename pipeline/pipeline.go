@@ -280,8 +280,14 @@ func (p *Pipeline) logGuard(s *segment.Segmenter) {
 		}
 	}
 	reject := p.opts.Config.RejectImplausible
-	if len(unguarded) == 0 {
+	switch {
+	case len(unguarded) == 0:
 		p.log.Info().Bool("reject_implausible", reject).Strs("guarded", guarded).Msg("plausibility guard: every channel has bounds")
+		return
+	case len(guarded) == 0:
+		// A model without espnode.plausibility (the shipped one): an ordinary start, not a warning.
+		p.log.Info().Bool("reject_implausible", reject).
+			Msg("plausibility guard off: the model has no plausibility bounds (espnode.plausibility); its output is not judged")
 		return
 	}
 	p.log.Warn().Bool("reject_implausible", reject).Strs("guarded", guarded).Strs("unguarded", unguarded).
