@@ -96,8 +96,10 @@ const (
 	SpacingBetweenSlices                        Tag = 0x00180088 // (0018,0088) DS
 	DeviceSerialNumber                          Tag = 0x00181000 // (0018,1000) LO
 	SoftwareVersions                            Tag = 0x00181020 // (0018,1020) LO
+	ProtocolName                                Tag = 0x00181030 // (0018,1030) LO
 	FrameTime                                   Tag = 0x00181063 // (0018,1063) DS
 	ImagerPixelSpacing                          Tag = 0x00181164 // (0018,1164) DS
+	ViewPosition                                Tag = 0x00185101 // (0018,5101) CS
 	SequenceOfUltrasoundRegions                 Tag = 0x00186011 // (0018,6011) SQ
 	TagAngleSecondAxis                          Tag = 0x00189219 // (0018,9219) SS
 	StudyInstanceUID                            Tag = 0x0020000D // (0020,000D) UI
@@ -300,8 +302,10 @@ var dictionary = [...]dictEntry{
 	{SpacingBetweenSlices, "DS", "SpacingBetweenSlices"},
 	{DeviceSerialNumber, "LO", "DeviceSerialNumber"},
 	{SoftwareVersions, "LO", "SoftwareVersions"},
+	{ProtocolName, "LO", "ProtocolName"},
 	{FrameTime, "DS", "FrameTime"},
 	{ImagerPixelSpacing, "DS", "ImagerPixelSpacing"},
+	{ViewPosition, "CS", "ViewPosition"},
 	{SequenceOfUltrasoundRegions, "SQ", "SequenceOfUltrasoundRegions"},
 	{TagAngleSecondAxis, "SS", "TagAngleSecondAxis"},
 	{StudyInstanceUID, "UI", "StudyInstanceUID"},

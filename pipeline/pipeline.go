@@ -73,6 +73,9 @@ type Config struct {
 	ReplyToSender  bool
 	DeliveryRetry  Retry
 	DeliverTimeout time.Duration
+	// RejectImplausible withholds the SEG of an instance the plausibility guard judges
+	// implausible (segment.Request.RejectImplausible); either way it is counted and logged.
+	RejectImplausible bool
 }
 
 // Retry bounds the attempts of a job and spaces them (see Backoff).
@@ -290,7 +293,34 @@ func (p *Pipeline) EnableSegmentation(s *segment.Segmenter, workers int) error {
 		p.segmenter = nil
 		return fmt.Errorf("job queue: %w", err)
 	}
+	p.logGuard(s)
 	return nil
+}
+
+// logGuard says once, when a model starts segmenting, which channels the plausibility guard
+// watches and which it cannot (the model has no bounds for them).
+func (p *Pipeline) logGuard(s *segment.Segmenter) {
+	var guarded, unguarded []string
+	for _, ch := range s.Channels() {
+		if b, err := s.Bounds(ch); err == nil && b != nil {
+			guarded = append(guarded, ch+" ("+b.String()+")")
+		} else {
+			unguarded = append(unguarded, ch)
+		}
+	}
+	reject := p.opts.Config.RejectImplausible
+	switch {
+	case len(unguarded) == 0:
+		p.log.Info().Bool("reject_implausible", reject).Strs("guarded", guarded).Msg("plausibility guard: every channel has bounds")
+		return
+	case len(guarded) == 0:
+		// A model without espnode.plausibility (the shipped one): an ordinary start, not a warning.
+		p.log.Info().Bool("reject_implausible", reject).
+			Msg("plausibility guard off: the model has no plausibility bounds (espnode.plausibility); its output is not judged")
+		return
+	}
+	p.log.Warn().Bool("reject_implausible", reject).Strs("guarded", guarded).Strs("unguarded", unguarded).
+		Msg("plausibility guard: the model gives no bounds for the unguarded channels; their output is not judged")
 }
 
 func (p *Pipeline) segmenterOrNil() *segment.Segmenter {
@@ -303,16 +333,13 @@ func (p *Pipeline) segmenterOrNil() *segment.Segmenter {
 // transaction, creates its segmentation job when routing gives it a
 // channel: a Success answered after Put returns means the job exists.
 func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instance, error) {
-	var (
-		ch     string
-		routed bool
-	)
+	var d Decision
 	req.InTx = func(ctx context.Context, tx store.Tx, inst store.Instance) error {
-		ch, _, routed = p.router.Route(inst)
-		if !routed {
+		d = p.router.Decide(inst)
+		if d.Channel == "" {
 			return nil
 		}
-		return p.enqueue(ctx, tx, inst, ch)
+		return p.enqueue(ctx, tx, inst, d.Channel)
 	}
 	inst, err := p.opts.Store.Put(ctx, req)
 	if err != nil {
@@ -323,14 +350,19 @@ func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instanc
 		return inst, nil
 	}
 	p.metrics.Bytes.Add(float64(inst.Size))
-	if !routed {
+	if d.Channel == "" {
 		p.metrics.Instances.WithLabelValues(channel.None).Inc()
+		p.metrics.NotSegmented.WithLabelValues(d.Reason).Inc()
+		msg := "a routing rule keeps this instance from segmentation: stored, not segmented"
+		if d.Rule < 0 {
+			msg = "no routing rule gives this instance a channel: stored, not segmented"
+		}
 		p.log.Info().Str("sop_instance_uid", inst.SOPInstanceUID).Str("modality", inst.Modality).
-			Str("sop_class", inst.SOPClassUID).Str("calling_ae", inst.CallingAE).
-			Msg("no routing rule gives this instance a channel: stored, not segmented")
+			Str("body_part", inst.BodyPartExamined).Str("sop_class", inst.SOPClassUID).Str("calling_ae", inst.CallingAE).
+			Str("reason", d.Reason).Int("rule", d.Rule).Msg(msg)
 		return inst, nil
 	}
-	p.metrics.Instances.WithLabelValues(ch).Inc()
+	p.metrics.Instances.WithLabelValues(d.Channel).Inc()
 	return inst, nil
 }
 

@@ -147,6 +147,15 @@ type Instance struct {
 	SpecificCharacterSet      string
 	TransferSyntaxUID         string
 
+	// ViewPosition, ProtocolName and AnatomicRegion are read for routing only (pipeline's
+	// rules on anatomy): Put and Describe fill them from the data set, the index does not keep
+	// them, so Get and Find leave them empty. AnatomicRegion holds "SCHEME:VALUE" for each
+	// item of the Anatomic Region Sequence, joined by backslashes as DICOM joins values (a
+	// string, so that Instance stays comparable).
+	ViewPosition   string
+	ProtocolName   string
+	AnatomicRegion string
+
 	// Path is the object's key in the archive: a relative path with
 	// slashes (ObjectsDir/<study>/<series>/<instance>.dcm).
 	Path string
@@ -267,7 +276,7 @@ func scanTags() dcm.TagSet {
 		dcm.PatientName, dcm.PatientID, dcm.IssuerOfPatientID, dcm.PatientBirthDate, dcm.PatientSex,
 		dcm.BodyPartExamined, dcm.StudyInstanceUID, dcm.SeriesInstanceUID, dcm.StudyID,
 		dcm.SeriesNumber, dcm.InstanceNumber, dcm.PhotometricInterpretation, dcm.NumberOfFrames,
-		dcm.Rows, dcm.Columns,
+		dcm.Rows, dcm.Columns, dcm.ViewPosition, dcm.ProtocolName, dcm.AnatomicRegionSequence,
 	)
 }
 
@@ -536,7 +545,22 @@ func instanceFrom(a *dcm.DataSet) Instance {
 		ImageType:                 a.String(dcm.ImageType),
 		PhotometricInterpretation: a.String(dcm.PhotometricInterpretation),
 		SpecificCharacterSet:      a.String(dcm.SpecificCharacterSet),
+		ViewPosition:              a.String(dcm.ViewPosition),
+		ProtocolName:              a.String(dcm.ProtocolName),
+		AnatomicRegion:            codes(a.Items(dcm.AnatomicRegionSequence)),
 	}
+}
+
+// codes are the "SCHEME:VALUE" of each code sequence item that has both, joined by backslashes.
+func codes(items []*dcm.DataSet) string {
+	var out []string
+	for _, it := range items {
+		scheme, value := it.String(dcm.CodingSchemeDesignator), it.String(dcm.CodeValue)
+		if scheme != "" && value != "" {
+			out = append(out, scheme+":"+value)
+		}
+	}
+	return strings.Join(out, `\`)
 }
 
 // Describe reads a data set (without file meta) the way Put does and returns
