@@ -22,6 +22,25 @@ import (
 // column of INVENTORY.csv).
 var routedModalities = map[string]bool{"CR": true, "DX": true, "US": true, "ES": true, "OP": true, "XC": true, "GM": true, "SM": true}
 
+// everyModalityRouting routes every image of a routed modality, whatever its anatomy: the
+// default table segments only chest radiographs and breast ultrasound, and most shared CR, DX
+// and US files are of other parts (or say nothing), while this test is about decoding them.
+const everyModalityRouting = `pipeline:
+  routing:
+    - {channel: dermoscopy, modality: [DMS, XC]}
+    - {channel: xray, modality: [CR, DX]}
+    - {channel: ultrasound, modality: [US]}
+    - {channel: fundus, modality: [OP]}
+    - {channel: microscopy, modality: [SM, GM]}
+    - {channel: colonoscopy, modality: [ES]}
+`
+
+// routeEveryRadiograph puts every CR and DX on the xray channel, ahead of the default table's
+// anatomy rules (withPipeline already routes every US), for the same reason.
+func routeEveryRadiograph(c *config.Config) {
+	c.Pipeline.Routing = append([]config.Route{{Channel: "xray", Modality: []string{"CR", "DX"}}}, c.Pipeline.Routing...)
+}
+
 // referenceDecodes holds the syntaxes DCMTK (dcmdjpeg, dcmdjpls, dcmdrle) or GDCM (gdcmconv
 // --raw) decodes, besides the native ones: HTJ2K and JPEG XL are in neither (DCMTK 3.6.7,
 // GDCM 3.0.21).
@@ -69,13 +88,19 @@ func routedShared(t *testing.T) (files []string, beyond []string) {
 // mask, byte for byte, through `espnode segment`.
 func TestSegmentSameImageSameMask(t *testing.T) {
 	model := segmentTestEnv(t)
-	for _, group := range [][]string{
-		{"US/wg04_US1_UNC.dcm", "US/wg04_US1_J2KR.dcm", "US/wg04_US1_RLE.dcm"},
-		{"CR/wg04_RG3_UNC_mono1.dcm", "CR/wg04_RG3_JPLL_mono1.dcm"},
+	// A leg radiograph and an ultrasound of no stated part: routed by channel, since the
+	// default table segments neither.
+	for _, group := range []struct {
+		channel string
+		files   []string
+	}{
+		{"ultrasound", []string{"US/wg04_US1_UNC.dcm", "US/wg04_US1_J2KR.dcm", "US/wg04_US1_RLE.dcm"}},
+		{"xray", []string{"CR/wg04_RG3_UNC_mono1.dcm", "CR/wg04_RG3_JPLL_mono1.dcm"}},
 	} {
+		group, channel := group.files, group.channel
 		t.Run(filepath.Base(group[0]), func(t *testing.T) {
 			out := t.TempDir()
-			args := []string{"--model", model, "--threads", "1", "--provider", "cpu", "--no-seg", "-q", "-o", out}
+			args := []string{"--model", model, "--threads", "1", "--provider", "cpu", "--channel", channel, "--no-seg", "-q", "-o", out}
 			for _, f := range group {
 				args = append(args, testutil.SharedData(t, "dicom", f))
 			}
@@ -126,8 +151,12 @@ func TestEveryRoutedFileSegmented(t *testing.T) {
 	t.Run("espnode segment", func(t *testing.T) {
 		model := segmentTestEnv(t)
 		out := t.TempDir()
+		cfg := filepath.Join(t.TempDir(), "every.yaml")
+		if err := os.WriteFile(cfg, []byte(everyModalityRouting), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		var stdout, stderr bytes.Buffer
-		args := append([]string{"--model", model, "--threads", "1", "--provider", "cpu", "-q", "-o", out}, all...)
+		args := append([]string{"--model", model, "--threads", "1", "--provider", "cpu", "--config", cfg, "-q", "-o", out}, all...)
 		if err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, args); err != nil {
 			t.Fatalf("%v\n%s", err, stderr.String())
 		}
@@ -148,7 +177,8 @@ func TestEveryRoutedFileSegmented(t *testing.T) {
 		pipelineORT(t)
 		destDir := t.TempDir()
 		destPort := startStorescp(t, destDir)
-		n := startNode(t, withPipeline(config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort}))
+		pipe := withPipeline(config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort})
+		n := startNode(t, func(c *config.Config) { pipe(c); routeEveryRadiograph(c) })
 		want := map[string]string{} // source SOP Instance UID -> file
 		for _, f := range all {
 			uid := readAttrs(t, f, dcm.SOPInstanceUID).String(dcm.SOPInstanceUID)
