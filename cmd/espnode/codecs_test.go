@@ -13,6 +13,7 @@ import (
 
 	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dcm/dcmtest"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/pixel"
@@ -266,39 +267,7 @@ func tryMeta(path string) (dcm.FileMeta, bool) {
 	return m, err == nil
 }
 
-// truncatedCodestream writes a copy of a compressed file whose pixel data keeps only the first
-// half of its fragments: a codestream cut short in transit, which decodes to an error.
+// truncatedCodestream is src with its first frame's codestream cut short (dcmtest).
 func truncatedCodestream(t *testing.T, src string) string {
-	t.Helper()
-	f, err := dcm.ReadFile(src, dcm.ParseOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pd := f.DataSet.Find(dcm.PixelData)
-	if pd == nil || len(pd.Fragments) < 2 {
-		t.Fatalf("%s has no encapsulated pixel data", src)
-	}
-	frag := pd.Fragments[1]
-	pd.Fragments = [][]byte{pd.Fragments[0], frag[:len(frag)/2&^1]}
-	var b bytes.Buffer
-	meta := f.Meta
-	meta.SourceApplicationEntityTitle = ""
-	if err := dcm.WriteFileMeta(&b, meta); err != nil {
-		t.Fatal(err)
-	}
-	w, err := dcm.NewWriter(&b, meta.TransferSyntaxUID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteDataSet(f.DataSet); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "truncated_"+filepath.Base(src))
-	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return dcmtest.TruncatedCodestream(t, src)
 }

@@ -19,7 +19,7 @@ const module = "github.com/espnode/espnode/"
 var layers = [][]string{
 	{"internal/version", "internal/testutil", "internal/layers", "dcm/internal/dictgen"},
 	{"dcm"},
-	{"dimse"},
+	{"dimse", "dcm/dcmtest"},
 	{"store"},
 	{"store/fsarchive", "store/sqlite"},
 	{"store/datadir"},
