@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dcm/dcmtest"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/onnx"
@@ -143,11 +144,17 @@ func TestGuardWithholds(t *testing.T) {
 
 func TestSegmentUndecodable(t *testing.T) {
 	s := New(engine(t))
-	path := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
-	_, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound"})
-	if !errors.Is(err, ErrUndecodable) {
-		t.Fatalf("JPEG 2000 source: %v, want ErrUndecodable", err)
+	j2k := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
+	for name, path := range map[string]string{
+		"a JPEG 2000 codestream cut short": dcmtest.TruncatedCodestream(t, j2k),
+		"JPEG 2000 Part 2 (no decoder)":    dcmtest.Relabelled(t, j2k, "1.2.840.10008.1.2.4.92"),
+	} {
+		_, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound"})
+		if !errors.Is(err, ErrUndecodable) {
+			t.Errorf("%s: %v, want ErrUndecodable", name, err)
+		}
 	}
+	path := j2k
 	if _, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "brain"}); err == nil {
 		t.Fatal("unknown channel accepted")
 	}
