@@ -8,6 +8,8 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+
+	"github.com/espnode/espnode/seg/pixel/codec/turbojpeg"
 )
 
 // Frame is one decoded frame: stored pixel values (bits outside BitsStored removed, signed
@@ -262,11 +264,49 @@ func (im *Image) rleFrame(data []byte) (*Frame, error) {
 	return im.unpack(raw, binary.LittleEndian, false, im.Photometric)
 }
 
-// jpegFrame decodes JPEG Baseline with Go's image/jpeg, which also converts YCbCr to RGB.
+// jpegFrame decodes an 8-bit DCT JPEG frame with libjpeg-turbo where the build has it, else
+// with Go's image/jpeg; either way YCbCr comes out as RGB, converted as libjpeg does it.
 func (im *Image) jpegFrame(data []byte) (*Frame, error) {
 	if im.BitsAllocated != 8 {
 		return nil, fmt.Errorf("JPEG Baseline with BitsAllocated %d", im.BitsAllocated)
 	}
+	f, err := im.turboJPEGFrame(data)
+	if err == nil || !errors.Is(err, turbojpeg.ErrNotCompiled) && !errors.Is(err, turbojpeg.ErrUnsupported) {
+		return f, err
+	}
+	return im.goJPEGFrame(data)
+}
+
+// turboJPEGFrame decodes with libjpeg-turbo; a frame smaller than the data set's (an edge tile
+// some slide scanners encode at its cropped size) goes at the top left, black elsewhere.
+func (im *Image) turboJPEGFrame(data []byte) (*Frame, error) {
+	img, err := turbojpeg.Decode(data, func(h *turbojpeg.Header) error {
+		if h.Width > im.Columns || h.Height > im.Rows {
+			return fmt.Errorf("JPEG Baseline frame is %dx%d, the data set says %dx%d", h.Width, h.Height, im.Columns, im.Rows)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("JPEG Baseline: %w", err)
+	}
+	photometric := "RGB"
+	if img.Components == 1 {
+		photometric = im.grayPhotometric()
+	}
+	f := im.newFrame(img.Components, photometric)
+	rowLen := img.Width * img.Components
+	for y := range img.Height {
+		dst := f.Data[y*im.Columns*img.Components:][:rowLen]
+		for x, v := range img.Pix[y*rowLen:][:rowLen] {
+			dst[x] = int32(v)
+		}
+	}
+	return f, nil
+}
+
+// goJPEGFrame decodes with Go's image/jpeg: the build without the C codecs, and the 4-component
+// frames (CMYK, YCCK) libjpeg-turbo is not asked to convert.
+func (im *Image) goJPEGFrame(data []byte) (*Frame, error) {
 	// The frame header is checked first: the decoder allocates what it declares.
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
