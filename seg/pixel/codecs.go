@@ -136,9 +136,10 @@ func samplesFrame[T uint8 | uint16](im *Image, pix []T, samples int, photometric
 		mask = ^uint32(0)
 	}
 	signBit := uint32(1) << uint(im.BitsStored-1)
+	data := f.Data[:len(pix)]
 	if !im.Signed() {
 		for k, v := range pix {
-			f.Data[k] = int32(uint32(v) & mask)
+			data[k] = int32(uint32(v) & mask)
 		}
 		return f
 	}
@@ -147,7 +148,7 @@ func samplesFrame[T uint8 | uint16](im *Image, pix []T, samples int, photometric
 		if x&signBit != 0 {
 			x |= ^mask
 		}
-		f.Data[k] = int32(x)
+		data[k] = int32(x)
 	}
 	return f
 }
