@@ -353,26 +353,20 @@ func (im *Image) jpegFrame(data []byte) (*Frame, error) {
 // turboJPEGFrame decodes with libjpeg-turbo; a frame smaller than the data set's (an edge tile
 // some slide scanners encode at its cropped size) goes at the top left, black elsewhere.
 func (im *Image) turboJPEGFrame(data []byte) (*Frame, error) {
-	img, err := turbojpeg.Decode(data, func(h *turbojpeg.Header) error {
+	var f *Frame
+	_, err := turbojpeg.DecodeInto(data, func(h *turbojpeg.Header) ([]int32, int, error) {
 		if h.Width > im.Columns || h.Height > im.Rows {
-			return fmt.Errorf("JPEG Baseline frame is %dx%d, the data set says %dx%d", h.Width, h.Height, im.Columns, im.Rows)
+			return nil, 0, fmt.Errorf("JPEG Baseline frame is %dx%d, the data set says %dx%d", h.Width, h.Height, im.Columns, im.Rows)
 		}
-		return nil
+		photometric := "RGB"
+		if h.Components == 1 {
+			photometric = im.grayPhotometric()
+		}
+		f = im.newFrame(h.Components, photometric)
+		return f.Data, im.Columns * h.Components, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("JPEG Baseline: %w", err)
-	}
-	photometric := "RGB"
-	if img.Components == 1 {
-		photometric = im.grayPhotometric()
-	}
-	f := im.newFrame(img.Components, photometric)
-	rowLen := img.Width * img.Components
-	for y := range img.Height {
-		dst := f.Data[y*im.Columns*img.Components:][:rowLen]
-		for x, v := range img.Pix[y*rowLen:][:rowLen] {
-			dst[x] = int32(v)
-		}
 	}
 	return f, nil
 }

@@ -106,6 +106,33 @@ static int tj_decode(tj_dec *t, unsigned char *dst, size_t n) {
 	jpeg_abort_decompress(&t->d);
 	return 0;
 }
+
+// tj_decode_i32 decodes the image into dst as int32 samples, rows stride samples apart (at
+// least w*comps; n samples in all), through a buffer of 16 rows the library's pool owns.
+static int tj_decode_i32(tj_dec *t, int32_t *dst, size_t stride, size_t n) {
+	if (setjmp(t->jump)) return 1;
+	t->d.out_color_space = t->d.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+	t->d.dct_method = JDCT_ISLOW;
+	t->d.do_fancy_upsampling = TRUE;
+	jpeg_start_decompress(&t->d);
+	size_t row = (size_t)t->d.output_width * t->d.output_components;
+	if (t->d.output_height == 0 || row > stride || (size_t)(t->d.output_height - 1) * stride + row > n) {
+		strcpy(t->msg, "the library's output size disagrees with the header");
+		return 1;
+	}
+	JSAMPARRAY buf = (*t->d.mem->alloc_sarray)((j_common_ptr)&t->d, JPOOL_IMAGE, (JDIMENSION)row, 16);
+	while (t->d.output_scanline < t->d.output_height) {
+		JDIMENSION y0 = t->d.output_scanline;
+		JDIMENSION got = jpeg_read_scanlines(&t->d, buf, 16);
+		for (JDIMENSION k = 0; k < got; k++) {
+			const JSAMPLE *in = buf[k];
+			int32_t *out = dst + (size_t)(y0 + k) * stride;
+			for (size_t x = 0; x < row; x++) out[x] = in[x];
+		}
+	}
+	jpeg_abort_decompress(&t->d);
+	return 0;
+}
 */
 import "C"
 
@@ -121,36 +148,81 @@ func Available() bool { return true }
 // Version is the libjpeg-turbo version this build was compiled against.
 func Version() string { return C.GoString(C.tj_version()) }
 
+// header reads src's headers into a new decoder and checks them; done frees the decoder and
+// unpins src, which the decoder points into until then.
+func header(src []byte) (*C.tj_dec, *Header, func(), error) {
+	if len(src) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: empty codestream", ErrDecode)
+	}
+	t := C.tj_new()
+	if t == nil {
+		return nil, nil, nil, fmt.Errorf("%w: cannot create a decoder", ErrDecode)
+	}
+	// The library keeps a pointer to src between calls, until tj_free; cgo's rules allow that
+	// only while the memory is pinned.
+	var pin runtime.Pinner
+	pin.Pin(&src[0])
+	done := func() {
+		C.tj_free(t)
+		pin.Unpin()
+	}
+	var w, h, comps, precision, progressive C.int
+	if C.tj_header(t, (*C.uchar)(unsafe.Pointer(&src[0])), C.ulong(len(src)), &w, &h, &comps, &precision, &progressive) != 0 {
+		err := fmt.Errorf("%w: %s", ErrDecode, C.GoString(&t.msg[0]))
+		done()
+		return nil, nil, nil, err
+	}
+	hd := &Header{Width: int(w), Height: int(h), Components: int(comps), Progressive: progressive != 0}
+	var err error
+	switch {
+	case precision != 8:
+		err = fmt.Errorf("%w: %d-bit samples", ErrUnsupported, int(precision))
+	case hd.Components != 1 && hd.Components != 3:
+		err = fmt.Errorf("%w: %d components", ErrUnsupported, hd.Components)
+	case hd.Width < 1 || hd.Height < 1:
+		err = fmt.Errorf("%w: frame of %dx%d pixels", ErrDecode, hd.Width, hd.Height)
+	}
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return t, hd, done, nil
+}
+
+// DecodeInto decodes one 8-bit DCT JPEG frame into int32 samples, with no byte image between:
+// dst sees the header and gives the destination, rows stride samples apart (stride at least
+// Width*Components; the slice at least (Height-1)*stride + Width*Components long), or an
+// error that stops decoding. It returns the header.
+func DecodeInto(src []byte, dst func(*Header) ([]int32, int, error)) (*Header, error) {
+	t, hd, done, err := header(src)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	hc := *hd
+	out, stride, err := dst(&hc)
+	if err != nil {
+		return nil, err
+	}
+	row := hd.Width * hd.Components
+	if stride < row || len(out) < (hd.Height-1)*stride+row {
+		return nil, fmt.Errorf("%w: a destination of %d samples, rows %d apart, for %dx%dx%d", ErrDecode, len(out), stride, hd.Width, hd.Height, hd.Components)
+	}
+	if C.tj_decode_i32(t, (*C.int32_t)(unsafe.Pointer(&out[0])), C.size_t(stride), C.size_t(len(out))) != 0 {
+		return nil, fmt.Errorf("%w: %s", ErrDecode, C.GoString(&t.msg[0]))
+	}
+	return hd, nil
+}
+
 // Decode decodes one 8-bit DCT JPEG frame. accept sees the header before the image is
 // allocated; its error stops decoding. The library reads only src and writes only the buffer
 // allocated for the size the header gives, which it is checked against.
 func Decode(src []byte, accept func(*Header) error) (*Image, error) {
-	if len(src) == 0 {
-		return nil, fmt.Errorf("%w: empty codestream", ErrDecode)
+	t, hd, done, err := header(src)
+	if err != nil {
+		return nil, err
 	}
-	t := C.tj_new()
-	if t == nil {
-		return nil, fmt.Errorf("%w: cannot create a decoder", ErrDecode)
-	}
-	defer C.tj_free(t)
-	// The library keeps a pointer to src between the calls below, until tj_free; cgo's rules
-	// allow that only while the memory is pinned.
-	var pin runtime.Pinner
-	pin.Pin(&src[0])
-	defer pin.Unpin()
-	var w, h, comps, precision, progressive C.int
-	if C.tj_header(t, (*C.uchar)(unsafe.Pointer(&src[0])), C.ulong(len(src)), &w, &h, &comps, &precision, &progressive) != 0 {
-		return nil, fmt.Errorf("%w: %s", ErrDecode, C.GoString(&t.msg[0]))
-	}
-	hd := &Header{Width: int(w), Height: int(h), Components: int(comps), Progressive: progressive != 0}
-	switch {
-	case precision != 8:
-		return nil, fmt.Errorf("%w: %d-bit samples", ErrUnsupported, int(precision))
-	case hd.Components != 1 && hd.Components != 3:
-		return nil, fmt.Errorf("%w: %d components", ErrUnsupported, hd.Components)
-	case hd.Width < 1 || hd.Height < 1:
-		return nil, fmt.Errorf("%w: frame of %dx%d pixels", ErrDecode, hd.Width, hd.Height)
-	}
+	defer done()
 	if accept != nil {
 		hc := *hd
 		if err := accept(&hc); err != nil {

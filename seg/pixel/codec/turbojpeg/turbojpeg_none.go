@@ -10,3 +10,8 @@ func Version() string { return "" }
 
 // Decode returns ErrNotCompiled.
 func Decode(src []byte, accept func(*Header) error) (*Image, error) { return nil, ErrNotCompiled }
+
+// DecodeInto returns ErrNotCompiled.
+func DecodeInto(src []byte, dst func(*Header) ([]int32, int, error)) (*Header, error) {
+	return nil, ErrNotCompiled
+}

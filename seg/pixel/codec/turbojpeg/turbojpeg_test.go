@@ -126,3 +126,52 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Errorf("Version() = %q", Version())
 	}
 }
+
+// TestDecodeInto checks that DecodeInto gives Decode's samples at the stride asked for, leaves
+// the padding between rows alone, and refuses a destination too small for the header.
+func TestDecodeInto(t *testing.T) {
+	if !Available() {
+		t.Fatal("this build lacks the library: run the tests without -tags nocodecs, with cgo")
+	}
+	for _, name := range []string{"gray37x21", "rgb19x17_420"} {
+		data := seed(t, name)
+		img, err := Decode(data, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		row := img.Width * img.Components
+		stride := row + 5
+		var dst []int32
+		h, err := DecodeInto(data, func(h *Header) ([]int32, int, error) {
+			dst = make([]int32, h.Height*stride)
+			for i := range dst {
+				dst[i] = -1
+			}
+			return dst, stride, nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if h.Width != img.Width || h.Height != img.Height || h.Components != img.Components {
+			t.Fatalf("%s: header %+v, Decode gives %dx%dx%d", name, h, img.Width, img.Height, img.Components)
+		}
+		for y := range img.Height {
+			for x := range stride {
+				got := dst[y*stride+x]
+				want := int32(-1)
+				if x < row {
+					want = int32(img.Pix[y*row+x])
+				}
+				if got != want {
+					t.Fatalf("%s: sample %d of row %d is %d, want %d", name, x, y, got, want)
+				}
+			}
+		}
+		short := func(h *Header) ([]int32, int, error) {
+			return make([]int32, h.Width*h.Height*h.Components-1), h.Width * h.Components, nil
+		}
+		if _, err := DecodeInto(data, short); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: a destination one sample short: got %v", name, err)
+		}
+	}
+}
