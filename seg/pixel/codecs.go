@@ -154,8 +154,8 @@ func samplesFrame[T uint8 | uint16](im *Image, pix []T, samples int, photometric
 }
 
 // jpegFamilyFrame decodes a JPEG frame by the process its frame header declares, whatever the
-// syntax says: 8-bit DCT through jpegFrame (libjpeg-turbo, or image/jpeg with libjpeg's colour conversion), lossless and
-// 12-bit DCT through codec/jpeg.
+// syntax says: 8-bit DCT through jpegFrame (libjpeg-turbo, or image/jpeg with libjpeg's colour
+// conversion), lossless and 12-bit DCT through codec/jpeg.
 func (im *Image) jpegFamilyFrame(data []byte) (*Frame, error) {
 	h, err := jpegcodec.ReadHeader(data)
 	if err != nil {
