@@ -90,11 +90,11 @@ fetch_npm_peers() {
   cp "$dir/package-lock.json" "$dir/node_modules/.espnode-installed-lock"
 }
 
-# The pixel codecs (seg/pixel/codec): OpenJPEG 2.5 (JPEG 2000, HTJ2K), CharLS 2.4 (JPEG-LS) and
-# libjxl 0.7 (JPEG XL), runtime and -dev (headers, pkg-config files), and the C toolchain cgo
-# uses. A build with -tags nocodecs needs none of them.
+# The pixel codecs (seg/pixel/codec): OpenJPEG 2.5 (JPEG 2000, HTJ2K), CharLS 2.4 (JPEG-LS),
+# libjxl 0.7 (JPEG XL) and libjpeg-turbo 2.1 (8-bit DCT JPEG), runtime and -dev (headers,
+# pkg-config files), and the C toolchain cgo uses. A build with -tags nocodecs needs none of them.
 codec_libs() {
-  apt_install gcc libc6-dev pkg-config libopenjp2-7 libopenjp2-7-dev libcharls2 libcharls-dev libjxl0.7 libjxl-dev
+  apt_install gcc libc6-dev pkg-config libopenjp2-7 libopenjp2-7-dev libcharls2 libcharls-dev libjxl0.7 libjxl-dev libjpeg62-turbo libjpeg62-turbo-dev
 }
 
 case "$mode" in

@@ -23,7 +23,7 @@ var layers = [][]string{
 	{"store"},
 	{"store/fsarchive", "store/sqlite"},
 	{"store/datadir"},
-	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl"},
+	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl", "seg/pixel/codec/turbojpeg"},
 	{"seg/pixel", "seg/dicomseg"},
 	{"seg/onnx", "seg/pixel/transcode"},
 	{"seg/segment"},

@@ -8,6 +8,7 @@ import (
 	jpegcodec "github.com/espnode/espnode/seg/pixel/codec/jpeg"
 	"github.com/espnode/espnode/seg/pixel/codec/jxl"
 	"github.com/espnode/espnode/seg/pixel/codec/openjpeg"
+	"github.com/espnode/espnode/seg/pixel/codec/turbojpeg"
 )
 
 // family is a group of transfer syntaxes that one decoder serves.
@@ -94,11 +95,21 @@ func Codecs() []Codec {
 	return []Codec{
 		{Name: "uncompressed", Library: "espnode (Go)", Compiled: true, Syntaxes: syntaxes(famNative)},
 		{Name: "RLE Lossless", Library: "espnode (Go)", Compiled: true, Syntaxes: syntaxes(famRLE)},
-		{Name: "JPEG", Library: "Go image/jpeg (8-bit DCT), espnode (Go: lossless, 12-bit DCT)", Compiled: true, Syntaxes: syntaxes(famJPEG)},
+		{Name: "JPEG", Library: jpegLibrary(), Compiled: true, Syntaxes: syntaxes(famJPEG)},
 		{Name: "JPEG-LS", Library: lib("CharLS", charls.Version()), Compiled: charls.Available(), Syntaxes: syntaxes(famJPEGLS)},
 		{Name: "JPEG 2000, HTJ2K", Library: lib("OpenJPEG", openjpeg.Version()), Compiled: openjpeg.Available(), Syntaxes: syntaxes(famJ2K)},
 		{Name: "JPEG XL", Library: lib("libjxl", jxl.Version()), Compiled: jxl.Available(), Syntaxes: syntaxes(famJXL)},
 	}
+}
+
+// jpegLibrary names the JPEG decoders: libjpeg-turbo for 8-bit DCT where the build has it (Go's
+// image/jpeg otherwise, and for 4-component frames), codec/jpeg for the rest.
+func jpegLibrary() string {
+	dct8 := "Go image/jpeg (8-bit DCT)"
+	if turbojpeg.Available() {
+		dct8 = "libjpeg-turbo " + turbojpeg.Version() + " (8-bit DCT)"
+	}
+	return dct8 + ", espnode (Go: lossless, 12-bit DCT)"
 }
 
 // checkGeometry compares what a codestream's header declares with the data set's Image Pixel
@@ -125,9 +136,10 @@ func samplesFrame[T uint8 | uint16](im *Image, pix []T, samples int, photometric
 		mask = ^uint32(0)
 	}
 	signBit := uint32(1) << uint(im.BitsStored-1)
+	data := f.Data[:len(pix)]
 	if !im.Signed() {
 		for k, v := range pix {
-			f.Data[k] = int32(uint32(v) & mask)
+			data[k] = int32(uint32(v) & mask)
 		}
 		return f
 	}
@@ -136,14 +148,14 @@ func samplesFrame[T uint8 | uint16](im *Image, pix []T, samples int, photometric
 		if x&signBit != 0 {
 			x |= ^mask
 		}
-		f.Data[k] = int32(x)
+		data[k] = int32(x)
 	}
 	return f
 }
 
 // jpegFamilyFrame decodes a JPEG frame by the process its frame header declares, whatever the
-// syntax says: 8-bit DCT through image/jpeg (with libjpeg's colour conversion), lossless and
-// 12-bit DCT through codec/jpeg.
+// syntax says: 8-bit DCT through jpegFrame (libjpeg-turbo, or image/jpeg with libjpeg's colour
+// conversion), lossless and 12-bit DCT through codec/jpeg.
 func (im *Image) jpegFamilyFrame(data []byte) (*Frame, error) {
 	h, err := jpegcodec.ReadHeader(data)
 	if err != nil {

@@ -1,9 +1,10 @@
 // Package pixel turns the pixel data of a DICOM image into what the model takes and turns the
 // model's logits back into a mask on the source image. It decodes, from a data set dcm has read
 // with its pixel data raw, native pixel data (every bit depth, signed and unsigned, both planar
-// configurations, multi-frame) and RLE Lossless itself; JPEG through image/jpeg and codec/jpeg
-// (pure Go); JPEG-LS, JPEG 2000 and HTJ2K, and JPEG XL through the C libraries bound in
-// codec/charls, codec/openjpeg and codec/jxl. The table of what decodes which syntax is
+// configurations, multi-frame) and RLE Lossless itself; 8-bit DCT JPEG through libjpeg-turbo
+// (codec/turbojpeg; image/jpeg in a build without it), the other JPEG processes through
+// codec/jpeg (pure Go); JPEG-LS, JPEG 2000 and HTJ2K, and JPEG XL through the C libraries bound
+// in codec/charls, codec/openjpeg and codec/jxl. The table of what decodes which syntax is
 // families, in codecs.go; Codecs lists it.
 package pixel
 

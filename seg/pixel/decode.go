@@ -8,6 +8,8 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+
+	"github.com/espnode/espnode/seg/pixel/codec/turbojpeg"
 )
 
 // Frame is one decoded frame: stored pixel values (bits outside BitsStored removed, signed
@@ -116,6 +118,24 @@ func (im *Image) unpack(raw []byte, bo binary.ByteOrder, planar bool, photometri
 	signBit := uint32(1) << uint(im.BitsStored-1)
 	signed := im.Signed()
 	bytesPer := im.BitsAllocated / 8
+	if !planar || spp == 1 {
+		// The common layouts, in loops without a call per sample: RLE and native frames of
+		// megapixels spend most of their decode time here.
+		data := f.Data[:px*spp]
+		switch {
+		case bytesPer == 1:
+			for k, b := range raw[:len(data)] {
+				data[k] = storedValue(uint32(b), shift, mask, signBit, signed)
+			}
+			return f, nil
+		case bytesPer == 2 && bo == binary.LittleEndian:
+			raw := raw[:2*len(data)]
+			for k := range data {
+				data[k] = storedValue(uint32(raw[2*k])|uint32(raw[2*k+1])<<8, shift, mask, signBit, signed)
+			}
+			return f, nil
+		}
+	}
 	for k := range px * spp {
 		var v uint32
 		switch bytesPer {
@@ -138,6 +158,16 @@ func (im *Image) unpack(raw []byte, bo binary.ByteOrder, planar bool, photometri
 		f.Data[dst] = int32(v)
 	}
 	return f, nil
+}
+
+// storedValue is a sample as Frame holds it: bits below the high bit's field shifted out, bits
+// above BitsStored removed, a signed value sign-extended.
+func storedValue(v uint32, shift uint, mask, signBit uint32, signed bool) int32 {
+	v = (v >> shift) & mask
+	if signed && v&signBit != 0 {
+		v |= ^mask
+	}
+	return int32(v)
 }
 
 // native422Frame expands YBR_FULL_422 (two pixels stored as Y1 Y2 Cb Cr, PS3.3 C.7.6.3.1.2)
@@ -171,6 +201,26 @@ func (im *Image) native422Frame(i int) (*Frame, error) {
 // with interleaved samples: each sample's bytes come as separate segments, most significant
 // byte first, and every segment is PackBits-encoded.
 func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, error) {
+	segs, err := rleSegments(data, rows, cols, samples, bitsAllocated)
+	if err != nil {
+		return nil, err
+	}
+	px, bytesPer := rows*cols, bitsAllocated/8
+	out := make([]byte, px*samples*bytesPer)
+	stride := samples * bytesPer
+	for s, seg := range segs {
+		// Segment s holds byte (bytesPer-1 - s%bytesPer) (little-endian position) of sample s/bytesPer.
+		sample, byteIdx := s/bytesPer, bytesPer-1-s%bytesPer
+		if err := rleSegment(s, seg, px, out[sample*bytesPer+byteIdx:], stride, 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// rleSegments checks an RLE frame's header (PS3.5 G.5) against the image's geometry and
+// returns its segments, before anything of the image's size is allocated.
+func rleSegments(data []byte, rows, cols, samples, bitsAllocated int) ([][]byte, error) {
 	if bitsAllocated%8 != 0 || bitsAllocated == 0 || bitsAllocated > 32 {
 		return nil, fmt.Errorf("RLE: %d bits allocated is not supported", bitsAllocated)
 	}
@@ -188,7 +238,7 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 		// short cannot hold this many pixels; checking before allocating bounds hostile input.
 		return nil, fmt.Errorf("RLE: a %d-byte frame cannot hold %dx%d pixels", len(data), cols, rows)
 	}
-	out := make([]byte, px*samples*bytesPer)
+	segs := make([][]byte, nseg)
 	for s := range nseg {
 		start := int(binary.LittleEndian.Uint32(data[4+4*s:]))
 		end := len(data)
@@ -198,25 +248,31 @@ func DecodeRLE(data []byte, rows, cols, samples, bitsAllocated int) ([]byte, err
 		if start < 64 || start > end || end > len(data) {
 			return nil, fmt.Errorf("RLE: segment %d spans bytes %d..%d of a %d-byte frame", s, start, end, len(data))
 		}
-		// Segment s holds byte (bytesPer-1 - s%bytesPer) (little-endian position) of sample s/bytesPer.
-		sample, byteIdx := s/bytesPer, bytesPer-1-s%bytesPer
-		stride := samples * bytesPer
-		dst := sample*bytesPer + byteIdx
-		n, err := unpackBits(data[start:end], px, out[dst:], stride)
-		if err != nil {
-			return nil, fmt.Errorf("RLE: segment %d: %w", s, err)
-		}
-		if n < px {
-			return nil, fmt.Errorf("RLE: segment %d decodes to %d bytes, want %d", s, n, px)
-		}
+		segs[s] = data[start:end]
 	}
-	return out, nil
+	return segs, nil
+}
+
+// rleSegment decodes segment s into out[0], out[stride], ..., each byte shifted left by shift
+// and or-ed in, and checks that it fills the frame.
+func rleSegment[T byte | int32](s int, seg []byte, px int, out []T, stride int, shift uint) error {
+	n, err := unpackBits(seg, px, out, stride, shift)
+	if err != nil {
+		return fmt.Errorf("RLE: segment %d: %w", s, err)
+	}
+	if n < px {
+		return fmt.Errorf("RLE: segment %d decodes to %d bytes, want %d", s, n, px)
+	}
+	return nil
 }
 
 // unpackBits decodes a PackBits stream into out[0], out[stride], out[2*stride], ..., at most
-// limit bytes; encoders pad segments to an even length, so output past the limit is ignored
-// rather than an error.
-func unpackBits(src []byte, limit int, out []byte, stride int) (int, error) {
+// limit bytes, each shifted left by shift and or-ed into what is there; encoders pad segments
+// to an even length, so output past the limit is ignored rather than an error.
+func unpackBits[T byte | int32](src []byte, limit int, out []T, stride int, shift uint) (int, error) {
+	if limit > 0 && (limit-1)*stride >= len(out) {
+		return 0, fmt.Errorf("%d bytes at a stride of %d do not fit in %d", limit, stride, len(out))
+	}
 	n := 0
 	for i := 0; i < len(src) && n < limit; {
 		h := int8(src[i])
@@ -228,12 +284,8 @@ func unpackBits(src []byte, limit int, out []byte, stride int) (int, error) {
 				return n, fmt.Errorf("literal run of %d at %d passes the end (%d)", cnt, i-1, len(src))
 			}
 			cnt = min(cnt, limit-n)
-			if stride == 1 {
-				copy(out[n:], src[i:i+cnt])
-			} else {
-				for k, b := range src[i : i+cnt] {
-					out[(n+k)*stride] = b
-				}
+			for k, b := range src[i : i+cnt] {
+				out[(n+k)*stride] |= T(b) << shift
 			}
 			n += cnt
 			i += int(h) + 1
@@ -241,9 +293,9 @@ func unpackBits(src []byte, limit int, out []byte, stride int) (int, error) {
 			if i >= len(src) {
 				return n, fmt.Errorf("replicate run at %d has no byte", i-1)
 			}
-			cnt, b := min(1-int(h), limit-n), src[i]
+			cnt, b := min(1-int(h), limit-n), T(src[i])<<shift
 			for k := range cnt {
-				out[(n+k)*stride] = b
+				out[(n+k)*stride] |= b
 			}
 			n += cnt
 			i++
@@ -252,21 +304,76 @@ func unpackBits(src []byte, limit int, out []byte, stride int) (int, error) {
 	return n, nil
 }
 
+// rleFrame decodes an RLE frame's segments straight into the frame's samples (PS3.5 G.3.1:
+// segment order is most significant byte first), then keeps the stored bits of each. RLE
+// keeps each component in its own segment whatever PlanarConfiguration says; the attribute is
+// ignored (some writers set it to 1).
 func (im *Image) rleFrame(data []byte) (*Frame, error) {
-	raw, err := DecodeRLE(data, im.Rows, im.Columns, im.SamplesPerPixel, im.BitsAllocated)
+	segs, err := rleSegments(data, im.Rows, im.Columns, im.SamplesPerPixel, im.BitsAllocated)
 	if err != nil {
 		return nil, err
 	}
-	// RLE keeps each component in its own segment whatever PlanarConfiguration says, and
-	// DecodeRLE interleaves them; the attribute is ignored (some writers set it to 1).
-	return im.unpack(raw, binary.LittleEndian, false, im.Photometric)
+	spp, px, bytesPer := im.SamplesPerPixel, im.Rows*im.Columns, im.BitsAllocated/8
+	f := im.newFrame(spp, im.Photometric)
+	for s, seg := range segs {
+		sample, byteIdx := s/bytesPer, bytesPer-1-s%bytesPer
+		if err := rleSegment(s, seg, px, f.Data[sample:], spp, uint(8*byteIdx)); err != nil {
+			return nil, err
+		}
+	}
+	shift := uint(im.HighBit - im.BitsStored + 1)
+	mask := uint32(1)<<uint(im.BitsStored) - 1
+	if im.BitsStored == 32 {
+		mask = 0xFFFFFFFF
+	}
+	signBit := uint32(1) << uint(im.BitsStored-1)
+	signed := im.Signed()
+	if shift == 0 && mask == 1<<uint(im.BitsAllocated)-1 && !signed {
+		return f, nil
+	}
+	for k, v := range f.Data {
+		f.Data[k] = storedValue(uint32(v), shift, mask, signBit, signed)
+	}
+	return f, nil
 }
 
-// jpegFrame decodes JPEG Baseline with Go's image/jpeg, which also converts YCbCr to RGB.
+// jpegFrame decodes an 8-bit DCT JPEG frame with libjpeg-turbo where the build has it, else
+// with Go's image/jpeg; either way YCbCr comes out as RGB, converted as libjpeg does it.
 func (im *Image) jpegFrame(data []byte) (*Frame, error) {
 	if im.BitsAllocated != 8 {
 		return nil, fmt.Errorf("JPEG Baseline with BitsAllocated %d", im.BitsAllocated)
 	}
+	f, err := im.turboJPEGFrame(data)
+	if err == nil || !errors.Is(err, turbojpeg.ErrNotCompiled) && !errors.Is(err, turbojpeg.ErrUnsupported) {
+		return f, err
+	}
+	return im.goJPEGFrame(data)
+}
+
+// turboJPEGFrame decodes with libjpeg-turbo; a frame smaller than the data set's (an edge tile
+// some slide scanners encode at its cropped size) goes at the top left, black elsewhere.
+func (im *Image) turboJPEGFrame(data []byte) (*Frame, error) {
+	var f *Frame
+	_, err := turbojpeg.DecodeInto(data, func(h *turbojpeg.Header) ([]int32, int, error) {
+		if h.Width > im.Columns || h.Height > im.Rows {
+			return nil, 0, fmt.Errorf("JPEG Baseline frame is %dx%d, the data set says %dx%d", h.Width, h.Height, im.Columns, im.Rows)
+		}
+		photometric := "RGB"
+		if h.Components == 1 {
+			photometric = im.grayPhotometric()
+		}
+		f = im.newFrame(h.Components, photometric)
+		return f.Data, im.Columns * h.Components, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("JPEG Baseline: %w", err)
+	}
+	return f, nil
+}
+
+// goJPEGFrame decodes with Go's image/jpeg: the build without the C codecs, and the 4-component
+// frames (CMYK, YCCK) libjpeg-turbo is not asked to convert.
+func (im *Image) goJPEGFrame(data []byte) (*Frame, error) {
 	// The frame header is checked first: the decoder allocates what it declares.
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
 	if err != nil {

@@ -67,6 +67,7 @@ func (d *decoder) dctScan(br *bitReader, comps []scanComponent) error {
 		}
 		pred[k] += extend(br.receive(uint(s)), uint(s))
 		coef[0] = pred[k] * q[0]
+		ac := false
 		for z := 1; z < 64; z++ {
 			rs, ok := br.decode(c.ac)
 			if !ok {
@@ -85,9 +86,15 @@ func (d *decoder) dctScan(br *bitReader, comps []scanComponent) error {
 				return false
 			}
 			coef[zigzag[z]] = extend(br.receive(s), s) * q[z]
+			ac = true
 		}
 		stride := d.stride[c.index]
-		idct(&coef, &tmp, d.planes[c.index][by*8*stride+bx*8:], stride, level, maxv)
+		dst := d.planes[c.index][by*8*stride+bx*8:]
+		if !ac {
+			flatBlock(coef[0], dst, stride, level, maxv)
+			return true
+		}
+		idct(&coef, &tmp, dst, stride, level, maxv)
 		return true
 	}
 
@@ -209,6 +216,20 @@ func idct(coef *[64]int32, tmp *[64]float32, dst []uint16, stride int, level flo
 		for r := range 8 {
 			v := int32(col[r] + level + 0.5)
 			dst[r*stride+c] = uint16(min(max(v, 0), maxv))
+		}
+	}
+}
+
+// flatBlock writes a block whose only coefficient is its DC one (most blocks of the flat parts
+// of an image): every sample is the value idct computes for it, in the same arithmetic.
+func flatBlock(dc int32, dst []uint16, stride int, level float32, maxv int32) {
+	// The conversion keeps the product rounded before the sum (no fused multiply-add), as in idct.
+	v := int32(float32(idctA*(float32(dc)*idctA)) + level + 0.5)
+	u := uint16(min(max(v, 0), maxv))
+	for r := range 8 {
+		row := dst[r*stride : r*stride+8]
+		for c := range row {
+			row[c] = u
 		}
 	}
 }

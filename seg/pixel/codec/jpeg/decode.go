@@ -137,7 +137,13 @@ func (d *decoder) finish() (*Image, error) {
 		}
 	}
 	n := len(h.Components)
-	img := &Image{Width: h.Width, Height: h.Height, Components: n, Precision: h.Precision, Pix: make([]uint16, h.Samples())}
+	img := &Image{Width: h.Width, Height: h.Height, Components: n, Precision: h.Precision}
+	if n == 1 && d.shift[0] == 0 && d.stride[0] == h.Width {
+		// The plane is the image (lossless, or DCT of a width in whole blocks): no copy.
+		img.Pix = d.planes[0][:h.Samples()]
+		return img, nil
+	}
+	img.Pix = make([]uint16, h.Samples())
 	for i, c := range h.Components {
 		plane, stride, shift := d.planes[i], d.stride[i], d.shift[i]
 		if c.H == d.hmax && c.V == d.vmax {

@@ -1,5 +1,7 @@
 package jpeg
 
+import "encoding/binary"
+
 // Huffman tables (T.81 Annex C, F.2.2.3) and the entropy-coded segment reader (F.2.2.5).
 
 // lutBits is the length of the codes the lookup table resolves in one step; longer codes
@@ -14,6 +16,55 @@ type huffTable struct {
 	mincode [17]int32
 	vals    [256]byte
 	maxVal  byte
+	// diffs maps the next diffBits bits to (difference << 8 | code length + its extra bits)
+	// for a lossless difference coded in at most diffBits bits, 0 for a longer one: built by
+	// a lossless scan that uses the table.
+	diffs *[1 << diffBits]int32
+}
+
+// diffBits is the length of the lossless code-and-difference pairs resolved in one step.
+const diffBits = 11
+
+// buildDiffs fills diffs from the codes of up to diffBits bits, each with every value of the
+// extra bits its category takes that still fits (T.81 H.1.2.2).
+func (t *huffTable) buildDiffs() {
+	if t.diffs != nil {
+		return
+	}
+	t.diffs = new([1 << diffBits]int32)
+	for e, entry := range t.lut {
+		if entry == 0 {
+			continue
+		}
+		l, s := uint(entry>>8), uint(entry&0xFF)
+		if e&(1<<(lutBits-l)-1) != 0 {
+			continue // each code once: its entry with zero suffix
+		}
+		code := uint32(e) >> (lutBits - l)
+		switch {
+		case s == 0 || s >= 16:
+			v := int32(0)
+			if s >= 16 {
+				v = 32768
+			}
+			fillDiffs(t.diffs, code, l, v<<8|int32(l))
+		case l+s <= diffBits:
+			for x := uint32(0); x < 1<<s; x++ {
+				v := int32(x)
+				if v < 1<<(s-1) {
+					v += 1 - 1<<s
+				}
+				fillDiffs(t.diffs, code<<s|x, l+s, v<<8|int32(l+s))
+			}
+		}
+	}
+}
+
+func fillDiffs(tab *[1 << diffBits]int32, prefix uint32, n uint, entry int32) {
+	shift := diffBits - n
+	for k := uint32(0); k < 1<<shift; k++ {
+		tab[prefix<<shift|k] = entry
+	}
 }
 
 // defineHuffman reads a DHT segment, which may hold several tables.
@@ -83,6 +134,21 @@ type bitReader struct {
 }
 
 func (b *bitReader) fill() {
+	// Eight bytes at once where none is 0xFF (neither stuffing nor a marker): most of a scan.
+	if b.pad == 0 && b.pos+8 <= len(b.src) {
+		x := binary.BigEndian.Uint64(b.src[b.pos:])
+		if nx := ^x; (nx-0x0101010101010101)&^nx&0x8080808080808080 == 0 {
+			k := (64 - b.n) / 8
+			if k == 8 {
+				b.acc = x
+			} else {
+				b.acc |= x >> (64 - 8*k) << (64 - b.n - 8*k)
+			}
+			b.pos += int(k)
+			b.n += 8 * k
+			return
+		}
+	}
 	for b.n <= 56 {
 		var c byte
 		if b.pad == 0 && b.pos < len(b.src) {
@@ -200,4 +266,56 @@ func (b *bitReader) diff(t *huffTable) (int32, bool) {
 		v += 1 - 1<<s
 	}
 	return v, true
+}
+
+// diffRow decodes len(out) lossless differences, as diff does, with the reader's state in
+// locals between refills and most codes resolved with their extra bits by one look-up in
+// t.diffs (which buildDiffs must have made): the loop that decodes nearly every sample of a
+// lossless image.
+func (b *bitReader) diffRow(t *huffTable, out []int32) bool {
+	acc, n := b.acc, b.n
+	for i := range out {
+		if n < 32 {
+			b.acc, b.n = acc, n
+			b.fill()
+			acc, n = b.acc, b.n
+		}
+		if f := t.diffs[acc>>(64-diffBits)]; f != 0 {
+			l := uint(f & 0xFF)
+			acc <<= l
+			n -= l
+			out[i] = f >> 8
+			continue
+		}
+		e := t.lut[acc>>(64-lutBits)]
+		if e == 0 {
+			b.acc, b.n = acc, n
+			v, ok := b.diff(t)
+			if !ok {
+				return false
+			}
+			out[i] = v
+			acc, n = b.acc, b.n
+			continue
+		}
+		l, s := uint(e>>8), uint(e&0xFF)
+		acc <<= l
+		n -= l
+		var v int32
+		switch {
+		case s == 0:
+		case s >= 16:
+			v = 32768
+		default:
+			v = int32(acc >> (64 - s))
+			acc <<= s
+			n -= s
+			if v < 1<<(s-1) {
+				v += 1 - 1<<s
+			}
+		}
+		out[i] = v
+	}
+	b.acc, b.n = acc, n
+	return true
 }

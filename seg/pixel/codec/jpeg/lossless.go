@@ -45,6 +45,7 @@ func (d *decoder) losslessScan(br *bitReader, comps []scanComponent, ss, ah, al 
 		d.shift[c.index] = uint(al)
 	}
 	if len(comps) == 1 {
+		tables[0].buildDiffs()
 		return oneComponent(br, planes[0], tables[0], w, rows, linesPerInterval, ss, initial)
 	}
 	interval := 0
@@ -111,9 +112,11 @@ func (d *decoder) losslessScan(br *bitReader, comps []scanComponent, ss, ah, al 
 }
 
 // oneComponent is losslessScan for a scan of one component (nearly every DICOM image): the
-// same rules, one row at a time, with the predictor chosen once per row.
+// same rules, one row at a time: the row's differences decoded first, then the predictor,
+// chosen once per row, applied in a loop without calls.
 func oneComponent(br *bitReader, plane []uint16, tab *huffTable, w, rows, linesPerInterval, ss int, initial int32) error {
 	interval, firstRow := 0, 0
+	diffs := make([]int32, w)
 	var prev []uint16
 	for y := range rows {
 		if y > 0 && y%linesPerInterval == 0 {
@@ -124,52 +127,65 @@ func oneComponent(br *bitReader, plane []uint16, tab *huffTable, w, rows, linesP
 			firstRow = y
 		}
 		row := plane[y*w : (y+1)*w]
+		if !br.diffRow(tab, diffs) {
+			return malformed("bad Huffman code at line %d", y)
+		}
 		pred := initial
 		if y != firstRow {
 			prev = plane[(y-1)*w : y*w]
 			pred = int32(prev[0])
 		}
-		d, ok := br.diff(tab)
-		if !ok {
-			return malformed("bad Huffman code at line %d", y)
-		}
-		row[0] = uint16(pred + d)
+		row[0] = uint16(pred + diffs[0])
 		if y == firstRow || ss == 1 {
-			for x := 1; x < w; x++ {
-				d, ok := br.diff(tab)
-				if !ok {
-					return malformed("bad Huffman code at line %d", y)
-				}
-				row[x] = uint16(int32(row[x-1]) + d)
-			}
+			predictLeft(row, diffs)
 		} else {
-			for x := 1; x < w; x++ {
-				ra, rb, rc := int32(row[x-1]), int32(prev[x]), int32(prev[x-1])
-				var p int32
-				switch ss {
-				case 2:
-					p = rb
-				case 3:
-					p = rc
-				case 4:
-					p = ra + rb - rc
-				case 5:
-					p = ra + (rb-rc)>>1
-				case 6:
-					p = rb + (ra-rc)>>1
-				default:
-					p = (ra + rb) >> 1
-				}
-				d, ok := br.diff(tab)
-				if !ok {
-					return malformed("bad Huffman code at line %d", y)
-				}
-				row[x] = uint16(p + d)
-			}
+			predictAbove(row, prev, diffs, ss)
 		}
 		if br.overrun() {
 			return malformed("lossless scan truncated at line %d of %d", y+1, rows)
 		}
 	}
 	return nil
+}
+
+// predictLeft fills row[1:] from its left neighbours (selection value 1, and every first line).
+func predictLeft(row []uint16, diffs []int32) {
+	diffs = diffs[:len(row)]
+	a := int32(row[0])
+	for x := 1; x < len(row); x++ {
+		a = int32(uint16(a + diffs[x]))
+		row[x] = uint16(a)
+	}
+}
+
+// predictAbove fills row[1:] by selection value ss (2 to 7) from the line above.
+func predictAbove(row, prev []uint16, diffs []int32, ss int) {
+	prev, diffs = prev[:len(row)], diffs[:len(row)]
+	switch ss {
+	case 2:
+		for x := 1; x < len(row); x++ {
+			row[x] = uint16(int32(prev[x]) + diffs[x])
+		}
+		return
+	case 3:
+		for x := 1; x < len(row); x++ {
+			row[x] = uint16(int32(prev[x-1]) + diffs[x])
+		}
+		return
+	}
+	for x := 1; x < len(row); x++ {
+		ra, rb, rc := int32(row[x-1]), int32(prev[x]), int32(prev[x-1])
+		var p int32
+		switch ss {
+		case 4:
+			p = ra + rb - rc
+		case 5:
+			p = ra + (rb-rc)>>1
+		case 6:
+			p = rb + (ra-rc)>>1
+		default:
+			p = (ra + rb) >> 1
+		}
+		row[x] = uint16(p + diffs[x])
+	}
 }
