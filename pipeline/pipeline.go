@@ -300,6 +300,7 @@ func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instanc
 		return inst, nil
 	}
 	p.metrics.Bytes.Add(float64(inst.Size))
+	p.metrics.Activity.Received(time.Now())
 	if !routed {
 		p.metrics.Instances.WithLabelValues(channel.None).Inc()
 		p.log.Info().Str("sop_instance_uid", inst.SOPInstanceUID).Str("modality", inst.Modality).
