@@ -299,4 +299,15 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 	},
 	"join": strings.Join,
+	// dur writes a bucket width as people do: 10m, 1h.
+	"dur": func(d time.Duration) string {
+		s := d.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	},
 }

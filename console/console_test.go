@@ -39,7 +39,7 @@ func TestPages(t *testing.T) {
 		{"/console/instances/1.2.3.4", 404, nil},
 		{"/console/instances/" + f.ct.SOPInstanceUID + "/image.png?overlay=rt", 400, nil},
 		{"/console/channels", 200, []string{`data-channel="ct"`, `data-channel="mr"`, "12.50 %", "no SEG in this window"}},
-		{"/console/channels?every=1h", 200, []string{"<b>1h0m0s</b>"}},
+		{"/console/channels?every=1h", 200, []string{"<b>1h</b>", `channels?every=10m">10m<`}},
 		{"/console/channels?every=7m", 400, nil},
 		{"/console/jobs", 200, []string{`data-job="1"`, `data-job="2"`, `data-job="3"`, "connection refused", "Purge discarded"}},
 		{"/console/jobs?state=discarded", 200, []string{`data-job="2"`}},
