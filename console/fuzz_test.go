@@ -3,6 +3,8 @@ package console
 import (
 	"net/url"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 // FuzzParams feeds the decoders of the console's query strings and forms: whatever the input,
@@ -57,4 +59,22 @@ func asBadRequest(err error, br *badRequest) bool {
 	b, ok := err.(badRequest)
 	*br = b
 	return ok
+}
+
+// FuzzLogLine feeds the log ring lines as zerolog writes them, and anything else: each is kept
+// as one bounded entry.
+func FuzzLogLine(f *testing.F) {
+	f.Add([]byte(`{"level":"warn","time":"2026-12-02T03:00:00Z","component":"pipeline","error":"refused","message":"delivery failed"}`))
+	f.Add([]byte(`{"message":["not","a","string"],"time":7}`))
+	f.Add([]byte("plain text\n"))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		l := NewLogRing(2)
+		if _, err := l.WriteLevel(zerolog.ErrorLevel, line); err != nil {
+			t.Fatal(err)
+		}
+		e := l.Entries()
+		if len(e) != 1 || len(e[0].Message)+len(e[0].Error)+len(e[0].Component) > 2*len(line)+maxLogLine {
+			t.Fatalf("entries %d, message of %d bytes from a line of %d", len(e), len(e[0].Message), len(line))
+		}
+	})
 }
