@@ -73,14 +73,19 @@ type Pipeline struct {
 
 // Route is one routing rule: an instance matching every non-empty list (each
 // list matches when one of its values does) goes to Channel; the first
-// matching rule wins.
+// matching rule wins. pipeline.Route says how each list matches.
 type Route struct {
 	Channel          string   `yaml:"channel"`
 	Modality         []string `yaml:"modality"`
 	SOPClassUID      []string `yaml:"sop_class_uid"`
 	BodyPartExamined []string `yaml:"body_part_examined"`
+	AnatomicRegion   []string `yaml:"anatomic_region"`
+	ViewPosition     []string `yaml:"view_position"`
+	Description      []string `yaml:"description"`
 	ImageType        []string `yaml:"image_type"`
 	CallingAE        []string `yaml:"calling_ae"`
+	// Reason labels what a channel-none rule keeps from segmentation (a metric label).
+	Reason string `yaml:"reason"`
 }
 
 // Retry is an exponential backoff with jitter and a bound on attempts.
@@ -98,6 +103,9 @@ type Model struct {
 	Threads     int           `yaml:"threads"`
 	Batch       int           `yaml:"batch"`
 	BatchWait   time.Duration `yaml:"batch_wait"`
+	// RejectImplausible withholds the SEG of an instance whose masks are outside the
+	// channel's plausibility bounds in the model's metadata.
+	RejectImplausible bool `yaml:"reject_implausible"`
 }
 
 // HTTP configures the node's HTTP listeners: health, metrics and DICOMweb on addr, the OHIF
@@ -277,6 +285,9 @@ const (
 	// (internal/testutil reads it; it cannot import config, whose own
 	// dependencies' tests use testutil).
 	EnvShared = "ESPNODE_SHARED"
+	// EnvProfileDir names a folder where the process writes its Go profiles
+	// (cmd/espnode, bench/ingest's PROFILE=1).
+	EnvProfileDir = "ESPNODE_PROFILE_DIR"
 )
 
 // Load builds the configuration: defaults, then the YAML file at path (if path
@@ -317,7 +328,7 @@ func applyEnviron(c *Config, environ []string) error {
 	if len(vars) == 0 {
 		return nil
 	}
-	used := map[string]bool{EnvModel: true, EnvShared: true}
+	used := map[string]bool{EnvModel: true, EnvShared: true, EnvProfileDir: true}
 	lookup := func(name string) (string, bool) {
 		used[name] = true
 		v, ok := vars[name]

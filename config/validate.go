@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -182,6 +183,9 @@ func (c Config) validateTLS(bad func(key, format string, args ...any), checkPort
 // the two lists agree).
 var providers = []string{"auto", "cpu", "cuda", "tensorrt", "webgpu"}
 
+// reasonPattern is a not-segmented reason: short, a Prometheus label value anyone can type.
+var reasonPattern = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+
 // ChannelNone routes an instance to no channel: stored, not segmented (seg/channel's name for it).
 const ChannelNone = channel.None
 
@@ -216,6 +220,17 @@ func (c Config) validatePipeline(bad func(key, format string, args ...any),
 			if err := dcm.CheckUID(uid); err != nil {
 				bad(fmt.Sprintf("%s.sop_class_uid[%d]", key, j), "%v", err)
 			}
+		}
+		for j, code := range r.AnatomicRegion {
+			if scheme, value, ok := strings.Cut(code, ":"); code != "" && (!ok || strings.TrimSpace(scheme) == "" || strings.TrimSpace(value) == "") {
+				bad(fmt.Sprintf("%s.anatomic_region[%d]", key, j), `must be SCHEME:VALUE (SCT:51185008) or "" (no Anatomic Region Sequence), got %q`, code)
+			}
+		}
+		switch {
+		case r.Reason != "" && r.Channel != ChannelNone:
+			bad(key+".reason", "is for channel %s rules (why an instance is not segmented), this rule's channel is %q", ChannelNone, r.Channel)
+		case r.Reason != "" && !reasonPattern.MatchString(r.Reason):
+			bad(key+".reason", "must be 1 to 64 lower-case letters, digits and underscores (a metric label), got %q", r.Reason)
 		}
 	}
 	dests := make(map[string]int)

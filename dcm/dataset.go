@@ -272,11 +272,22 @@ func (e *Element) Int() (int64, error) {
 		}
 		return e.parseInt(first)
 	case "US", "SS", "UL", "SL", "SV", "UV":
-		v, err := e.Ints()
-		if err != nil || len(v) == 0 {
-			return 0, absent(e.Tag)
+		// The first value where it lies: Ints would build the list of all of them (a DIMSE
+		// command set reads a dozen of these per message).
+		bo, b := e.order(), e.Value
+		switch {
+		case vr == "US" && len(b) >= 2:
+			return int64(bo.Uint16(b)), nil
+		case vr == "SS" && len(b) >= 2:
+			return int64(int16(bo.Uint16(b))), nil
+		case vr == "UL" && len(b) >= 4:
+			return int64(bo.Uint32(b)), nil
+		case vr == "SL" && len(b) >= 4:
+			return int64(int32(bo.Uint32(b))), nil
+		case (vr == "SV" || vr == "UV") && len(b) >= 8:
+			return int64(bo.Uint64(b)), nil
 		}
-		return v[0], nil
+		return 0, absent(e.Tag)
 	}
 	return 0, fmt.Errorf("%s has VR %s, which holds no integer", e.Tag.describe(), vr)
 }

@@ -4,6 +4,27 @@ package dcm
 
 // Data element tags the node names, by PS3.6 keyword.
 const (
+	CommandGroupLength                          Tag = 0x00000000 // (0000,0000) UL
+	AffectedSOPClassUID                         Tag = 0x00000002 // (0000,0002) UI
+	RequestedSOPClassUID                        Tag = 0x00000003 // (0000,0003) UI
+	CommandField                                Tag = 0x00000100 // (0000,0100) US
+	MessageID                                   Tag = 0x00000110 // (0000,0110) US
+	MessageIDBeingRespondedTo                   Tag = 0x00000120 // (0000,0120) US
+	MoveDestination                             Tag = 0x00000600 // (0000,0600) AE
+	Priority                                    Tag = 0x00000700 // (0000,0700) US
+	CommandDataSetType                          Tag = 0x00000800 // (0000,0800) US
+	Status                                      Tag = 0x00000900 // (0000,0900) US
+	OffendingElement                            Tag = 0x00000901 // (0000,0901) AT
+	ErrorComment                                Tag = 0x00000902 // (0000,0902) LO
+	ErrorID                                     Tag = 0x00000903 // (0000,0903) US
+	AffectedSOPInstanceUID                      Tag = 0x00001000 // (0000,1000) UI
+	RequestedSOPInstanceUID                     Tag = 0x00001001 // (0000,1001) UI
+	NumberOfRemainingSuboperations              Tag = 0x00001020 // (0000,1020) US
+	NumberOfCompletedSuboperations              Tag = 0x00001021 // (0000,1021) US
+	NumberOfFailedSuboperations                 Tag = 0x00001022 // (0000,1022) US
+	NumberOfWarningSuboperations                Tag = 0x00001023 // (0000,1023) US
+	MoveOriginatorApplicationEntityTitle        Tag = 0x00001030 // (0000,1030) AE
+	MoveOriginatorMessageID                     Tag = 0x00001031 // (0000,1031) US
 	FileMetaInformationGroupLength              Tag = 0x00020000 // (0002,0000) UL
 	FileMetaInformationVersion                  Tag = 0x00020001 // (0002,0001) OB
 	MediaStorageSOPClassUID                     Tag = 0x00020002 // (0002,0002) UI
@@ -75,8 +96,10 @@ const (
 	SpacingBetweenSlices                        Tag = 0x00180088 // (0018,0088) DS
 	DeviceSerialNumber                          Tag = 0x00181000 // (0018,1000) LO
 	SoftwareVersions                            Tag = 0x00181020 // (0018,1020) LO
+	ProtocolName                                Tag = 0x00181030 // (0018,1030) LO
 	FrameTime                                   Tag = 0x00181063 // (0018,1063) DS
 	ImagerPixelSpacing                          Tag = 0x00181164 // (0018,1164) DS
+	ViewPosition                                Tag = 0x00185101 // (0018,5101) CS
 	SequenceOfUltrasoundRegions                 Tag = 0x00186011 // (0018,6011) SQ
 	TagAngleSecondAxis                          Tag = 0x00189219 // (0018,9219) SS
 	StudyInstanceUID                            Tag = 0x0020000D // (0020,000D) UI
@@ -187,6 +210,27 @@ const (
 
 // dictionary holds the tags above sorted by tag, with their VR ("" for item tags).
 var dictionary = [...]dictEntry{
+	{CommandGroupLength, "UL", "CommandGroupLength"},
+	{AffectedSOPClassUID, "UI", "AffectedSOPClassUID"},
+	{RequestedSOPClassUID, "UI", "RequestedSOPClassUID"},
+	{CommandField, "US", "CommandField"},
+	{MessageID, "US", "MessageID"},
+	{MessageIDBeingRespondedTo, "US", "MessageIDBeingRespondedTo"},
+	{MoveDestination, "AE", "MoveDestination"},
+	{Priority, "US", "Priority"},
+	{CommandDataSetType, "US", "CommandDataSetType"},
+	{Status, "US", "Status"},
+	{OffendingElement, "AT", "OffendingElement"},
+	{ErrorComment, "LO", "ErrorComment"},
+	{ErrorID, "US", "ErrorID"},
+	{AffectedSOPInstanceUID, "UI", "AffectedSOPInstanceUID"},
+	{RequestedSOPInstanceUID, "UI", "RequestedSOPInstanceUID"},
+	{NumberOfRemainingSuboperations, "US", "NumberOfRemainingSuboperations"},
+	{NumberOfCompletedSuboperations, "US", "NumberOfCompletedSuboperations"},
+	{NumberOfFailedSuboperations, "US", "NumberOfFailedSuboperations"},
+	{NumberOfWarningSuboperations, "US", "NumberOfWarningSuboperations"},
+	{MoveOriginatorApplicationEntityTitle, "AE", "MoveOriginatorApplicationEntityTitle"},
+	{MoveOriginatorMessageID, "US", "MoveOriginatorMessageID"},
 	{FileMetaInformationGroupLength, "UL", "FileMetaInformationGroupLength"},
 	{FileMetaInformationVersion, "OB", "FileMetaInformationVersion"},
 	{MediaStorageSOPClassUID, "UI", "MediaStorageSOPClassUID"},
@@ -258,8 +302,10 @@ var dictionary = [...]dictEntry{
 	{SpacingBetweenSlices, "DS", "SpacingBetweenSlices"},
 	{DeviceSerialNumber, "LO", "DeviceSerialNumber"},
 	{SoftwareVersions, "LO", "SoftwareVersions"},
+	{ProtocolName, "LO", "ProtocolName"},
 	{FrameTime, "DS", "FrameTime"},
 	{ImagerPixelSpacing, "DS", "ImagerPixelSpacing"},
+	{ViewPosition, "CS", "ViewPosition"},
 	{SequenceOfUltrasoundRegions, "SQ", "SequenceOfUltrasoundRegions"},
 	{TagAngleSecondAxis, "SS", "TagAngleSecondAxis"},
 	{StudyInstanceUID, "UI", "StudyInstanceUID"},

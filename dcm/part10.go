@@ -2,7 +2,6 @@ package dcm
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -174,23 +173,22 @@ func WriteFileMeta(w io.Writer, m FileMeta) error {
 	if m.SourceApplicationEntityTitle != "" {
 		group.Set(NewText(SourceApplicationEntityTitle, "AE", m.SourceApplicationEntityTitle))
 	}
-	body, err := Encode(group, ExplicitVRLittleEndian)
+	// Built in one slice: a stream writer's buffer would cost more than the group itself, and
+	// the store writes one of these for every instance it receives.
+	out := make([]byte, PreambleLength, 512)
+	out = append(out, magic...)
+	at := len(out)
+	out, err := AppendDataSet(out, NewDataSet(NewUL(FileMetaInformationGroupLength, 0)), ExplicitVRLittleEndian)
 	if err != nil {
 		return fmt.Errorf("write file meta: %w", err)
 	}
-	var out bytes.Buffer
-	out.Grow(PreambleLength + len(magic) + 12 + len(body))
-	out.Write(make([]byte, PreambleLength))
-	out.WriteString(magic)
-	mw := newWriter(&out, encoding{explicit: true})
-	if err := mw.WriteElement(ptr(NewUL(FileMetaInformationGroupLength, uint32(len(body))))); err != nil {
+	out, err = AppendDataSet(out, group, ExplicitVRLittleEndian)
+	if err != nil {
 		return fmt.Errorf("write file meta: %w", err)
 	}
-	if err := mw.Close(); err != nil {
-		return fmt.Errorf("write file meta: %w", err)
-	}
-	out.Write(body)
-	if _, err := w.Write(out.Bytes()); err != nil {
+	// The group length's value (explicit VR UL: after an 8-byte header) is what follows it.
+	binary.LittleEndian.PutUint32(out[at+8:], uint32(len(out)-at-12))
+	if _, err := w.Write(out); err != nil {
 		return fmt.Errorf("write file meta: %w", err)
 	}
 	return nil

@@ -66,6 +66,7 @@ type Header struct {
 type Reader struct {
 	src   *bufio.Reader // the caller's stream
 	r     *bufio.Reader // headers and values: src, or the inflated stream
+	own   *bufio.Reader // the buffer made for a stream that was not a *bufio.Reader, kept by Reset
 	flate io.ReadCloser
 	enc   encoding
 	lim   Limits
@@ -109,17 +110,46 @@ func NewReader(r io.Reader, transferSyntaxUID string, lim Limits) (*Reader, erro
 }
 
 func newReader(r io.Reader, enc encoding, lim Limits, size int64) *Reader {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(r, 32<<10)
-	}
-	rd := &Reader{src: br, r: br, enc: enc, lim: lim.withDefaults(), size: size}
-	if enc.deflated {
-		rd.flate = flate.NewReader(br)
-		rd.r = bufio.NewReaderSize(&inflateLimit{r: rd.flate, left: rd.lim.MaxInflated}, 32<<10)
-		rd.size = -1
-	}
+	rd := &Reader{lim: lim.withDefaults()}
+	rd.reset(r, enc, size)
 	return rd
+}
+
+// Reset makes r read another data set, from src in the transfer syntax, with the same limits,
+// as NewReader would, keeping the buffer it has: for callers that read many small data sets,
+// such as the command set of every DIMSE message.
+func (r *Reader) Reset(src io.Reader, transferSyntaxUID string) error {
+	if transferSyntaxUID == "" {
+		return errors.New("read data set: no transfer syntax")
+	}
+	enc, _ := encodingOf(transferSyntaxUID)
+	r.reset(src, enc, knownSize(src))
+	return nil
+}
+
+func (r *Reader) reset(src io.Reader, enc encoding, size int64) {
+	br, ok := src.(*bufio.Reader)
+	switch {
+	case ok:
+	case r.own != nil:
+		r.own.Reset(src)
+		br = r.own
+	default:
+		// A small input known whole (a DIMSE command set of a hundred bytes, a query identifier)
+		// gets a buffer its size: allocating and clearing 32 KiB cost more than reading it.
+		n := 32 << 10
+		if size >= 0 && size < int64(n) {
+			n = max(int(size), 16)
+		}
+		br = bufio.NewReaderSize(src, n)
+		r.own = br
+	}
+	*r = Reader{src: br, r: br, own: r.own, enc: enc, lim: r.lim, size: size, stack: r.stack[:0]}
+	if enc.deflated {
+		r.flate = flate.NewReader(br)
+		r.r = bufio.NewReaderSize(&inflateLimit{r: r.flate, left: r.lim.MaxInflated}, 32<<10)
+		r.size = -1
+	}
 }
 
 // knownSize is how many bytes r holds from where it stands, when r can tell; -1 otherwise.
@@ -429,7 +459,7 @@ func (r *Reader) fits(length uint32, what func() string) error {
 		return r.malformed("%s claims %d bytes, %d remain in %s", what(), length, d.end-r.pos, d.describe())
 	}
 	if r.size >= 0 && r.pos+int64(length) > r.size {
-		return fmt.Errorf("%w: offset %d: data set truncated: %s claims %d bytes, %d remain: %w",
+		return fmt.Errorf("%w: offset %d: data set truncated: %s claims %d bytes, which exceeds the %d that remain: %w",
 			ErrMalformed, r.pos, what(), length, r.size-r.pos, io.ErrUnexpectedEOF)
 	}
 	return nil

@@ -2,7 +2,6 @@ package dcm
 
 import (
 	"bufio"
-	"bytes"
 	"compress/flate"
 	"encoding/binary"
 	"errors"
@@ -49,31 +48,49 @@ func NewWriter(w io.Writer, transferSyntaxUID string) (*Writer, error) {
 	return newWriter(w, enc), nil
 }
 
-func newWriter(w io.Writer, enc encoding) *Writer {
+func newWriter(w io.Writer, enc encoding) *Writer { return newWriterSize(w, enc, 64<<10) }
+
+func newWriterSize(w io.Writer, enc encoding, size int) *Writer {
 	wr := &Writer{enc: enc}
 	if enc.deflated {
 		// flate.NewWriter only fails for a bad level.
 		wr.fw, _ = flate.NewWriter(w, flate.DefaultCompression)
 		w = wr.fw
 	}
-	wr.bw = bufio.NewWriterSize(w, 64<<10)
+	wr.bw = bufio.NewWriterSize(w, size)
 	return wr
+}
+
+// AppendDataSet appends the encoding of ds in the transfer syntax to dst and returns the
+// extended slice: Encode for small data sets built in memory, such as the DIMSE command sets of
+// every message, which need no stream buffer of their own.
+func AppendDataSet(dst []byte, ds *DataSet, transferSyntaxUID string) ([]byte, error) {
+	if transferSyntaxUID == "" {
+		return dst, errors.New("write data set: no transfer syntax")
+	}
+	enc, _ := encodingOf(transferSyntaxUID)
+	a := &appender{b: dst}
+	w := newWriterSize(a, enc, 256)
+	if err := w.WriteDataSet(ds); err != nil {
+		return dst, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, err
+	}
+	return a.b, nil
+}
+
+// appender is an io.Writer that appends to a slice.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 // Encode returns the data set encoded in the transfer syntax.
 func Encode(ds *DataSet, transferSyntaxUID string) ([]byte, error) {
-	var b bytes.Buffer
-	w, err := NewWriter(&b, transferSyntaxUID)
-	if err != nil {
-		return nil, err
-	}
-	if err := w.WriteDataSet(ds); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return AppendDataSet(nil, ds, transferSyntaxUID)
 }
 
 // Close writes what is buffered and ends a deflate stream; it does not close the underlying

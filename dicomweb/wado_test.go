@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dcm/dcmtest"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/pixel"
 )
@@ -153,9 +154,11 @@ func syntheticDataSet(t testing.TB, rows, cols, frames, bitsAllocated int, pixel
 // and for their codec's media type; uncompressed when seg/pixel decodes the syntax without
 // changing what the pixels mean; else 406.
 func TestFramesNegotiation(t *testing.T) {
+	// JPEG 2000 Part 2 has no decoder in this build: a JPEG-LS file relabelled so stands for it.
+	part2 := dcmtest.Relabelled(t, shared(t, "CT", "cornerstone_CT_jpegls_lossless.dcm"), "1.2.840.10008.1.2.4.92")
 	fs, ins := putEach(t, Options{}, shared(t, "CT", "cornerstone_CT_rle.dcm"), shared(t, "CT", "cornerstone_CT_jpegls_lossless.dcm"),
-		shared(t, "US", "gdcm_philips_US_jpegbaseline_ybr422.dcm"))
-	const rle, jls, ybr = 0, 1, 2
+		shared(t, "US", "gdcm_philips_US_jpegbaseline_ybr422.dcm"), part2)
+	const rle, jls, ybr, undecodable = 0, 1, 2, 3
 	native := readFile(t, shared(t, "CT", "cornerstone_CT_evrle.dcm")).DataSet.Bytes(dcm.PixelData)
 	tests := []struct {
 		name     string
@@ -168,7 +171,8 @@ func TestFramesNegotiation(t *testing.T) {
 		{"RLE by its media type", rle, `multipart/related; type="image/dicom-rle"`, 200, "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"},
 		{"RLE decoded", rle, "multipart/related; type=application/octet-stream", 200, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"},
 		{"JPEG-LS as stored", jls, "multipart/related; type=image/jls", 200, "image/jls; transfer-syntax=1.2.840.10008.1.2.4.80"},
-		{"JPEG-LS uncompressed: not decodable here", jls, "multipart/related; type=application/octet-stream", 406, ""},
+		{"JPEG-LS decoded", jls, "multipart/related; type=application/octet-stream", 200, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"},
+		{"JPEG 2000 Part 2 uncompressed: not decodable here", undecodable, "multipart/related; type=application/octet-stream", 406, ""},
 		{"YBR JPEG uncompressed: would become RGB", ybr, "multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1", 406, ""},
 		{"anything", ybr, "*/*", 200, "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50"},
 		{"JSON only", rle, "application/dicom+json", 406, ""},
@@ -186,8 +190,8 @@ func TestFramesNegotiation(t *testing.T) {
 			if len(ps) != 1 || ps[0].contentType != tt.partType {
 				t.Fatalf("parts %d, type %q", len(ps), ps[0].contentType)
 			}
-			if tt.name == "RLE decoded" && !bytes.Equal(ps[0].body, native) {
-				t.Error("the decoded RLE frame is not the uncompressed CT's pixel data")
+			if strings.HasSuffix(tt.name, " decoded") && !bytes.Equal(ps[0].body, native) {
+				t.Errorf("the %s frame is not the uncompressed CT's pixel data", tt.name)
 			}
 		})
 	}
@@ -199,10 +203,11 @@ func TestFramesNegotiation(t *testing.T) {
 func TestRetrieveTransferSyntax(t *testing.T) {
 	fs, ins := putEach(t, Options{}, shared(t, "CT", "cornerstone_CT_ivrle.dcm"), shared(t, "CT", "cornerstone_CT_jpegbaseline_8bit.dcm"))
 	f, ivr, jpeg := fs[0], ins[0], ins[1]
-	// A study of two instances, one in JPEG-LS.
+	// A study of two instances, one in a syntax this build does not decode (JPEG 2000 Part 2,
+	// a relabelled JPEG-LS file).
 	study := newFixture(t, Options{})
 	study.put(shared(t, "CT", "cornerstone_CT_evrle.dcm"))
-	raw, err := os.ReadFile(shared(t, "CT", "cornerstone_CT_jpegls_lossless.dcm"))
+	raw, err := os.ReadFile(dcmtest.Relabelled(t, shared(t, "CT", "cornerstone_CT_jpegls_lossless.dcm"), "1.2.840.10008.1.2.4.92"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +238,7 @@ func TestRetrieveTransferSyntax(t *testing.T) {
 	if got.Meta.TransferSyntaxUID != dcm.ExplicitVRLittleEndian || len(got.DataSet.Bytes(dcm.PixelData)) != 512*512 {
 		t.Fatalf("decoded JPEG: %s, %d bytes of pixel data", got.Meta.TransferSyntaxUID, len(got.DataSet.Bytes(dcm.PixelData)))
 	}
-	// The study: the JPEG-LS CT cannot be given uncompressed.
+	// The study: the JPEG 2000 Part 2 CT cannot be given uncompressed.
 	rsp, body = study.get("/studies/"+jls.StudyInstanceUID, "multipart/related; type=application/dicom")
 	ps = parts(t, rsp, body)
 	if len(ps) != 1 {
@@ -244,11 +249,11 @@ func TestRetrieveTransferSyntax(t *testing.T) {
 	}
 	for _, p := range ps {
 		if read(p).Meta.MediaStorageSOPInstanceUID == jls.SOPInstanceUID {
-			t.Error("the JPEG-LS instance was sent although its syntax was not acceptable")
+			t.Error("the JPEG 2000 Part 2 instance was sent although its syntax was not acceptable")
 		}
 	}
 	if rsp, _ := study.get(instancePath(jls), "multipart/related; type=application/dicom"); rsp.StatusCode != http.StatusNotAcceptable {
-		t.Errorf("the JPEG-LS instance alone: %s, want 406", rsp.Status)
+		t.Errorf("the JPEG 2000 Part 2 instance alone: %s, want 406", rsp.Status)
 	}
 }
 

@@ -139,6 +139,8 @@ type Association struct {
 	src       *bufio.Reader
 	cmdBuf    []byte
 	cmdOut    []byte
+	cmdDec    commandReader
+	cmdEnc    commandEncoder
 	cmdReader bytes.Reader
 }
 
@@ -479,7 +481,7 @@ func (a *Association) ReadMessage(timeout time.Duration) (pc *PresentationContex
 			break
 		}
 	}
-	msg, err = DecodeCommand(a.cmdBuf)
+	msg, err = a.cmdDec.decode(a.cmdBuf)
 	if err != nil {
 		var unknown *UnknownCommandError
 		if errors.As(err, &unknown) {
@@ -555,7 +557,10 @@ func (a *Association) SendMessage(pc *PresentationContext, msg Message, data io.
 	if a.state != sta6 && !(a.state == sta8 && transition(evt9, a.state) == ar7) {
 		return fmt.Errorf("send command 0x%04X: association not established (%s)", msg.CommandField(), a.state)
 	}
-	a.cmdOut = AppendCommand(a.cmdOut[:0], msg)
+	var err error
+	if a.cmdOut, err = appendCommand(a.cmdOut[:0], msg, &a.cmdEnc); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
 	a.cmdReader.Reset(a.cmdOut)
 	if err := a.sendFragments(pc.ID, true, &a.cmdReader); err != nil {
 		return err

@@ -1,46 +1,30 @@
 package dimse
 
 import (
-	"encoding/binary"
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
-	"sort"
 	"strings"
+
+	"github.com/espnode/espnode/dcm"
 )
 
 // DIMSE-C messages (PS3.7 9.3): each request and response is one Go type whose command set encoder
 // and decoder sit next to each other. A command set is group 0000 in implicit VR little endian
-// whatever the data set's transfer syntax; its elements are those of PS3.7 Annex E.
+// whatever the data set's transfer syntax; its elements are those of PS3.7 Annex E, named in dcm's
+// dictionary (dcm.CommandField, dcm.MessageID, ...), and it is read and written by dcm's one
+// reader and writer like any other data set.
 
-// Command set elements (group 0000, PS3.7 E.1). Command sets are always implicit VR little endian.
 const (
-	tagGroupLength                  uint32 = 0x00000000
-	tagAffectedSOPClassUID          uint32 = 0x00000002
-	tagRequestedSOPClassUID         uint32 = 0x00000003
-	tagCommandField                 uint32 = 0x00000100
-	tagMessageID                    uint32 = 0x00000110
-	tagMessageIDBeingRespondedTo    uint32 = 0x00000120
-	tagMoveDestination              uint32 = 0x00000600
-	tagPriority                     uint32 = 0x00000700
-	tagCommandDataSetType           uint32 = 0x00000800
-	tagStatus                       uint32 = 0x00000900
-	tagOffendingElement             uint32 = 0x00000901
-	tagErrorComment                 uint32 = 0x00000902
-	tagErrorID                      uint32 = 0x00000903
-	tagAffectedSOPInstanceUID       uint32 = 0x00001000
-	tagRequestedSOPInstanceUID      uint32 = 0x00001001
-	tagNumberOfRemainingSubops      uint32 = 0x00001020
-	tagNumberOfCompletedSubops      uint32 = 0x00001021
-	tagNumberOfFailedSubops         uint32 = 0x00001022
-	tagNumberOfWarningSubops        uint32 = 0x00001023
-	tagMoveOriginatorAETitle        uint32 = 0x00001030
-	tagMoveOriginatorMessageID      uint32 = 0x00001031
-	commandDataSetAbsent            uint16 = 0x0101
-	commandDataSetPresent           uint16 = 0x0000
-	maxCommandElementLength                = 1024
-	maxCommandSetLength                    = 64 << 10
-	commandElementHeaderLength             = 8
-	commandGroupLengthElementLength        = 12
+	commandDataSetAbsent  uint16 = 0x0101
+	commandDataSetPresent uint16 = 0x0000
+	// No element of a command set is long: UIDs, AE titles, a 64-character comment.
+	maxCommandElementLength = 1024
+	maxCommandSetLength     = 64 << 10
+	// maxCommandElements bounds the elements of one command set (PS3.7 E.1 has 21).
+	maxCommandElements = 64
 )
 
 // Command field values (PS3.7 E.1).
@@ -160,12 +144,12 @@ func (*CEchoRQ) HasData() bool        { return false }
 
 func (m *CEchoRQ) encode(e *commandEncoder) {
 	e.header(FieldCEchoRQ, false)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageID, m.MessageID)
 }
 
 func (m *CEchoRQ) decode(d *commandDecoder) {
-	*m = CEchoRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
+	*m = CEchoRQ{MessageID: d.requireUS(dcm.MessageID), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID)}
 }
 
 // CEchoRSP is C-ECHO-RSP.
@@ -181,13 +165,13 @@ func (m *CEchoRSP) status() Status     { return m.Status }
 
 func (m *CEchoRSP) encode(e *commandEncoder) {
 	e.header(FieldCEchoRSP, false)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
 	m.Status.encode(e)
 }
 
 func (m *CEchoRSP) decode(d *commandDecoder) {
-	*m = CEchoRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
+	*m = CEchoRSP{MessageIDBeingRespondedTo: d.requireUS(dcm.MessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID)}
 	m.Status.decode(d)
 }
 
@@ -208,25 +192,25 @@ func (*CStoreRQ) HasData() bool        { return true }
 
 func (m *CStoreRQ) encode(e *commandEncoder) {
 	e.header(FieldCStoreRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
-	e.uid(tagAffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageID, m.MessageID)
+	e.us(dcm.Priority, m.Priority)
+	e.uid(dcm.AffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
 	if m.MoveOriginatorAETitle != "" {
-		e.ae(tagMoveOriginatorAETitle, m.MoveOriginatorAETitle)
-		e.us(tagMoveOriginatorMessageID, m.MoveOriginatorMessageID)
+		e.ae(dcm.MoveOriginatorApplicationEntityTitle, m.MoveOriginatorAETitle)
+		e.us(dcm.MoveOriginatorMessageID, m.MoveOriginatorMessageID)
 	}
 }
 
 func (m *CStoreRQ) decode(d *commandDecoder) {
 	*m = CStoreRQ{
-		MessageID:              d.requireUS(tagMessageID),
-		AffectedSOPClassUID:    d.str(tagAffectedSOPClassUID),
-		AffectedSOPInstanceUID: d.str(tagAffectedSOPInstanceUID),
-		MoveOriginatorAETitle:  d.ae(tagMoveOriginatorAETitle),
+		MessageID:              d.requireUS(dcm.MessageID),
+		AffectedSOPClassUID:    d.str(dcm.AffectedSOPClassUID),
+		AffectedSOPInstanceUID: d.str(dcm.AffectedSOPInstanceUID),
+		MoveOriginatorAETitle:  d.ae(dcm.MoveOriginatorApplicationEntityTitle),
 	}
-	m.Priority, _ = d.us(tagPriority)
-	m.MoveOriginatorMessageID, _ = d.us(tagMoveOriginatorMessageID)
+	m.Priority, _ = d.us(dcm.Priority)
+	m.MoveOriginatorMessageID, _ = d.us(dcm.MoveOriginatorMessageID)
 }
 
 // CStoreRSP is C-STORE-RSP.
@@ -243,15 +227,15 @@ func (m *CStoreRSP) status() Status     { return m.Status }
 
 func (m *CStoreRSP) encode(e *commandEncoder) {
 	e.header(FieldCStoreRSP, false)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
-	e.uid(tagAffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.uid(dcm.AffectedSOPInstanceUID, m.AffectedSOPInstanceUID)
 	m.Status.encode(e)
 }
 
 func (m *CStoreRSP) decode(d *commandDecoder) {
-	*m = CStoreRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID),
-		AffectedSOPInstanceUID: d.str(tagAffectedSOPInstanceUID)}
+	*m = CStoreRSP{MessageIDBeingRespondedTo: d.requireUS(dcm.MessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID),
+		AffectedSOPInstanceUID: d.str(dcm.AffectedSOPInstanceUID)}
 	m.Status.decode(d)
 }
 
@@ -269,14 +253,14 @@ func (*CFindRQ) HasData() bool        { return true }
 
 func (m *CFindRQ) encode(e *commandEncoder) {
 	e.header(FieldCFindRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageID, m.MessageID)
+	e.us(dcm.Priority, m.Priority)
 }
 
 func (m *CFindRQ) decode(d *commandDecoder) {
-	*m = CFindRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
-	m.Priority, _ = d.us(tagPriority)
+	*m = CFindRQ{MessageID: d.requireUS(dcm.MessageID), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID)}
+	m.Priority, _ = d.us(dcm.Priority)
 }
 
 // CFindRSP is C-FIND-RSP; pending responses carry an identifier.
@@ -293,13 +277,13 @@ func (m *CFindRSP) status() Status     { return m.Status }
 
 func (m *CFindRSP) encode(e *commandEncoder) {
 	e.header(FieldCFindRSP, m.Data)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
 	m.Status.encode(e)
 }
 
 func (m *CFindRSP) decode(d *commandDecoder) {
-	*m = CFindRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), Data: d.hasData}
+	*m = CFindRSP{MessageIDBeingRespondedTo: d.requireUS(dcm.MessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID), Data: d.hasData}
 	m.Status.decode(d)
 }
 
@@ -318,15 +302,15 @@ func (*CMoveRQ) HasData() bool        { return true }
 
 func (m *CMoveRQ) encode(e *commandEncoder) {
 	e.header(FieldCMoveRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
-	e.ae(tagMoveDestination, m.MoveDestination)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageID, m.MessageID)
+	e.us(dcm.Priority, m.Priority)
+	e.ae(dcm.MoveDestination, m.MoveDestination)
 }
 
 func (m *CMoveRQ) decode(d *commandDecoder) {
-	*m = CMoveRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), MoveDestination: d.ae(tagMoveDestination)}
-	m.Priority, _ = d.us(tagPriority)
+	*m = CMoveRQ{MessageID: d.requireUS(dcm.MessageID), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID), MoveDestination: d.ae(dcm.MoveDestination)}
+	m.Priority, _ = d.us(dcm.Priority)
 }
 
 // CMoveRSP is C-MOVE-RSP.
@@ -344,14 +328,14 @@ func (m *CMoveRSP) status() Status     { return m.Status }
 
 func (m *CMoveRSP) encode(e *commandEncoder) {
 	e.header(FieldCMoveRSP, m.Data)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
 	m.Status.encode(e)
 	m.SubOperations.encode(e)
 }
 
 func (m *CMoveRSP) decode(d *commandDecoder) {
-	*m = CMoveRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), Data: d.hasData}
+	*m = CMoveRSP{MessageIDBeingRespondedTo: d.requireUS(dcm.MessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID), Data: d.hasData}
 	m.Status.decode(d)
 	m.SubOperations.decode(d)
 }
@@ -370,14 +354,14 @@ func (*CGetRQ) HasData() bool        { return true }
 
 func (m *CGetRQ) encode(e *commandEncoder) {
 	e.header(FieldCGetRQ, true)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageID, m.MessageID)
-	e.us(tagPriority, m.Priority)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageID, m.MessageID)
+	e.us(dcm.Priority, m.Priority)
 }
 
 func (m *CGetRQ) decode(d *commandDecoder) {
-	*m = CGetRQ{MessageID: d.requireUS(tagMessageID), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID)}
-	m.Priority, _ = d.us(tagPriority)
+	*m = CGetRQ{MessageID: d.requireUS(dcm.MessageID), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID)}
+	m.Priority, _ = d.us(dcm.Priority)
 }
 
 // CGetRSP is C-GET-RSP.
@@ -395,14 +379,14 @@ func (m *CGetRSP) status() Status     { return m.Status }
 
 func (m *CGetRSP) encode(e *commandEncoder) {
 	e.header(FieldCGetRSP, m.Data)
-	e.uid(tagAffectedSOPClassUID, m.AffectedSOPClassUID)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.uid(dcm.AffectedSOPClassUID, m.AffectedSOPClassUID)
+	e.us(dcm.MessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
 	m.Status.encode(e)
 	m.SubOperations.encode(e)
 }
 
 func (m *CGetRSP) decode(d *commandDecoder) {
-	*m = CGetRSP{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(tagAffectedSOPClassUID), Data: d.hasData}
+	*m = CGetRSP{MessageIDBeingRespondedTo: d.requireUS(dcm.MessageIDBeingRespondedTo), AffectedSOPClassUID: d.str(dcm.AffectedSOPClassUID), Data: d.hasData}
 	m.Status.decode(d)
 	m.SubOperations.decode(d)
 }
@@ -419,45 +403,46 @@ func (*CCancelRQ) HasData() bool        { return false }
 
 func (m *CCancelRQ) encode(e *commandEncoder) {
 	e.header(FieldCCancelRQ, false)
-	e.us(tagMessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
+	e.us(dcm.MessageIDBeingRespondedTo, m.MessageIDBeingRespondedTo)
 }
 
 func (m *CCancelRQ) decode(d *commandDecoder) {
-	*m = CCancelRQ{MessageIDBeingRespondedTo: d.requireUS(tagMessageIDBeingRespondedTo)}
+	*m = CCancelRQ{MessageIDBeingRespondedTo: d.requireUS(dcm.MessageIDBeingRespondedTo)}
 }
 
 // The status elements of every response (PS3.7 C.4): Status, and Offending Element, Error Comment
 // and Error ID when present.
 
 func (s *Status) encode(e *commandEncoder) {
-	e.us(tagStatus, s.Code)
+	e.us(dcm.Status, s.Code)
 	if len(s.OffendingElements) > 0 {
-		var v []byte
-		for _, t := range s.OffendingElements {
-			v = binary.LittleEndian.AppendUint16(v, uint16(t>>16))
-			v = binary.LittleEndian.AppendUint16(v, uint16(t))
+		tags := make([]dcm.Tag, len(s.OffendingElements))
+		for i, t := range s.OffendingElements {
+			tags[i] = dcm.Tag(t)
 		}
-		e.elems = append(e.elems, commandElement{tagOffendingElement, v})
+		e.elems = append(e.elems, dcm.NewAT(dcm.OffendingElement, tags...))
 	}
 	if s.ErrorComment != "" {
+		// LO holds 64 characters; what is cut off must not leave padding that reading removes.
 		c := s.ErrorComment
-		if len(c) > 64 { // LO
-			c = c[:64]
+		if len(c) > 64 {
+			c = strings.TrimRight(c[:64], " \x00")
 		}
-		e.str(tagErrorComment, c)
+		e.text(dcm.ErrorComment, "LO", c)
 	}
 	if s.ErrorID != 0 {
-		e.us(tagErrorID, s.ErrorID)
+		e.us(dcm.ErrorID, s.ErrorID)
 	}
 }
 
 func (s *Status) decode(d *commandDecoder) {
-	*s = Status{ErrorComment: d.str(tagErrorComment)}
-	s.Code, _ = d.us(tagStatus)
-	s.ErrorID, _ = d.us(tagErrorID)
-	if v := d.elems[tagOffendingElement]; len(v)%4 == 0 {
-		for i := 0; i < len(v); i += 4 {
-			s.OffendingElements = append(s.OffendingElements, uint32(binary.LittleEndian.Uint16(v[i:]))<<16|uint32(binary.LittleEndian.Uint16(v[i+2:])))
+	*s = Status{ErrorComment: d.str(dcm.ErrorComment)}
+	s.Code, _ = d.us(dcm.Status)
+	s.ErrorID, _ = d.us(dcm.ErrorID)
+	if el, ok := d.find(dcm.OffendingElement); ok && len(el.Value)%4 == 0 {
+		tags, _ := el.Tags()
+		for _, t := range tags {
+			s.OffendingElements = append(s.OffendingElements, uint32(t))
 		}
 	}
 }
@@ -473,73 +458,55 @@ func (s *SubOperations) encode(e *commandEncoder) {
 	if !s.Present {
 		return
 	}
-	e.us(tagNumberOfRemainingSubops, s.Remaining)
-	e.us(tagNumberOfCompletedSubops, s.Completed)
-	e.us(tagNumberOfFailedSubops, s.Failed)
-	e.us(tagNumberOfWarningSubops, s.Warning)
+	e.us(dcm.NumberOfRemainingSuboperations, s.Remaining)
+	e.us(dcm.NumberOfCompletedSuboperations, s.Completed)
+	e.us(dcm.NumberOfFailedSuboperations, s.Failed)
+	e.us(dcm.NumberOfWarningSuboperations, s.Warning)
 }
 
 func (s *SubOperations) decode(d *commandDecoder) {
 	var ok [4]bool
-	s.Remaining, ok[0] = d.us(tagNumberOfRemainingSubops)
-	s.Completed, ok[1] = d.us(tagNumberOfCompletedSubops)
-	s.Failed, ok[2] = d.us(tagNumberOfFailedSubops)
-	s.Warning, ok[3] = d.us(tagNumberOfWarningSubops)
+	s.Remaining, ok[0] = d.us(dcm.NumberOfRemainingSuboperations)
+	s.Completed, ok[1] = d.us(dcm.NumberOfCompletedSuboperations)
+	s.Failed, ok[2] = d.us(dcm.NumberOfFailedSuboperations)
+	s.Warning, ok[3] = d.us(dcm.NumberOfWarningSuboperations)
 	s.Present = ok[0] || ok[1] || ok[2] || ok[3]
 }
 
 // Encoding.
 
-// commandEncoder collects elements; they are sorted by tag before encoding, as PS3.5 7.1 requires.
+// commandEncoder collects the elements of a command set; dcm's writer puts them in tag order.
 type commandEncoder struct {
-	elems []commandElement
+	elems []dcm.Element
 }
 
-type commandElement struct {
-	tag   uint32
-	value []byte
-}
+func (e *commandEncoder) uid(tag dcm.Tag, v string) { e.text(tag, "UI", v) }
 
-func (e *commandEncoder) uid(tag uint32, v string) {
-	if v == "" {
-		return
-	}
-	b := []byte(v)
-	if len(b)%2 == 1 {
-		b = append(b, 0)
-	}
-	e.elems = append(e.elems, commandElement{tag, b})
-}
+func (e *commandEncoder) str(tag dcm.Tag, v string) { e.text(tag, "LO", v) }
 
-func (e *commandEncoder) str(tag uint32, v string) {
-	if v == "" {
-		return
+// text adds a text element unless it is empty; the writer pads it (UI with NUL, others with a
+// space).
+func (e *commandEncoder) text(tag dcm.Tag, vr, v string) {
+	if v != "" {
+		e.elems = append(e.elems, dcm.NewText(tag, vr, v))
 	}
-	b := []byte(v)
-	if len(b)%2 == 1 {
-		b = append(b, ' ')
-	}
-	e.elems = append(e.elems, commandElement{tag, b})
 }
 
 // ae encodes an AE title padded to 16 bytes, the form DCMTK and most peers send.
-func (e *commandEncoder) ae(tag uint32, v string) {
-	if v == "" {
-		return
+func (e *commandEncoder) ae(tag dcm.Tag, v string) {
+	if v != "" {
+		e.elems = append(e.elems, dcm.NewText(tag, "AE", fmt.Sprintf("%-16s", v)))
 	}
-	e.elems = append(e.elems, commandElement{tag, []byte(fmt.Sprintf("%-16s", v))})
 }
 
-func (e *commandEncoder) us(tag uint32, v uint16) {
-	e.elems = append(e.elems, commandElement{tag, binary.LittleEndian.AppendUint16(nil, v)})
-}
+func (e *commandEncoder) us(tag dcm.Tag, v uint16) { e.elems = append(e.elems, dcm.NewUS(tag, v)) }
 
 func (e *commandEncoder) header(field uint16, hasData bool) {
-	e.us(tagCommandField, field)
+	e.us(dcm.CommandField, field)
 	if hasData {
-		e.us(tagCommandDataSetType, commandDataSetPresent)
+		e.us(dcm.CommandDataSetType, commandDataSetPresent)
 	} else {
-		e.us(tagCommandDataSetType, commandDataSetAbsent)
+		e.us(dcm.CommandDataSetType, commandDataSetAbsent)
 	}
 }
 
@@ -548,61 +515,99 @@ func EncodeCommand(m Message) []byte { return AppendCommand(nil, m) }
 
 // AppendCommand appends the command set of m to b.
 func AppendCommand(b []byte, m Message) []byte {
-	var e commandEncoder
-	m.encode(&e)
-	sort.Slice(e.elems, func(i, j int) bool { return e.elems[i].tag < e.elems[j].tag })
-	n := 0
-	for _, el := range e.elems {
-		n += commandElementHeaderLength + len(el.value)
-	}
-	b = slices.Grow(b, commandGroupLengthElementLength+n)
-	b = appendCommandElement(b, tagGroupLength, binary.LittleEndian.AppendUint32(nil, uint32(n)))
-	for _, el := range e.elems {
-		b = appendCommandElement(b, el.tag, el.value)
+	b, err := appendCommand(b, m, &commandEncoder{})
+	if err != nil {
+		// The writer refuses only what the encoders above never build (a tag twice, a value
+		// longer than 4 GiB): an error here is a bug in this file, not bad input.
+		panic(err)
 	}
 	return b
 }
 
-func appendCommandElement(b []byte, tag uint32, v []byte) []byte {
-	b = binary.LittleEndian.AppendUint16(b, uint16(tag>>16))
-	b = binary.LittleEndian.AppendUint16(b, uint16(tag))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-	return append(b, v...)
+// appendCommand encodes m with e, whose element slice it reuses (an association keeps one).
+func appendCommand(b []byte, m Message, e *commandEncoder) ([]byte, error) {
+	// The group length's value is known once the rest is encoded: written as 0, patched below.
+	e.elems = append(e.elems[:0], dcm.NewUL(dcm.CommandGroupLength, 0))
+	defer clear(e.elems) // no values held from message to message
+	m.encode(e)
+	slices.SortStableFunc(e.elems, func(a, b dcm.Element) int { return int(int64(a.Tag) - int64(b.Tag)) })
+	start := len(b)
+	b, err := dcm.AppendDataSet(b, &dcm.DataSet{Elements: e.elems}, dcm.ImplicitVRLittleEndian)
+	if err != nil {
+		return b, fmt.Errorf("command 0x%04X: %w", m.CommandField(), err)
+	}
+	// In implicit VR the group length's value follows its 8-byte header.
+	const groupLengthElement = 12
+	n := len(b) - start - groupLengthElement
+	b[start+8], b[start+9], b[start+10], b[start+11] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	return b, nil
 }
 
 // Decoding.
 
-// commandDecoder holds a command set's element values by tag, whether a data set follows, and the
-// required elements found missing.
+// commandDecoder holds where a command set's elements are, as dcm's reader found them, whether
+// a data set follows, and the required elements found missing.
 type commandDecoder struct {
-	elems   map[uint32][]byte
+	b       []byte
+	elems   []commandElement
 	hasData bool
 	errs    []string
 }
 
-func (d *commandDecoder) us(tag uint32) (uint16, bool) {
-	v, ok := d.elems[tag]
-	if !ok || len(v) != 2 {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint16(v), true
+// commandElement is an element's tag and where its value lies in the command set.
+type commandElement struct {
+	tag      dcm.Tag
+	from, to uint32
 }
 
-func (d *commandDecoder) requireUS(tag uint32) uint16 {
+// find returns the element with the tag as a dcm.Element (its VR the dictionary's, which is
+// PS3.7 E.1's), for dcm's accessors; false when it is absent.
+func (d *commandDecoder) find(tag dcm.Tag) (dcm.Element, bool) {
+	for _, e := range d.elems {
+		if e.tag == tag {
+			return dcm.Element{Tag: tag, Value: d.b[e.from:e.to:e.to]}, true
+		}
+	}
+	return dcm.Element{}, false
+}
+
+func (d *commandDecoder) has(tag dcm.Tag) bool {
+	for _, e := range d.elems {
+		if e.tag == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// us returns a US value; false when it is absent or not one value of two bytes.
+func (d *commandDecoder) us(tag dcm.Tag) (uint16, bool) {
+	el, ok := d.find(tag)
+	if !ok || len(el.Value) != 2 {
+		return 0, false
+	}
+	v, err := el.Int()
+	return uint16(v), err == nil
+}
+
+func (d *commandDecoder) requireUS(tag dcm.Tag) uint16 {
 	v, ok := d.us(tag)
 	if !ok {
-		d.errs = append(d.errs, fmt.Sprintf("(0000,%04X) missing or not US", uint16(tag)))
+		d.errs = append(d.errs, fmt.Sprintf("%s missing or not US", tag))
 	}
 	return v
 }
 
-func (d *commandDecoder) str(tag uint32) string {
-	return strings.TrimRight(string(d.elems[tag]), "\x00 ")
+// str returns a text value without its padding ("" when absent), as dcm reads it in the VR
+// of PS3.7 E.1.
+func (d *commandDecoder) str(tag dcm.Tag) string {
+	if el, ok := d.find(tag); ok {
+		return el.Text()
+	}
+	return ""
 }
 
-func (d *commandDecoder) ae(tag uint32) string {
-	return strings.TrimSpace(strings.TrimRight(string(d.elems[tag]), "\x00"))
-}
+func (d *commandDecoder) ae(tag dcm.Tag) string { return d.str(tag) }
 
 func (d *commandDecoder) err() error {
 	if len(d.errs) == 0 {
@@ -611,45 +616,77 @@ func (d *commandDecoder) err() error {
 	return fmt.Errorf("command set: %s", strings.Join(d.errs, "; "))
 }
 
+// commandLimits bound dcm's reader to what a command set can hold: no sequences, a few dozen
+// elements.
+var commandLimits = dcm.Limits{MaxDepth: 1, MaxElements: maxCommandElements, MaxValueLength: maxCommandElementLength}
+
 // DecodeCommand decodes a command set. Elements of group 0000 only; each length is bounded, so a
 // hostile command set costs at most its own (already bounded) size.
 func DecodeCommand(b []byte) (Message, error) {
+	var c commandReader
+	return c.decode(b)
+}
+
+// commandReader decodes command sets with a dcm.Reader and buffers it keeps from one to the
+// next: an association reads one for every message.
+type commandReader struct {
+	src   bytes.Reader
+	r     *dcm.Reader
+	elems []commandElement
+}
+
+func (c *commandReader) decode(b []byte) (Message, error) {
 	if len(b) > maxCommandSetLength {
 		return nil, fmt.Errorf("command set of %d bytes exceeds %d", len(b), maxCommandSetLength)
 	}
-	d := commandDecoder{elems: map[uint32][]byte{}}
-	for len(b) > 0 {
-		if len(b) < commandElementHeaderLength {
-			return nil, fmt.Errorf("command set truncated in an element header")
+	c.src.Reset(b)
+	if c.r == nil {
+		var err error
+		if c.r, err = dcm.NewReader(&c.src, dcm.ImplicitVRLittleEndian, commandLimits); err != nil {
+			return nil, fmt.Errorf("command set: %w", err)
 		}
-		group := binary.LittleEndian.Uint16(b)
-		elem := binary.LittleEndian.Uint16(b[2:])
-		n := binary.LittleEndian.Uint32(b[4:])
-		if group != 0x0000 {
-			return nil, fmt.Errorf("element (%04X,%04X) outside group 0000 in a command set", group, elem)
-		}
-		if n > maxCommandElementLength || int(n) > len(b)-commandElementHeaderLength {
-			return nil, fmt.Errorf("element (0000,%04X) length %d exceeds the command set", elem, n)
-		}
-		tag := uint32(elem)
-		if _, dup := d.elems[tag]; dup {
-			return nil, fmt.Errorf("element (0000,%04X) appears twice", elem)
-		}
-		d.elems[tag] = b[commandElementHeaderLength : commandElementHeaderLength+n]
-		b = b[commandElementHeaderLength+n:]
+	} else if err := c.r.Reset(&c.src, dcm.ImplicitVRLittleEndian); err != nil {
+		return nil, fmt.Errorf("command set: %w", err)
 	}
-	field := d.requireUS(tagCommandField)
-	dst := d.requireUS(tagCommandDataSetType)
+	r := c.r
+	d := &commandDecoder{b: b, elems: c.elems[:0]}
+	defer func() { c.elems = d.elems[:0] }()
+	for {
+		h, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("command set: %w", err)
+		}
+		if h.Tag.Group() != 0x0000 {
+			return nil, fmt.Errorf("element %s outside group 0000 in a command set", h.Tag)
+		}
+		if h.Kind != dcm.KindElement {
+			return nil, fmt.Errorf("element %s: undefined length in a command set", h.Tag)
+		}
+		if h.Length > maxCommandElementLength {
+			return nil, fmt.Errorf("element %s length %d exceeds the command set's bound of %d", h.Tag, h.Length, maxCommandElementLength)
+		}
+		if d.has(h.Tag) {
+			return nil, fmt.Errorf("element %s appears twice", h.Tag)
+		}
+		// The reader has checked the length against what is left of b: the value is b's own
+		// bytes, not a copy.
+		d.elems = append(d.elems, commandElement{tag: h.Tag, from: uint32(h.Offset), to: uint32(h.Offset) + h.Length})
+	}
+	field := d.requireUS(dcm.CommandField)
+	dst := d.requireUS(dcm.CommandDataSetType)
 	if err := d.err(); err != nil {
 		return nil, err
 	}
 	d.hasData = dst != commandDataSetAbsent
 	m := newMessage(field)
 	if m == nil {
-		id, _ := d.us(tagMessageID)
+		id, _ := d.us(dcm.MessageID)
 		return nil, &UnknownCommandError{Field: field, MessageID: id}
 	}
-	m.decode(&d)
+	m.decode(d)
 	if err := d.err(); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,14 @@ var viewerSources = []struct {
 	{"microscopy", []string{"wrapped", "GM_gbm40_gbm40_25.dcm"}},
 }
 
+// everyModality routes every image of a routed modality to its channel, whatever it shows.
+const everyModality = `    - {channel: dermoscopy, modality: [DMS, XC]}
+    - {channel: xray, modality: [CR, DX]}
+    - {channel: ultrasound, modality: [US]}
+    - {channel: fundus, modality: [OP]}
+    - {channel: microscopy, modality: [SM, GM]}
+    - {channel: colonoscopy, modality: [ES]}`
+
 // maskIndex answers whether a mask has a foreground pixel within a distance (a square window),
 // from its summed-area table.
 type maskIndex struct {
@@ -97,7 +105,9 @@ func TestViewerShowsSEG(t *testing.T) {
 	}
 	n := startNode(t, nodeOptions{
 		http: webHTTP[:strings.Index(webHTTP, "  viewer")] + fmt.Sprintf("  viewer: {addr: 127.0.0.1:{viewer_port}, dir: %s}", ohif),
-		top:  fmt.Sprintf("pipeline:\n  workers: 1\n  poll_interval: 100ms\nmodel:\n  provider: cpu\n  threads: 2\n  onnxruntime: %s", ort),
+		// Every US to its channel: the default table segments only ultrasound of the breast, and
+		// the shared cine loop does not say what it shows.
+		top: fmt.Sprintf("pipeline:\n  workers: 1\n  poll_interval: 100ms\n  routing:\n%s\nmodel:\n  provider: cpu\n  threads: 2\n  onnxruntime: %s", everyModality, ort),
 	})
 	base := n.waitHTTP(n.httpPort)
 	viewerURL := n.waitLog("OHIF viewer", 20*time.Second)["url"].(string)

@@ -55,7 +55,8 @@ func dcmjs(t *testing.T, args map[string]any) (dcmjsResult, string) {
 }
 
 // TestGetFailedSOPInstanceUIDList: a C-GET of a study with one instance the requestor cannot take
-// (JPEG-LS, which it did not propose with the SCP role) fails that sub-operation; the final
+// (JPEG-LS, which it did not propose with the SCP role, and whose codestream is cut short, so the
+// node cannot decompress it for the requestor either) fails that sub-operation; the final
 // response is B000 with the Failed SOP Instance UID List (PS3.4 C.4.3.1.3.1). dcmjs-dimse reads
 // it and releases cleanly. DCMTK 3.6.7's getscu completes the retrieve (the file it can take
 // arrives, it exits 0) but never reads the final response's identifier, so its A-RELEASE then

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espnode/espnode/dcm/dcmtest"
 	"github.com/espnode/espnode/internal/testutil"
 )
 
@@ -271,7 +272,10 @@ func newFixture(t *testing.T) fixture {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile := func(rel, name string) string {
-		b, err := os.ReadFile(testutil.SharedData(t, "dicom", rel))
+		if !filepath.IsAbs(rel) {
+			rel = testutil.SharedData(t, "dicom", rel)
+		}
+		b, err := os.ReadFile(rel)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,8 +286,10 @@ func newFixture(t *testing.T) fixture {
 		return p
 	}
 	f := fixture{
-		ctPlain:  copyFile("CT/cornerstone_CT_evrle.dcm", "ct-plain.dcm"),
-		ctJPEGLS: copyFile("CT/cornerstone_CT_jpegls_lossless.dcm", "ct-jpegls.dcm"),
+		ctPlain: copyFile("CT/cornerstone_CT_evrle.dcm", "ct-plain.dcm"),
+		// Cut short: the node stores it but can neither decode nor decompress it, so a peer
+		// that takes only uncompressed CT cannot be sent it.
+		ctJPEGLS: copyFile(dcmtest.TruncatedCodestream(t, testutil.SharedData(t, "dicom", "CT", "cornerstone_CT_jpegls_lossless.dcm")), "ct-jpegls.dcm"),
 		seg:      copyFile("SEG/dcmqi_liver/liver_seg.dcm", "seg.dcm"),
 	}
 	// New instance UIDs, so that the two CT copies are two instances of one study.

@@ -62,32 +62,56 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
-	c, err := p.dialDestination(ctx, a, seg.SOPClassUID, seg.TransferSyntaxUID)
+	defer func() {
+		if rc != nil {
+			rc.Close()
+		}
+	}()
+	addr := Peer{Host: a.Host, Port: a.Port}.Addr()
+	d, err := p.assocs.acquire(ctx, destKey{addr, a.AETitle})
 	if err != nil {
-		return fmt.Errorf("associate: %w", err)
+		return fmt.Errorf("waiting for the association to %s: %w", a.Destination(), err)
 	}
-	ts, data, stop, err := sendable(c, seg, bufio.NewReaderSize(rc, 64<<10))
-	if err != nil {
-		_ = c.Release(ctx)
-		return err
+	defer d.release()
+	c := d.client(ctx, seg.SOPClassUID, seg.TransferSyntaxUID)
+	reused := c != nil
+	for {
+		if c == nil {
+			if c, err = p.dialDestination(ctx, a, seg.SOPClassUID, seg.TransferSyntaxUID); err != nil {
+				return fmt.Errorf("associate: %w", err)
+			}
+			// Kept from here on, so that a failure below aborts it (drop).
+			d.keep(c, seg.SOPClassUID, seg.TransferSyntaxUID)
+		}
+		ts, data, stop, err := sendable(c, seg, bufio.NewReaderSize(rc, 64<<10))
+		if err != nil {
+			d.drop()
+			return err
+		}
+		st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
+		stop()
+		if err != nil {
+			d.drop()
+			c = nil
+			if reused && ctx.Err() == nil && (dimse.IsAssociationGone(err) || errors.Is(err, dimse.ErrReleaseRequested)) {
+				// The destination closed the association while it was idle: once more on a
+				// new one, from the start of the SEG.
+				reused = false
+				rc.Close()
+				if rc, _, err = p.opts.Store.OpenDataSet(ctx, a.SEGInstanceUID); err != nil {
+					rc = nil
+					return err
+				}
+				continue
+			}
+			return fmt.Errorf("C-STORE: %w", err)
+		}
+		// Success, or a warning (0xB000, 0xB007, 0xB006): the object is kept.
+		if st.Code != dimse.StatusSuccess && st.Code&0xF000 != 0xB000 {
+			return fmt.Errorf("C-STORE: the destination answered %s", st)
+		}
+		return nil
 	}
-	defer stop()
-	st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
-	if err != nil {
-		_ = c.Abort()
-		return fmt.Errorf("C-STORE: %w", err)
-	}
-	// Success, or a warning (0xB000, 0xB007, 0xB006): the object is kept.
-	if st.Code != dimse.StatusSuccess && st.Code&0xF000 != 0xB000 {
-		_ = c.Release(ctx)
-		return fmt.Errorf("C-STORE: the destination answered %s", st)
-	}
-	if err := c.Release(ctx); err != nil {
-		// Stored already: a failed release does not undo it.
-		p.log.Debug().Err(err).Msg("release after delivery")
-	}
-	return nil
 }
 
 // dialDestination requests an association with a delivery's destination for

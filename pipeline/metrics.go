@@ -18,6 +18,8 @@ type Metrics struct {
 
 	Associations     prometheus.Counter
 	Instances        *prometheus.CounterVec // by channel ("none": not routed)
+	NotSegmented     *prometheus.CounterVec // by reason (routing rule, no_rule)
+	Implausible      *prometheus.CounterVec // by channel, reason (plausibility guard)
 	Bytes            prometheus.Counter
 	Inference        *prometheus.HistogramVec // by channel, provider
 	Segmentation     *prometheus.HistogramVec // by channel, provider
@@ -45,6 +47,14 @@ func NewMetrics() *Metrics {
 			Name: "espnode_instances_received_total",
 			Help: "Instances stored from C-STORE, by the channel routing gave them (none: not segmented).",
 		}, []string{"channel"}),
+		NotSegmented: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "espnode_instances_not_segmented_total",
+			Help: "Instances stored without segmentation, by reason: the reason of the routing rule that said none (xray_not_chest...), or no_rule.",
+		}, []string{"reason"}),
+		Implausible: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "espnode_implausible_instances_total",
+			Help: "Instances the plausibility guard judged implausible (foreground share or patch confidence outside the model's bounds for the channel), by channel and reason; their SEG is withheld when model.reject_implausible is on.",
+		}, []string{"channel", "reason"}),
 		Bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "espnode_received_bytes_total",
 			Help: "Bytes of the instances stored from C-STORE, file meta included.",
@@ -77,7 +87,7 @@ func NewMetrics() *Metrics {
 			Buckets: latency,
 		}, []string{"channel"}),
 	}
-	m.Registry.MustRegister(m.Associations, m.Instances, m.Bytes, m.Inference, m.Segmentation,
+	m.Registry.MustRegister(m.Associations, m.Instances, m.NotSegmented, m.Implausible, m.Bytes, m.Inference, m.Segmentation,
 		m.SegmentFailures, m.DeliveryAttempts, m.DeliveryFailures, m.EndToEnd,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -73,6 +73,9 @@ type Config struct {
 	ReplyToSender  bool
 	DeliveryRetry  Retry
 	DeliverTimeout time.Duration
+	// RejectImplausible withholds the SEG of an instance the plausibility guard judges
+	// implausible (segment.Request.RejectImplausible); either way it is counted and logged.
+	RejectImplausible bool
 }
 
 // Retry bounds the attempts of a job and spaces them (see Backoff).
@@ -120,7 +123,10 @@ func (c Config) check() error {
 // Workers fits the worker count to the machine and the execution provider
 // when configured is 0: a GPU takes a full batch of images at once; on the
 // CPU ONNX Runtime already spreads one inference over the cores, so a few
-// workers only overlap decoding and encoding with it.
+// workers only overlap decoding, encoding and the SEG's durable store with
+// it. At least two, and at least a batch: with one worker the model waited
+// for the store of each SEG, and the batcher's wait for company that could
+// not come (bench/e2e, a burst on two cores).
 func Workers(configured int, provider string, batch int) int {
 	if configured > 0 {
 		return configured
@@ -128,7 +134,7 @@ func Workers(configured int, provider string, batch int) int {
 	if provider != "" && provider != "cpu" {
 		return max(batch, 8)
 	}
-	return min(max(runtime.NumCPU()/2, 1), 4)
+	return min(max(runtime.NumCPU()/2, batch, 2), 4)
 }
 
 // Pipeline is the running pipeline. Put is its entry point.
@@ -145,6 +151,12 @@ type Pipeline struct {
 	segMu     sync.RWMutex
 	segmenter *segment.Segmenter
 	modelErr  error
+
+	// assocs keeps the associations of deliveries open between them; stopAssocs ends its
+	// janitor, which closes assocsDone when it has released them.
+	assocs     *associations
+	stopAssocs context.CancelFunc
+	assocsDone chan struct{}
 }
 
 // New requeues the jobs a crashed process left running (the queue's engine
@@ -170,6 +182,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 
 		segmenter: opts.Segmenter,
 		modelErr:  errors.New("model loading"),
+		assocs:    newAssociations(opts.Logger),
 	}
 	n, err := queue.RecoverJobs(ctx)
 	if err != nil {
@@ -193,7 +206,9 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		Queues:            queues,
 		Workers:           workers,
 		FetchPollInterval: poll,
-		FetchCooldown:     min(poll, 50*time.Millisecond),
+		// A worker that finishes asks for the next job at once; the cooldown caps how
+		// often: 50 ms held one worker to 20 jobs a second whatever the model's speed.
+		FetchCooldown: min(poll, 5*time.Millisecond),
 		RetryPolicy: retryPolicy{
 			segment: Backoff{Initial: c.SegmentRetry.Initial, Max: c.SegmentRetry.Max},
 			deliver: Backoff{Initial: c.DeliveryRetry.Initial, Max: c.DeliveryRetry.Max},
@@ -220,6 +235,12 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if err := p.client.Start(ctx); err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopAssocs, p.assocsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.assocsDone)
+		p.assocs.run(actx)
+	}()
 	return nil
 }
 
@@ -231,6 +252,11 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		err = p.client.StopAndCancel(cctx)
+	}
+	if p.stopAssocs != nil {
+		// The deliveries have stopped: their associations can go.
+		p.stopAssocs()
+		<-p.assocsDone
 	}
 	if err != nil {
 		return fmt.Errorf("job queue: stop: %w", err)
@@ -267,7 +293,34 @@ func (p *Pipeline) EnableSegmentation(s *segment.Segmenter, workers int) error {
 		p.segmenter = nil
 		return fmt.Errorf("job queue: %w", err)
 	}
+	p.logGuard(s)
 	return nil
+}
+
+// logGuard says once, when a model starts segmenting, which channels the plausibility guard
+// watches and which it cannot (the model has no bounds for them).
+func (p *Pipeline) logGuard(s *segment.Segmenter) {
+	var guarded, unguarded []string
+	for _, ch := range s.Channels() {
+		if b, err := s.Bounds(ch); err == nil && b != nil {
+			guarded = append(guarded, ch+" ("+b.String()+")")
+		} else {
+			unguarded = append(unguarded, ch)
+		}
+	}
+	reject := p.opts.Config.RejectImplausible
+	switch {
+	case len(unguarded) == 0:
+		p.log.Info().Bool("reject_implausible", reject).Strs("guarded", guarded).Msg("plausibility guard: every channel has bounds")
+		return
+	case len(guarded) == 0:
+		// A model without espnode.plausibility (the shipped one): an ordinary start, not a warning.
+		p.log.Info().Bool("reject_implausible", reject).
+			Msg("plausibility guard off: the model has no plausibility bounds (espnode.plausibility); its output is not judged")
+		return
+	}
+	p.log.Warn().Bool("reject_implausible", reject).Strs("guarded", guarded).Strs("unguarded", unguarded).
+		Msg("plausibility guard: the model gives no bounds for the unguarded channels; their output is not judged")
 }
 
 func (p *Pipeline) segmenterOrNil() *segment.Segmenter {
@@ -280,16 +333,13 @@ func (p *Pipeline) segmenterOrNil() *segment.Segmenter {
 // transaction, creates its segmentation job when routing gives it a
 // channel: a Success answered after Put returns means the job exists.
 func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instance, error) {
-	var (
-		ch     string
-		routed bool
-	)
+	var d Decision
 	req.InTx = func(ctx context.Context, tx store.Tx, inst store.Instance) error {
-		ch, _, routed = p.router.Route(inst)
-		if !routed {
+		d = p.router.Decide(inst)
+		if d.Channel == "" {
 			return nil
 		}
-		return p.enqueue(ctx, tx, inst, ch)
+		return p.enqueue(ctx, tx, inst, d.Channel)
 	}
 	inst, err := p.opts.Store.Put(ctx, req)
 	if err != nil {
@@ -301,14 +351,19 @@ func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instanc
 	}
 	p.metrics.Bytes.Add(float64(inst.Size))
 	p.metrics.Activity.Received(time.Now())
-	if !routed {
+	if d.Channel == "" {
 		p.metrics.Instances.WithLabelValues(channel.None).Inc()
+		p.metrics.NotSegmented.WithLabelValues(d.Reason).Inc()
+		msg := "a routing rule keeps this instance from segmentation: stored, not segmented"
+		if d.Rule < 0 {
+			msg = "no routing rule gives this instance a channel: stored, not segmented"
+		}
 		p.log.Info().Str("sop_instance_uid", inst.SOPInstanceUID).Str("modality", inst.Modality).
-			Str("sop_class", inst.SOPClassUID).Str("calling_ae", inst.CallingAE).
-			Msg("no routing rule gives this instance a channel: stored, not segmented")
+			Str("body_part", inst.BodyPartExamined).Str("sop_class", inst.SOPClassUID).Str("calling_ae", inst.CallingAE).
+			Str("reason", d.Reason).Int("rule", d.Rule).Msg(msg)
 		return inst, nil
 	}
-	p.metrics.Instances.WithLabelValues(ch).Inc()
+	p.metrics.Instances.WithLabelValues(d.Channel).Inc()
 	return inst, nil
 }
 

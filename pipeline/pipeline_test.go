@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/dcm"
@@ -190,6 +191,40 @@ type fakeDestination struct {
 	failures int
 	received map[string]int // SOP Instance UID -> times stored
 	calls    int
+	conns    []net.Conn // every association's connection, in the order accepted
+}
+
+// countingListener records the connections it accepts, so that a test can count associations
+// and cut them.
+type countingListener struct {
+	net.Listener
+	d *fakeDestination
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.d.mu.Lock()
+		l.d.conns = append(l.d.conns, c)
+		l.d.mu.Unlock()
+	}
+	return c, err
+}
+
+// associations returns how many associations the destination has accepted.
+func (d *fakeDestination) associations() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.conns)
+}
+
+// cut closes every accepted connection, as a destination that ends idle associations does.
+func (d *fakeDestination) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
 }
 
 func startFakeDestination(t *testing.T, failures int) *fakeDestination {
@@ -225,7 +260,7 @@ func startFakeDestination(t *testing.T, failures int) *fakeDestination {
 	d.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
+	go func() { srv.Serve(ctx, countingListener{ln, d}); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return d
 }
@@ -342,6 +377,50 @@ func TestDeliveryRetriesUntilTheDestinationAccepts(t *testing.T) {
 	}
 }
 
+// TestDeliveriesReuseTheAssociation: SEGs for one destination go over one association kept open
+// between them; when the destination has closed it while idle, the next delivery succeeds on a new
+// one without a failed attempt.
+func TestDeliveriesReuseTheAssociation(t *testing.T) {
+	dest := startFakeDestination(t, 0)
+	n := startPipeline(t, t.TempDir(), func(c *Config) {
+		c.Destinations = []Peer{dest.peer(t)}
+	}, testEngine(t))
+	for _, f := range []string{"ES_polypgen_C3_EndoCV2021_00428.dcm", "GM_gbm40_gbm40_25.dcm", "OP_drive_drive_05.dcm"} {
+		putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", f), "SCU")
+	}
+	waitUntil(t, "three deliveries", time.Minute, func() bool {
+		return jobsByState(t, n.st)["deliver/completed"] == 3
+	})
+	if got := dest.associations(); got != 1 {
+		t.Errorf("three deliveries over %d associations, want 1", got)
+	}
+
+	dest.cut()
+	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "XC_ph2_IMD008.dcm"), "SCU")
+	waitUntil(t, "the delivery after the cut", time.Minute, func() bool {
+		return jobsByState(t, n.st)["deliver/completed"] == 4
+	})
+	if got := dest.associations(); got != 2 {
+		t.Errorf("%d associations after the destination closed the first, want 2", got)
+	}
+	if got := len(dest.stored()); got != 4 {
+		t.Errorf("destination holds %d SEGs, want 4", got)
+	}
+	admin, err := NewAdmin(queueOf(t, n.st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := admin.List(context.Background(), nil, []string{KindDeliver}, 10)
+	if err != nil || len(jobs) != 4 {
+		t.Fatalf("delivery jobs %v (%v), want 4", jobs, err)
+	}
+	for _, j := range jobs {
+		if j.Attempt != 1 || j.LastError != "" {
+			t.Errorf("delivery job %d: attempt %d, last error %q; want one attempt: a closed idle association is not a failure", j.ID, j.Attempt, j.LastError)
+		}
+	}
+}
+
 func TestRouter(t *testing.T) {
 	r := NewRouter(append([]Route{
 		{Channel: channel.None, CallingAE: []string{"TEACHING"}},
@@ -375,6 +454,102 @@ func TestRouter(t *testing.T) {
 	// A CR that is not a chest falls through the chest rule to the table's.
 	if _, rule, _ := r.Route(store.Instance{Modality: "CR", BodyPartExamined: "HAND"}); rule != 4 {
 		t.Errorf("CR hand matched rule %d, want 4 (the table's CR rule)", rule)
+	}
+}
+
+// TestRouterAnatomy: the anatomy lists match by words; "" matches an absent value; codes match
+// by scheme and value; a none rule gives its reason.
+func TestRouterAnatomy(t *testing.T) {
+	r := NewRouter([]Route{
+		{Channel: channel.None, Modality: []string{"CR"}, ViewPosition: []string{"LL", "LATERAL"}, Reason: "lateral"},
+		{Channel: "xray", Modality: []string{"CR"}, BodyPartExamined: []string{"CHEST", "LARGE INTESTINE"}},
+		{Channel: "xray", Modality: []string{"CR"}, BodyPartExamined: []string{""}, AnatomicRegion: []string{"SCT:51185008"}},
+		{Channel: "xray", Modality: []string{"CR"}, BodyPartExamined: []string{""}, AnatomicRegion: []string{""}, Description: []string{"CHEST"}},
+		{Channel: "ultrasound", Modality: []string{"US"}, Description: []string{""}},
+		{Channel: channel.None, Modality: []string{"CR", "US"}},
+	})
+	type inst = store.Instance
+	for _, tt := range []struct {
+		name         string
+		inst         inst
+		want, reason string
+		rule         int
+	}{
+		{"word", inst{Modality: "CR", BodyPartExamined: "CHEST"}, "xray", "", 1},
+		{"underscore", inst{Modality: "CR", BodyPartExamined: "chest_pa"}, "xray", "", 1},
+		{"word last", inst{Modality: "CR", BodyPartExamined: "PA-CHEST"}, "xray", "", 1},
+		{"two words", inst{Modality: "CR", BodyPartExamined: "LARGE  INTESTINE"}, "xray", "", 1},
+		{"two words apart", inst{Modality: "CR", BodyPartExamined: "LARGE BOWEL INTESTINE"}, "", "rule_5", 5},
+		{"not a word of it", inst{Modality: "CR", BodyPartExamined: "CHESTABDOMEN"}, "", "rule_5", 5},
+		{"lateral first", inst{Modality: "CR", BodyPartExamined: "CHEST", ViewPosition: "LATERAL"}, "", "lateral", 0},
+		{"code", inst{Modality: "CR", AnatomicRegion: `SRT:T-D3000\ sct : 51185008 `}, "xray", "", 2},
+		{"code of another scheme", inst{Modality: "CR", AnatomicRegion: `SRT:51185008`, StudyDescription: "chest"}, "", "rule_5", 5},
+		{"code with a body part", inst{Modality: "CR", BodyPartExamined: "KNEE", AnatomicRegion: `SCT:51185008`}, "", "rule_5", 5},
+		{"description", inst{Modality: "CR", SeriesDescription: "Chest PA/LAT"}, "xray", "", 3},
+		{"protocol", inst{Modality: "CR", ProtocolName: "CHEST"}, "xray", "", 3},
+		{"description with a code", inst{Modality: "CR", AnatomicRegion: `SCT:72696002`, StudyDescription: "CHEST"}, "", "rule_5", 5},
+		{"all descriptions empty", inst{Modality: "US"}, "ultrasound", "", 4},
+		{"a description", inst{Modality: "US", StudyDescription: "Echo"}, "", "rule_5", 5},
+		{"no rule", inst{Modality: "MR"}, "", ReasonNoRule, -1},
+	} {
+		d := r.Decide(tt.inst)
+		if d.Channel != tt.want || d.Reason != tt.reason || d.Rule != tt.rule {
+			t.Errorf("%s: %+v, want channel %q reason %q rule %d", tt.name, d, tt.want, tt.reason, tt.rule)
+		}
+	}
+	if w := Words(" Chest_PA/lat-2 "); strings.Join(w, ",") != "CHEST,PA,LAT,2" {
+		t.Errorf("Words = %q", w)
+	}
+}
+
+// TestNotSegmentedCounted: an instance a none rule or no rule keeps from segmentation is
+// stored, makes no job and is counted by reason.
+func TestNotSegmentedCounted(t *testing.T) {
+	n := startPipeline(t, t.TempDir(), func(c *Config) {
+		c.Routing = []Route{{Channel: channel.None, Modality: []string{"CR"}, BodyPartExamined: []string{"EXTREMITY"}, Reason: "xray_not_chest"}}
+	}, nil)
+	putFile(t, n.pl, testutil.SharedData(t, "dicom", "CR", "wg04_RG3_UNC_mono1.dcm"), "SCU")
+	putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "GM_gbm40_gbm40_25.dcm"), "SCU")
+	if got := jobsByState(t, n.st); len(got) != 0 {
+		t.Errorf("jobs %v, want none", got)
+	}
+	m := n.pl.metrics
+	if a, b, c := promtest.ToFloat64(m.NotSegmented.WithLabelValues("xray_not_chest")), promtest.ToFloat64(m.NotSegmented.WithLabelValues(ReasonNoRule)),
+		promtest.ToFloat64(m.Instances.WithLabelValues(channel.None)); a != 1 || b != 1 || c != 2 {
+		t.Errorf("not segmented: xray_not_chest %v, no_rule %v; instances none %v", a, b, c)
+	}
+}
+
+// TestGuardWithholdsSEG: with a model that has plausibility bounds (seg/onnx's toy: xray needs
+// half the pixels foreground), an implausible instance is counted, its job completes and no SEG
+// is stored or delivered; with model.reject_implausible off the SEG is stored and still counted.
+func TestGuardWithholdsSEG(t *testing.T) {
+	testEngine(t) // the library
+	e, err := onnx.OpenUniversal(filepath.Join(testutil.RepoRoot(t), "seg", "onnx", "testdata", "toy-tiles-s64.onnx"),
+		onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, reject := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reject=%v", reject), func(t *testing.T) {
+			n := startPipeline(t, t.TempDir(), func(c *Config) {
+				c.Routing = []Route{{Channel: "xray", Modality: []string{"OP"}}, {Channel: "fundus", Modality: []string{"GM"}}}
+				c.RejectImplausible = reject
+			}, e)
+			putFile(t, n.pl, testutil.SharedData(t, "dicom", "wrapped", "OP_drive_drive_05.dcm"), "SCU")
+			waitUntil(t, "the job to complete", time.Minute, func() bool {
+				return jobsByState(t, n.st)["segment/completed"] == 1
+			})
+			_, _, _, instances, _ := n.st.Counts(context.Background())
+			want := map[bool]int{true: 1, false: 2}[reject]
+			if instances != want {
+				t.Errorf("%d instances in the archive, want %d", instances, want)
+			}
+			if got := promtest.ToFloat64(n.pl.metrics.Implausible.WithLabelValues("xray", onnx.ReasonFgLow)); got != 1 {
+				t.Errorf("implausible xray/fg_fraction_low = %v, want 1", got)
+			}
+		})
 	}
 }
 

@@ -129,7 +129,7 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 	log := p.log.With().Str("seg_instance_uid", segUID).Str("source", s.key).Str("channel", s.channel).
 		Int64("job", job.ID).Int("attempt", job.Attempt).Logger()
 
-	req := segment.Request{Sources: inputs, Channel: s.channel, SEG: dicomseg.Options{
+	req := segment.Request{Sources: inputs, Channel: s.channel, RejectImplausible: p.opts.Config.RejectImplausible, SEG: dicomseg.Options{
 		SOPInstanceUID:    segUID,
 		SeriesInstanceUID: SEGSeriesUID(s.series, s.channel, model, version),
 		Equipment: dicomseg.Equipment{
@@ -154,6 +154,20 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 	}
 	p.metrics.Inference.WithLabelValues(s.channel, res.Provider).Observe(res.Timing.Infer.Seconds())
 	p.metrics.Segmentation.WithLabelValues(s.channel, res.Provider).Observe(res.Timing.Total().Seconds())
+	for _, c := range res.Implausible() {
+		p.metrics.Implausible.WithLabelValues(s.channel, c.Reason).Inc()
+		ev := log.Warn().Str("instance", c.Source).Str("reason", c.Reason).Float64("fg_fraction", c.FgFraction)
+		if c.HasPatch {
+			ev = ev.Float64("patch_max", c.PatchMax)
+		}
+		bounds, _ := sg.Bounds(s.channel)
+		ev = ev.Str("bounds", bounds.String())
+		if res.Withheld {
+			ev.Msg("implausible output for the channel: SEG withheld, job completed (model.reject_implausible)")
+		} else {
+			ev.Msg("implausible output for the channel: SEG stored anyway (model.reject_implausible is off)")
+		}
+	}
 
 	if s.seriesMode {
 		// An instance that arrived while this ran found the job running and
@@ -165,6 +179,11 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 		if last.After(s.receivedAt) {
 			return river.JobSnooze(p.opts.Config.SeriesIdle)
 		}
+	}
+
+	if res.Withheld {
+		// Nothing to store or deliver: returning completes the job.
+		return nil
 	}
 
 	type part struct {

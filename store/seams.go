@@ -46,8 +46,10 @@ type Index interface {
 	// Put inserts the instance, or replaces the row with its SOP Instance UID, and creates or
 	// updates its patient, study and series, in one transaction that is durable when Put
 	// returns. inTx, when not nil, runs in that transaction after the rows are written, and its
-	// error rolls the transaction back.
-	Put(ctx context.Context, inst Instance, inTx func(Tx) error) error
+	// error rolls the transaction back. It returns what the replaced row said (Found false for
+	// a new instance), read in the same transaction, so that the Store learns which object an
+	// earlier copy lives in without a read of its own before every Put.
+	Put(ctx context.Context, inst Instance, inTx func(Tx) error) (Replaced, error)
 	// Find streams the records matching q to fn, in a stable order, never holding the result
 	// whole; fn's error stops it with that error.
 	Find(ctx context.Context, q Query, fn func(Record) error) error
@@ -57,6 +59,14 @@ type Index interface {
 	// empty; an instance not indexed is ErrNotFound.
 	Remove(ctx context.Context, sopInstanceUID string) error
 	Close() error
+}
+
+// Replaced is the earlier row of a SOP Instance UID that Index.Put overwrote.
+type Replaced struct {
+	Found bool
+	// Path is the key of the object the row pointed at; ReceivedAt when it was received.
+	Path       string
+	ReceivedAt time.Time
 }
 
 // Counts are the sizes of the index.

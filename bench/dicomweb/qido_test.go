@@ -58,7 +58,7 @@ func index100k(b *testing.B) *sqlite.Engine {
 					SeriesInstanceUID: fmt.Sprintf("1.%d.%d", p, se), Modality: []string{"CT", "SEG"}[se],
 					SOPInstanceUID: fmt.Sprintf("1.%d.%d.%d", p, se, i), SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", InstanceNumber: i + 1,
 					Path: "x", ReceivedAt: now, TransferSyntaxUID: dcm.ExplicitVRLittleEndian}
-				if err := x.Put(context.Background(), in, nil); err != nil {
+				if _, err := x.Put(context.Background(), in, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

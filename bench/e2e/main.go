@@ -4,7 +4,11 @@
 // waits for /readyz (model loaded), sends fresh copies (new SOP Instance
 // UIDs, DCMTK dcmodify) of files of every channel from the shared data, one
 // at a time with a pause (unloaded latency) or back to back (-burst), and
-// prints p50 and p95 per channel. bench/e2e/run.sh runs it.
+// prints p50 and p95 per channel. In a burst it also prints how fast the
+// queue drained (frames segmented and delivered per second, from the first
+// C-STORE-RSP to the last SEG at the destination) against the inference-only
+// rate of the same model file with the same threads, measured in the same
+// run before the burst while the node is idle. bench/e2e/run.sh runs it.
 package main
 
 import (
@@ -28,6 +32,9 @@ import (
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/onnx"
+	"github.com/espnode/espnode/seg/pixel"
+	"github.com/espnode/espnode/seg/segment"
 )
 
 // sources are the files per channel under the shared data's dicom folder.
@@ -54,14 +61,16 @@ func main() {
 	burst := flag.Bool("burst", false, "send everything back to back")
 	provider := flag.String("provider", "cpu", "model.provider")
 	workers := flag.Int("workers", 0, "pipeline.workers (0: fitted)")
+	logLevel := flag.String("log-level", "warn", "the node's log.level (its log is OUT/espnode.log)")
+	threads := flag.Int("threads", 0, "model.threads, for the node and the inference-only reference (0: ONNX Runtime's choice)")
 	flag.Parse()
-	if err := run(*bin, *shared, *out, *n, *pause, *burst, *provider, *workers); err != nil {
+	if err := run(*bin, *shared, *out, *n, *pause, *burst, *provider, *workers, *threads, *logLevel); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, shared, out string, n int, pause time.Duration, burst bool, provider string, workers int) error {
+func run(bin, shared, out string, n int, pause time.Duration, burst bool, provider string, workers, threads int, logLevel string) error {
 	if err := os.RemoveAll(out); err != nil {
 		return err
 	}
@@ -113,8 +122,8 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 	defer func() { scp.Process.Kill(); scp.Wait() }()
 
 	cfg := fmt.Sprintf("data_dir: %s\ndicom: {host: 127.0.0.1, port: %d}\nhttp: {addr: \"127.0.0.1:%d\"}\n"+
-		"model: {provider: %s}\npipeline: {workers: %d, poll_interval: 100ms}\nlog: {level: warn}\n",
-		filepath.Join(out, "data"), dicomPort, httpPort, provider, workers)
+		"model: {provider: %s, threads: %d}\npipeline: {workers: %d, poll_interval: 100ms}\nlog: {level: %s}\n",
+		filepath.Join(out, "data"), dicomPort, httpPort, provider, threads, workers, logLevel)
 	cfgFile := filepath.Join(out, "espnode.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
@@ -135,6 +144,14 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 	}
 
 	ctx := context.Background()
+	var ref inferenceRate
+	if burst {
+		// The reference, while the node waits with its model loaded: the same file, provider
+		// and threads, one image after another, nothing else.
+		if ref, err = inferenceOnly(filepath.Join(out, "data", "models"), provider, threads, samples); err != nil {
+			return fmt.Errorf("inference-only reference: %w", err)
+		}
+	}
 	var pcs []dimse.PresentationContextRQ
 	seen := map[[2]string]bool{}
 	for _, s := range samples {
@@ -196,8 +213,15 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 	}
 
 	lat := map[string][]time.Duration{}
+	var first, last time.Time
 	for _, s := range samples {
 		lat[s.channel] = append(lat[s.channel], received[s.uid].Sub(s.rsp))
+		if first.IsZero() || s.rsp.Before(first) {
+			first = s.rsp
+		}
+		if received[s.uid].After(last) {
+			last = received[s.uid]
+		}
 	}
 	mode := fmt.Sprintf("paced (%s pause)", pause)
 	if burst {
@@ -217,7 +241,79 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f |\n", ch, len(d), ms(p50), ms(p95), ms(d[len(d)-1]), inferMean[ch]*1000, segMean[ch]*1000)
 		_ = enc.Encode(map[string]any{"mode": mode, "channel": ch, "n": len(d), "p50_ms": ms(p50), "p95_ms": ms(p95), "provider": provider})
 	}
+	if burst {
+		// The first C-STORE-RSP is where the queue starts filling; storescp's file times have
+		// a resolution the run's seconds make irrelevant.
+		drain := last.Sub(first)
+		rate := float64(ref.frames) / drain.Seconds()
+		fmt.Printf("\ndrain: %d instances, %d frames in %.2f s: %.1f frames/s; inference only (same model file, provider %s, threads %d): %.1f ms per frame, %.1f frames/s; drain / inference-only: %.2f\n",
+			len(samples), ref.frames, drain.Seconds(), rate, provider, threads, ms(ref.perFrame), 1/ref.perFrame.Seconds(), rate*ref.perFrame.Seconds())
+		_ = enc.Encode(map[string]any{"mode": "drain", "instances": len(samples), "frames": ref.frames, "drain_s": drain.Seconds(),
+			"drain_frames_per_s": rate, "infer_ms_per_frame": ms(ref.perFrame), "ratio": rate * ref.perFrame.Seconds(), "provider": provider})
+	}
 	return nil
+}
+
+// inferenceRate is the inference-only reference: frames run and the mean time of one.
+type inferenceRate struct {
+	frames   int
+	perFrame time.Duration
+}
+
+// inferenceOnly decodes and pre-processes every frame of the samples (untimed), then runs each
+// through the model alone, one after another, and returns the mean time per frame.
+func inferenceOnly(modelDir, provider string, threads int, samples []sample) (inferenceRate, error) {
+	models, err := filepath.Glob(filepath.Join(modelDir, "*.onnx"))
+	if err != nil || len(models) != 1 {
+		return inferenceRate{}, fmt.Errorf("want the node's one model file in %s, found %v (%v)", modelDir, models, err)
+	}
+	engine, err := onnx.OpenUniversal(models[0], onnx.Options{Provider: provider, Threads: threads, MaxBatch: 1})
+	if err != nil {
+		return inferenceRate{}, err
+	}
+	defer engine.Close()
+	type input struct {
+		image []float32
+		query int64
+		model *onnx.Model
+	}
+	var inputs []input
+	for _, s := range samples {
+		route, err := engine.Route(s.channel)
+		if err != nil {
+			return inferenceRate{}, err
+		}
+		src, err := segment.ReadFile(s.file)
+		if err != nil {
+			return inferenceRate{}, err
+		}
+		for i := range src.Image.NumFrames() {
+			fr, err := src.Image.Frame(i)
+			if err != nil {
+				return inferenceRate{}, err
+			}
+			rgb, err := src.Image.Render(fr)
+			if err != nil {
+				return inferenceRate{}, err
+			}
+			img, _, err := pixel.Preprocess(rgb, route.Model.InputSize())
+			if err != nil {
+				return inferenceRate{}, err
+			}
+			inputs = append(inputs, input{img, route.Channel.Query, route.Model})
+		}
+	}
+	// One untimed run: the first pays for ONNX Runtime's lazy initialisation.
+	if _, err := inputs[0].model.Run(inputs[0].image, []int64{inputs[0].query}); err != nil {
+		return inferenceRate{}, err
+	}
+	start := time.Now()
+	for _, in := range inputs {
+		if _, err := in.model.Run(in.image, []int64{in.query}); err != nil {
+			return inferenceRate{}, err
+		}
+	}
+	return inferenceRate{frames: len(inputs), perFrame: time.Since(start) / time.Duration(len(inputs))}, nil
 }
 
 // means reads the mean of the inference and segmentation histograms per

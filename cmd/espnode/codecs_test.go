@@ -13,6 +13,7 @@ import (
 
 	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dcm/dcmtest"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/pixel"
@@ -21,6 +22,25 @@ import (
 // routedModalities are the modalities the default routing sends to a channel (the Modality
 // column of INVENTORY.csv).
 var routedModalities = map[string]bool{"CR": true, "DX": true, "US": true, "ES": true, "OP": true, "XC": true, "GM": true, "SM": true}
+
+// everyModalityRouting routes every image of a routed modality, whatever its anatomy: the
+// default table segments only chest radiographs and breast ultrasound, and most shared CR, DX
+// and US files are of other parts (or say nothing), while this test is about decoding them.
+const everyModalityRouting = `pipeline:
+  routing:
+    - {channel: dermoscopy, modality: [DMS, XC]}
+    - {channel: xray, modality: [CR, DX]}
+    - {channel: ultrasound, modality: [US]}
+    - {channel: fundus, modality: [OP]}
+    - {channel: microscopy, modality: [SM, GM]}
+    - {channel: colonoscopy, modality: [ES]}
+`
+
+// routeEveryRadiograph puts every CR and DX on the xray channel, ahead of the default table's
+// anatomy rules (withPipeline already routes every US), for the same reason.
+func routeEveryRadiograph(c *config.Config) {
+	c.Pipeline.Routing = append([]config.Route{{Channel: "xray", Modality: []string{"CR", "DX"}}}, c.Pipeline.Routing...)
+}
 
 // referenceDecodes holds the syntaxes DCMTK (dcmdjpeg, dcmdjpls, dcmdrle) or GDCM (gdcmconv
 // --raw) decodes, besides the native ones: HTJ2K and JPEG XL are in neither (DCMTK 3.6.7,
@@ -69,13 +89,19 @@ func routedShared(t *testing.T) (files []string, beyond []string) {
 // mask, byte for byte, through `espnode segment`.
 func TestSegmentSameImageSameMask(t *testing.T) {
 	model := segmentTestEnv(t)
-	for _, group := range [][]string{
-		{"US/wg04_US1_UNC.dcm", "US/wg04_US1_J2KR.dcm", "US/wg04_US1_RLE.dcm"},
-		{"CR/wg04_RG3_UNC_mono1.dcm", "CR/wg04_RG3_JPLL_mono1.dcm"},
+	// A leg radiograph and an ultrasound of no stated part: routed by channel, since the
+	// default table segments neither.
+	for _, group := range []struct {
+		channel string
+		files   []string
+	}{
+		{"ultrasound", []string{"US/wg04_US1_UNC.dcm", "US/wg04_US1_J2KR.dcm", "US/wg04_US1_RLE.dcm"}},
+		{"xray", []string{"CR/wg04_RG3_UNC_mono1.dcm", "CR/wg04_RG3_JPLL_mono1.dcm"}},
 	} {
+		group, channel := group.files, group.channel
 		t.Run(filepath.Base(group[0]), func(t *testing.T) {
 			out := t.TempDir()
-			args := []string{"--model", model, "--threads", "1", "--provider", "cpu", "--no-seg", "-q", "-o", out}
+			args := []string{"--model", model, "--threads", "1", "--provider", "cpu", "--channel", channel, "--no-seg", "-q", "-o", out}
 			for _, f := range group {
 				args = append(args, testutil.SharedData(t, "dicom", f))
 			}
@@ -126,8 +152,12 @@ func TestEveryRoutedFileSegmented(t *testing.T) {
 	t.Run("espnode segment", func(t *testing.T) {
 		model := segmentTestEnv(t)
 		out := t.TempDir()
+		cfg := filepath.Join(t.TempDir(), "every.yaml")
+		if err := os.WriteFile(cfg, []byte(everyModalityRouting), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		var stdout, stderr bytes.Buffer
-		args := append([]string{"--model", model, "--threads", "1", "--provider", "cpu", "-q", "-o", out}, all...)
+		args := append([]string{"--model", model, "--threads", "1", "--provider", "cpu", "--config", cfg, "-q", "-o", out}, all...)
 		if err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, args); err != nil {
 			t.Fatalf("%v\n%s", err, stderr.String())
 		}
@@ -148,7 +178,8 @@ func TestEveryRoutedFileSegmented(t *testing.T) {
 		pipelineORT(t)
 		destDir := t.TempDir()
 		destPort := startStorescp(t, destDir)
-		n := startNode(t, withPipeline(config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort}))
+		pipe := withPipeline(config.Peer{AETitle: "STORESCP", Host: "127.0.0.1", Port: destPort})
+		n := startNode(t, func(c *config.Config) { pipe(c); routeEveryRadiograph(c) })
 		want := map[string]string{} // source SOP Instance UID -> file
 		for _, f := range all {
 			uid := readAttrs(t, f, dcm.SOPInstanceUID).String(dcm.SOPInstanceUID)
@@ -236,39 +267,7 @@ func tryMeta(path string) (dcm.FileMeta, bool) {
 	return m, err == nil
 }
 
-// truncatedCodestream writes a copy of a compressed file whose pixel data keeps only the first
-// half of its fragments: a codestream cut short in transit, which decodes to an error.
+// truncatedCodestream is src with its first frame's codestream cut short (dcmtest).
 func truncatedCodestream(t *testing.T, src string) string {
-	t.Helper()
-	f, err := dcm.ReadFile(src, dcm.ParseOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pd := f.DataSet.Find(dcm.PixelData)
-	if pd == nil || len(pd.Fragments) < 2 {
-		t.Fatalf("%s has no encapsulated pixel data", src)
-	}
-	frag := pd.Fragments[1]
-	pd.Fragments = [][]byte{pd.Fragments[0], frag[:len(frag)/2&^1]}
-	var b bytes.Buffer
-	meta := f.Meta
-	meta.SourceApplicationEntityTitle = ""
-	if err := dcm.WriteFileMeta(&b, meta); err != nil {
-		t.Fatal(err)
-	}
-	w, err := dcm.NewWriter(&b, meta.TransferSyntaxUID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteDataSet(f.DataSet); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "truncated_"+filepath.Base(src))
-	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return dcmtest.TruncatedCodestream(t, src)
 }

@@ -20,14 +20,15 @@ import (
 
 // runEval implements `espnode eval --data DIR [--json]`: every test pair of a seg2d tree goes
 // through the node's own pre-processing, ONNX Runtime and post-processing, and the masks at the
-// source resolution are scored against the reference masks.
+// source resolution are scored against the reference masks; the plausibility guard judges each
+// image as serve would (the withheld share).
 func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	dataDir := fs.String("data", "", "seg2d folder holding MANIFEST.csv (required)")
 	model := fs.String("model", os.Getenv(modelEnv), "model file (ONNX, espnode contract); default $"+modelEnv+", else the shipped model")
 	split := fs.String("split", "test", "manifest split to score")
-	asJSON := fs.Bool("json", false, "print a JSON array of {channel, dataset, n, dice, iou}")
+	asJSON := fs.Bool("json", false, "print a JSON array of {channel, dataset, n, dice, iou, withheld, guarded}")
 	library := fs.String("onnxruntime", "", "path of libonnxruntime.so (default: $"+onnx.LibraryEnv+", next to the binary, the system)")
 	provider := fs.String("provider", onnx.ProviderAuto, "execution provider: "+strings.Join(onnx.Providers(), ", "))
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
@@ -35,7 +36,8 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	limit := fs.Int("limit", 0, "score at most this many pairs per dataset (0: all)")
 	fs.Usage = func() {
 		fmt.Fprintln(env.stderr, "usage: espnode eval --data DIR [--json] [--model FILE.onnx]")
-		fmt.Fprintln(env.stderr, "Scores the model on a seg2d tree's test split: Dice and IoU per channel and dataset.")
+		fmt.Fprintln(env.stderr, "Scores the model on a seg2d tree's test split: Dice and IoU per channel and dataset, and the share")
+		fmt.Fprintln(env.stderr, "of images whose SEG the plausibility guard would withhold (\"-\": the model gives the channel no bounds).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

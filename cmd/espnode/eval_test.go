@@ -38,7 +38,7 @@ func TestEvalCommand(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &raw); err != nil {
 		t.Fatalf("output is not a JSON array: %v\n%s", err, stdout.String())
 	}
-	wantKeys := []string{"channel", "dataset", "dice", "iou", "n"}
+	wantKeys := []string{"channel", "dataset", "dice", "guarded", "iou", "n", "withheld"}
 	var got []string
 	scores := map[string]eval.Score{}
 	for _, obj := range raw {
@@ -57,6 +57,10 @@ func TestEvalCommand(t *testing.T) {
 		}
 		got = append(got, s.Channel+"/"+s.Dataset)
 		scores[s.Channel+"/"+s.Dataset] = s
+		// The shipped model gives no plausibility bounds: nothing is judged.
+		if s.Guarded || s.Withheld != 0 {
+			t.Errorf("%s/%s: guarded %v, withheld %d with the shipped model (no bounds)", s.Channel, s.Dataset, s.Guarded, s.Withheld)
+		}
 		if s.Dice < 0 || s.Dice > 1 || s.IoU < 0 || s.IoU > s.Dice+1e-12 {
 			t.Errorf("%s/%s: dice %g iou %g out of range", s.Channel, s.Dataset, s.Dice, s.IoU)
 		}

@@ -238,7 +238,10 @@ func TestServeKeepsGPULibrariesQuiet(t *testing.T) {
 func serveUntilModel(t *testing.T, bin, ldPath string) string {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--port", strconv.Itoa(freePort(t)), "--data-dir", t.TempDir())
-	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+ldPath, "ESPNODE_HTTP_ADDR=127.0.0.1:0")
+	// As `make run` starts it: from the checkout's root, where it finds the viewer
+	// (third_party/ohif, scripts/deps.sh), on ports of its own.
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+ldPath, "ESPNODE_HTTP_ADDR=127.0.0.1:0", "ESPNODE_HTTP_VIEWER_ADDR=127.0.0.1:0")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The node's own output goes to a duplicate of descriptor 2: seg/onnx points descriptor 2
 	// itself elsewhere while it probes GPU providers, whose native libraries print there.
-	code := run(ctx, &cliEnv{stdout: os.Stdout, stderr: onnx.DupStderr()}, os.Args[1:])
+	stderr := onnx.DupStderr()
+	stopProfiles := startProfiles(os.Getenv(ProfileDirEnv), stderr)
+	code := run(ctx, &cliEnv{stdout: os.Stdout, stderr: stderr}, os.Args[1:])
+	stopProfiles()
 	stop()
 	os.Exit(code)
 }

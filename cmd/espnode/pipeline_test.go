@@ -51,8 +51,11 @@ func pipelineORT(t *testing.T) {
 // given destinations, over startNode's storage-only defaults.
 func withPipeline(dests ...config.Peer) func(*config.Config) {
 	return func(c *config.Config) {
+		// The default table, but every ultrasound to its channel: the shared US files say nothing
+		// of the breast (the defaults store them unsegmented), and these tests need the channel's
+		// single-frame, multi-frame and undecodable cases.
 		def := config.Default()
-		c.Pipeline.Routing = def.Pipeline.Routing
+		c.Pipeline.Routing = append([]config.Route{{Channel: "ultrasound", Modality: []string{"US"}}}, def.Pipeline.Routing...)
 		c.Pipeline.Destinations = dests
 		c.Pipeline.Workers = 2
 		c.Pipeline.PollInterval = 100 * time.Millisecond
@@ -81,7 +84,6 @@ var routedSources = []struct {
 	{[]string{"XC", "fodicom_XC_photo_jpegbaseline_icon.dcm"}, "dermoscopy", 1},
 	{[]string{"US", "wg04_US1_UNC.dcm"}, "ultrasound", 1},
 	{[]string{"US_multiframe", "pydicom_examples_ybr_color_30fr_jpegbaseline.dcm"}, "ultrasound", 30},
-	{[]string{"CR", "wg04_RG3_UNC_mono1.dcm"}, "xray", 1},
 	{[]string{"DX", "highdicom_dx_image_mono1_evrle.dcm"}, "xray", 1},
 }
 
@@ -182,7 +184,8 @@ func dciodvfyErrors(t *testing.T, path string) []string {
 }
 
 // TestPipelineStorescuToStorescp: DCMTK storescu sends files of every routed
-// modality, plus one no rule routes and one the node cannot decode (its codestream cut short); DCMTK
+// modality, plus one no rule routes, radiographs the default routing does not
+// segment (hip, leg) and one the node cannot decode (its codestream cut short); DCMTK
 // storescp, the destination, receives exactly one dciodvfy-clean SEG per
 // routed source, referencing it, and the archive keeps every SEG.
 func TestPipelineStorescuToStorescp(t *testing.T) {
@@ -202,7 +205,10 @@ func TestPipelineStorescuToStorescp(t *testing.T) {
 	}
 	unrouted := testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm")
 	undecodable := truncatedCodestream(t, testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm"))
-	files = append(files, unrouted, undecodable)
+	// Radiographs of the hip and of the leg: the default routing keeps them from the lung channel.
+	hip := testutil.SharedData(t, "dicom", "CR", "wg04_RG2_RLE_mono2.dcm")
+	extremity := testutil.SharedData(t, "dicom", "CR", "wg04_RG3_UNC_mono1.dcm")
+	files = append(files, unrouted, undecodable, hip, extremity)
 
 	storescu(t, n.port, files)
 	// DCMTK 3.6.7's storescu does not know VL Whole Slide Microscopy: espnode store sends it.
@@ -263,7 +269,7 @@ func TestPipelineStorescuToStorescp(t *testing.T) {
 			t.Errorf("%s: SEG has %d frames, want one per source frame (%d)", f, len(s.Frames), frames[uid])
 		}
 	}
-	for _, f := range []string{unrouted, undecodable} {
+	for _, f := range []string{unrouted, undecodable, hip, extremity} {
 		if segs := got[readMeta(t, f).MediaStorageSOPInstanceUID]; len(segs) > 0 {
 			t.Errorf("%s got SEGs %v; want none", f, segs)
 		}

@@ -34,7 +34,7 @@ type segmentFlags struct {
 	model, channel, outDir, library, provider, config string
 	threads, batch                                    int
 	batchWait                                         time.Duration
-	fractional, noSEG, quiet                          bool
+	fractional, noSEG, quiet, keepImplausible         bool
 }
 
 func (f *segmentFlags) register(fs *flag.FlagSet) {
@@ -50,6 +50,7 @@ func (f *segmentFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.fractional, "fractional", false, "write a FRACTIONAL SEG (probabilities) instead of BINARY")
 	fs.BoolVar(&f.noSEG, "no-seg", false, "do not write DICOM SEG files")
 	fs.BoolVar(&f.quiet, "q", false, "no progress bar")
+	fs.BoolVar(&f.keepImplausible, "keep-implausible", false, "write the SEG even when the plausibility guard judges the output implausible for the channel (masks are written either way)")
 }
 
 func runSegment(ctx context.Context, env *cliEnv, args []string) error {
@@ -126,6 +127,9 @@ func runSegment(ctx context.Context, env *cliEnv, args []string) error {
 						outs = append(outs[:2:2], fmt.Sprintf("... (%d files)", len(res.outputs)))
 					}
 					fmt.Fprintf(env.stdout, "%s: %s, %d frame(s), %d foreground pixels -> %s\n", file, res.channel, res.frames, res.foreground, strings.Join(outs, ", "))
+					if res.implausible != "" {
+						fmt.Fprintf(env.stdout, "%s: %s\n", file, res.implausible)
+					}
 				}
 				bar.step()
 				mu.Unlock()
@@ -163,6 +167,8 @@ type segmentResult struct {
 	frames     int
 	foreground int
 	outputs    []string
+	// implausible says what the plausibility guard found, when it judged the output implausible.
+	implausible string
 }
 
 // route picks a file's channel as the node does for an instance it stores: the attributes the
@@ -183,11 +189,11 @@ func (s *segmenter) route(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ch, _, ok := s.router.Route(inst)
-	if !ok {
-		return "", fmt.Errorf("no channel for Modality %q: pass --channel", inst.Modality)
+	d := s.router.Decide(inst)
+	if d.Channel == "" {
+		return "", fmt.Errorf("no channel for Modality %q, Body Part Examined %q (routing: %s): pass --channel", inst.Modality, inst.BodyPartExamined, d.Reason)
 	}
-	return ch, nil
+	return d.Channel, nil
 }
 
 // segmentFile segments one DICOM file and writes its outputs.
@@ -209,6 +215,9 @@ func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResul
 		Channel:    ch,
 		Fractional: s.flags.fractional,
 		NoSEG:      s.flags.noSEG,
+		// As serve withholds it (model.reject_implausible): a SEG naming the channel's anatomy
+		// over output the channel cannot mean is worse than none.
+		RejectImplausible: !s.flags.keepImplausible,
 		// Frames go to the model concurrently, up to a batch at a time, so that a
 		// multi-frame file fills batches by itself.
 		Concurrency: max(s.flags.batch, 1),
@@ -236,6 +245,21 @@ func (s *segmenter) segmentFile(ctx context.Context, path string) (*segmentResul
 	out := &segmentResult{channel: ch, frames: res.Frames, foreground: res.Foreground}
 	for _, o := range outputs {
 		out.outputs = append(out.outputs, o...)
+	}
+	if bad := res.Implausible(); len(bad) > 0 {
+		c := bad[0]
+		bounds, _ := s.seg.Bounds(ch)
+		out.implausible = fmt.Sprintf("implausible for %s (%s: foreground %.4f", ch, c.Reason, c.FgFraction)
+		if c.HasPatch {
+			out.implausible += fmt.Sprintf(", patch confidence %.3f", c.PatchMax)
+		}
+		out.implausible += fmt.Sprintf("; bounds %s)", bounds)
+		switch {
+		case res.Withheld:
+			out.implausible += ": SEG withheld (--keep-implausible writes it)"
+		case !s.flags.noSEG:
+			out.implausible += ": SEG written (--keep-implausible)"
+		}
 	}
 	if res.SEG != nil {
 		segPath := filepath.Join(s.flags.outDir, base+"_seg.dcm")

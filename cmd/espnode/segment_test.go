@@ -37,15 +37,42 @@ func TestSegmentCommand(t *testing.T) {
 	j2k := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
 	cut := truncatedCodestream(t, j2k)
 	ct := testutil.SharedData(t, "dicom", "CT", "wg04_CT1_UNC.dcm")
+	hip := testutil.SharedData(t, "dicom", "CR", "wg04_RG2_RLE_mono2.dcm")
+	thorax := testutil.SharedData(t, "dicom", "DX", "highdicom_dx_image_mono1_evrle.dcm")
+	// The default routing segments neither ultrasound that does not say it is of the breast nor
+	// a radiograph that is not of the chest: a configuration that routes every US does.
+	cfg := filepath.Join(t.TempDir(), "us.yaml")
+	if err := os.WriteFile(cfg, []byte("pipeline:\n  routing:\n    - {channel: ultrasound, modality: [US]}\n    - {channel: fundus, modality: [OP]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var stdout, stderr bytes.Buffer
 	err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
-		[]string{"--model", model, "--threads", "1", "--provider", "cpu", us, cine, fundus, j2k, cut, ct, "-o", out})
+		[]string{"--model", model, "--threads", "1", "--provider", "cpu", us, hip, thorax, ct, "-o", t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "3 of 4 files failed") {
+		t.Fatalf("default routing: err = %v, want 3 of 4 failed\nstderr:\n%s", err, stderr.String())
+	}
+	for _, want := range []string{
+		`no channel for Modality "US", Body Part Examined "" (routing: ultrasound_not_breast): pass --channel`,
+		`no channel for Modality "CR", Body Part Examined "HIP" (routing: xray_not_chest): pass --channel`,
+		`no channel for Modality "CT", Body Part Examined "" (routing: no_rule): pass --channel`,
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "highdicom_dx_image_mono1_evrle.dcm: xray, 1 frame(s)") {
+		t.Errorf("the THORAX radiograph is not segmented as xray:\n%s", stdout.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	err = runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
+		[]string{"--model", model, "--threads", "1", "--provider", "cpu", "--config", cfg, us, cine, fundus, j2k, cut, ct, "-o", out})
 	if err == nil || !strings.Contains(err.Error(), "2 of 6 files failed") {
 		t.Fatalf("err = %v, want 2 of 6 failed\nstderr:\n%s", err, stderr.String())
 	}
 	for _, want := range []string{
 		"truncated_wg04_US1_J2KR.dcm: source cannot be segmented: frame 1: JPEG 2000:",
-		`no channel for Modality "CT": pass --channel`,
+		`no channel for Modality "CT", Body Part Examined "" (routing: no_rule): pass --channel`,
 	} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
@@ -96,6 +123,40 @@ func TestSegmentCommand(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "wg04_US1_RLE.dcm: ultrasound, 1 frame(s)") {
 		t.Errorf("stdout:\n%s", stdout.String())
+	}
+}
+
+// TestSegmentImplausible: with a model that has plausibility bounds (seg/onnx's toy: xray needs
+// half the pixels foreground), `espnode segment` reports an implausible output and writes no SEG
+// unless --keep-implausible; the masks are written either way.
+func TestSegmentImplausible(t *testing.T) {
+	segmentTestEnv(t)
+	model := filepath.Join(testutil.RepoRoot(t), "seg", "onnx", "testdata", "toy-tiles-s64.onnx")
+	in := testutil.SharedData(t, "dicom", "wrapped", "OP_drive_drive_05.dcm")
+	for _, keep := range []bool{false, true} {
+		out := t.TempDir()
+		args := []string{"--model", model, "--threads", "1", "--provider", "cpu", "--channel", "xray", "-q", in, "-o", out}
+		if keep {
+			args = append(args, "--keep-implausible")
+		}
+		var stdout, stderr bytes.Buffer
+		if err := runSegment(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr}, args); err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		want := "implausible for xray (fg_fraction_low: foreground 0.3"
+		if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), "bounds fg 0.5..1)") {
+			t.Errorf("keep %v: stdout lacks %q:\n%s", keep, want, stdout.String())
+		}
+		_, err := os.Stat(filepath.Join(out, "OP_drive_drive_05_seg.dcm"))
+		if keep != (err == nil) {
+			t.Errorf("keep %v: SEG written: %v", keep, err == nil)
+		}
+		if _, err := os.Stat(filepath.Join(out, "OP_drive_drive_05_mask.png")); err != nil {
+			t.Errorf("keep %v: %v", keep, err)
+		}
+		if note := map[bool]string{false: "SEG withheld", true: "SEG written"}[keep]; !strings.Contains(stdout.String(), note) {
+			t.Errorf("keep %v: stdout lacks %q:\n%s", keep, note, stdout.String())
+		}
 	}
 }
 

@@ -45,13 +45,14 @@ func routes(rs []config.Route) []pipeline.Route {
 	out := make([]pipeline.Route, 0, len(rs))
 	for _, r := range rs {
 		out = append(out, pipeline.Route{Channel: r.Channel, Modality: r.Modality, SOPClassUID: r.SOPClassUID,
-			BodyPartExamined: r.BodyPartExamined, ImageType: r.ImageType, CallingAE: r.CallingAE})
+			BodyPartExamined: r.BodyPartExamined, AnatomicRegion: r.AnatomicRegion, ViewPosition: r.ViewPosition,
+			Description: r.Description, ImageType: r.ImageType, CallingAE: r.CallingAE, Reason: r.Reason})
 	}
 	return out
 }
 
-// pipelineConfig converts the pipeline section.
-func pipelineConfig(c config.Pipeline) pipeline.Config {
+// pipelineConfig converts the pipeline section, and the model section's guard.
+func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
 	retry := func(r config.Retry) pipeline.Retry {
 		return pipeline.Retry{MaxAttempts: r.MaxAttempts, Initial: r.Initial, Max: r.Max}
 	}
@@ -65,6 +66,8 @@ func pipelineConfig(c config.Pipeline) pipeline.Config {
 		ReplyToSender:  c.ReplyToSender,
 		DeliveryRetry:  retry(c.DeliveryRetry),
 		DeliverTimeout: c.DeliverTimeout,
+
+		RejectImplausible: m.RejectImplausible,
 	}
 }
 

@@ -19,7 +19,7 @@ const module = "github.com/espnode/espnode/"
 var layers = [][]string{
 	{"internal/version", "internal/testutil", "internal/layers", "dcm/internal/dictgen"},
 	{"dcm"},
-	{"dimse"},
+	{"dimse", "dcm/dcmtest"},
 	{"store"},
 	{"store/fsarchive", "store/sqlite"},
 	{"store/datadir"},
@@ -30,7 +30,7 @@ var layers = [][]string{
 	{"seg/eval"},
 	{"config"},
 	{"scp", "pipeline", "dicomweb", "httpguard", "viewer", "console"},
-	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/pixel", "interop"},
+	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "interop"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine

@@ -1,7 +1,8 @@
 // Package eval scores the model on a seg2d tree (images, reference masks and a MANIFEST.csv
 // naming their channel, dataset and split): every pair goes through the node's own
 // pre-processing, ONNX Runtime and post-processing, and the mask at the source's resolution is
-// scored against the reference with Dice and IoU, per channel and dataset.
+// scored against the reference with Dice and IoU, per channel and dataset, beside the share of
+// images the plausibility guard would withhold the SEG of.
 package eval
 
 import (
@@ -37,13 +38,26 @@ type Pair struct {
 	Channel, Dataset, Image, Mask string
 }
 
-// Score is one line of the result: the mean Dice and IoU over a dataset's images.
+// Score is one line of the result: the mean Dice and IoU over a dataset's images, and how many
+// of them the plausibility guard judges implausible (the node would withhold their SEG).
 type Score struct {
 	Channel string  `json:"channel"`
 	Dataset string  `json:"dataset"`
 	N       int     `json:"n"`
 	Dice    float64 `json:"dice"`
 	IoU     float64 `json:"iou"`
+	// Withheld counts the images the guard judges implausible; Guarded is false when the model
+	// gives no plausibility bounds for the channel (nothing is judged).
+	Withheld int  `json:"withheld"`
+	Guarded  bool `json:"guarded"`
+}
+
+// WithheldShare is the share of the images whose SEG the guard would withhold.
+func (s Score) WithheldShare() float64 {
+	if s.N == 0 {
+		return 0
+	}
+	return float64(s.Withheld) / float64(s.N)
 }
 
 // ReadManifest returns the pairs of one split of dir/MANIFEST.csv, sorted by channel index,
@@ -122,7 +136,11 @@ func ReadManifest(dir, split string, limit int) ([]Pair, []string, error) {
 // Evaluate scores every pair (paths relative to dir) with workers goroutines, so that images
 // meet in the model's batcher, and returns the mean per channel and dataset, in the pairs' order.
 func Evaluate(ctx context.Context, engine *onnx.Engine, dir string, rows []Pair, workers int) ([]Score, error) {
-	type result struct{ dice, iou float64 }
+	type result struct {
+		dice, iou float64
+		check     onnx.Check
+		guarded   bool
+	}
 	results := make([]result, len(rows))
 	errs := make([]error, len(rows))
 	jobs := make(chan int)
@@ -130,12 +148,12 @@ func Evaluate(ctx context.Context, engine *onnx.Engine, dir string, rows []Pair,
 	for range max(workers, 1) {
 		wg.Go(func() {
 			for i := range jobs {
-				d, u, err := scorePair(ctx, engine, dir, rows[i])
+				d, u, c, guarded, err := scorePair(ctx, engine, dir, rows[i])
 				if err != nil {
 					errs[i] = fmt.Errorf("%s: %w", rows[i].Image, err)
 					continue
 				}
-				results[i] = result{d, u}
+				results[i] = result{d, u, c, guarded}
 			}
 		})
 	}
@@ -164,6 +182,10 @@ feed:
 		s.N++
 		s.Dice += results[i].dice
 		s.IoU += results[i].iou
+		s.Guarded = results[i].guarded
+		if results[i].check.Implausible() {
+			s.Withheld++
+		}
 	}
 	for i := range out {
 		out[i].Dice /= float64(out[i].N)
@@ -172,37 +194,35 @@ feed:
 	return out, nil
 }
 
-// scorePair segments one image as the node does (letterbox to the model's size, ONNX Runtime,
-// logits resized to the source and thresholded) and scores the mask against the reference.
-func scorePair(ctx context.Context, engine *onnx.Engine, dir string, row Pair) (dice, iou float64, err error) {
+// scorePair segments one image as the node does (onnx.Route.Predict: the channel's input mode,
+// letterbox or tiles, flips; logits at the source size, thresholded), scores the mask against the
+// reference and judges it as the node's guard does (seg/segment: foreground share and patch
+// confidence against the channel's bounds; guarded is false when the model has none).
+func scorePair(ctx context.Context, engine *onnx.Engine, dir string, row Pair) (dice, iou float64, check onnx.Check, guarded bool, err error) {
 	route, err := engine.Route(row.Channel)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, check, false, err
 	}
 	img, err := readPNG(filepath.Join(dir, row.Image))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, check, false, err
 	}
 	ref, err := readPNG(filepath.Join(dir, row.Mask))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, check, false, err
 	}
 	rgb := toRGB(img)
 	b := ref.Bounds()
 	if b.Dx() != rgb.Width || b.Dy() != rgb.Height {
-		return 0, 0, fmt.Errorf("mask %dx%d, image %dx%d", b.Dx(), b.Dy(), rgb.Width, rgb.Height)
+		return 0, 0, check, false, fmt.Errorf("mask %dx%d, image %dx%d", b.Dx(), b.Dy(), rgb.Width, rgb.Height)
 	}
-	input, geom, err := pixel.Preprocess(rgb, route.Model.InputSize())
+	p, err := route.Predict(ctx, rgb)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, check, false, err
 	}
-	logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
+	mask, err := p.Mask(route.Model.Metadata().Threshold, false)
 	if err != nil {
-		return 0, 0, err
-	}
-	mask, err := pixel.Postprocess(logits, geom, route.Model.Metadata().Threshold, false)
-	if err != nil {
-		return 0, 0, err
+		return 0, 0, check, false, err
 	}
 	gray := image.NewGray(b)
 	draw.Draw(gray, b, ref, b.Min, draw.Src)
@@ -220,7 +240,8 @@ func scorePair(ctx context.Context, engine *onnx.Engine, dir string, row Pair) (
 		}
 	}
 	dice, iou = DiceIoU(inter, pred, truth)
-	return dice, iou, nil
+	check = route.Bounds.Judge(float64(pred)/float64(max(len(mask.Bits), 1)), p.PatchMax, p.HasPatch)
+	return dice, iou, check, route.Bounds != nil, nil
 }
 
 // DiceIoU scores one mask: 2|P∩T|/(|P|+|T|) and |P∩T|/|P∪T|; both 1 when both masks are empty.
@@ -257,33 +278,50 @@ func toRGB(img image.Image) *pixel.RGB {
 }
 
 // WriteTable writes the scores as a table, with each channel's image-weighted mean after its
-// datasets and the mean over everything last.
+// datasets and the mean over everything last. The withheld column is the share of images the
+// guard would withhold the SEG of, "-" where the model gives the channel no bounds.
 func WriteTable(w io.Writer, scores []Score) {
-	fmt.Fprintf(w, "%-12s %-18s %5s %7s %7s\n", "channel", "dataset", "n", "dice", "iou")
-	var allN int
-	var allD, allU float64
+	fmt.Fprintf(w, "%-12s %-18s %5s %7s %7s %8s\n", "channel", "dataset", "n", "dice", "iou", "withheld")
+	line := func(s Score) {
+		withheld := "-"
+		if s.Guarded {
+			withheld = fmt.Sprintf("%7.1f%%", 100*s.WithheldShare())
+		}
+		fmt.Fprintf(w, "%-12s %-18s %5d %7.4f %7.4f %8s\n", s.Channel, s.Dataset, s.N, s.Dice, s.IoU, withheld)
+	}
+	all := Score{Channel: "(all)", Dataset: "(all)"}
 	for i, s := range scores {
-		fmt.Fprintf(w, "%-12s %-18s %5d %7.4f %7.4f\n", s.Channel, s.Dataset, s.N, s.Dice, s.IoU)
+		line(s)
 		if i+1 < len(scores) && scores[i+1].Channel == s.Channel {
 			continue
 		}
-		var n int
-		var d, u float64
+		sum := Score{Channel: s.Channel, Dataset: "(all)"}
 		for _, o := range scores {
 			if o.Channel == s.Channel {
-				n += o.N
-				d += o.Dice * float64(o.N)
-				u += o.IoU * float64(o.N)
+				sum.add(o)
 			}
 		}
-		if n != s.N {
-			fmt.Fprintf(w, "%-12s %-18s %5d %7.4f %7.4f\n", s.Channel, "(all)", n, d/float64(n), u/float64(n))
+		if sum.N != s.N {
+			line(sum.mean())
 		}
-		allN += n
-		allD += d
-		allU += u
+		all.add(sum.mean())
 	}
-	if allN > 0 {
-		fmt.Fprintf(w, "%-12s %-18s %5d %7.4f %7.4f\n", "(all)", "(all)", allN, allD/float64(allN), allU/float64(allN))
+	if all.N > 0 {
+		line(all.mean())
 	}
+}
+
+// add sums o into s, Dice and IoU weighted by images (mean divides them back).
+func (s *Score) add(o Score) {
+	s.N += o.N
+	s.Dice += o.Dice * float64(o.N)
+	s.IoU += o.IoU * float64(o.N)
+	s.Withheld += o.Withheld
+	s.Guarded = s.Guarded || o.Guarded
+}
+
+func (s Score) mean() Score {
+	s.Dice /= float64(s.N)
+	s.IoU /= float64(s.N)
+	return s
 }

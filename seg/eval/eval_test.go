@@ -2,29 +2,35 @@ package eval
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/onnx"
 )
 
 func TestWriteTable(t *testing.T) {
 	var b bytes.Buffer
 	WriteTable(&b, []Score{
-		{Channel: "xray", Dataset: "a", N: 1, Dice: 1, IoU: 1},
-		{Channel: "xray", Dataset: "b", N: 3, Dice: 0.5, IoU: 0.25},
+		{Channel: "xray", Dataset: "a", N: 1, Dice: 1, IoU: 1, Guarded: true},
+		{Channel: "xray", Dataset: "b", N: 3, Dice: 0.5, IoU: 0.25, Withheld: 1, Guarded: true},
 		{Channel: "fundus", Dataset: "c", N: 4, Dice: 0.25, IoU: 0.125},
 	})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	want := []string{
-		"channel      dataset                n    dice     iou",
-		"xray         a                      1  1.0000  1.0000",
-		"xray         b                      3  0.5000  0.2500",
-		"xray         (all)                  4  0.6250  0.4375",
-		"fundus       c                      4  0.2500  0.1250",
-		"(all)        (all)                  8  0.4375  0.2812",
+		"channel      dataset                n    dice     iou withheld",
+		"xray         a                      1  1.0000  1.0000     0.0%",
+		"xray         b                      3  0.5000  0.2500    33.3%",
+		"xray         (all)                  4  0.6250  0.4375    25.0%",
+		"fundus       c                      4  0.2500  0.1250        -",
+		"(all)        (all)                  8  0.4375  0.2812    12.5%",
 	}
 	if !reflect.DeepEqual(lines, want) {
 		t.Fatalf("table:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
@@ -93,5 +99,56 @@ func TestReadManifest(t *testing.T) {
 	}
 	if _, _, err := ReadManifest(filepath.Join(t.TempDir(), "none"), "test", 0); err == nil {
 		t.Error("missing manifest accepted")
+	}
+}
+
+// TestEvaluateGuard scores a small tree with seg/onnx's toy model (logits = grey / 255 - 0.5 +
+// query / 10; plausibility bounds for xray: at least half the pixels foreground, none for
+// dermoscopy): a white xray image is plausible and a black one withheld; dermoscopy is not
+// guarded, whatever its masks.
+func TestEvaluateGuard(t *testing.T) {
+	if os.Getenv(onnx.LibraryEnv) == "" {
+		t.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	e, err := onnx.OpenUniversal(filepath.Join(testutil.RepoRoot(t), "seg", "onnx", "testdata", "toy-tiles-s64.onnx"),
+		onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	dir := t.TempDir()
+	write := func(name string, v uint8) string {
+		img := image.NewGray(image.Rect(0, 0, 40, 30))
+		for i := range img.Pix {
+			img.Pix[i] = v
+		}
+		var b bytes.Buffer
+		if err := png.Encode(&b, img); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	white, black, mask := write("white.png", 255), write("black.png", 0), write("mask.png", 255)
+	rows := []Pair{
+		{Channel: "dermoscopy", Dataset: "d", Image: black, Mask: mask},
+		{Channel: "xray", Dataset: "x", Image: white, Mask: mask},
+		{Channel: "xray", Dataset: "x", Image: black, Mask: mask},
+	}
+	scores, err := Evaluate(context.Background(), e, dir, rows, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Score{
+		{Channel: "dermoscopy", Dataset: "d", N: 1, Dice: 0, IoU: 0},
+		{Channel: "xray", Dataset: "x", N: 2, Dice: 0.5, IoU: 0.5, Withheld: 1, Guarded: true},
+	}
+	if fmt.Sprint(scores) != fmt.Sprint(want) {
+		t.Errorf("scores %+v\nwant %+v", scores, want)
+	}
+	if got := scores[1].WithheldShare(); got != 0.5 {
+		t.Errorf("withheld share %g, want 0.5", got)
 	}
 }

@@ -22,6 +22,15 @@ type Binding struct {
 type Route struct {
 	Model   *Model
 	Channel ChannelInfo
+	// Input is how the channel's images are fed to the model (Predict).
+	Input ChannelInput
+	// Bounds are the channel's plausibility bounds, nil when the file gives none.
+	Bounds *ChannelBounds
+}
+
+// route is the Route of the file's channel c (by its name in the file).
+func route(m *Model, c ChannelInfo) Route {
+	return Route{Model: m, Channel: c, Input: m.Metadata().Input(c.Name), Bounds: m.Metadata().Bounds(c.Name)}
 }
 
 // Engine holds the models of a channel map, each file opened once however many channels it serves.
@@ -38,7 +47,7 @@ func OpenUniversal(path string, opts Options) (*Engine, error) {
 	}
 	e := &Engine{models: map[string]*Model{path: m}, routes: map[string]Route{}}
 	for _, c := range m.Metadata().Channels {
-		e.routes[c.Name] = Route{Model: m, Channel: c}
+		e.routes[c.Name] = route(m, c)
 	}
 	return e, nil
 }
@@ -64,6 +73,7 @@ func NewEngine(bindings []Binding, opts Options) (*Engine, error) {
 			e.models[b.Model] = m
 		}
 		c, ok := m.Metadata().Channel(b.Channel)
+		r := route(m, c)
 		if !ok {
 			if len(m.Metadata().Channels) != 1 || b.Query == nil {
 				e.Close()
@@ -71,6 +81,8 @@ func NewEngine(bindings []Binding, opts Options) (*Engine, error) {
 			}
 			// A single-channel file may be bound under another name when the query is explicit.
 			c = m.Metadata().Channels[0]
+			// Its input mode and bounds are the file's for the channel it describes.
+			r = route(m, c)
 			c.Name = b.Channel
 		}
 		if b.Query != nil {
@@ -80,7 +92,8 @@ func NewEngine(bindings []Binding, opts Options) (*Engine, error) {
 			e.Close()
 			return nil, fmt.Errorf("channel map: query %d for channel %q is not a query of %s", c.Query, b.Channel, b.Model)
 		}
-		e.routes[b.Channel] = Route{Model: m, Channel: c}
+		r.Channel = c
+		e.routes[b.Channel] = r
 	}
 	return e, nil
 }

@@ -53,6 +53,11 @@ type Metadata struct {
 	Normalization    string
 	CheckpointSHA256 string
 	Channels         []ChannelInfo
+	// ChannelInputs are espnode.channel_inputs: how each channel named there is fed to the
+	// model; a channel not named is letterboxed (Input).
+	ChannelInputs map[string]ChannelInput
+	// Plausibility is espnode.plausibility, nil when the file has none (no guard).
+	Plausibility *Plausibility
 	// Extra holds metadata_props outside the espnode.* contract, for display.
 	Extra map[string]string
 }
@@ -65,6 +70,27 @@ func (m *Metadata) Channel(name string) (ChannelInfo, bool) {
 		}
 	}
 	return ChannelInfo{}, false
+}
+
+// Input returns how the channel of the file with the given name is fed to the model.
+func (m *Metadata) Input(name string) ChannelInput {
+	if ci, ok := m.ChannelInputs[name]; ok {
+		return ci
+	}
+	return ChannelInput{Mode: ModeLetterbox}
+}
+
+// Bounds returns the plausibility bounds of the file's channel with the given name, or nil when
+// the file gives none for it.
+func (m *Metadata) Bounds(name string) *ChannelBounds {
+	if m.Plausibility == nil {
+		return nil
+	}
+	b, ok := m.Plausibility.Channels[name]
+	if !ok {
+		return nil
+	}
+	return &b
 }
 
 // ErrNotContract is wrapped by every error that says a file does not follow the model contract.
@@ -117,6 +143,21 @@ func ParseMetadata(props map[string]string) (*Metadata, error) {
 		} else {
 			problems = append(problems, checkChannels(md.Channels)...)
 		}
+	}
+	served := servedNames(md.Channels)
+	if v, ok := props[KeyChannelInputs]; ok && md.InputSize > 0 {
+		ci, err := parseChannelInputs(v, md.InputSize, served)
+		if err != nil {
+			bad("metadata %s: %v", KeyChannelInputs, err)
+		}
+		md.ChannelInputs = ci
+	}
+	if v, ok := props[KeyPlausibility]; ok {
+		p, err := parsePlausibility(v, served)
+		if err != nil {
+			bad("metadata %s: %v", KeyPlausibility, err)
+		}
+		md.Plausibility = p
 	}
 	for k, v := range props {
 		if !strings.HasPrefix(k, "espnode.") {
@@ -171,7 +212,7 @@ func checkChannels(chs []ChannelInfo) []string {
 // checkSignature validates a model's inputs and output against the contract for input size s.
 func checkSignature(inputs, outputs []ort.InputOutputInfo, s int) error {
 	var problems []string
-	want := func(infos []ort.InputOutputInfo, kind, name string, dt ort.TensorElementDataType, dims []int64) {
+	want := func(infos []ort.InputOutputInfo, kind, name string, dt ort.TensorElementDataType, dims []int64, optional bool) {
 		for _, in := range infos {
 			if in.Name != name {
 				continue
@@ -193,12 +234,19 @@ func checkSignature(inputs, outputs []ort.InputOutputInfo, s int) error {
 			}
 			return
 		}
-		problems = append(problems, fmt.Sprintf("%s %q is missing", kind, name))
+		if !optional {
+			problems = append(problems, fmt.Sprintf("%s %q is missing", kind, name))
+		}
 	}
 	n, ss := int64(-1), int64(s)
-	want(inputs, "input", InputImage, ort.TensorElementDataTypeFloat, []int64{n, imageChannels, ss, ss})
-	want(inputs, "input", InputModality, ort.TensorElementDataTypeInt64, []int64{n})
-	want(outputs, "output", OutputLogits, ort.TensorElementDataTypeFloat, []int64{n, logitsChannels, ss, ss})
+	want(inputs, "input", InputImage, ort.TensorElementDataTypeFloat, []int64{n, imageChannels, ss, ss}, false)
+	want(inputs, "input", InputModality, ort.TensorElementDataTypeInt64, []int64{n}, false)
+	want(outputs, "output", OutputLogits, ort.TensorElementDataTypeFloat, []int64{n, logitsChannels, ss, ss}, false)
+	if s%PatchCell == 0 {
+		want(outputs, "output", OutputPatch, ort.TensorElementDataTypeFloat, []int64{n, logitsChannels, ss / PatchCell, ss / PatchCell}, true)
+	} else if hasOutput(outputs, OutputPatch) {
+		problems = append(problems, fmt.Sprintf("output %q needs an input size that is a multiple of %d, not %d", OutputPatch, PatchCell, s))
+	}
 	if len(inputs) != 2 {
 		problems = append(problems, fmt.Sprintf("the model has %d inputs, want 2 (%s, %s)", len(inputs), InputImage, InputModality))
 	}
@@ -206,6 +254,15 @@ func checkSignature(inputs, outputs []ort.InputOutputInfo, s int) error {
 		return fmt.Errorf("%w: %s", ErrNotContract, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+func hasOutput(outputs []ort.InputOutputInfo, name string) bool {
+	for _, o := range outputs {
+		if o.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func shapeText(dims []int64) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,18 @@ type Options struct {
 	BatchWait time.Duration
 	// Logger receives provider selection and batching events.
 	Logger zerolog.Logger
+
+	// outputs are the outputs the session computes; Open sets them from the file's signature.
+	outputs []string
+}
+
+// sessionOutputs are the output names a session is created for: logits, and patch_logits when
+// the file has that output.
+func sessionOutputs(o Options) []string {
+	if len(o.outputs) == 0 {
+		return []string{OutputLogits}
+	}
+	return o.outputs
 }
 
 // DefaultBatch is the batch size for a requested provider when none is configured: 2 on the CPU,
@@ -60,8 +73,10 @@ type Model struct {
 	skipped  []error
 	sess     *ort.DynamicAdvancedSession
 	maxBatch int
-	wait     time.Duration
-	log      zerolog.Logger
+	// patch is whether the session also computes patch_logits.
+	patch bool
+	wait  time.Duration
+	log   zerolog.Logger
 
 	// runMu keeps Close from destroying the session under a running Run.
 	runMu     sync.RWMutex
@@ -72,16 +87,25 @@ type Model struct {
 	loopDone  chan struct{}
 }
 
+// request is one caller's images (float32 [n,3,S,S]) with a query each; the batcher runs them
+// in one session run, with other requests' when they fit.
 type request struct {
-	ctx   context.Context
-	image []float32
-	query int64
-	res   chan result
+	ctx     context.Context
+	images  []float32
+	queries []int64
+	res     chan result
 }
 
 type result struct {
-	logits []float32
-	err    error
+	out Outputs
+	err error
+}
+
+// Outputs are a run's outputs for n images: Logits float32 [n,1,S,S] and, when the file has the
+// output (Model.HasPatch), Patch float32 [n,1,S/32,S/32], else nil.
+type Outputs struct {
+	Logits []float32
+	Patch  []float32
 }
 
 // Open loads the ONNX Runtime library if needed, validates the model file against the
@@ -99,6 +123,10 @@ func Open(path string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	patch := hasOutput(info.Outputs, OutputPatch)
+	if patch {
+		opts.outputs = []string{OutputLogits, OutputPatch}
+	}
 	sess, used, skipped, err := newSession(path, lib, provider, opts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", path, err)
@@ -110,6 +138,7 @@ func Open(path string, opts Options) (*Model, error) {
 		skipped:  skipped,
 		sess:     sess,
 		maxBatch: max(opts.MaxBatch, 1),
+		patch:    patch,
 		wait:     max(opts.BatchWait, 0),
 		log:      opts.Logger,
 		reqs:     make(chan *request),
@@ -132,6 +161,9 @@ func (m *Model) InputSize() int { return m.md.InputSize }
 // MaxBatch returns the most images the model runs together.
 func (m *Model) MaxBatch() int { return m.maxBatch }
 
+// HasPatch reports whether the file has the optional output patch_logits (Outputs.Patch).
+func (m *Model) HasPatch() bool { return m.patch }
+
 // Provider returns the execution provider the session runs on.
 func (m *Model) Provider() string { return m.provider }
 
@@ -143,24 +175,38 @@ func (m *Model) Skipped() []error { return append([]error(nil), m.skipped...) }
 // query and returns its logits [S,S]. Concurrent calls are gathered into batches of up to
 // MaxBatch images that arrive within BatchWait of each other.
 func (m *Model) Infer(ctx context.Context, image []float32, query int64) ([]float32, error) {
-	s := m.md.InputSize
-	if len(image) != imageChannels*s*s {
-		return nil, fmt.Errorf("infer: image has %d values, want 3x%dx%d = %d", len(image), s, s, imageChannels*s*s)
+	out, err := m.InferMany(ctx, image, []int64{query})
+	if err != nil {
+		return nil, err
 	}
-	r := &request{ctx: ctx, image: image, query: query, res: make(chan result, 1)}
+	return out.Logits, nil
+}
+
+// InferMany segments n pre-processed images (float32 [n,3,S,S]) with a query each (the tiles
+// and flipped variants of one source image) through the batcher, as one request: joined by other
+// callers' images while the batch has room, and run in session runs of at most MaxBatch images
+// one after the other (runChunks), so that the image's inputs are never interleaved with other
+// work and come back together.
+func (m *Model) InferMany(ctx context.Context, images []float32, queries []int64) (Outputs, error) {
+	s := m.md.InputSize
+	per := imageChannels * s * s
+	if len(queries) == 0 || len(images) != len(queries)*per {
+		return Outputs{}, fmt.Errorf("infer: %d values for %d images of 3x%dx%d", len(images), len(queries), s, s)
+	}
+	r := &request{ctx: ctx, images: images, queries: queries, res: make(chan result, 1)}
 	select {
 	case m.reqs <- r:
 	case <-m.done:
-		return nil, ErrClosed
+		return Outputs{}, ErrClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return Outputs{}, ctx.Err()
 	}
 	select {
 	case res := <-r.res:
-		return res.logits, res.err
+		return res.out, res.err
 	case <-ctx.Done():
-		// The batch may still run this image; its result goes to the buffered channel and is dropped.
-		return nil, ctx.Err()
+		// The batch may still run these images; the result goes to the buffered channel and is dropped.
+		return Outputs{}, ctx.Err()
 	}
 }
 
@@ -174,13 +220,15 @@ func (m *Model) loop() {
 		case r := <-m.reqs:
 			batch = append(batch, r)
 		}
-		if m.maxBatch > 1 && m.wait > 0 {
+		n := len(batch[0].queries)
+		if n < m.maxBatch && m.wait > 0 {
 			timer := time.NewTimer(m.wait)
 		gather:
-			for len(batch) < m.maxBatch {
+			for n < m.maxBatch {
 				select {
 				case r := <-m.reqs:
 					batch = append(batch, r)
+					n += len(r.queries)
 				case <-timer.C:
 					break gather
 				case <-m.done:
@@ -205,67 +253,129 @@ func (m *Model) runBatch(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
-	per := imageChannels * m.md.InputSize * m.md.InputSize
-	images := make([]float32, 0, len(live)*per)
-	queries := make([]int64, 0, len(live))
+	var total int
 	for _, r := range live {
-		images = append(images, r.image...)
-		queries = append(queries, r.query)
+		total += len(r.queries)
+	}
+	if len(live) == 1 && total <= m.maxBatch {
+		// One request that fits: its own buffers go to the session as they are.
+		out, err := m.RunOutputs(live[0].images, live[0].queries)
+		live[0].res <- result{out: out, err: err}
+		return
+	}
+	s := m.md.InputSize
+	per := imageChannels * s * s
+	images := make([]float32, 0, total*per)
+	queries := make([]int64, 0, total)
+	for _, r := range live {
+		images = append(images, r.images...)
+		queries = append(queries, r.queries...)
 	}
 	start := time.Now()
-	logits, err := m.Run(images, queries)
-	m.log.Debug().Int("batch", len(live)).Dur("took", time.Since(start)).Msg("batch run")
-	out := m.md.InputSize * m.md.InputSize
-	for i, r := range live {
+	out, err := m.runChunks(images, queries)
+	m.log.Debug().Int("images", total).Int("requests", len(live)).Dur("took", time.Since(start)).Msg("batch run")
+	lp, pp := s*s, (s/PatchCell)*(s/PatchCell)
+	at := 0
+	for _, r := range live {
 		if err != nil {
 			r.res <- result{err: err}
 			continue
 		}
-		r.res <- result{logits: logits[i*out : (i+1)*out : (i+1)*out]}
+		k := len(r.queries)
+		o := Outputs{Logits: out.Logits[at*lp : (at+k)*lp : (at+k)*lp]}
+		if out.Patch != nil {
+			o.Patch = out.Patch[at*pp : (at+k)*pp : (at+k)*pp]
+		}
+		r.res <- result{out: o}
+		at += k
 	}
+}
+
+// runChunks runs images in session runs of at most MaxBatch. A request of many inputs (the 9
+// tiles of a fundus image) is not run as one batch on the CPU: there one run of 9 inputs took 3
+// to 5 times as long as 9 runs of 1 to 3 (seg/segment BenchmarkTileRuns, docs/MODEL.md), while
+// on a GPU (MaxBatch 8) the tiles still run together.
+func (m *Model) runChunks(images []float32, queries []int64) (Outputs, error) {
+	n := len(queries)
+	if n <= m.maxBatch {
+		return m.RunOutputs(images, queries)
+	}
+	s := m.md.InputSize
+	per, lp, pp := imageChannels*s*s, s*s, (s/PatchCell)*(s/PatchCell)
+	all := Outputs{Logits: make([]float32, 0, n*lp)}
+	for at := 0; at < n; at += m.maxBatch {
+		k := min(m.maxBatch, n-at)
+		out, err := m.RunOutputs(images[at*per:(at+k)*per], queries[at:at+k])
+		if err != nil {
+			return Outputs{}, err
+		}
+		all.Logits = append(all.Logits, out.Logits...)
+		if out.Patch != nil {
+			all.Patch = append(slices.Grow(all.Patch, n*pp), out.Patch...)
+		}
+	}
+	return all, nil
 }
 
 // Run runs one batch directly, without the batcher: images is float32 [N,3,S,S] and queries
 // [N]; the result is the logits [N,1,S,S]. It is safe for concurrent use (ONNX Runtime
 // sessions allow concurrent runs), and is what benchmarks and parity tests call.
 func (m *Model) Run(images []float32, queries []int64) ([]float32, error) {
+	out, err := m.RunOutputs(images, queries)
+	return out.Logits, err
+}
+
+// RunOutputs is Run with every output the session computes (patch_logits too, when the file
+// has it).
+func (m *Model) RunOutputs(images []float32, queries []int64) (Outputs, error) {
 	n, s := len(queries), m.md.InputSize
 	if n == 0 {
-		return nil, errors.New("run: empty batch")
+		return Outputs{}, errors.New("run: empty batch")
 	}
 	if len(images) != n*imageChannels*s*s {
-		return nil, fmt.Errorf("run: %d images need %d values, got %d", n, n*imageChannels*s*s, len(images))
+		return Outputs{}, fmt.Errorf("run: %d images need %d values, got %d", n, n*imageChannels*s*s, len(images))
 	}
 	m.runMu.RLock()
 	defer m.runMu.RUnlock()
 	if m.closed {
-		return nil, ErrClosed
+		return Outputs{}, ErrClosed
 	}
 	for i, q := range queries {
 		if !m.hasQuery(q) {
-			return nil, fmt.Errorf("run: image %d asks for query %d, which no channel of %s uses", i, q, m.path)
+			return Outputs{}, fmt.Errorf("run: image %d asks for query %d, which no channel of %s uses", i, q, m.path)
 		}
 	}
 	img, err := ort.NewTensor(ort.NewShape(int64(n), imageChannels, int64(s), int64(s)), images)
 	if err != nil {
-		return nil, fmt.Errorf("run: image tensor: %w", err)
+		return Outputs{}, fmt.Errorf("run: image tensor: %w", err)
 	}
 	defer img.Destroy()
 	mod, err := ort.NewTensor(ort.NewShape(int64(n)), queries)
 	if err != nil {
-		return nil, fmt.Errorf("run: modality tensor: %w", err)
+		return Outputs{}, fmt.Errorf("run: modality tensor: %w", err)
 	}
 	defer mod.Destroy()
-	logits := make([]float32, n*s*s)
-	out, err := ort.NewTensor(ort.NewShape(int64(n), logitsChannels, int64(s), int64(s)), logits)
+	out := Outputs{Logits: make([]float32, n*s*s)}
+	lg, err := ort.NewTensor(ort.NewShape(int64(n), logitsChannels, int64(s), int64(s)), out.Logits)
 	if err != nil {
-		return nil, fmt.Errorf("run: logits tensor: %w", err)
+		return Outputs{}, fmt.Errorf("run: logits tensor: %w", err)
 	}
-	defer out.Destroy()
-	if err := m.sess.Run([]ort.Value{img, mod}, []ort.Value{out}); err != nil {
-		return nil, fmt.Errorf("run %s on %d images: %w", m.path, n, err)
+	defer lg.Destroy()
+	outs := []ort.Value{lg}
+	if m.patch {
+		p := int64(s / PatchCell)
+		out.Patch = make([]float32, n*int(p*p))
+		pt, err := ort.NewTensor(ort.NewShape(int64(n), logitsChannels, p, p), out.Patch)
+		if err != nil {
+			return Outputs{}, fmt.Errorf("run: patch logits tensor: %w", err)
+		}
+		defer pt.Destroy()
+		outs = append(outs, pt)
 	}
-	return logits, nil
+	if err := m.sess.Run([]ort.Value{img, mod}, outs); err != nil {
+		return Outputs{}, fmt.Errorf("run %s on %d images: %w", m.path, n, err)
+	}
+	return out, nil
 }
 
 func (m *Model) hasQuery(q int64) bool {

@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espnode/espnode/internal/testutil"
 	"github.com/rs/zerolog"
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/espnode/espnode/internal/testutil"
 )
 
 // testThreads keeps tests from taking every core of a shared machine.
@@ -149,6 +151,17 @@ func TestParseMetadata(t *testing.T) {
 		{name: "threshold", edit: func(m map[string]string) { m[KeyThreshold] = "NaN" }, wantErr: "want a finite number"},
 		{name: "no name", edit: func(m map[string]string) { m[KeyModelName] = " " }, wantErr: "espnode.model_name is empty"},
 		{name: "bad sha", edit: func(m map[string]string) { m[KeyCheckpointSHA256] = "abc" }, wantErr: "64 hexadecimal digits"},
+		{name: "channel inputs", edit: func(m map[string]string) {
+			m[KeyChannelInputs] = `{"xray":{"mode":"tiles","long_side":0,"tile":1024,"stride":512}}`
+			m[KeyPlausibility] = `{"version":1,"channels":{"xray":{"n":2,"fg_fraction":{"lo":0.1,"hi":0.5}}}}`
+		}},
+		{name: "channel inputs of another channel", edit: func(m map[string]string) { m[KeyChannelInputs] = `{"fundus":{"mode":"letterbox"}}` },
+			wantErr: `espnode.channel_inputs: channel "fundus" is not one the file serves`},
+		{name: "channel inputs tile", edit: func(m map[string]string) {
+			m[KeyChannelInputs] = `{"xray":{"mode":"tiles","long_side":0,"tile":256,"stride":192}}`
+		}, wantErr: "espnode.channel_inputs: channel xray: tile 256: must equal the model's input size 1024"},
+		{name: "plausibility", edit: func(m map[string]string) { m[KeyPlausibility] = `{"version":1,"channels":{"xray":{"fg":1}}}` },
+			wantErr: `espnode.plausibility: json: unknown field "fg"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +176,11 @@ func TestParseMetadata(t *testing.T) {
 				}
 				if md.InputSize != 1024 || md.Threshold != 0.25 || len(md.Channels) != 1 || md.Channels[0].Query != 1 || md.Channels[0].Type.Meaning != "Lung" {
 					t.Errorf("parsed %+v", md)
+				}
+				// Without the optional keys every channel is letterboxed and unguarded.
+				in, b := md.Input("xray"), md.Bounds("xray")
+				if _, tiles := props[KeyChannelInputs]; tiles != in.Tiled() || tiles != (b != nil) || md.Input("fundus").Tiled() || md.Bounds("fundus") != nil {
+					t.Errorf("input %s, bounds %s", in, b)
 				}
 				return
 			}
@@ -195,6 +213,79 @@ func TestOpenRejectsFilesOutsideTheContract(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPatchOutputSignature: patch_logits is optional, and when present must be [N,1,S/32,S/32].
+func TestPatchOutputSignature(t *testing.T) {
+	info := func(name string, dims ...int64) ort.InputOutputInfo {
+		var dt ort.TensorElementDataType = ort.TensorElementDataTypeFloat
+		if name == InputModality {
+			dt = ort.TensorElementDataTypeInt64
+		}
+		return ort.InputOutputInfo{Name: name, OrtValueType: ort.ONNXTypeTensor, DataType: dt, Dimensions: dims}
+	}
+	ins := []ort.InputOutputInfo{info(InputImage, -1, 3, 256, 256), info(InputModality, -1)}
+	logits := info(OutputLogits, -1, 1, 256, 256)
+	tests := []struct {
+		name string
+		outs []ort.InputOutputInfo
+		size int
+		want string
+	}{
+		{"logits only", []ort.InputOutputInfo{logits}, 256, ""},
+		{"with patch", []ort.InputOutputInfo{logits, info(OutputPatch, -1, 1, 8, 8)}, 256, ""},
+		{"patch of the wrong size", []ort.InputOutputInfo{logits, info(OutputPatch, -1, 1, 16, 16)}, 256, `output "patch_logits" has shape [-1 1 16 16], want [N,1,8,8]`},
+		{"patch of the wrong rank", []ort.InputOutputInfo{logits, info(OutputPatch, -1, 64)}, 256, `output "patch_logits" has shape`},
+		{"patch at a size not a multiple of 32", []ort.InputOutputInfo{info(OutputLogits, -1, 1, 100, 100), info(OutputPatch, -1, 1, 3, 3)}, 100, "multiple of 32"},
+	}
+	for _, tt := range tests {
+		ins := ins
+		if tt.size != 256 {
+			ins = []ort.InputOutputInfo{info(InputImage, -1, 3, 100, 100), info(InputModality, -1)}
+		}
+		err := checkSignature(ins, tt.outs, tt.size)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestInspectListsPatchOutput: a file with the tiling contract's additions opens, lists both
+// outputs, and its model computes patch_logits (the mean logit of each cell in the toy graph).
+func TestInspectListsPatchOutput(t *testing.T) {
+	m := openTest(t, "testdata/toy-tiles-s64.onnx", testOptions(t))
+	info, err := Inspect(m.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := strings.Join(info.Signature(), "\n")
+	if !strings.Contains(sig, "output patch_logits float32 [N,1,2,2]") || !m.HasPatch() {
+		t.Fatalf("signature %s, HasPatch %v", sig, m.HasPatch())
+	}
+	s := m.InputSize()
+	img := toyImage(s, 3)
+	out, err := m.InferMany(context.Background(), append(slices.Clone(img), img...), []int64{0, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Logits) != 2*s*s || len(out.Patch) != 2*4 {
+		t.Fatalf("%d logits, %d patch logits", len(out.Logits), len(out.Patch))
+	}
+	for n := range 2 {
+		for cy := range 2 {
+			for cx := range 2 {
+				var sum float64
+				for y := cy * 32; y < cy*32+32; y++ {
+					for x := cx * 32; x < cx*32+32; x++ {
+						sum += float64(out.Logits[n*s*s+y*s+x])
+					}
+				}
+				if got, want := out.Patch[n*4+cy*2+cx], sum/1024; math.Abs(float64(got)-want) > 1e-5 {
+					t.Errorf("image %d cell %d,%d: patch logit %v, want %v", n, cy, cx, got, want)
+				}
+			}
+		}
 	}
 }
 
@@ -277,6 +368,50 @@ func TestConcurrentInferMatchesSingleRuns(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInferManyMixesWithSingles: requests of several images (an image's tiles) and of one meet in
+// the batcher (MaxBatch 4, so some batches run over it by one request); every caller gets its own
+// images' outputs, in order, patch logits included.
+func TestInferManyMixesWithSingles(t *testing.T) {
+	m := openTest(t, "testdata/toy-tiles-s64.onnx", testOptions(t))
+	s := m.InputSize()
+	sizes := []int{1, 3, 5, 1, 2, 9, 1, 4}
+	type call struct {
+		images  []float32
+		queries []int64
+		want    Outputs
+	}
+	calls := make([]call, len(sizes))
+	for i, n := range sizes {
+		c := &calls[i]
+		for k := range n {
+			c.images = append(c.images, toyImage(s, float32(10*i+k))...)
+			c.queries = append(c.queries, int64((i+k)%6))
+		}
+		var err error
+		if c.want, err = m.RunOutputs(c.images, c.queries); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]Outputs, len(calls))
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() { got[i], errs[i] = m.InferMany(context.Background(), calls[i].images, calls[i].queries) })
+	}
+	wg.Wait()
+	for i := range calls {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if d := max(maxAbsDiff(got[i].Logits, calls[i].want.Logits), maxAbsDiff(got[i].Patch, calls[i].want.Patch)); d > 1e-5 {
+			t.Errorf("call %d (%d images): batched outputs differ from its own run by %g", i, sizes[i], d)
+		}
+	}
+	if _, err := m.InferMany(context.Background(), make([]float32, 3*s*s+1), []int64{0}); err == nil {
+		t.Error("InferMany accepted a short image")
 	}
 }
 

@@ -262,7 +262,7 @@ func newSessionOn(path, provider string, o Options) (*ort.DynamicAdvancedSession
 		return nil, err
 	}
 	defer opts.Destroy()
-	s, err := ort.NewDynamicAdvancedSession(path, []string{InputImage, InputModality}, []string{OutputLogits}, opts)
+	s, err := ort.NewDynamicAdvancedSession(path, []string{InputImage, InputModality}, sessionOutputs(o), opts)
 	if err != nil {
 		return nil, fmt.Errorf("create %s session: %w", provider, err)
 	}

@@ -595,13 +595,13 @@ func TestResampleAntialias(t *testing.T) {
 			}
 		}
 	}
-	out := resample(src, n, n, 1, 16, 16)
+	out := Resample(src, n, n, 1, 16, 16)
 	for i, v := range out {
 		if math.Abs(float64(v)-127.5) > 8 {
 			t.Fatalf("pixel %d = %v, want about 127.5", i, v)
 		}
 	}
-	flat := resample(slices.Repeat([]float32{42}, 7*5), 7, 5, 1, 19, 3)
+	flat := Resample(slices.Repeat([]float32{42}, 7*5), 7, 5, 1, 19, 3)
 	for _, v := range flat {
 		if math.Abs(float64(v)-42) > 1e-4 {
 			t.Fatalf("constant image resampled to %v", v)

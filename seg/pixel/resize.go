@@ -45,8 +45,12 @@ func triangleWeights(in, out int) resampleWeights {
 	return rw
 }
 
-// resample resizes an interleaved float32 raster of ch channels from w x h to dw x dh.
-func resample(src []float32, w, h, ch, dw, dh int) []float32 {
+// Resample resizes an interleaved float32 raster of ch channels from w x h to dw x dh with the
+// node's triangle filter (the one Preprocess and Postprocess use): along rows first, then along
+// columns. The source is returned copied when the sizes are equal. The model's tiled input mode
+// (seg/onnx) resizes to its working size and back with it, so that tiles and letterbox share
+// one resampler, and model/espmedsam/infer.py reproduces it.
+func Resample(src []float32, w, h, ch, dw, dh int) []float32 {
 	if w == dw && h == dh {
 		return append([]float32(nil), src...)
 	}
@@ -115,7 +119,7 @@ func Preprocess(img *RGB, size int) ([]float32, Geometry, error) {
 	for i, v := range img.Pix {
 		src[i] = float32(v)
 	}
-	scaled := resample(src, img.Width, img.Height, 3, g.Width, g.Height)
+	scaled := Resample(src, img.Width, img.Height, 3, g.Width, g.Height)
 	out := make([]float32, 3*size*size)
 	for y := range g.Height {
 		for x := range g.Width {
@@ -162,16 +166,24 @@ func Postprocess(logits []float32, g Geometry, threshold float32, probabilities 
 	for y := range g.Height {
 		copy(crop[y*g.Width:(y+1)*g.Width], logits[y*s:y*s+g.Width])
 	}
-	full := resample(crop, g.Width, g.Height, 1, g.SrcWidth, g.SrcHeight)
-	m := &Mask{Width: g.SrcWidth, Height: g.SrcHeight, Bits: make([]uint8, len(full))}
-	for i, v := range full {
+	return Threshold(Resample(crop, g.Width, g.Height, 1, g.SrcWidth, g.SrcHeight), g.SrcWidth, g.SrcHeight, threshold, probabilities)
+}
+
+// Threshold makes the mask of source-size logits (width x height, row-major): foreground where
+// a logit reaches threshold; with probabilities it also keeps the sigmoid of each logit.
+func Threshold(logits []float32, width, height int, threshold float32, probabilities bool) (*Mask, error) {
+	if width <= 0 || height <= 0 || len(logits) != width*height {
+		return nil, fmt.Errorf("threshold: %d logits for a %dx%d mask", len(logits), width, height)
+	}
+	m := &Mask{Width: width, Height: height, Bits: make([]uint8, len(logits))}
+	for i, v := range logits {
 		if v >= threshold {
 			m.Bits[i] = 1
 		}
 	}
 	if probabilities {
-		m.Prob = make([]float32, len(full))
-		for i, v := range full {
+		m.Prob = make([]float32, len(logits))
+		for i, v := range logits {
 			m.Prob[i] = float32(1 / (1 + math.Exp(-float64(v))))
 		}
 	}

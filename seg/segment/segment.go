@@ -135,6 +135,11 @@ type Request struct {
 	// lets one multi-frame source fill the model's batches by itself; Frame
 	// is then called from several goroutines.
 	Concurrency int
+	// RejectImplausible withholds the SEG when the plausibility guard judges a source's masks
+	// implausible (onnx.ChannelBounds.Judge: the foreground fraction or the patch confidence
+	// outside the channel's bounds from the model's metadata): Result.Withheld is set and no
+	// SEG is made. Without it the checks are still made and reported (Result.Checks).
+	RejectImplausible bool
 	// PerSource, when set, lets sources that cannot share one SEG (no
 	// common frame of reference and plane geometry: photographs) get one
 	// SEG each, with the SOP Instance UID PerSource returns for the source's.
@@ -155,6 +160,30 @@ type Result struct {
 	Frames     int
 	Foreground int
 	Timing     Timing
+	// Checks are the plausibility guard's verdicts, one per source in source order; a channel
+	// without bounds in the model (Guarded false) is never implausible.
+	Checks  []Check
+	Guarded bool
+	// Withheld is set when Request.RejectImplausible withheld the SEG: SEG and SEGs are empty.
+	Withheld bool
+}
+
+// Check is the plausibility verdict on one source: over all its frames, the share of pixels
+// that are foreground and the highest patch confidence.
+type Check struct {
+	Source string
+	onnx.Check
+}
+
+// Implausible returns the checks that failed.
+func (r *Result) Implausible() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if c.Implausible() {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Segmenter runs segmentation requests on an engine. It is safe for
@@ -177,6 +206,19 @@ func (s *Segmenter) ModelVersion(ch string) (name, version string, err error) {
 	return md.ModelName, md.ModelVersion, nil
 }
 
+// Bounds returns the plausibility bounds of the model serving a channel, nil when the model gives
+// none for it (the guard then passes everything).
+func (s *Segmenter) Bounds(ch string) (*onnx.ChannelBounds, error) {
+	route, err := s.engine.Route(ch)
+	if err != nil {
+		return nil, err
+	}
+	return route.Bounds, nil
+}
+
+// Channels returns the channels the segmenter serves, sorted.
+func (s *Segmenter) Channels() []string { return s.engine.Channels() }
+
 // Segment decodes every frame of every source, segments it with the
 // request's channel and encodes one SEG covering all of them.
 func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
@@ -188,7 +230,8 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	md := route.Model.Metadata()
-	res := &Result{Channel: req.Channel, Provider: route.Model.Provider(), Model: md.ModelName, Version: md.ModelVersion}
+	res := &Result{Channel: req.Channel, Provider: route.Model.Provider(), Model: md.ModelName, Version: md.ModelVersion,
+		Guarded: route.Bounds != nil}
 
 	var (
 		sources []*dicomseg.Source
@@ -202,15 +245,23 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 			return nil, fmt.Errorf("%s: %w", in.Name, err)
 		}
 		res.Timing.Decode += time.Since(start)
-		m, err := s.frames(ctx, route, src, si, req, res)
+		m, st, err := s.frames(ctx, route, src, si, req, res)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", in.Name, err)
 		}
+		res.Checks = append(res.Checks, Check{Source: in.Name,
+			Check: route.Bounds.Judge(float64(st.foreground)/float64(max(st.pixels, 1)), st.patchMax, st.hasPatch)})
 		sources = append(sources, src.SEG)
 		masks = append(masks, m...)
 		each = append(each, m)
 	}
 	if req.NoSEG {
+		return res, nil
+	}
+	if req.RejectImplausible && len(res.Implausible()) > 0 {
+		// A SEG that names the channel's anatomy over output the channel cannot mean is worse
+		// than none; in series mode one implausible instance withholds the series' SEG.
+		res.Withheld = true
 		return res, nil
 	}
 
@@ -254,9 +305,17 @@ func (s *Segmenter) Segment(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
+// sourceStats is what the plausibility guard judges a source by, over all its frames.
+type sourceStats struct {
+	foreground, pixels int
+	patchMax           float64
+	hasPatch           bool
+}
+
 // frames segments every frame of one source, req.Concurrency at a time, and
 // returns its masks in frame order.
-func (s *Segmenter) frames(ctx context.Context, route onnx.Route, src *Source, si int, req Request, res *Result) ([][]byte, error) {
+func (s *Segmenter) frames(ctx context.Context, route onnx.Route, src *Source, si int, req Request, res *Result) ([][]byte, sourceStats, error) {
+	var st sourceStats
 	n := src.Image.NumFrames()
 	masks := make([][]byte, n)
 	errs := make([]error, n)
@@ -271,7 +330,7 @@ func (s *Segmenter) frames(ctx context.Context, route onnx.Route, src *Source, s
 		wg.Go(func() {
 			defer func() { <-sem }()
 			var t Timing
-			m, fg, err := s.frame(ctx, route, src, si, i, req, &t)
+			m, fs, err := s.frame(ctx, route, src, si, i, req, &t)
 			mu.Lock()
 			defer mu.Unlock()
 			res.Timing.Decode += t.Decode
@@ -282,57 +341,60 @@ func (s *Segmenter) frames(ctx context.Context, route onnx.Route, src *Source, s
 				return
 			}
 			masks[i] = m
-			res.Foreground += fg
+			res.Foreground += fs.foreground
 			res.Frames++
+			st.foreground += fs.foreground
+			st.pixels += fs.pixels
+			if fs.hasPatch {
+				st.patchMax, st.hasPatch = max(st.patchMax, fs.patchMax), true
+			}
 		})
 		if req.Concurrency <= 1 {
 			// One at a time: the first failure stops the source, as it always did.
 			wg.Wait()
 			if errs[i] != nil {
-				return nil, errs[i]
+				return nil, st, errs[i]
 			}
 		}
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, st, err
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, st, err
 	}
-	return masks, nil
+	return masks, st, nil
 }
 
-// frame segments frame i of a source and returns its mask (bits, or
-// probabilities scaled to 0..255) and foreground count.
-func (s *Segmenter) frame(ctx context.Context, route onnx.Route, src *Source, si, i int, req Request, t *Timing) ([]byte, int, error) {
+// frame segments frame i of a source through the channel's input mode (onnx.Route.Predict)
+// and returns its mask (bits, or probabilities scaled to 0..255) and what the guard needs.
+func (s *Segmenter) frame(ctx context.Context, route onnx.Route, src *Source, si, i int, req Request, t *Timing) ([]byte, sourceStats, error) {
+	var st sourceStats
 	im := src.Image
 	start := time.Now()
 	fr, err := im.Frame(i)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+		return nil, st, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
 	}
 	rgb, err := im.Render(fr)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
-	}
-	input, geom, err := pixel.Preprocess(rgb, route.Model.InputSize())
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
+		return nil, st, fmt.Errorf("%w: frame %d: %w", ErrUndecodable, i+1, err)
 	}
 	t.Decode += time.Since(start)
 
-	start = time.Now()
-	logits, err := route.Model.Infer(ctx, input, route.Channel.Query)
+	p, err := route.Predict(ctx, rgb)
 	if err != nil {
-		return nil, 0, fmt.Errorf("frame %d: %w", i+1, err)
+		return nil, st, fmt.Errorf("frame %d: %w", i+1, err)
 	}
-	t.Infer += time.Since(start)
+	t.Decode += p.Prepare
+	t.Infer += p.Infer
+	t.Post += p.Assemble
 
 	start = time.Now()
-	mask, err := pixel.Postprocess(logits, geom, route.Model.Metadata().Threshold, req.Fractional)
+	mask, err := p.Mask(route.Model.Metadata().Threshold, req.Fractional)
 	if err != nil {
-		return nil, 0, fmt.Errorf("frame %d: %w", i+1, err)
+		return nil, st, fmt.Errorf("frame %d: %w", i+1, err)
 	}
 	out := mask.Bits
 	if req.Fractional {
@@ -344,10 +406,11 @@ func (s *Segmenter) frame(ctx context.Context, route onnx.Route, src *Source, si
 	t.Post += time.Since(start)
 	if req.Frame != nil {
 		if err := req.Frame(Frame{Source: si, Index: i, Count: im.NumFrames(), RGB: rgb, Mask: mask}); err != nil {
-			return nil, 0, err
+			return nil, st, err
 		}
 	}
-	return out, mask.Foreground(), nil
+	st = sourceStats{foreground: mask.Foreground(), pixels: mask.Width * mask.Height, patchMax: p.PatchMax, hasPatch: p.HasPatch}
+	return out, st, nil
 }
 
 // DerivedUID returns a UID determined by its parts: "2.25." and the decimal

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/dcm/dcmtest"
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/dicomseg"
 	"github.com/espnode/espnode/seg/onnx"
@@ -87,13 +88,73 @@ func TestSegmentInstances(t *testing.T) {
 	}
 }
 
+// TestGuardWithholds: with a model that has plausibility bounds (the toy of seg/onnx/testdata:
+// per-pixel logits, xray implausible under half foreground, fundus between 0.1 and 0.9), the
+// guard judges each source by the foreground share over its frames and, when asked, withholds
+// the SEG; the job's answer is a result, not an error.
+func TestGuardWithholds(t *testing.T) {
+	engine(t) // the library
+	e, err := onnx.OpenUniversal(filepath.Join(testutil.RepoRoot(t), "seg", "onnx", "testdata", "toy-tiles-s64.onnx"),
+		onnx.Options{Provider: onnx.ProviderCPU, Threads: 1, MaxBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s := New(e)
+	path := testutil.SharedData(t, "dicom", "wrapped", "OP_drive_drive_05.dcm")
+	for _, tt := range []struct {
+		channel, reason string
+		reject, seg     bool
+	}{
+		{"fundus", "", true, true},
+		{"xray", onnx.ReasonFgLow, true, false},
+		{"xray", onnx.ReasonFgLow, false, true},
+		{"dermoscopy", "", true, true}, // no bounds: never implausible
+	} {
+		var fg, pixels int
+		res, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: tt.channel,
+			RejectImplausible: tt.reject, SEG: dicomseg.Options{SOPInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.4"},
+			Frame: func(f Frame) error {
+				fg += f.Mask.Foreground()
+				pixels += f.Mask.Width * f.Mask.Height
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Checks) != 1 {
+			t.Fatalf("%s: %d checks", tt.channel, len(res.Checks))
+		}
+		c := res.Checks[0]
+		t.Logf("%s: foreground %.3f, patch %.3f, reason %q, withheld %v", tt.channel, c.FgFraction, c.PatchMax, c.Reason, res.Withheld)
+		if c.Reason != tt.reason || c.FgFraction != float64(fg)/float64(pixels) || !c.HasPatch || c.Source != path {
+			t.Errorf("%s: check %+v, want reason %q and foreground %d/%d", tt.channel, c, tt.reason, fg, pixels)
+		}
+		if (res.SEG != nil) != tt.seg || res.Withheld == tt.seg || res.Guarded != (tt.channel != "dermoscopy") {
+			t.Errorf("%s (reject %v): SEG %v, withheld %v, guarded %v", tt.channel, tt.reject, res.SEG != nil, res.Withheld, res.Guarded)
+		}
+	}
+	if b, err := s.Bounds("xray"); err != nil || b == nil {
+		t.Errorf("Bounds(xray) = %v, %v", b, err)
+	}
+	if b, err := s.Bounds("dermoscopy"); err != nil || b != nil {
+		t.Errorf("Bounds(dermoscopy) = %v, %v", b, err)
+	}
+}
+
 func TestSegmentUndecodable(t *testing.T) {
 	s := New(engine(t))
-	path := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
-	_, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound"})
-	if !errors.Is(err, ErrUndecodable) {
-		t.Fatalf("JPEG 2000 source: %v, want ErrUndecodable", err)
+	j2k := testutil.SharedData(t, "dicom", "US", "wg04_US1_J2KR.dcm")
+	for name, path := range map[string]string{
+		"a JPEG 2000 codestream cut short": dcmtest.TruncatedCodestream(t, j2k),
+		"JPEG 2000 Part 2 (no decoder)":    dcmtest.Relabelled(t, j2k, "1.2.840.10008.1.2.4.92"),
+	} {
+		_, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "ultrasound"})
+		if !errors.Is(err, ErrUndecodable) {
+			t.Errorf("%s: %v, want ErrUndecodable", name, err)
+		}
 	}
+	path := j2k
 	if _, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "brain"}); err == nil {
 		t.Fatal("unknown channel accepted")
 	}

@@ -48,6 +48,7 @@ type Archive struct {
 	// presence on disk alone is not enough.
 	syncMu sync.Mutex
 	synced map[string]struct{}
+	dirs   *dirHandles
 }
 
 var _ store.Archive = (*Archive)(nil)
@@ -59,7 +60,7 @@ func Open(dir string, opts Options) (*Archive, error) {
 	if dir == "" {
 		return nil, errors.New("archive: no directory")
 	}
-	a := &Archive{root: dir, tmp: filepath.Join(dir, TmpDir), log: opts.Logger, synced: map[string]struct{}{}}
+	a := &Archive{root: dir, tmp: filepath.Join(dir, TmpDir), log: opts.Logger, synced: map[string]struct{}{}, dirs: newDirHandles()}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
@@ -69,13 +70,14 @@ func Open(dir string, opts Options) (*Archive, error) {
 	}
 	a.unlock = unlock
 	fail := func(err error) (*Archive, error) {
+		a.dirs.close()
 		unlock()
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	if err := os.Mkdir(a.tmp, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fail(err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := a.dirs.sync(dir); err != nil {
 		return fail(err)
 	}
 	a.markSynced(dir)
@@ -105,7 +107,10 @@ func (a *Archive) cleanTmp() error {
 }
 
 // Close releases the root.
-func (a *Archive) Close() error { return a.unlock() }
+func (a *Archive) Close() error {
+	a.dirs.close()
+	return a.unlock()
+}
 
 // file returns the path of key's file, refusing a key that would leave the root or name the
 // archive's own files.
@@ -167,8 +172,11 @@ type writer struct {
 
 func (w *writer) Write(p []byte) (int, error) { return w.f.Write(p) }
 
-// Commit fsyncs the file, creates the key's directories (fsyncing the parent of each one this
-// process has not made durable yet), renames the file into place and fsyncs its directory.
+// Commit makes the file's data durable (fdatasync) and, at the same time, creates the key's
+// directories (fsyncing the parent of each one this process has not made durable yet), then
+// renames the file into place and fsyncs its directory. The two syncs before the rename need
+// nothing of each other, and a journalling file system commits concurrent syncs together; the
+// rename waits for both, so a crash never leaves a name pointing at data that is not on disk.
 func (w *writer) Commit(ctx context.Context, key string) error {
 	if w.done {
 		return errors.New("archive: object already committed or aborted")
@@ -177,15 +185,28 @@ func (w *writer) Commit(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
+	dir := filepath.Dir(final)
+	var mkdirErr error
+	var made chan struct{}
+	if !w.a.isSynced(dir) {
+		made = make(chan struct{})
+		go func() {
+			defer close(made)
+			mkdirErr = w.a.mkdirDurable(dir)
+		}()
+	}
+	err = syncData(w.f)
+	if made != nil {
+		<-made
+	}
+	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	dir := filepath.Dir(final)
-	if err := w.a.mkdirDurable(dir); err != nil {
-		return fmt.Errorf("archive: %w", err)
+	if mkdirErr != nil {
+		return fmt.Errorf("archive: %w", mkdirErr)
 	}
 	_, statErr := os.Lstat(final)
 	replacing := statErr == nil
@@ -193,7 +214,7 @@ func (w *writer) Commit(ctx context.Context, key string) error {
 		return fmt.Errorf("archive: %w", err)
 	}
 	w.done = true
-	if err := syncDir(dir); err != nil {
+	if err := w.a.dirs.sync(dir); err != nil {
 		// A new name that may not survive a crash is withdrawn; a replaced object stays
 		// replaced, since removing it would lose the old one as well.
 		if !replacing {
@@ -220,13 +241,7 @@ func (w *writer) Abort() error {
 // mkdirDurable creates dir and any missing parent below the root, making sure each one's entry
 // in its parent has been fsynced by this process.
 func (a *Archive) mkdirDurable(dir string) error {
-	if dir == a.root {
-		return nil // made and synced by Open
-	}
-	a.syncMu.Lock()
-	_, ok := a.synced[dir]
-	a.syncMu.Unlock()
-	if ok {
+	if a.isSynced(dir) {
 		return nil
 	}
 	if err := a.mkdirDurable(filepath.Dir(dir)); err != nil {
@@ -235,11 +250,23 @@ func (a *Archive) mkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := a.dirs.sync(filepath.Dir(dir)); err != nil {
 		return err
 	}
 	a.markSynced(dir)
 	return nil
+}
+
+// isSynced reports whether dir's entry in its parent is known durable (the root: made and
+// synced by Open).
+func (a *Archive) isSynced(dir string) bool {
+	if dir == a.root {
+		return true
+	}
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	_, ok := a.synced[dir]
+	return ok
 }
 
 func (a *Archive) markSynced(dir string) {
@@ -249,20 +276,4 @@ func (a *Archive) markSynced(dir string) {
 		clear(a.synced)
 	}
 	a.synced[dir] = struct{}{}
-}
-
-// syncDir fsyncs a directory, making the entries created in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

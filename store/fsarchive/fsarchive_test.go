@@ -3,6 +3,7 @@ package fsarchive
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -159,5 +160,50 @@ func TestOneProcessPerRoot(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, LockFile), Options{}); err == nil {
 		t.Error("a file opened as a root")
+	}
+}
+
+// TestManyDirectories: objects in more directories than the archive keeps open, written from
+// several goroutines at once, all land under their keys; the handles kept are at most the bound
+// and closed with the archive.
+func TestManyDirectories(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := openArchive(t, dir)
+	const n = 3 * maxOpenDirs
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			w, err := a.Create(ctx)
+			if err == nil {
+				_, err = fmt.Fprintf(w, "object %d", i)
+			}
+			if err == nil {
+				err = w.Commit(ctx, fmt.Sprintf("archive/1.%d/1.%d.%d/1.%d.%d.1.dcm", i%7, i%7, i, i%7, i))
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if got := read(t, a, fmt.Sprintf("archive/1.%d/1.%d.%d/1.%d.%d.1.dcm", i%7, i%7, i, i%7, i), 0); got != fmt.Sprintf("object %d", i) {
+			t.Errorf("object %d reads %q", i, got)
+		}
+	}
+	a.dirs.mu.Lock()
+	open, order := len(a.dirs.open), len(a.dirs.order)
+	a.dirs.mu.Unlock()
+	if open > maxOpenDirs || open != order {
+		t.Errorf("%d directory handles kept (%d in order), bound %d", open, order, maxOpenDirs)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.dirs.open) != 0 {
+		t.Errorf("%d directory handles left open after Close", len(a.dirs.open))
 	}
 }

@@ -33,7 +33,7 @@ func indexInstances(t testing.TB, x *Engine, instances []store.Instance) {
 	defer x.w.Exec("PRAGMA synchronous=FULL")
 	for _, in := range instances {
 		in.Path, in.ReceivedAt, in.TransferSyntaxUID = "x", time.Now(), dcm.ExplicitVRLittleEndian
-		if err := x.Put(context.Background(), in, nil); err != nil {
+		if _, err := x.Put(context.Background(), in, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -104,6 +106,10 @@ CREATE TABLE IF NOT EXISTS pipeline_series_instance (
 -- Text values are UTF-8 from now on (store.Instance); recodeToUTF8 decodes the older rows, which
 -- it finds by their instances' character sets.
 CREATE INDEX instance_charset ON instance (specific_character_set);
+`, `
+-- No query reads instances by the time they arrived, and the index cost a page write in every
+-- Put's commit.
+DROP INDEX IF EXISTS instance_received;
 `}
 }
 
@@ -117,6 +123,14 @@ type Engine struct {
 	// CPU time of a small C-STORE (profiled with perf on 1,000 objects).
 	putStmts stmts
 	getStmt  *sql.Stmt
+	rows     *rowCache
+	// puts feed the committer goroutine (commit.go); quit stops it, committerDone says it has.
+	puts          chan *putRequest
+	quit          chan struct{}
+	committerDone chan struct{}
+	stop          sync.Once
+	// batches and batchedPuts count the committer's transactions and the Puts in them.
+	batches, batchedPuts atomic.Int64
 }
 
 var (
@@ -147,11 +161,15 @@ func prepare(ctx context.Context, db *sql.DB, queries ...string) ([]*sql.Stmt, e
 }
 
 const (
-	pkPatient            = `SELECT pk FROM patient WHERE patient_id = ? AND issuer = ?`
-	pkStudy              = `SELECT pk FROM study WHERE study_uid = ?`
-	pkSeries             = `SELECT pk FROM series WHERE series_uid = ?`
+	pkPatient = `SELECT ` + patientRowColumns + ` FROM patient WHERE patient_id = ? AND issuer = ?`
+	pkStudy   = `SELECT ` + studyRowColumns + ` FROM study WHERE study_uid = ?`
+	pkSeries  = `SELECT ` + seriesRowColumns + ` FROM series WHERE series_uid = ?`
+	// What the upserts return, and rows.go caches: the row as stored.
+	patientRowColumns    = `pk, patient_name, birth_date, sex`
+	studyRowColumns      = `pk, patient_pk, study_date, study_time, accession_number, study_id, study_description, referring_physician_name`
+	seriesRowColumns     = `pk, study_pk, modality, series_number, series_description, series_date, series_time, body_part_examined`
 	selectStudyPatient   = `SELECT patient_pk FROM study WHERE study_uid = ?`
-	selectInstanceSeries = `SELECT series_pk FROM instance WHERE sop_instance_uid = ?`
+	selectInstanceSeries = `SELECT series_pk, path, received_at FROM instance WHERE sop_instance_uid = ?`
 )
 
 // Open opens (creating if needed) the database at path and brings its schema, River's tables
@@ -184,7 +202,7 @@ func Open(ctx context.Context, path string) (*Engine, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	x := &Engine{Queue: &Queue{db: w}, w: w, r: r}
+	x := &Engine{Queue: &Queue{db: w}, w: w, r: r, rows: newRowCache()}
 	ws, err := prepare(ctx, w, selectStudyPatient, selectInstanceSeries, upsertPatient, upsertStudy, upsertSeries, upsertInstance,
 		pkPatient, pkStudy, pkSeries)
 	if err != nil {
@@ -199,6 +217,8 @@ func Open(ctx context.Context, path string) (*Engine, error) {
 		return nil, fmt.Errorf("index %s: prepare: %w", path, err)
 	}
 	x.getStmt = rs[0]
+	x.puts, x.quit, x.committerDone = make(chan *putRequest), make(chan struct{}), make(chan struct{})
+	go x.committer()
 	return x, nil
 }
 
@@ -270,8 +290,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return tx.Commit()
 }
 
-// Close closes the statements and both pools.
+// Close stops the committer, then closes the statements and both pools.
 func (x *Engine) Close() error {
+	if x.quit != nil {
+		x.stop.Do(func() { close(x.quit) })
+		<-x.committerDone
+	}
 	var errs []error
 	for _, st := range []*sql.Stmt{x.getStmt, x.putStmts.studyPatient, x.putStmts.instanceSeries, x.putStmts.upsertPatient, x.putStmts.upsertStudy, x.putStmts.upsertSeries, x.putStmts.upsertInstance,
 		x.putStmts.pkPatient, x.putStmts.pkStudy, x.putStmts.pkSeries} {
@@ -351,7 +375,7 @@ ON CONFLICT (patient_id, issuer) DO UPDATE SET
 WHERE (patient.patient_name, patient.birth_date, patient.sex) IS NOT
 	(COALESCE(NULLIF(excluded.patient_name, ''), patient.patient_name), COALESCE(NULLIF(excluded.birth_date, ''), patient.birth_date),
 	 COALESCE(NULLIF(excluded.sex, ''), patient.sex))
-RETURNING pk`
+RETURNING ` + patientRowColumns
 	upsertStudy = `
 INSERT INTO study (study_uid, patient_pk, study_date, study_time, accession_number, study_id,
 	study_description, referring_physician_name, updated_at)
@@ -371,7 +395,7 @@ WHERE (study.patient_pk, study.study_date, study.study_time, study.accession_num
 	 COALESCE(NULLIF(excluded.accession_number, ''), study.accession_number), COALESCE(NULLIF(excluded.study_id, ''), study.study_id),
 	 COALESCE(NULLIF(excluded.study_description, ''), study.study_description),
 	 COALESCE(NULLIF(excluded.referring_physician_name, ''), study.referring_physician_name))
-RETURNING pk`
+RETURNING ` + studyRowColumns
 	upsertSeries = `
 INSERT INTO series (series_uid, study_pk, modality, series_number, series_description,
 	series_date, series_time, body_part_examined, updated_at)
@@ -390,7 +414,7 @@ WHERE (series.study_pk, series.modality, series.series_number, series.series_des
 	(excluded.study_pk, COALESCE(NULLIF(excluded.modality, ''), series.modality), COALESCE(excluded.series_number, series.series_number),
 	 COALESCE(NULLIF(excluded.series_description, ''), series.series_description), COALESCE(NULLIF(excluded.series_date, ''), series.series_date),
 	 COALESCE(NULLIF(excluded.series_time, ''), series.series_time), COALESCE(NULLIF(excluded.body_part_examined, ''), series.body_part_examined))
-RETURNING pk`
+RETURNING ` + seriesRowColumns
 	upsertInstance = `
 INSERT INTO instance (sop_instance_uid, series_pk, sop_class_uid, instance_number, num_rows, num_columns,
 	number_of_frames, image_type, photometric_interpretation, specific_character_set, transfer_syntax_uid,
@@ -421,84 +445,23 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
 	deleteEmptyPatient = `DELETE FROM patient WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM study WHERE patient_pk = ?)`
 )
 
-// Put implements store.Index; inTx gets the queue's view of the transaction.
-func (x *Engine) Put(ctx context.Context, in store.Instance, inTx func(store.Tx) error) error {
-	tx, err := x.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("index: %w", err)
+// Put implements store.Index; inTx gets the queue's view of the transaction. The committer
+// (commit.go) writes it, with the Puts of other goroutines waiting at the same time, in one
+// transaction, durable when Put returns.
+func (x *Engine) Put(ctx context.Context, in store.Instance, inTx func(store.Tx) error) (store.Replaced, error) {
+	r := &putRequest{ctx: ctx, inst: in, inTx: inTx, done: make(chan error, 1)}
+	select {
+	case x.puts <- r:
+	case <-x.quit:
+		return store.Replaced{}, errors.New("index: closed")
+	case <-ctx.Done():
+		return store.Replaced{}, fmt.Errorf("index: %w", ctx.Err())
 	}
-	defer tx.Rollback()
-	if err := x.putStmts.run(ctx, tx, in); err != nil {
-		return fmt.Errorf("index: %w", err)
+	// Once handed over, the Put is seen through: its rows may be in a commit already.
+	if err := <-r.done; err != nil {
+		return store.Replaced{}, err
 	}
-	if inTx != nil {
-		if err := inTx(&queueTx{tx: tx, q: x.Queue}); err != nil {
-			return fmt.Errorf("index: in the instance's transaction: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("index: commit: %w", err)
-	}
-	return nil
-}
-
-func (st *stmts) run(ctx context.Context, tx *sql.Tx, in store.Instance) error {
-	now := in.ReceivedAt.UTC().Format(time.RFC3339Nano)
-
-	var prevPatient, prevSeries sql.NullInt64
-	err := tx.StmtContext(ctx, st.studyPatient).QueryRowContext(ctx, in.StudyInstanceUID).Scan(&prevPatient)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	err = tx.StmtContext(ctx, st.instanceSeries).QueryRowContext(ctx, in.SOPInstanceUID).Scan(&prevSeries)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-
-	var patientPK, studyPK, seriesPK int64
-	err = tx.StmtContext(ctx, st.upsertPatient).QueryRowContext(ctx, in.PatientID, in.IssuerOfPatientID, in.PatientName,
-		in.PatientBirthDate, in.PatientSex).Scan(&patientPK)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.StmtContext(ctx, st.pkPatient).QueryRowContext(ctx, in.PatientID, in.IssuerOfPatientID).Scan(&patientPK)
-	}
-	if err != nil {
-		return fmt.Errorf("patient: %w", err)
-	}
-	err = tx.StmtContext(ctx, st.upsertStudy).QueryRowContext(ctx, in.StudyInstanceUID, patientPK, in.StudyDate, in.StudyTime,
-		in.AccessionNumber, in.StudyID, in.StudyDescription, in.ReferringPhysicianName, now).Scan(&studyPK)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.StmtContext(ctx, st.pkStudy).QueryRowContext(ctx, in.StudyInstanceUID).Scan(&studyPK)
-	}
-	if err != nil {
-		return fmt.Errorf("study: %w", err)
-	}
-	err = tx.StmtContext(ctx, st.upsertSeries).QueryRowContext(ctx, in.SeriesInstanceUID, studyPK, in.Modality,
-		nullIfZero(in.SeriesNumber), in.SeriesDescription, in.SeriesDate, in.SeriesTime, in.BodyPartExamined,
-		now).Scan(&seriesPK)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.StmtContext(ctx, st.pkSeries).QueryRowContext(ctx, in.SeriesInstanceUID).Scan(&seriesPK)
-	}
-	if err != nil {
-		return fmt.Errorf("series: %w", err)
-	}
-	if _, err := tx.StmtContext(ctx, st.upsertInstance).ExecContext(ctx, in.SOPInstanceUID, seriesPK, in.SOPClassUID,
-		nullIfZero(in.InstanceNumber), nullIfZero(in.Rows), nullIfZero(in.Columns), nullIfZero(in.NumberOfFrames),
-		in.ImageType, in.PhotometricInterpretation, in.SpecificCharacterSet, in.TransferSyntaxUID,
-		in.Path, in.Size, in.DataSetOffset, now, in.CallingAE, in.CalledAE, in.RemoteAddr); err != nil {
-		return fmt.Errorf("instance: %w", err)
-	}
-
-	if prevSeries.Valid && prevSeries.Int64 != seriesPK {
-		if err := deleteEmpty(ctx, tx, prevSeries.Int64); err != nil {
-			return err
-		}
-	}
-	if prevPatient.Valid && prevPatient.Int64 != patientPK {
-		if _, err := tx.ExecContext(ctx, deleteEmptyPatient, prevPatient.Int64, prevPatient.Int64); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.prev, nil
 }
 
 // deleteEmpty removes a series left without instances, then its study and
@@ -554,6 +517,9 @@ func (x *Engine) Remove(ctx context.Context, uid string) error {
 	if err := deleteEmpty(ctx, tx, seriesPK); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
+	// Inside the transaction, which holds the writer: no batch can be between its statements
+	// and its commit now.
+	x.rows.invalidate()
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index: commit: %w", err)
 	}

@@ -41,7 +41,7 @@ func TestRemove(t *testing.T) {
 	ctx := context.Background()
 	x := openEngine(t, t.TempDir())
 	for _, in := range []store.Instance{instance("1.1", "1.1.1", "1.1.1.1"), instance("1.1", "1.1.1", "1.1.1.2"), instance("1.1", "1.1.2", "1.1.2.1")} {
-		if err := x.Put(ctx, in, nil); err != nil {
+		if _, err := x.Put(ctx, in, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,6 +4,10 @@ toy-s64.onnx follows the model contract at S=64 with a graph simple enough to ch
     logits[n,0,y,x] = mean_c(image[n,c,y,x]) / 255 - 0.5 + modality[n] / 10
 nometa-s64.onnx has the same graph but no espnode.* metadata: the "not our contract" fixture.
 wrongshape-s64.onnx has the metadata but an output of 2 channels.
+toy-tiles-s64.onnx is toy-s64.onnx with the tiling contract's additions: the output patch_logits
+[N,1,2,2] (the mean of logits over each 32 x 32 cell), espnode.channel_inputs (fundus in tiles
+with a flip, ultrasound letterboxed with flips) and espnode.plausibility (bounds for fundus and
+xray).
 """
 import json
 import sys
@@ -16,7 +20,7 @@ S = 64
 CHANNELS = ["dermoscopy", "xray", "ultrasound", "fundus", "microscopy", "colonoscopy"]
 
 
-def graph(out_channels=1):
+def graph(out_channels=1, patch=False):
     img = helper.make_tensor_value_info("image", T.FLOAT, ["N", 3, S, S])
     mod = helper.make_tensor_value_info("modality", T.INT64, ["N"])
     lg = helper.make_tensor_value_info("logits", T.FLOAT, ["N", out_channels, S, S])
@@ -39,13 +43,33 @@ def graph(out_channels=1):
         helper.make_tensor("ten", T.FLOAT, [], [10.0]),
         helper.make_tensor("shp", T.INT64, [4], [-1, 1, 1, 1]),
     ]
-    m = helper.make_model(helper.make_graph(nodes, "toy", [img, mod], [lg], inits),
+    outs = [lg]
+    if patch:
+        nodes.append(helper.make_node("AveragePool", ["logits"], ["patch_logits"], kernel_shape=[32, 32], strides=[32, 32]))
+        outs.append(helper.make_tensor_value_info("patch_logits", T.FLOAT, ["N", 1, S // 32, S // 32]))
+    m = helper.make_model(helper.make_graph(nodes, "toy", [img, mod], outs, inits),
                           opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     return m
 
 
-def metadata(m):
+TILING = {
+    "espnode.channel_inputs": json.dumps({
+        "fundus": {"mode": "tiles", "long_side": 100, "tile": S, "stride": 48, "window": "hann", "pad": "zero",
+                   "flips": ["h"]},
+        "ultrasound": {"mode": "letterbox", "flips": ["v", "hv"]},
+        "xray": {"mode": "letterbox"}}),
+    "espnode.plausibility": json.dumps({
+        "version": 1, "measured_on": "toy", "rule": "toy", "bounds": "toy",
+        "channels": {
+            "fundus": {"n": 3, "fg_fraction": {"lo": 0.1, "hi": 0.9, "pred_p0_5": 0.2, "pred_p50": 0.5,
+                                               "pred_p99_5": 0.6, "ref_p0_5": 0.2, "ref_p50": 0.5, "ref_p99_5": 0.6},
+                       "patch_max": {"lo": 0.3, "p0_5": 0.5, "p50": 0.6}},
+            "xray": {"n": 3, "fg_fraction": {"lo": 0.5, "hi": 1.0}}}}),
+}
+
+
+def metadata(m, extra=None):
     code = {"scheme": "SCT", "value": "49755003", "meaning": "Morphologically abnormal structure"}
     chans = [{"index": i, "name": n, "label": n, "category": code,
               "type": {"scheme": "SCT", "value": "108369006", "meaning": "Neoplasm"}, "query": i}
@@ -53,6 +77,7 @@ def metadata(m):
     props = {"espnode.channels": json.dumps(chans), "espnode.input_size": str(S),
              "espnode.model_name": "toy", "espnode.model_version": "1", "espnode.threshold": "0",
              "espnode.normalization": "none", "espnode.checkpoint_sha256": "0" * 64}
+    props.update(extra or {})
     for k, v in props.items():
         p = m.metadata_props.add()
         p.key, p.value = k, v
@@ -61,7 +86,8 @@ def metadata(m):
 
 def main(out):
     for name, m in [("toy-s64.onnx", metadata(graph())), ("nometa-s64.onnx", graph()),
-                    ("wrongshape-s64.onnx", metadata(graph(2)))]:
+                    ("wrongshape-s64.onnx", metadata(graph(2))),
+                    ("toy-tiles-s64.onnx", metadata(graph(patch=True), TILING))]:
         onnx.checker.check_model(m)
         onnx.save(m, f"{out}/{name}")
 

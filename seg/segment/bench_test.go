@@ -1,0 +1,160 @@
+package segment
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"image/draw"
+	_ "image/png"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/onnx"
+	"github.com/espnode/espnode/seg/pixel"
+)
+
+// BenchmarkPredict measures one source image through the channel's input mode with the shipped
+// model's network (compact widths, S = 256) on two ONNX Runtime threads, as the node runs it on
+// the CPU (batch 2): the letterbox of one image is the reference, and each tiled mode is
+// reported beside it (the tiles of one image run as one request). The input modes are those
+// the trained model's metadata gives (model/README.md, "Tiling contract"); the network is the
+// shipped one, so the per-input cost is the trained model's.
+//
+//	go test ./seg/segment -run '^$' -bench Predict -benchtime 20x
+func BenchmarkPredict(b *testing.B) {
+	if os.Getenv(onnx.LibraryEnv) == "" {
+		b.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(b), "third_party", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	path, err := WriteShippedModel(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 2, MaxBatch: onnx.DefaultBatch(onnx.ProviderCPU)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	tiles := func(long int, flips ...string) onnx.ChannelInput {
+		return onnx.ChannelInput{Mode: onnx.ModeTiles, LongSide: long, Tile: 256, Stride: 192, Window: "hann", Pad: "zero", Flips: flips}
+	}
+	for _, c := range []struct {
+		name, channel, image string
+		input                onnx.ChannelInput
+	}{
+		{"letterbox/xray-512", "xray", "xray/shenzhen-sample/test/images/CHNCXR_0005_0.png", onnx.ChannelInput{Mode: onnx.ModeLetterbox}},
+		{"letterbox+h/busi", "ultrasound", "ultrasound/busi/test/images/benign_0007.png", onnx.ChannelInput{Mode: onnx.ModeLetterbox, Flips: []string{"h"}}},
+		{"tiles640/drive-9", "fundus", "fundus/drive/test/images/drive_05.png", tiles(640)},
+		{"tiles640/hrf-6", "fundus", "fundus/hrf/test/images/02_g.png", tiles(640)},
+		{"tiles448/dsb-4", "microscopy", "microscopy/dsb2018/test/images/0287e7ee5b007c91ae2bd7628d09735e70496bc6127ecb7f3dd043e04ce37426.png", tiles(448)},
+		{"tiles448+h/dsb-8", "microscopy", "microscopy/dsb2018/test/images/0287e7ee5b007c91ae2bd7628d09735e70496bc6127ecb7f3dd043e04ce37426.png", tiles(448, "h")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r, err := e.Route(c.channel)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Input = c.input
+			img := benchRGB(b, testutil.SharedData(b, "seg2d", c.image))
+			var inputs int
+			var prep, infer, assemble float64
+			for b.Loop() {
+				p, err := r.Predict(context.Background(), img)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inputs = p.Inputs
+				prep += p.Prepare.Seconds() * 1000
+				infer += p.Infer.Seconds() * 1000
+				assemble += p.Assemble.Seconds() * 1000
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/n, "ms/image")
+			b.ReportMetric(float64(inputs), "inputs/image")
+			b.ReportMetric(prep/n, "prep-ms")
+			b.ReportMetric(infer/n, "infer-ms")
+			b.ReportMetric(assemble/n, "assemble-ms")
+		})
+	}
+}
+
+func benchRGB(b *testing.B, path string) *pixel.RGB {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := img.Bounds()
+	rgba := image.NewNRGBA(image.Rect(0, 0, r.Dx(), r.Dy()))
+	draw.Draw(rgba, rgba.Bounds(), img, r.Min, draw.Src)
+	out := &pixel.RGB{Width: r.Dx(), Height: r.Dy(), Pix: make([]uint8, r.Dx()*r.Dy()*3)}
+	for i := range r.Dx() * r.Dy() {
+		copy(out.Pix[3*i:3*i+3], rgba.Pix[4*i:4*i+3])
+	}
+	return out
+}
+
+// BenchmarkTileRuns measures the 9 tiles of a fundus image (DRIVE 05 at the working size 640)
+// through the shipped network on two threads in session runs of 1, 2, 3 and all 9 inputs: why
+// seg/onnx runs a request in runs of at most MaxBatch (2 on the CPU) instead of one run.
+//
+//	go test ./seg/segment -run '^$' -bench TileRuns -benchtime 5x
+func BenchmarkTileRuns(b *testing.B) {
+	if os.Getenv(onnx.LibraryEnv) == "" {
+		b.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(b), "third_party", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	path, err := WriteShippedModel(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := onnx.Open(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	img := benchRGB(b, testutil.SharedData(b, "seg2d", "fundus", "drive", "test", "images", "drive_05.png"))
+	w, h := onnx.WorkingSize(img.Width, img.Height, 640)
+	src := make([]float32, len(img.Pix))
+	for i, v := range img.Pix {
+		src[i] = float32(v)
+	}
+	work := pixel.Resample(src, img.Width, img.Height, 3, w, h)
+	const s = 256
+	var tiles []float32
+	for _, y := range onnx.TileOrigins(h, s, 192) {
+		for _, x := range onnx.TileOrigins(w, s, 192) {
+			for c := range 3 {
+				for ty := range s {
+					for tx := range s {
+						tiles = append(tiles, work[((y+ty)*w+x+tx)*3+c])
+					}
+				}
+			}
+		}
+	}
+	n := len(tiles) / (3 * s * s)
+	queries := make([]int64, n)
+	for i := range queries {
+		queries[i] = 3
+	}
+	for _, run := range []int{1, 2, 3, n} {
+		b.Run(fmt.Sprintf("runs-of-%d", run), func(b *testing.B) {
+			per := 3 * s * s
+			for b.Loop() {
+				for at := 0; at < n; at += run {
+					k := min(run, n-at)
+					if _, err := m.Run(tiles[at*per:(at+k)*per], queries[at:at+k]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/image")
+			b.ReportMetric(float64(n), "tiles")
+		})
+	}
+}
