@@ -54,6 +54,8 @@ fuzz:
 	for f in FuzzParseAccept FuzzParseQIDO FuzzFrameAndBulkPaths FuzzLayout FuzzJSON FuzzStow FuzzRequest; do \
 		$(GO) test ./dicomweb -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
 	$(GO) test ./httpguard -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s -parallel 1
+	for f in FuzzParams FuzzLogLine; do \
+		$(GO) test ./console -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -parallel 1 || exit 1; done
 
 bench:
 	bench/ingest/run.sh

@@ -114,6 +114,8 @@ type HTTP struct {
 	Addr string `yaml:"addr"`
 	// DICOMweb serves PS3.18 under /dicom-web on addr and on the viewer's port.
 	DICOMweb bool `yaml:"dicomweb"`
+	// Console serves the operator console under /console/ on addr (docs/CONSOLE.md).
+	Console bool `yaml:"console"`
 	// PublicURL is the scheme and authority (and any path prefix) clients reach the node at,
 	// for the URLs in DICOMweb responses; "" takes them from each request.
 	PublicURL   string     `yaml:"public_url"`

@@ -32,6 +32,7 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 
 	p.metrics.DeliveryAttempts.WithLabelValues(dest).Inc()
 	err := w.send(ctx, a)
+	p.metrics.Activity.Delivered(dest, time.Now(), err)
 	if errors.Is(err, store.ErrNotFound) {
 		log.Warn().Err(err).Msg("SEG no longer in the archive: delivery cancelled")
 		return river.JobCancel(err)

@@ -27,6 +27,9 @@ type Metrics struct {
 	DeliveryAttempts *prometheus.CounterVec   // by destination
 	DeliveryFailures *prometheus.CounterVec   // by destination
 	EndToEnd         *prometheus.HistogramVec // by channel
+
+	// Activity is what the console shows beside the counters (activity.go).
+	Activity *Activity
 }
 
 // NewMetrics registers the metrics, and the process and Go collectors, on a
@@ -35,6 +38,7 @@ func NewMetrics() *Metrics {
 	latency := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
+		Activity: NewActivity(),
 		Associations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "espnode_associations_total",
 			Help: "DICOM connections accepted (each carries at most one association).",

@@ -350,6 +350,7 @@ func (p *Pipeline) Put(ctx context.Context, req store.PutRequest) (store.Instanc
 		return inst, nil
 	}
 	p.metrics.Bytes.Add(float64(inst.Size))
+	p.metrics.Activity.Received(time.Now())
 	if d.Channel == "" {
 		p.metrics.Instances.WithLabelValues(channel.None).Inc()
 		p.metrics.NotSegmented.WithLabelValues(d.Reason).Inc()

@@ -246,6 +246,7 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 			return err
 		}
 	}
+	p.recordSEG(segUID, sources, s, res, model, version)
 	log.Info().Int("frames", res.Frames).Int("foreground", res.Foreground).Str("provider", res.Provider).
 		Dur("infer", res.Timing.Infer).Dur("total", res.Timing.Total()).Int("destinations", len(dests)).
 		Int("segs", len(parts)).Msg("SEG stored")

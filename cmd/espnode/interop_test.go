@@ -67,7 +67,7 @@ func startNode(t *testing.T, mutate func(*config.Config)) *node {
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
+	go func() { done <- serve(ctx, cfg, log, nil) }()
 	n := &node{addr: cfg.DICOM.Addr(), port: cfg.DICOM.Port, dataDir: cfg.DataDir}
 	var once sync.Once
 	n.stop = func() {

@@ -17,7 +17,8 @@ func isTerminal(w io.Writer) bool {
 }
 
 // newLogger builds the process logger: JSON lines by default, console lines on a terminal.
-func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+// Each of also gets every line as JSON (the console's ring of recent errors).
+func newLogger(w io.Writer, level, format string, also ...zerolog.LevelWriter) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
 		return zerolog.Logger{}, fmt.Errorf("log level %q: want trace, debug, info, warn or error", level)
@@ -30,6 +31,13 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	case "json":
 	default:
 		return zerolog.Logger{}, fmt.Errorf("log format %q: want auto, json or console", format)
+	}
+	if len(also) > 0 {
+		ws := []io.Writer{w}
+		for _, a := range also {
+			ws = append(ws, a)
+		}
+		w = zerolog.MultiLevelWriter(ws...)
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/config"
+	"github.com/espnode/espnode/console"
 	"github.com/espnode/espnode/dicomweb"
 	"github.com/espnode/espnode/dimse"
 	"github.com/espnode/espnode/httpguard"
@@ -80,14 +81,16 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(env.stderr, cfg.Log.Level, cfg.Log.Format)
+	logs := console.NewLogRing(console.DefaultLogEntries)
+	log, err := newLogger(env.stderr, cfg.Log.Level, cfg.Log.Format, logs)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, log, logs)
 }
 
-func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+// serve runs the node; logs, when not nil, is fed by log and shown by the console.
+func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *console.LogRing) error {
 	st, err := datadir.Open(ctx, datadir.Options{
 		Dir:                       cfg.DataDir,
 		Duplicates:                cfg.Store.Duplicates,
@@ -199,7 +202,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	} else {
 		tlsDone <- nil
 	}
-	stopHTTP, err := serveHTTP(cfg, log, metrics, pl, st)
+	stopHTTP, err := serveHTTP(cfg, log, metrics, pl, st, logs)
 	if err != nil {
 		ln.Close()
 		return err
@@ -278,7 +281,7 @@ func loadModel(cfg config.Config, pl *pipeline.Pipeline, log zerolog.Logger) (*o
 // serveHTTP starts the HTTP listeners: http.addr (health, metrics and DICOMweb) and the viewer's
 // (OHIF and DICOMweb on one origin), both behind the guard and, when configured, TLS. The
 // function it returns closes them.
-func serveHTTP(cfg config.Config, log zerolog.Logger, metrics *pipeline.Metrics, pl *pipeline.Pipeline, st *store.Store) (func(), error) {
+func serveHTTP(cfg config.Config, log zerolog.Logger, metrics *pipeline.Metrics, pl *pipeline.Pipeline, st *store.Store, logs *console.LogRing) (func(), error) {
 	h := cfg.HTTP
 	var servers []*http.Server
 	stop := func() {
@@ -327,6 +330,15 @@ func serveHTTP(cfg config.Config, log zerolog.Logger, metrics *pipeline.Metrics,
 		if web != nil {
 			mux.Handle(web.Root()+"/", web)
 			served += ", " + web.Root()
+		}
+		if h.Console {
+			con, err := newConsole(cfg, log.With().Str("component", "console").Logger(), logs, metrics, pl, st, web)
+			if err != nil {
+				stop()
+				return nil, err
+			}
+			mux.Handle(console.Root, con)
+			served += ", " + console.Root
 		}
 		u, err := listen("http.addr", h.Addr, mux)
 		if err != nil {

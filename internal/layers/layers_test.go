@@ -29,7 +29,7 @@ var layers = [][]string{
 	{"seg/segment"},
 	{"seg/eval"},
 	{"config"},
-	{"scp", "pipeline", "dicomweb", "httpguard", "viewer"},
+	{"scp", "pipeline", "dicomweb", "httpguard", "viewer", "console"},
 	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "interop"},
 }
 
