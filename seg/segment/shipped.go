@@ -13,7 +13,7 @@ import (
 // shippedModel is the model the binary carries: ESP-MedSAM at compact widths and
 // input 256, trained on the CPU on all six channels of shared/data/seg2d (train
 // split), universal (one file, every channel). docs/MODEL.md has its training
-// (model/training/compact-s256.json), its speed and its scores.
+// (model/training/compact-s256-tiles.json), its speed and its scores.
 //
 //go:embed shipped/espmedsam-compact-s256.onnx
 var shippedModel []byte

@@ -17,14 +17,14 @@ import (
 )
 
 // TestShippedModel checks that the embedded model is the trained one its record describes
-// (model/training/compact-s256.json) and that it segments: a PH2 dermoscopy test image, wrapped
+// (model/training/compact-s256-tiles.json) and that it segments: a PH2 dermoscopy test image, wrapped
 // as an uncompressed XC DICOM file, against its reference lesion mask from seg2d.
 func TestShippedModel(t *testing.T) {
 	const maxBytes = 25 << 20
 	if len(shippedModel) > maxBytes {
 		t.Errorf("shipped model is %d bytes, more than 25 MiB", len(shippedModel))
 	}
-	raw, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "model", "training", "compact-s256.json"))
+	raw, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "model", "training", "compact-s256-tiles.json"))
 	if err != nil {
 		t.Fatalf("training record: %v", err)
 	}
