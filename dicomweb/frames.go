@@ -115,12 +115,7 @@ func parseFrameList(s string, frames int) ([]int, error) {
 
 // frames answers WADO-RS Retrieve Frames.
 func (s *Server) frames(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, err := uids(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ranges, err := accepts(r)
+	study, series, instance, ranges, err := target(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -73,12 +73,7 @@ func parseRenderParams(q map[string][]string) (renderParams, error) {
 // rendered answers WADO-RS Retrieve Rendered Instance and Frames: one frame through the display
 // pipeline of seg/pixel (modality and VOI LUT or window, colour conversion) as JPEG or PNG.
 func (s *Server) rendered(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, err := uids(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ranges, err := accepts(r)
+	study, series, instance, ranges, err := target(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -237,6 +237,16 @@ func accepts(r *http.Request) ([]mediaRange, error) {
 	return ranges, nil
 }
 
+// target reads what a WADO-RS request names (its path's UIDs, uids) and the media types it
+// takes (its Accept header, accepts), the first steps of every retrieve handler.
+func target(r *http.Request) (study, series, instance string, ranges []mediaRange, err error) {
+	if study, series, instance, err = uids(r); err != nil {
+		return "", "", "", nil, err
+	}
+	ranges, err = accepts(r)
+	return study, series, instance, ranges, err
+}
+
 // instances resolves a study, series or instance of a WADO-RS path to the instances it holds, in
 // the index's order; none is ErrNotFound.
 func (s *Server) instances(ctx context.Context, study, series, instance string) ([]store.Instance, error) {

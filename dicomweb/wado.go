@@ -100,12 +100,7 @@ func instanceSyntax(ranges []mediaRange, ts string) (string, bool) {
 // retrieve answers WADO-RS Retrieve Study, Series and Instance: multipart/related of Part-10
 // objects.
 func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, err := uids(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ranges, err := accepts(r)
+	study, series, instance, ranges, err := target(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -263,12 +258,7 @@ func appendSamples(b []byte, f *pixel.Frame, bitsAllocated int, planar bool) []b
 // metadata answers WADO-RS Retrieve Metadata: the JSON model of each instance, with its bulk
 // data by reference.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, err := uids(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ranges, err := accepts(r)
+	study, series, instance, ranges, err := target(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -2,36 +2,15 @@ package jxl
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/espnode/espnode/internal/testutil"
 )
 
 // seeds returns the codestreams of testdata/fuzz/FuzzDecode (frames that real encoders made
 // for seg/pixel's codec fixtures).
-func seeds(t *testing.T) [][]byte {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzDecode", "*"))
-	if err != nil || len(files) < 3 {
-		t.Fatalf("seed corpus: %d files, %v", len(files), err)
-	}
-	var out [][]byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, v, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-		s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(v, "[]byte("), ")"))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		out = append(out, []byte(s))
-	}
-	return out
-}
+func seeds(t *testing.T) [][]byte { return testutil.FuzzSeeds(t, "FuzzDecode", 3) }
 
 // TestDecodeAndRefuse decodes every seed, and checks that the library's failures on the same
 // codestreams cut short or garbled come back as errors, and that accept's error stops it.
