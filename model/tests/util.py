@@ -11,9 +11,7 @@ torch.set_num_threads(2)  # two cores shared with colleagues
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_DIR = os.path.dirname(HERE)
 REPO_ROOT = os.path.dirname(MODEL_DIR)
-# the project's reference list (../shared/docs beside the checkout) and a committed copy of it
-SHARED_REF = os.environ.get("ESPMEDSAM_STATE_DICT_REF",
-                            os.path.join(REPO_ROOT, "..", "shared", "docs", "esp-medsam-state-dict.txt"))
+# the published checkpoints' parameter names and shapes, in their order (a copy kept in the repo)
 LOCAL_REF = os.path.join(HERE, "data", "esp-medsam-state-dict.txt")
 TINY_ONNX = os.path.join(REPO_ROOT, "seg", "onnx", "testdata", "espmedsam-tiny-s256.onnx")
 
@@ -37,7 +35,7 @@ def parse_state_dict_listing(path):
 
 
 def reference_path():
-    return SHARED_REF if os.path.isfile(SHARED_REF) else LOCAL_REF
+    return LOCAL_REF
 
 
 @functools.lru_cache(maxsize=None)
