@@ -3,15 +3,11 @@ package pipeline
 import (
 	"bufio"
 	"context"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/internal/testutil"
@@ -54,11 +50,11 @@ func TestDeliveryConverts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			port := startStoreSCP(t, dir, tc.args...)
+			// +B: written as received, so that the received transfer syntax is the sent one.
+			dir, port := startStorescp(t, append([]string{"+B"}, tc.args...)...)
 			w := &deliverWorker{p: n.pl}
 			for uid, src := range uids {
-				err := w.send(context.Background(), DeliverArgs{SEGInstanceUID: uid, AETitle: "PLAINSCP", Host: "127.0.0.1", Port: port})
+				err := w.send(context.Background(), DeliverArgs{SEGInstanceUID: uid, AETitle: "STORESCP", Host: "127.0.0.1", Port: port})
 				if err != nil {
 					t.Errorf("%s: %v", filepath.Base(src), err)
 					continue
@@ -113,33 +109,6 @@ func readMeta(t *testing.T, path string) dcm.FileMeta {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return meta
-}
-
-// startStoreSCP runs DCMTK's storescp (AE PLAINSCP) writing what it receives, as received, to
-// dir, and returns its port.
-func startStoreSCP(t *testing.T, dir string, args ...string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	args = append(args, "+B", "-aet", "PLAINSCP", "-od", dir, strconv.Itoa(port))
-	cmd := exec.Command(testutil.Tool(t, "storescp", "dcmtk"), args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for range 400 {
-		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
-			c.Close()
-			return port
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("storescp not listening on port %d", port)
-	return 0
 }
 
 // receivedFile is the file storescp wrote for a SOP Instance UID (named MODALITY.UID), or "".
