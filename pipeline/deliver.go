@@ -83,13 +83,13 @@ func (w *deliverWorker) send(ctx context.Context, a DeliverArgs) error {
 			// Kept from here on, so that a failure below aborts it (drop).
 			d.keep(c, seg.SOPClassUID, seg.TransferSyntaxUID)
 		}
-		ts, data, stop, err := sendable(c, seg, bufio.NewReaderSize(rc, 64<<10))
+		ts, data, err := sendable(c, seg, bufio.NewReaderSize(rc, 64<<10))
 		if err != nil {
 			d.drop()
 			return err
 		}
 		st, err := c.Store(ctx, seg.SOPClassUID, seg.SOPInstanceUID, ts, data)
-		stop()
+		data.Close()
 		if err != nil {
 			d.drop()
 			c = nil
@@ -131,43 +131,40 @@ func (p *Pipeline) dialDestination(ctx context.Context, a DeliverArgs, sopClass,
 
 // sendable picks the transfer syntax the association accepted for an object
 // (storeSyntax) and returns its data set in it (transcode.Open): as stored,
-// converted to implicit VR little endian as it is read, or decompressed. stop ends a conversion the
-// C-STORE stopped reading; call it when the C-STORE is over.
-func sendable(c *dimse.Client, in store.Instance, stored io.Reader) (ts string, data io.Reader, stop func(), err error) {
+// converted to implicit VR little endian as it is read, or decompressed.
+// Closing data ends a conversion the C-STORE stopped reading; close it when the
+// C-STORE is over.
+func sendable(c *dimse.Client, in store.Instance, stored io.Reader) (ts string, data io.ReadCloser, err error) {
 	ts, ok := storeSyntax(c, in.SOPClassUID, in.TransferSyntaxUID)
 	if !ok {
-		return "", nil, nil, fmt.Errorf("the destination accepted no presentation context for %s in %s",
-			in.SOPClassUID, strings.Join(sendableSyntaxes(in.TransferSyntaxUID), " or "))
+		return "", nil, fmt.Errorf("the destination accepted no presentation context for %s in %s",
+			in.SOPClassUID, strings.Join(transcode.Offer(in.TransferSyntaxUID), " or "))
 	}
-	rc, err := transcode.Open(stored, in.TransferSyntaxUID, ts, dcm.Limits{})
+	data, err = transcode.Open(stored, in.TransferSyntaxUID, ts, dcm.Limits{})
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("send as %s: %w", dcm.TransferSyntaxName(ts), err)
+		return "", nil, fmt.Errorf("send as %s: %w", dcm.TransferSyntaxName(ts), err)
 	}
-	return ts, rc, func() { rc.Close() }, nil
+	return ts, data, nil
 }
 
-// sendableSyntaxes lists the transfer syntaxes an object stored in ts can be
-// sent in, the stored one first (transcode.Offer: explicit VR little endian
-// also as implicit, a decodable compressed syntax also decompressed).
-func sendableSyntaxes(ts string) []string { return transcode.Offer(ts) }
-
-// storeContexts proposes one presentation context per sendable transfer
-// syntax rather than one context listing them all: the receiver answers each
-// context with one syntax of its choosing, so separate contexts let the node
-// send in the stored syntax whenever the receiver accepts it, and in the
-// converted one only when it does not.
+// storeContexts proposes one presentation context per transfer syntax the
+// object can be sent in (transcode.Offer: as stored, explicit also as implicit,
+// a decodable compressed syntax also decompressed) rather than one context
+// listing them all: the receiver answers each context with one syntax of its
+// choosing, so separate contexts let the node send in the stored syntax
+// whenever the receiver accepts it, and converted only when it does not.
 func storeContexts(sopClass, ts string) []dimse.PresentationContextRQ {
 	var out []dimse.PresentationContextRQ
-	for _, s := range sendableSyntaxes(ts) {
+	for _, s := range transcode.Offer(ts) {
 		out = append(out, dimse.PresentationContextRQ{AbstractSyntax: sopClass, TransferSyntaxes: []string{s}})
 	}
 	return out
 }
 
-// storeSyntax picks the first sendable transfer syntax of an object stored in
-// ts that the association accepted.
+// storeSyntax picks the first of transcode.Offer's syntaxes for an object
+// stored in ts that the association accepted.
 func storeSyntax(c *dimse.Client, sopClass, ts string) (string, bool) {
-	for _, s := range sendableSyntaxes(ts) {
+	for _, s := range transcode.Offer(ts) {
 		if _, ok := c.FindContext(sopClass, s); ok {
 			return s, true
 		}
