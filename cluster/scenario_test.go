@@ -1,0 +1,441 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/espnode/espnode/dcm"
+	"github.com/espnode/espnode/internal/testutil"
+	"github.com/espnode/espnode/seg/dicomseg"
+	"github.com/espnode/espnode/seg/onnx"
+)
+
+const (
+	// associations is how many modalities send at once through the load balancer.
+	associations = 6
+	// routedPerAssociation instances of each association go to segmentation (endoscopy); the
+	// rest are small Secondary Captures that no channel takes, so the run measures the cluster
+	// and not the CPU's inference.
+	routedPerAssociation = 2
+	instancesPerAssoc    = 100
+)
+
+// instance is one file the test sends, with the UIDs it is found by.
+type instance struct {
+	file, study, series, sop string
+	routed                   bool
+}
+
+// TestClusterScenario is issue 14's scenario: 600 instances over six associations through
+// HAProxy onto the nodes, one node killed with SIGKILL in the middle of it and restarted, the
+// index's PostgreSQL restarted once in the middle. Afterwards every acknowledged instance is in
+// the archive once and indexed once, each routed instance has exactly one SEG, and each SEG
+// reached the storescp destination (deliveries are at least once: duplicates are counted).
+func TestClusterScenario(t *testing.T) {
+	if os.Getenv(onnx.LibraryEnv) == "" {
+		lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
+		if _, err := os.Stat(lib); err != nil {
+			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
+		}
+		t.Setenv(onnx.LibraryEnv, lib)
+	}
+	be := scenarioBackend(t)
+	t.Logf("engines: %s", be.describe())
+
+	lists, byFile := scenarioData(t)
+	destDir := t.TempDir()
+	destPort := startStorescp(t, destDir)
+
+	nodes := make([]*node, be.nodes())
+	ports := make([]int, len(nodes))
+	for i := range nodes {
+		nodes[i] = newNode(t, fmt.Sprintf("node%d", i), destPort, be.env())
+		ports[i] = nodes[i].port
+	}
+	// Several nodes starting at once run the index's migrations at once, as a rollout would.
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(n.start)
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	lb := startHAProxy(t, ports)
+
+	var acked sync.Map
+	var ackCount atomic.Int64
+	total := int64(len(byFile))
+	onAck := func(f string) {
+		if _, dup := acked.LoadOrStore(f, true); !dup {
+			ackCount.Add(1)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	storescuLog := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("storescu log (last 4000 bytes):\n%s", tailString(storescuLog.String(), 4000))
+		}
+	})
+	start := time.Now()
+	wait := startSenders(ctx, lb.addr(), lists, storescuLog, onAck)
+
+	// The failures happen at fixed shares of the acknowledged instances, so that they fall in
+	// the middle of the sends however fast the machine is.
+	victim := nodes[len(nodes)/2]
+	events := []struct {
+		at   int64
+		name string
+		do   func()
+	}{
+		{total / 3, "kill -9 " + victim.name, func() {
+			victim.kill()
+			// Long enough for the load balancer to mark it down and send new associations
+			// elsewhere; its running jobs are left for another node or its next start.
+			time.Sleep(time.Second)
+			victim.start()
+		}},
+		{total * 2 / 3, "restart the index's database", func() {
+			if !be.restartIndex(t) {
+				t.Logf("%s: no database server to restart", be.describe())
+			}
+		}},
+	}
+	var timeline []string
+	for _, ev := range events {
+		for ackCount.Load() < ev.at && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		timeline = append(timeline, fmt.Sprintf("%s at %d of %d acknowledged (%.1fs)", ev.name, ackCount.Load(), total, time.Since(start).Seconds()))
+		ev.do()
+		timeline[len(timeline)-1] += fmt.Sprintf(", done at %d", ackCount.Load())
+	}
+	senders, errs := wait()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	sent := time.Since(start)
+	runs, refused := 0, 0
+	for _, s := range senders {
+		runs += s.runs
+		refused += s.refused
+	}
+	t.Logf("%d of %d instances acknowledged in %.1fs over %d associations (%d beyond the first %d: resends after a failure), %d C-STORE responses not Success",
+		ackCount.Load(), total, sent.Seconds(), runs, runs-len(senders), len(senders), refused)
+	for _, l := range timeline {
+		t.Log(l)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if ackCount.Load() != total {
+		t.Fatalf("%d of %d acknowledged", ackCount.Load(), total)
+	}
+
+	var routed []instance
+	bySOPSent := map[string]bool{}
+	for _, in := range byFile {
+		bySOPSent[in.sop] = true
+		if in.routed {
+			routed = append(routed, in)
+		}
+	}
+	var segs map[string][]receivedSEG
+	waitFor(t, "a SEG for every routed instance at storescp", 4*time.Minute, func() bool {
+		segs = receivedSEGs(t, destDir)
+		for _, in := range routed {
+			if len(segs[in.sop]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every routed instance's SEG reached storescp %.1fs after the sends ended", time.Since(start.Add(sent)).Seconds())
+
+	// Indexed once: C-FIND through the load balancer, series by series.
+	series := map[[2]string]bool{}
+	for _, in := range byFile {
+		series[[2]string{in.study, in.series}] = true
+	}
+	for _, list := range segs {
+		for _, s := range list {
+			series[[2]string{s.study, s.series}] = true
+		}
+	}
+	matches := map[string]int{}
+	for s := range series {
+		for _, uid := range findInstances(t, lb.addr(), s[0], s[1]) {
+			matches[uid]++
+		}
+	}
+
+	// Stopped gracefully, no delivery is in flight when the destination is counted.
+	for _, n := range nodes {
+		n.stop()
+	}
+	segs = receivedSEGs(t, destDir)
+	objects := be.objects(t, nodes)
+	bySOP := objectsBySOP(objects)
+
+	for _, in := range byFile {
+		if bySOP[in.sop] != 1 {
+			t.Errorf("%s (acknowledged): %d objects in the archive, want 1", in.sop, bySOP[in.sop])
+		}
+		if matches[in.sop] != 1 {
+			t.Errorf("%s (acknowledged): %d C-FIND matches, want 1", in.sop, matches[in.sop])
+		}
+	}
+	segUIDs := map[string]bool{}
+	deliveries, duplicates := 0, 0
+	for _, in := range routed {
+		distinct := map[string]bool{}
+		for _, s := range segs[in.sop] {
+			distinct[s.sop] = true
+			segUIDs[s.sop] = true
+		}
+		deliveries += len(segs[in.sop])
+		duplicates += len(segs[in.sop]) - len(distinct)
+		if len(distinct) != 1 {
+			t.Errorf("routed %s: %d distinct SEGs reached storescp, want 1: %v", in.sop, len(distinct), segs[in.sop])
+		}
+	}
+	for uid := range segUIDs {
+		if bySOP[uid] != 1 {
+			t.Errorf("SEG %s: %d objects in the archive, want 1", uid, bySOP[uid])
+		}
+		if matches[uid] != 1 {
+			t.Errorf("SEG %s: %d C-FIND matches, want 1", uid, matches[uid])
+		}
+	}
+	for uid, list := range segs {
+		if _, ok := bySOPSent[uid]; !ok {
+			t.Errorf("SEGs at storescp for %s, which the test never sent: %v", uid, list)
+		}
+	}
+	if want := len(byFile) + len(segUIDs); len(objects) != want {
+		var extra []string
+		for k := range objects {
+			if uid := strings.TrimSuffix(filepath.Base(k), ".dcm"); !bySOPSent[uid] && !segUIDs[uid] {
+				extra = append(extra, k)
+			}
+		}
+		sort.Strings(extra)
+		t.Errorf("the archive holds %d objects, want %d (the instances and one SEG each routed); not accounted for: %v", len(objects), want, extra)
+	}
+	t.Logf("%d routed instances, %d SEG deliveries at storescp, %d of them duplicates (delivery is at least once)", len(routed), deliveries, duplicates)
+	requeued := 0
+	for _, n := range nodes {
+		requeued += n.logCount("requeued jobs left running")
+	}
+	t.Logf("nodes: %s started %d times; %d starts requeued jobs a killed process left running", victim.name, victim.starts, requeued)
+	for _, l := range strings.Split(lb.out.String(), "\n") {
+		if strings.Contains(l, " is DOWN") || strings.Contains(l, " is UP") {
+			t.Logf("haproxy: %s", l)
+		}
+	}
+}
+
+// scenarioData writes the scenario's instances: per association, instancesPerAssoc-routedPerAssociation
+// 64x64 Secondary Captures (bench/ingest/gen) and routedPerAssociation copies of an endoscopy
+// image, each with its own SOP Instance UID (dcmodify -gin), spread through the association.
+func scenarioData(t *testing.T) ([][]string, map[string]instance) {
+	t.Helper()
+	dir := t.TempDir()
+	n := associations * (instancesPerAssoc - routedPerAssociation)
+	if out, err := exec.Command(bins.gen, "-n", fmt.Sprint(n), "-side", "64", "-out", filepath.Join(dir, "sc")).CombinedOutput(); err != nil {
+		t.Fatalf("gen: %v\n%s", err, out)
+	}
+	sc, err := filepath.Glob(filepath.Join(dir, "sc", "*.dcm"))
+	if err != nil || len(sc) != n {
+		t.Fatalf("gen wrote %d files, want %d (%v)", len(sc), n, err)
+	}
+	src, err := os.ReadFile(testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed := make([]string, associations*routedPerAssociation)
+	for i := range routed {
+		routed[i] = filepath.Join(dir, fmt.Sprintf("es%02d.dcm", i))
+		if err := os.WriteFile(routed[i], src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tool := testutil.Tool(t, "dcmodify", "dcmtk")
+	if out, err := exec.Command(tool, append([]string{"-nb", "-gin"}, routed...)...).CombinedOutput(); err != nil {
+		t.Fatalf("dcmodify: %v\n%s", err, out)
+	}
+	byFile := map[string]instance{}
+	for _, f := range append(sc, routed...) {
+		in := readInstance(t, f)
+		byFile[f] = in
+	}
+	for _, f := range routed {
+		in := byFile[f]
+		in.routed = true
+		byFile[f] = in
+	}
+	lists := make([][]string, associations)
+	per := instancesPerAssoc - routedPerAssociation
+	for i := range lists {
+		list := append([]string(nil), sc[i*per:(i+1)*per]...)
+		for j := range routedPerAssociation {
+			at := (j + 1) * len(list) / (routedPerAssociation + 1)
+			list = append(list[:at], append([]string{routed[i*routedPerAssociation+j]}, list[at:]...)...)
+		}
+		lists[i] = list
+	}
+	return lists, byFile
+}
+
+func readInstance(t *testing.T, path string) instance {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	meta, err := dcm.ReadFileMeta(br)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	ds, err := dcm.ReadDataSet(br, meta.TransferSyntaxUID, dcm.ParseOptions{Keep: dcm.NewTagSet(dcm.StudyInstanceUID, dcm.SeriesInstanceUID)})
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return instance{file: path, sop: meta.MediaStorageSOPInstanceUID,
+		study: ds.String(dcm.StudyInstanceUID), series: ds.String(dcm.SeriesInstanceUID)}
+}
+
+// startStorescp runs DCMTK's storescp as the SEGs' destination. +uf gives every object received
+// a file of its own, so that a SEG delivered twice shows as two files.
+func startStorescp(t *testing.T, dir string) int {
+	t.Helper()
+	bin := testutil.Tool(t, "storescp", "dcmtk")
+	port := freePort(t)
+	cmd := exec.Command(bin, "-aet", "STORESCP", "+xa", "+uf", "-od", dir, fmt.Sprint(port))
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start storescp: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("storescp output:\n%s", tailString(out.String(), 4000))
+		}
+	})
+	if err := waitListening(port, 10*time.Second, exited); err != nil {
+		t.Fatalf("storescp: %v\n%s", err, out.String())
+	}
+	return port
+}
+
+// receivedSEG is one SEG file storescp wrote.
+type receivedSEG struct {
+	file, study, series, sop string
+}
+
+// receivedSEGs decodes the SEG files at the destination, by the SOP Instance UID of each source
+// they reference.
+func receivedSEGs(t *testing.T, dir string) map[string][]receivedSEG {
+	t.Helper()
+	out := map[string][]receivedSEG{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "SG.") { // storescp names files by modality
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dicomseg.Decode(data)
+		if err != nil {
+			continue // storescp still writing it
+		}
+		refs := map[string]bool{}
+		for _, f := range s.Frames {
+			for _, src := range f.Sources {
+				refs[src.SOPInstanceUID] = true
+			}
+		}
+		for uid := range refs {
+			out[uid] = append(out[uid], receivedSEG{file: e.Name(), study: s.StudyInstanceUID, series: s.SeriesInstanceUID, sop: s.SOPInstanceUID})
+		}
+	}
+	return out
+}
+
+// findInstances asks the node at addr, with espnode find (C-FIND at IMAGE level), for the SOP
+// Instance UIDs of a series; a UID indexed twice would come twice.
+func findInstances(t *testing.T, addr, study, series string) []string {
+	t.Helper()
+	cmd := exec.Command(bins.espnode, "find", "--called-ae", "ESPNODE", "--level", "IMAGE", "--json",
+		"-k", "StudyInstanceUID="+study, "-k", "SeriesInstanceUID="+series, "-k", "SOPInstanceUID", addr)
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		t.Fatalf("espnode find %s/%s: %v\n%s", study, series, err, msg)
+	}
+	var uids []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]string
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("espnode find: %q: %v", line, err)
+		}
+		uids = append(uids, m["SOPInstanceUID"])
+	}
+	return uids
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func tailString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// scenarioBackend chooses the engines the scenario runs on.
+func scenarioBackend(t *testing.T) backend {
+	t.Helper()
+	return localBackend{}
+}
