@@ -113,10 +113,14 @@ func FuzzServeConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s := fuzzServer()
 		conn := &memConn{in: bytes.NewReader(in)}
+		pc := s.admitOrRefuse(conn)
+		if pc == nil {
+			t.Fatal("the fuzz server refused a connection")
+		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			s.handle(context.Background(), conn)
+			s.handle(context.Background(), conn, pc)
 		}()
 		select {
 		case <-done:

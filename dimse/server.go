@@ -213,10 +213,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		// Admission happens here, in accept order, not in the connection's goroutine: eviction
+		// closes the oldest pending connection, and goroutines start in no particular order, so
+		// a requestor accepted after a flood could otherwise be counted before it and evicted.
+		pc := s.admitOrRefuse(conn)
+		if pc == nil {
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handle(connCtx, conn)
+			s.handle(connCtx, conn, pc)
 		}()
 	}
 	s.shutdown(cancelConns)
@@ -308,14 +315,19 @@ func (s *Server) init() {
 	}
 }
 
-// handle admits a connection, serves it and gives its place back.
-func (s *Server) handle(ctx context.Context, conn net.Conn) {
+// admitOrRefuse counts a new connection in, or closes it and says which limit refused it.
+func (s *Server) admitOrRefuse(conn net.Conn) *admitted {
 	pc, why := s.admit(conn)
 	if why != "" {
 		s.refusals.Warn().Str("peer", conn.RemoteAddr().String()).Str("limit", why).Msg("connection refused before association: closed")
 		_ = conn.Close()
-		return
+		return nil
 	}
+	return pc
+}
+
+// handle serves an admitted connection and gives its place back.
+func (s *Server) handle(ctx context.Context, conn net.Conn, pc *admitted) {
 	defer s.leave(pc)
 	s.serveConn(ctx, conn, func() (int, bool) { return s.establish(pc) })
 }

@@ -136,8 +136,10 @@ log:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed, not sent on, so that both the start loop and the cleanup can see it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
@@ -165,8 +167,8 @@ log:
 				break
 			}
 			select {
-			case err := <-exited:
-				t.Fatalf("espnode exited at start: %v\n%s", err, n.logs.String())
+			case <-exited:
+				t.Fatalf("espnode exited at start: %v\n%s", waitErr, n.logs.String())
 			default:
 			}
 			if time.Now().After(deadline) {

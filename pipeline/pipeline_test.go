@@ -662,7 +662,12 @@ func TestRecoverRunningJobs(t *testing.T) {
 	waitUntil(t, "the recovered job", time.Minute, func() bool {
 		return jobsByState(t, n.st)["segment/completed"] == 1
 	})
-	// A job killed on its last attempt is a dead letter at the next start.
+	// A job killed on its last attempt is a dead letter at the next start. RecoverJobs runs
+	// before the client starts, so the client stops first: its own late updates of the job
+	// (the completer's batch) must not race the rows this test writes.
+	if err := n.pl.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = max_attempts, finalized_at = NULL`); err != nil {
 		t.Fatal(err)
 	}
