@@ -8,33 +8,42 @@ import (
 	"testing"
 )
 
-// backend is where a cluster keeps its index and archive: what each node's environment gets, and
-// what the test reads back and restarts.
+// backend is the engines a cluster keeps its index and archive on.
 type backend interface {
 	// describe names the engines, for the test's log.
 	describe() string
-	// nodes is how many nodes the scenario runs on these engines.
+	// nodes is how many nodes share one storage: 1 for engines that share nothing.
 	nodes() int
-	// env is added to every node's environment (ESPNODE_INDEX, ESPNODE_ARCHIVE, AWS_*).
-	env() []string
-	// objects returns every object of the archive by key (archive/STUDY/SERIES/SOP.dcm, as
-	// store.Store names them), with its size.
-	objects(t *testing.T, nodes []*node) map[string]int64
+	// newStorage makes an empty index and archive for one cluster.
+	newStorage(tb testing.TB) storage
 	// restartIndex restarts the index's database server; false when the engine has none.
-	restartIndex(t *testing.T) bool
+	restartIndex(tb testing.TB) bool
 }
 
-// localBackend is the single-node default: SQLite and the file archive under the node's
-// data_dir. It shares nothing, so it runs one node.
+// storage is one cluster's index and archive.
+type storage struct {
+	// env is added to every node's environment (ESPNODE_INDEX, ESPNODE_ARCHIVE, AWS_*).
+	env []string
+	// objects returns every object of the archive by key (archive/STUDY/SERIES/SOP.dcm, as
+	// store.Store names them), with its size.
+	objects func(tb testing.TB, nodes []*node) map[string]int64
+}
+
+// localBackend is the single-node default: SQLite and the file archive under each node's
+// data_dir, which the nodes do not share.
 type localBackend struct{}
 
-func (localBackend) describe() string             { return "SQLite index, file archive (one node)" }
+func (localBackend) describe() string             { return "SQLite index and file archive in each node's data_dir" }
 func (localBackend) nodes() int                   { return 1 }
-func (localBackend) env() []string                { return nil }
-func (localBackend) restartIndex(*testing.T) bool { return false }
+func (localBackend) restartIndex(testing.TB) bool { return false }
 
-func (localBackend) objects(t *testing.T, nodes []*node) map[string]int64 {
-	t.Helper()
+func (localBackend) newStorage(testing.TB) storage {
+	return storage{objects: dataDirObjects}
+}
+
+// dataDirObjects lists the file archives of the nodes' data_dirs.
+func dataDirObjects(tb testing.TB, nodes []*node) map[string]int64 {
+	tb.Helper()
 	out := map[string]int64{}
 	for _, n := range nodes {
 		err := filepath.WalkDir(n.dataDir, func(p string, d fs.DirEntry, err error) error {
@@ -55,7 +64,7 @@ func (localBackend) objects(t *testing.T, nodes []*node) map[string]int64 {
 			return nil
 		})
 		if err != nil {
-			t.Fatalf("%s: reading the archive: %v", n.name, err)
+			tb.Fatalf("%s: reading the archive: %v", n.name, err)
 		}
 	}
 	return out

@@ -16,6 +16,7 @@ import (
 type haproxy struct {
 	port int
 	out  *syncBuffer
+	stop func()
 }
 
 // haproxyConfig balances associations round-robin over the servers. Each server's DIMSE port is
@@ -48,7 +49,7 @@ backend espnode
 
 // startHAProxy runs haproxy -db (in the foreground) with a configuration in a temporary folder,
 // stopped when the test ends.
-func startHAProxy(t *testing.T, servers []int) *haproxy {
+func startHAProxy(t testing.TB, servers []int) *haproxy {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -66,9 +67,12 @@ func startHAProxy(t *testing.T, servers []int) *haproxy {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
+	h.stop = func() {
 		_ = cmd.Process.Kill()
 		<-exited
+	}
+	t.Cleanup(func() {
+		h.stop()
 		if t.Failed() {
 			t.Logf("haproxy output:\n%s", h.out.String())
 		}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +15,7 @@ import (
 	"time"
 )
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,7 +50,7 @@ func waitListening(port int, within time.Duration, exited <-chan struct{}) error
 // node is one espnode serve process of the cluster, with a data_dir of its own and the shared
 // engines' settings in its environment. The test kills and restarts it.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	port    int
 	dataDir string
@@ -89,7 +90,7 @@ log: {level: info, format: json}
 }
 
 // newNode writes the node's configuration; start runs it.
-func newNode(t *testing.T, name string, destPort int, env []string) *node {
+func newNode(t testing.TB, name string, destPort int, env []string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &node{t: t, name: name, port: freePort(t), dataDir: filepath.Join(dir, "data"),
@@ -112,14 +113,14 @@ func newNode(t *testing.T, name string, destPort int, env []string) *node {
 	return n
 }
 
-// start runs espnode serve and waits until it listens.
-func (n *node) start() {
-	n.t.Helper()
+// start runs espnode serve and waits until it listens. It may run in a goroutine of its own:
+// it reports, it does not fail the test.
+func (n *node) start() error {
 	cmd := exec.Command(bins.espnode, "serve", "--config", n.cfgFile)
 	cmd.Stdout, cmd.Stderr = n.logs, n.logs
 	cmd.Env = append(os.Environ(), n.env...)
 	if err := cmd.Start(); err != nil {
-		n.t.Fatalf("start %s: %v", n.name, err)
+		return fmt.Errorf("start %s: %w", n.name, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -129,8 +130,9 @@ func (n *node) start() {
 	n.mu.Unlock()
 	// The first start writes the built-in model to the data_dir and loads it.
 	if err := waitListening(n.port, time.Minute, exited); err != nil {
-		n.t.Fatalf("%s: %v\n%s", n.name, err, n.tail(30))
+		return fmt.Errorf("%s: %w\n%s", n.name, err, n.tail(30))
 	}
+	return nil
 }
 
 // kill sends SIGKILL and waits until the process is gone; a node not running is left alone.
@@ -160,6 +162,33 @@ func (n *node) stop() {
 		n.t.Errorf("%s did not stop within 30 s of SIGTERM", n.name)
 		n.kill()
 	}
+}
+
+// cpuSeconds returns the user and system CPU time the running process has used, from
+// /proc/PID/stat (in USER_HZ ticks, 100 a second on Linux).
+func (n *node) cpuSeconds() (float64, error) {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("%s: not started", n.name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("%s: /proc stat: %q", n.name, b)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("%s: /proc stat: %w", n.name, err)
+	}
+	return (utime + stime) / 100, nil
 }
 
 // tail returns the last lines of the node's log.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,22 +58,8 @@ func TestClusterScenario(t *testing.T) {
 	destDir := t.TempDir()
 	destPort := startStorescp(t, destDir)
 
-	nodes := make([]*node, be.nodes())
-	ports := make([]int, len(nodes))
-	for i := range nodes {
-		nodes[i] = newNode(t, fmt.Sprintf("node%d", i), destPort, be.env())
-		ports[i] = nodes[i].port
-	}
-	// Several nodes starting at once run the index's migrations at once, as a rollout would.
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(n.start)
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	lb := startHAProxy(t, ports)
+	st := be.newStorage(t)
+	nodes, lb := startCluster(t, be.nodes(), destPort, st)
 
 	var acked sync.Map
 	var ackCount atomic.Int64
@@ -106,7 +93,9 @@ func TestClusterScenario(t *testing.T) {
 			// Long enough for the load balancer to mark it down and send new associations
 			// elsewhere; its running jobs are left for another node or its next start.
 			time.Sleep(time.Second)
-			victim.start()
+			if err := victim.start(); err != nil {
+				t.Fatal(err)
+			}
 		}},
 		{total * 2 / 3, "restart the index's database", func() {
 			if !be.restartIndex(t) {
@@ -187,7 +176,7 @@ func TestClusterScenario(t *testing.T) {
 		n.stop()
 	}
 	segs = receivedSEGs(t, destDir)
-	objects := be.objects(t, nodes)
+	objects := st.objects(t, nodes)
 	bySOP := objectsBySOP(objects)
 
 	for _, in := range byFile {
@@ -254,14 +243,7 @@ func TestClusterScenario(t *testing.T) {
 func scenarioData(t *testing.T) ([][]string, map[string]instance) {
 	t.Helper()
 	dir := t.TempDir()
-	n := associations * (instancesPerAssoc - routedPerAssociation)
-	if out, err := exec.Command(bins.gen, "-n", fmt.Sprint(n), "-side", "64", "-out", filepath.Join(dir, "sc")).CombinedOutput(); err != nil {
-		t.Fatalf("gen: %v\n%s", err, out)
-	}
-	sc, err := filepath.Glob(filepath.Join(dir, "sc", "*.dcm"))
-	if err != nil || len(sc) != n {
-		t.Fatalf("gen wrote %d files, want %d (%v)", len(sc), n, err)
-	}
+	sc := secondaryCaptures(t, associations*(instancesPerAssoc-routedPerAssociation), filepath.Join(dir, "sc"))
 	src, err := os.ReadFile(testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"))
 	if err != nil {
 		t.Fatal(err)
@@ -300,6 +282,42 @@ func scenarioData(t *testing.T) ([][]string, map[string]instance) {
 	return lists, byFile
 }
 
+// secondaryCaptures writes n 64x64 Secondary Captures of one series with bench/ingest/gen, each
+// with its own SOP Instance UID, and returns their paths.
+func secondaryCaptures(tb testing.TB, n int, dir string) []string {
+	tb.Helper()
+	if out, err := exec.Command(bins.gen, "-n", fmt.Sprint(n), "-side", "64", "-out", dir).CombinedOutput(); err != nil {
+		tb.Fatalf("gen: %v\n%s", err, out)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.dcm"))
+	if err != nil || len(files) != n {
+		tb.Fatalf("gen wrote %d files, want %d (%v)", len(files), n, err)
+	}
+	return files
+}
+
+// startCluster starts n nodes on the storage, at once (several nodes starting together run
+// the index's migrations together, as a rollout would), and HAProxy in front of them.
+func startCluster(tb testing.TB, n, destPort int, st storage) ([]*node, *haproxy) {
+	tb.Helper()
+	nodes := make([]*node, n)
+	ports := make([]int, n)
+	for i := range nodes {
+		nodes[i] = newNode(tb, fmt.Sprintf("node%d", i), destPort, st.env)
+		ports[i] = nodes[i].port
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = n.start() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		tb.Fatal(err)
+	}
+	return nodes, startHAProxy(tb, ports)
+}
+
 func readInstance(t *testing.T, path string) instance {
 	t.Helper()
 	f, err := os.Open(path)
@@ -322,7 +340,7 @@ func readInstance(t *testing.T, path string) instance {
 
 // startStorescp runs DCMTK's storescp as the SEGs' destination. +uf gives every object received
 // a file of its own, so that a SEG delivered twice shows as two files.
-func startStorescp(t *testing.T, dir string) int {
+func startStorescp(t testing.TB, dir string) int {
 	t.Helper()
 	bin := testutil.Tool(t, "storescp", "dcmtk")
 	port := freePort(t)
@@ -435,7 +453,7 @@ func tailString(s string, n int) string {
 }
 
 // scenarioBackend chooses the engines the scenario runs on.
-func scenarioBackend(t *testing.T) backend {
+func scenarioBackend(t testing.TB) backend {
 	t.Helper()
 	return localBackend{}
 }
