@@ -191,6 +191,18 @@ func (n *node) cpuSeconds() (float64, error) {
 	return (utime + stime) / 100, nil
 }
 
+// jobs returns what espnode jobs list says of the queue the node works (with the node's
+// configuration and environment: the cluster's queue when the index is shared).
+func (n *node) jobs() string {
+	cmd := exec.Command(bins.espnode, "jobs", "list", "--config", n.cfgFile)
+	cmd.Env = append(os.Environ(), n.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("%s(espnode jobs list: %v)", out, err)
+	}
+	return string(out)
+}
+
 // tail returns the last lines of the node's log.
 func (n *node) tail(lines int) string {
 	b, err := os.ReadFile(n.logPath)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,13 +25,16 @@ import (
 
 const (
 	// associations is how many modalities send at once through the load balancer.
-	associations = 6
-	// routedPerAssociation instances of each association go to segmentation (endoscopy); the
-	// rest are small Secondary Captures that no channel takes, so the run measures the cluster
-	// and not the CPU's inference.
-	routedPerAssociation = 2
-	instancesPerAssoc    = 100
+	associations      = 6
+	instancesPerAssoc = 100
 )
+
+// routedAt are where in each association an instance goes to segmentation (endoscopy), as
+// shares of the association: just before the kill (at a third of all acknowledged) and just
+// before the database restart (at two thirds), so that segmentation jobs are queued or
+// running when they happen. The rest are small Secondary Captures that no channel takes, so
+// the run is about the cluster and not the CPU's inference.
+var routedAt = []float64{0.30, 0.62}
 
 // instance is one file the test sends, with the UIDs it is found by.
 type instance struct {
@@ -143,15 +147,22 @@ func TestClusterScenario(t *testing.T) {
 		}
 	}
 	var segs map[string][]receivedSEG
-	waitFor(t, "a SEG for every routed instance at storescp", 4*time.Minute, func() bool {
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		segs = receivedSEGs(t, destDir)
+		var missing []string
 		for _, in := range routed {
 			if len(segs[in.sop]) == 0 {
-				return false
+				missing = append(missing, in.sop)
 			}
 		}
-		return true
-	})
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 4 minutes %d of %d routed instances have no SEG at storescp: %v\nthe cluster's jobs (espnode jobs list on %s):\n%s",
+				len(missing), len(routed), missing, nodes[0].name, nodes[0].jobs())
+		}
+	}
 	t.Logf("every routed instance's SEG reached storescp %.1fs after the sends ended", time.Since(start.Add(sent)).Seconds())
 
 	// Indexed once: C-FIND through the load balancer, series by series.
@@ -171,7 +182,9 @@ func TestClusterScenario(t *testing.T) {
 		}
 	}
 
-	// Stopped gracefully, no delivery is in flight when the destination is counted.
+	// Stopped gracefully, no delivery is in flight when the destination is counted; the load
+	// balancer first, so that its log ends with the sends.
+	lb.stop()
 	for _, n := range nodes {
 		n.stop()
 	}
@@ -237,18 +250,18 @@ func TestClusterScenario(t *testing.T) {
 	}
 }
 
-// scenarioData writes the scenario's instances: per association, instancesPerAssoc-routedPerAssociation
-// 64x64 Secondary Captures (bench/ingest/gen) and routedPerAssociation copies of an endoscopy
-// image, each with its own SOP Instance UID (dcmodify -gin), spread through the association.
+// scenarioData writes the scenario's instances: per association, 64x64 Secondary Captures
+// (bench/ingest/gen) and, at routedAt, copies of an endoscopy image, each instance with its own
+// SOP Instance UID (dcmodify -gin).
 func scenarioData(t *testing.T) ([][]string, map[string]instance) {
 	t.Helper()
 	dir := t.TempDir()
-	sc := secondaryCaptures(t, associations*(instancesPerAssoc-routedPerAssociation), filepath.Join(dir, "sc"))
+	sc := secondaryCaptures(t, associations*(instancesPerAssoc-len(routedAt)), filepath.Join(dir, "sc"))
 	src, err := os.ReadFile(testutil.SharedData(t, "dicom", "wrapped", "ES_polypgen_C3_EndoCV2021_00428.dcm"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	routed := make([]string, associations*routedPerAssociation)
+	routed := make([]string, associations*len(routedAt))
 	for i := range routed {
 		routed[i] = filepath.Join(dir, fmt.Sprintf("es%02d.dcm", i))
 		if err := os.WriteFile(routed[i], src, 0o644); err != nil {
@@ -270,12 +283,12 @@ func scenarioData(t *testing.T) ([][]string, map[string]instance) {
 		byFile[f] = in
 	}
 	lists := make([][]string, associations)
-	per := instancesPerAssoc - routedPerAssociation
+	per := instancesPerAssoc - len(routedAt)
 	for i := range lists {
 		list := append([]string(nil), sc[i*per:(i+1)*per]...)
-		for j := range routedPerAssociation {
-			at := (j + 1) * len(list) / (routedPerAssociation + 1)
-			list = append(list[:at], append([]string{routed[i*routedPerAssociation+j]}, list[at:]...)...)
+		for j, share := range routedAt {
+			at := int(share * instancesPerAssoc)
+			list = slices.Insert(list, at, routed[i*len(routedAt)+j])
 		}
 		lists[i] = list
 	}
@@ -432,17 +445,6 @@ func findInstances(t *testing.T, addr, study, series string) []string {
 		uids = append(uids, m["SOPInstanceUID"])
 	}
 	return uids
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func tailString(s string, n int) string {
