@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -20,35 +21,48 @@ const (
 	benchAssociations = 6
 )
 
+// benchConfig is one cluster the benchmark measures: n nodes on a backend's storage.
+type benchConfig struct {
+	name string
+	be   backend
+	n    int
+}
+
 // BenchmarkIngestScale measures ingest throughput (instances acknowledged a second) with one,
 // two and three nodes behind HAProxy, on the same files, in the same run: each iteration is a
-// round of the three, in alternating order, each on a fresh index and archive. Reported: the
-// median instances/s of each count, the ratios to one node, and the nodes' CPU per instance.
-// Run it with bench/scale/run.sh. Nothing is segmented (no channel takes the instances), so this
-// is the receive path: association, C-STORE, archive write, index row, acknowledgement.
+// round of every configuration, in alternating order, each on a fresh index and archive.
+// Reported: the median instances/s of each, the ratios to the first (one node), and the nodes'
+// CPU per instance. On the shared engines one node on SQLite and the file archive, today's
+// default, is measured beside them as the reference. Run it with bench/scale/run.sh. Nothing is
+// segmented (no channel takes the instances): this is the receive path (association, C-STORE,
+// archive write, index row, acknowledgement) through the load balancer.
 func BenchmarkIngestScale(b *testing.B) {
 	be := scenarioBackend(b)
+	configs := []benchConfig{{"1 node", be, 1}, {"2 nodes", be, 2}, {"3 nodes", be, 3}}
+	if be.nodes() > 1 {
+		configs = append(configs, benchConfig{"1 node, SQLite and file archive", localBackend{}, 1})
+	}
 	files := secondaryCaptures(b, benchInstances, filepath.Join(b.TempDir(), "sc"))
 	lists := make([][]string, benchAssociations)
 	for i, f := range files {
 		lists[i%benchAssociations] = append(lists[i%benchAssociations], f)
 	}
-	counts := []int{1, 2, 3}
 	destPort := freePort(b) // nothing is routed: no SEG is ever sent there
-	perSec := map[int][]float64{}
-	cpuPer := map[int][]float64{}
+	perSec := make([][]float64, len(configs))
+	cpuPer := make([][]float64, len(configs))
 	b.ResetTimer()
 	for round := range b.N {
-		order := append([]int(nil), counts...)
-		if round%2 == 1 {
-			for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
-				order[i], order[j] = order[j], order[i]
-			}
+		order := make([]int, len(configs))
+		for i := range order {
+			order[i] = i
 		}
-		for _, n := range order {
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, c := range order {
 			b.StopTimer()
-			st := be.newStorage(b)
-			nodes, lb := startCluster(b, n, destPort, st)
+			cfg := configs[c]
+			nodes, lb := startCluster(b, cfg.n, destPort, cfg.be.newStorage(b))
 			cpu0 := nodesCPU(b, nodes)
 			var acked atomic.Int64
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -64,32 +78,32 @@ func BenchmarkIngestScale(b *testing.B) {
 				b.Error(err)
 			}
 			if acked.Load() != benchInstances {
-				b.Fatalf("%d nodes: %d of %d instances acknowledged", n, acked.Load(), benchInstances)
+				b.Fatalf("%s: %d of %d instances acknowledged", cfg.name, acked.Load(), benchInstances)
 			}
 			for _, nd := range nodes {
 				nd.kill()
 			}
 			lb.stop()
-			perSec[n] = append(perSec[n], benchInstances/d.Seconds())
-			cpuPer[n] = append(cpuPer[n], cpu*1000/benchInstances)
+			perSec[c] = append(perSec[c], benchInstances/d.Seconds())
+			cpuPer[c] = append(cpuPer[c], cpu*1000/benchInstances)
 			b.StartTimer()
 		}
 	}
 	b.StopTimer()
-	var lines []string
-	lines = append(lines, fmt.Sprintf("%s; %d CPU cores (GOMAXPROCS %d); %d instances of 8 KiB over %d associations, %d rounds",
-		be.describe(), runtime.NumCPU(), runtime.GOMAXPROCS(0), benchInstances, benchAssociations, b.N))
-	one := median(perSec[1])
-	for _, n := range counts {
-		lo, hi := minMax(perSec[n])
-		med := median(perSec[n])
-		b.ReportMetric(med, fmt.Sprintf("inst/s-%dnode", n))
-		if n > 1 {
-			b.ReportMetric(med/one, fmt.Sprintf("ratio-%dv1", n))
+	lines := []string{fmt.Sprintf("%s; %d CPU cores (GOMAXPROCS %d); %d instances of 8 KiB over %d associations; %d rounds",
+		be.describe(), runtime.NumCPU(), runtime.GOMAXPROCS(0), benchInstances, benchAssociations, b.N)}
+	one := median(perSec[0])
+	for i, cfg := range configs {
+		lo, hi := minMax(perSec[i])
+		med := median(perSec[i])
+		unit := strings.ReplaceAll(strings.ReplaceAll(cfg.name, ",", ""), " ", "-")
+		b.ReportMetric(med, "inst/s-"+unit)
+		b.ReportMetric(median(cpuPer[i]), "cpu-ms/inst-"+unit)
+		if i > 0 {
+			b.ReportMetric(med/one, "ratio-"+unit)
 		}
-		b.ReportMetric(median(cpuPer[n]), fmt.Sprintf("cpu-ms/inst-%dnode", n))
-		lines = append(lines, fmt.Sprintf("%d node(s): %.0f instances/s (%.0f..%.0f), %.2fx one node, %.2f ms node CPU per instance",
-			n, med, lo, hi, med/one, median(cpuPer[n])))
+		lines = append(lines, fmt.Sprintf("%-32s %6.0f instances/s (%.0f..%.0f)  %.2fx %s  %.2f ms node CPU per instance",
+			cfg.name+":", med, lo, hi, med/one, configs[0].name, median(cpuPer[i])))
 	}
 	b.Log(strings.Join(lines, "\n"))
 }
