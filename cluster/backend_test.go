@@ -12,8 +12,9 @@ import (
 type backend interface {
 	// describe names the engines, for the test's log.
 	describe() string
-	// nodes is how many nodes share one storage: 1 for engines that share nothing.
-	nodes() int
+	// roles are the roles of the scenario's nodes, one a node ("" for the default): a single
+	// node for engines that share nothing.
+	roles() []string
 	// newStorage makes an empty index and archive for one cluster.
 	newStorage(tb testing.TB) storage
 	// restartIndex restarts the index's database server; false when the engine has none.
@@ -34,7 +35,7 @@ type storage struct {
 type localBackend struct{}
 
 func (localBackend) describe() string             { return "SQLite index and file archive in each node's data_dir" }
-func (localBackend) nodes() int                   { return 1 }
+func (localBackend) roles() []string              { return []string{""} }
 func (localBackend) restartIndex(testing.TB) bool { return false }
 
 func (localBackend) newStorage(testing.TB) storage {

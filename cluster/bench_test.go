@@ -39,7 +39,7 @@ type benchConfig struct {
 func BenchmarkIngestScale(b *testing.B) {
 	be := scenarioBackend(b)
 	configs := []benchConfig{{"1 node", be, 1}, {"2 nodes", be, 2}, {"3 nodes", be, 3}}
-	if be.nodes() > 1 {
+	if len(be.roles()) > 1 {
 		configs = append(configs, benchConfig{"1 node, SQLite and file archive", localBackend{}, 1})
 	}
 	files := secondaryCaptures(b, benchInstances, filepath.Join(b.TempDir(), "sc"))
@@ -62,7 +62,7 @@ func BenchmarkIngestScale(b *testing.B) {
 		for _, c := range order {
 			b.StopTimer()
 			cfg := configs[c]
-			nodes, lb := startCluster(b, cfg.n, destPort, cfg.be.newStorage(b))
+			nodes, lb := startCluster(b, make([]string, cfg.n), destPort, cfg.be.newStorage(b))
 			cpu0 := nodesCPU(b, nodes)
 			var acked atomic.Int64
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,9 +90,13 @@ log: {level: info, format: json}
 `, dataDir, port, destPort)
 }
 
-// newNode writes the node's configuration; start runs it.
-func newNode(t testing.TB, name string, destPort int, env []string) *node {
+// newNode writes the node's configuration; start runs it. role ("all", "ingest"; "" leaves the
+// default) goes to ESPNODE_ROLE.
+func newNode(t testing.TB, name, role string, destPort int, env []string) *node {
 	t.Helper()
+	if role != "" {
+		env = append(slices.Clip(env), "ESPNODE_ROLE="+role)
+	}
 	dir := t.TempDir()
 	n := &node{t: t, name: name, port: freePort(t), dataDir: filepath.Join(dir, "data"),
 		cfgFile: filepath.Join(dir, "espnode.yaml"), env: env, logPath: filepath.Join(dir, "espnode.log")}

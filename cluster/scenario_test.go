@@ -63,7 +63,7 @@ func TestClusterScenario(t *testing.T) {
 	destPort := startStorescp(t, destDir)
 
 	st := be.newStorage(t)
-	nodes, lb := startCluster(t, be.nodes(), destPort, st)
+	nodes, lb := startCluster(t, be.roles(), destPort, st)
 
 	var acked sync.Map
 	var ackCount atomic.Int64
@@ -309,17 +309,17 @@ func secondaryCaptures(tb testing.TB, n int, dir string) []string {
 	return files
 }
 
-// startCluster starts n nodes on the storage, at once (several nodes starting together run
-// the index's migrations together, as a rollout would), and HAProxy in front of them.
-func startCluster(tb testing.TB, n, destPort int, st storage) ([]*node, *haproxy) {
+// startCluster starts a node of each role on the storage, at once (several nodes starting
+// together run the index's migrations together, as a rollout would), and HAProxy in front.
+func startCluster(tb testing.TB, roles []string, destPort int, st storage) ([]*node, *haproxy) {
 	tb.Helper()
-	nodes := make([]*node, n)
-	ports := make([]int, n)
-	for i := range nodes {
-		nodes[i] = newNode(tb, fmt.Sprintf("node%d", i), destPort, st.env)
+	nodes := make([]*node, len(roles))
+	ports := make([]int, len(roles))
+	for i, role := range roles {
+		nodes[i] = newNode(tb, fmt.Sprintf("node%d", i), role, destPort, st.env)
 		ports[i] = nodes[i].port
 	}
-	errs := make([]error, n)
+	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Go(func() { errs[i] = n.start() })
