@@ -37,7 +37,8 @@ type benchConfig struct {
 // segmented (no channel takes the instances): this is the receive path (association, C-STORE,
 // archive write, index row, acknowledgement) through the load balancer.
 func BenchmarkIngestScale(b *testing.B) {
-	be := scenarioBackend(b)
+	onnxRuntime(b)
+	be := engines[len(engines)-1].start(b)
 	configs := []benchConfig{{"1 node", be, 1}, {"2 nodes", be, 2}, {"3 nodes", be, 3}}
 	if len(be.roles()) > 1 {
 		configs = append(configs, benchConfig{"1 node, SQLite and file archive", localBackend{}, 1})

@@ -48,16 +48,14 @@ type instance struct {
 // the archive once and indexed once, each routed instance has exactly one SEG, and each SEG
 // reached the storescp destination (deliveries are at least once: duplicates are counted).
 func TestClusterScenario(t *testing.T) {
-	if os.Getenv(onnx.LibraryEnv) == "" {
-		lib := filepath.Join(testutil.RepoRoot(t), "third_party", "onnxruntime", "libonnxruntime.so.1")
-		if _, err := os.Stat(lib); err != nil {
-			t.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
-		}
-		t.Setenv(onnx.LibraryEnv, lib)
+	onnxRuntime(t)
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { scenario(t, e.start(t)) })
 	}
-	be := scenarioBackend(t)
-	t.Logf("engines: %s", be.describe())
+}
 
+func scenario(t *testing.T, be backend) {
+	t.Logf("engines: %s", be.describe())
 	lists, byFile := scenarioData(t)
 	destDir := t.TempDir()
 	destPort := startStorescp(t, destDir)
@@ -454,8 +452,24 @@ func tailString(s string, n int) string {
 	return "..." + s[len(s)-n:]
 }
 
-// scenarioBackend chooses the engines the scenario runs on.
-func scenarioBackend(t testing.TB) backend {
-	t.Helper()
-	return localBackend{}
+// onnxRuntime points the nodes at the tree's ONNX Runtime unless the environment names one.
+func onnxRuntime(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(onnx.LibraryEnv) != "" {
+		return
+	}
+	lib := filepath.Join(testutil.RepoRoot(tb), "third_party", "onnxruntime", "libonnxruntime.so.1")
+	if _, err := os.Stat(lib); err != nil {
+		tb.Fatalf("ONNX Runtime not found at %s: run scripts/deps.sh run", lib)
+	}
+	tb.Setenv(onnx.LibraryEnv, lib)
+}
+
+// engines are the backends the scenario runs on, each in a subtest; the benchmark measures the
+// last.
+var engines = []struct {
+	name  string
+	start func(testing.TB) backend
+}{
+	{"sqlite-file", func(testing.TB) backend { return localBackend{} }},
 }
