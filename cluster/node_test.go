@@ -112,7 +112,7 @@ func newNode(t testing.TB, name, role string, destPort int, env []string) *node 
 		n.kill()
 		logs.Close()
 		if t.Failed() {
-			t.Logf("%s log (last 30 lines):\n%s", n.name, n.tail(30))
+			t.Logf("%s log, warnings and errors (last 40):\n%s", n.name, n.warnings(40))
 		}
 	})
 	return n
@@ -216,6 +216,21 @@ func (n *node) tail(lines int) string {
 	}
 	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(l[max(0, len(l)-lines):], "\n")
+}
+
+// warnings returns the last of the node's log lines at warn level or above, over all its runs.
+func (n *node) warnings(lines int) string {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, `{"level":"info"`) && !strings.HasPrefix(l, `{"level":"debug"`) && l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-lines):], "\n")
 }
 
 // logCount counts the node's log lines (over all its runs) that contain s.

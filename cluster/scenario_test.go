@@ -30,9 +30,9 @@ const (
 )
 
 // routedAt are where in each association an instance goes to segmentation (endoscopy), as
-// shares of the association: just before the kill (at a third of all acknowledged) and just
-// before the database restart (at two thirds), so that segmentation jobs are queued or
-// running when they happen. The rest are small Secondary Captures that no channel takes, so
+// shares of the association: just before the database restart (at a third of all
+// acknowledged) and just before the kill (at two thirds), so that segmentation jobs are queued
+// or running when they happen. The rest are small Secondary Captures that no channel takes, so
 // the run is about the cluster and not the CPU's inference.
 var routedAt = []float64{0.30, 0.62}
 
@@ -83,25 +83,27 @@ func scenario(t *testing.T, be backend) {
 	wait := startSenders(ctx, lb.addr(), lists, storescuLog, onAck)
 
 	// The failures happen at fixed shares of the acknowledged instances, so that they fall in
-	// the middle of the sends however fast the machine is.
+	// the middle of the sends however fast the machine is. The database restart comes first:
+	// it is over in a moment, where a node's restart (model load, migrations checked) can
+	// outlast the rest of the sends.
 	victim := nodes[len(nodes)/2]
 	events := []struct {
 		at   int64
 		name string
 		do   func()
 	}{
-		{total / 3, "kill -9 " + victim.name, func() {
+		{total / 3, "restart the index's database", func() {
+			if !be.restartIndex(t) {
+				t.Logf("%s: no database server to restart", be.describe())
+			}
+		}},
+		{total * 2 / 3, "kill -9 " + victim.name, func() {
 			victim.kill()
 			// Long enough for the load balancer to mark it down and send new associations
 			// elsewhere; its running jobs are left for another node or its next start.
 			time.Sleep(time.Second)
 			if err := victim.start(); err != nil {
 				t.Fatal(err)
-			}
-		}},
-		{total * 2 / 3, "restart the index's database", func() {
-			if !be.restartIndex(t) {
-				t.Logf("%s: no database server to restart", be.describe())
 			}
 		}},
 	}
@@ -119,12 +121,14 @@ func scenario(t *testing.T, be backend) {
 		t.Error(err)
 	}
 	sent := time.Since(start)
-	runs, refused := 0, 0
+	runs, refused := 0, map[string]int{}
 	for _, s := range senders {
 		runs += s.runs
-		refused += s.refused
+		for status, n := range s.refused {
+			refused[status] += n
+		}
 	}
-	t.Logf("%d of %d instances acknowledged in %.1fs over %d associations (%d beyond the first %d: resends after a failure), %d C-STORE responses not Success",
+	t.Logf("%d of %d instances acknowledged in %.1fs over %d associations (%d beyond the first %d: resends after a failure); C-STORE responses not Success: %v",
 		ackCount.Load(), total, sent.Seconds(), runs, runs-len(senders), len(senders), refused)
 	for _, l := range timeline {
 		t.Log(l)
@@ -179,6 +183,10 @@ func scenario(t *testing.T, be backend) {
 			matches[uid]++
 		}
 	}
+
+	jobs := nodes[0].jobs()
+	t.Logf("jobs: %d rescued from a dead node by River's rescuer, %d retried after an error, %d dead letters (espnode jobs list)",
+		strings.Count(jobs, "Stuck job rescued"), strings.Count(jobs, " retryable ")+strings.Count(jobs, "2/"), strings.Count(jobs, " discarded "))
 
 	// Stopped gracefully, no delivery is in flight when the destination is counted; the load
 	// balancer first, so that its log ends with the sends.

@@ -93,8 +93,10 @@ type sender struct {
 	log       io.Writer
 	// onAck is called once for each file a node acknowledged (from the sender's goroutine).
 	onAck func(file string)
-	// runs counts the associations; refused the C-STORE responses that were not acknowledged.
-	runs, refused int
+	// runs counts the associations; refused the C-STORE responses that were not acknowledged,
+	// by status.
+	runs    int
+	refused map[string]int
 }
 
 func (s *sender) send(ctx context.Context, files []string) error {
@@ -113,7 +115,10 @@ func (s *sender) send(ctx context.Context, files []string) error {
 				acked[f] = true
 				s.onAck(f)
 			} else {
-				s.refused++
+				if s.refused == nil {
+					s.refused = map[string]int{}
+				}
+				s.refused[status]++
 			}
 		}); err != nil {
 			return err
