@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -59,6 +61,16 @@ const retryAttempts = 4
 
 // abortTimeout bounds the clean-up of Abort, whose interface has no context.
 const abortTimeout = time.Minute
+
+// responseTimeout bounds the wait for a response's headers once a request was sent: the Store
+// commits with a context that is never cancelled (the peer may leave after sending everything),
+// so a server that stops answering must not hold a Put for ever. It is long enough for a server
+// that completes a large multipart upload or copy before it answers.
+const responseTimeout = 5 * time.Minute
+
+// maxIdleConns is how many idle connections to the server the client keeps: about one per
+// association writing at once, so that concurrent Puts do not open a connection each time.
+const maxIdleConns = 64
 
 // Config says where the archive lives. Empty fields take the standard AWS variables
 // (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the rest of the
@@ -147,7 +159,12 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Archive, error)
 	if part < MinPartSize || part > maxCopySize {
 		return nil, fmt.Errorf("s3archive: part size %d: S3 wants %d to %d bytes", part, MinPartSize, maxCopySize)
 	}
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.ResponseHeaderTimeout = responseTimeout
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = maxIdleConns, maxIdleConns
+	})
 	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = retryAttempts })
 		}),
@@ -185,7 +202,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Archive, error)
 			a.bucket, endpointName(awsCfg), err)
 	}
 	if err := a.sweep(ctx, time.Now().Add(-StaleAfter)); err != nil {
-		return nil, fmt.Errorf("s3archive: %w", err)
+		// Nothing is lost by leaving them: a later start or the bucket's lifecycle rule
+		// removes them.
+		log.Warn().Err(err).Str("bucket", a.bucket).Str("prefix", a.prefix).
+			Msg("cannot remove what unfinished stores left in the object store")
 	}
 	return a, nil
 }
