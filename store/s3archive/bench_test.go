@@ -16,8 +16,9 @@ import (
 // BenchmarkWriteCommit writes and commits objects of a typical CT slice (531 KB) and of a large
 // multi-frame instance (50 MB) in the Store's 64 KiB writes, on fsarchive and on this archive
 // (versitygw's posix backend on the same disk, over loopback), side by side in one run. The S3
-// rows are the default scheme (a large object through a staging key and a server-side copy) and
-// the one with the key named before the first part (no copy). Keys rotate over a few, so that
+// rows are the key named before the first part was full, as the Store does (a large object goes
+// to its key directly), and the staging scheme (through a staging key and a server-side copy),
+// which an instance takes whose first part fills before its Series Instance UID is read. Keys rotate over a few, so that
 // commits also replace objects, as duplicates do.
 //
 //	go test -run '^$' -bench WriteCommit -benchtime 20x ./store/s3archive/

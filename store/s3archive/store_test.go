@@ -9,8 +9,11 @@ import (
 	"io"
 	"maps"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/dcm"
@@ -128,6 +131,17 @@ func TestStore(t *testing.T) {
 	}
 	if !maps.Equal(keys, want) {
 		t.Errorf("bucket holds %v, want %v", keys, want)
+	}
+	// The Store named the key before the pixel data: the large object is the multipart upload
+	// itself (its ETag counts the parts), not a copy of a staging object.
+	for key, size := range keys {
+		head, err := srv.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: &srv.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if multipart := strings.Contains(aws.ToString(head.ETag), "-"); multipart != (size > s3archive.MinPartSize) {
+			t.Errorf("%s (%d bytes): ETag %s", key, size, aws.ToString(head.ETag))
+		}
 	}
 
 	// The instance moves to another series: its old object goes.

@@ -39,6 +39,8 @@ type writer struct {
 	peak int
 }
 
+var _ store.ObjectNamer = (*writer)(nil)
+
 // Create starts an object; nothing reaches the object store before its first part is full.
 func (a *Archive) Create(ctx context.Context) (store.ObjectWriter, error) {
 	return &writer{a: a, ctx: ctx}, nil
