@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,9 +35,27 @@ type Server struct {
 	Endpoint, Bucket, AccessKeyID, SecretAccessKey, Region string
 
 	bin, root, addr string
-	log             *bytes.Buffer
+	log             *logBuffer
 	cmd             *exec.Cmd
 	exited          chan struct{}
+}
+
+// logBuffer holds the server's output; the process writes it while a failing test reads it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // Binary returns the versitygw that scripts/deps.sh test built, failing the test with what to
@@ -88,10 +107,11 @@ func Start(t testing.TB) *Server {
 // start runs the server and waits until it accepts connections.
 func (s *Server) start(t testing.TB) {
 	t.Helper()
-	s.log = &bytes.Buffer{}
+	s.log = &logBuffer{}
 	s.cmd = exec.Command(s.bin, "--port", s.addr, "--access", s.AccessKeyID, "--secret", s.SecretAccessKey,
 		"--region", s.Region, "--quiet", "posix", s.root)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("versitygw: %v", err)
 	}
