@@ -117,7 +117,7 @@ func (a *Archive) Close() error {
 func (a *Archive) file(key string) (string, error) {
 	rel := filepath.FromSlash(key)
 	first, _, _ := strings.Cut(key, "/")
-	if key == "" || !filepath.IsLocal(rel) || filepath.ToSlash(filepath.Clean(rel)) != key || first == TmpDir || first == LockFile {
+	if key == "" || key == "." || !filepath.IsLocal(rel) || filepath.ToSlash(filepath.Clean(rel)) != key || first == TmpDir || first == LockFile {
 		return "", fmt.Errorf("archive: %q is not an object key", key)
 	}
 	return filepath.Join(a.root, rel), nil
@@ -168,9 +168,19 @@ type writer struct {
 	a    *Archive
 	f    *os.File
 	done bool
+	// written is the object's size so far; kicked how much of it writeback was started for.
+	written, kicked int64
 }
 
-func (w *writer) Write(p []byte) (int, error) { return w.f.Write(p) }
+func (w *writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if writebackChunk > 0 && w.written-w.kicked >= writebackChunk {
+		startWriteback(w.f, w.kicked, w.written-w.kicked)
+		w.kicked = w.written
+	}
+	return n, err
+}
 
 // Commit makes the file's data durable (fdatasync) and, at the same time, creates the key's
 // directories (fsyncing the parent of each one this process has not made durable yet), then
