@@ -9,7 +9,8 @@
 # versitygw when the tree has them, else SQLite and the file archive in each node's data_dir;
 # the first line says which. On a machine of two cores the nodes, HAProxy, the senders and the
 # engines share those two: the ratios say what another process costs there, not what another
-# machine would give.
+# machine would give. go test runs a benchmark once with one round before the ROUNDS it reports:
+# the last block of figures is the one to read.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${BENCH_OUT:-$PWD/bench/out/scale}
