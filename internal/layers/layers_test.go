@@ -21,7 +21,7 @@ var layers = [][]string{
 	{"dcm"},
 	{"dimse", "dcm/dcmtest"},
 	{"store"},
-	{"store/fsarchive", "store/sqlite"},
+	{"store/fsarchive", "store/sqlite", "store/postgres", "store/postgres/pgtest", "store/indextest"},
 	{"store/datadir"},
 	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl", "seg/pixel/codec/turbojpeg"},
 	{"seg/pixel", "seg/dicomseg"},
@@ -40,7 +40,11 @@ var engineOnly = map[string][]string{
 	"modernc.org/sqlite":                                  {"store/sqlite"},
 	"github.com/riverqueue/river/riverdriver":             {"store/sqlite"},
 	"github.com/riverqueue/river/riverdriver/riversqlite": {"store/sqlite"},
-	"github.com/riverqueue/river/rivermigrate":            {"store/sqlite"},
+	"github.com/riverqueue/river/rivermigrate":            {"store/sqlite", "store/postgres"},
+	"github.com/riverqueue/river/riverdriver/riverpgxv5":  {"store/postgres"},
+	"github.com/jackc/pgx/v5":                             {"store/postgres", "store/postgres/pgtest"},
+	"github.com/jackc/pgx/v5/pgconn":                      {"store/postgres"},
+	"github.com/jackc/pgx/v5/pgxpool":                     {"store/postgres"},
 }
 
 // imports returns each package of the module with its (non-test) imports, from go list.
