@@ -9,6 +9,7 @@ import (
 	"github.com/espnode/espnode/internal/version"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
+	"github.com/espnode/espnode/store/compose"
 )
 
 // The packages below the command take their own option types; these translate the
@@ -66,9 +67,33 @@ func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
 		ReplyToSender:  c.ReplyToSender,
 		DeliveryRetry:  retry(c.DeliveryRetry),
 		DeliverTimeout: c.DeliverTimeout,
+		RescueAfter:    c.RescueAfter,
 
 		RejectImplausible: m.RejectImplausible,
 	}
+}
+
+// storeOptions converts the engine keys (index, archive, s3) and the store section.
+func storeOptions(cfg config.Config, log zerolog.Logger) compose.Options {
+	return compose.Options{
+		Dir:                       cfg.DataDir,
+		Index:                     cfg.Index,
+		Archive:                   cfg.Archive,
+		Duplicates:                cfg.Store.Duplicates,
+		Logger:                    log,
+		ImplementationClassUID:    version.ImplementationClassUID,
+		ImplementationVersionName: version.ImplementationVersionName(),
+	}
+}
+
+// engineNames says which engines a configuration chose, without the index URL's credentials:
+// for the start-up log line.
+func engineNames(cfg config.Config) (index, archive string) {
+	index, archive = cfg.Index, cfg.Archive
+	if config.Postgres(index) {
+		index = "postgres"
+	}
+	return index, archive
 }
 
 // dicomwebOptions converts the http section for the DICOMweb server.

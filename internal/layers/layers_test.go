@@ -23,6 +23,7 @@ var layers = [][]string{
 	{"store"},
 	{"store/fsarchive", "store/sqlite", "store/postgres", "store/postgres/pgtest", "store/indextest"},
 	{"store/datadir"},
+	{"store/compose"},
 	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl", "seg/pixel/codec/turbojpeg"},
 	{"seg/pixel", "seg/dicomseg"},
 	{"seg/onnx", "seg/pixel/transcode"},
