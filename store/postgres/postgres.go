@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -136,6 +138,11 @@ func Open(ctx context.Context, url string, log zerolog.Logger, opts Options) (*D
 	if err != nil {
 		// pgx's message may quote the URL, password included: say only what is wrong.
 		return nil, fmt.Errorf("index: the PostgreSQL URL does not parse (postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=...)")
+	}
+	if !strings.Contains(url, "pool_max_conns=") {
+		// pgxpool's default, max(4, cores), is too few: River's listener holds one for good, its
+		// producer and completer take others, and every association's Put needs one.
+		cfg.MaxConns = int32(max(16, 4*runtime.GOMAXPROCS(0)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -374,9 +381,9 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
 	deleteEmptyPatient = `DELETE FROM patient WHERE pk = $1 AND NOT EXISTS (SELECT 1 FROM study WHERE patient_pk = $1)`
 )
 
-// maxAttempts bounds the runs of one Put's transaction when PostgreSQL aborts it for a deadlock
-// or a serialization failure, which concurrent Puts of one patient on several nodes can meet.
-const maxAttempts = 5
+// maxAttempts bounds the runs of one Put's transaction when it may succeed run again: see
+// retryable.
+const maxAttempts = 6
 
 // Put implements store.Index: one transaction per Put (PostgreSQL's commits need no batching
 // here: see docs/SCALING.md), durable when it returns, that first takes a lock on the SOP
@@ -386,23 +393,16 @@ func (db *DB) Put(ctx context.Context, in store.Instance, inTx func(store.Tx) er
 	var prev store.Replaced
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-			var perr error
-			prev, perr = db.put(ctx, tx, in)
-			if perr != nil {
-				return perr
-			}
-			if inTx != nil {
-				if err := inTx(&queueTx{tx: tx, q: db.Queue}); err != nil {
-					return fmt.Errorf("in the instance's transaction: %w", err)
-				}
-			}
-			return nil
-		})
+		prev, err = db.putTx(ctx, in, inTx)
 		if err == nil || attempt == maxAttempts || !retryable(err) {
 			break
 		}
-		db.log.Debug().Err(err).Str("sop_instance_uid", in.SOPInstanceUID).Int("attempt", attempt).Msg("index: transaction retried")
+		db.log.Debug().Err(err).Str("sop_instance_uid", in.SOPInstanceUID).Int("attempt", attempt).Msg("index: transaction run again")
+		select {
+		case <-time.After(50 * time.Millisecond << attempt):
+		case <-ctx.Done():
+			return store.Replaced{}, fmt.Errorf("index: %w (after %w)", ctx.Err(), err)
+		}
 	}
 	if err != nil {
 		return store.Replaced{}, fmt.Errorf("index: %w", err)
@@ -410,10 +410,44 @@ func (db *DB) Put(ctx context.Context, in store.Instance, inTx func(store.Tx) er
 	return prev, nil
 }
 
-// retryable: PostgreSQL aborted the transaction for a deadlock or a serialization failure, or
-// another node's Remove deleted the emptied series or study the Put was adding to (a foreign
-// key violation), and running it again, which reads the rows afresh, may succeed.
+// beginError is a transaction that could not start: nothing of it reached the database.
+type beginError struct{ err error }
+
+func (e beginError) Error() string { return "begin: " + e.err.Error() }
+func (e beginError) Unwrap() error { return e.err }
+
+func (db *DB) putTx(ctx context.Context, in store.Instance, inTx func(store.Tx) error) (store.Replaced, error) {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return store.Replaced{}, beginError{err}
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	prev, err := db.put(ctx, tx, in)
+	if err != nil {
+		return store.Replaced{}, err
+	}
+	if inTx != nil {
+		if err := inTx(&queueTx{tx: tx, q: db.Queue}); err != nil {
+			return store.Replaced{}, fmt.Errorf("in the instance's transaction: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return store.Replaced{}, fmt.Errorf("commit: %w", err)
+	}
+	return prev, nil
+}
+
+// retryable: running the Put's transaction again may succeed, and cannot do twice what it did
+// once. That is when it could not begin (a connection the server closed, a server restarting:
+// pgxpool drops the connection and dials a new one), when PostgreSQL aborted it for a deadlock or
+// a serialization failure, and when another node's Remove deleted the emptied series or study
+// the Put was adding to (a foreign key violation): the next run reads the rows afresh. A failed
+// commit is not run again: whether it committed cannot be told.
 func retryable(err error) bool {
+	var be beginError
+	if errors.As(err, &be) {
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001" || pe.Code == "23503")
 }

@@ -111,3 +111,24 @@ func TestSameInstanceAtTwoNodes(t *testing.T) {
 		t.Errorf("counts %+v, want one row per instance", c)
 	}
 }
+
+// TestServerRestart: a restart of PostgreSQL (a failover, an upgrade) costs the node nothing
+// it acknowledged: the rows are there afterwards, and Puts and reads work again on new
+// connections without reopening the index.
+func TestServerRestart(t *testing.T) {
+	srv := pgtest.Start(t)
+	db := open(t, srv.NewDatabase(t))
+	ctx := context.Background()
+	if _, err := db.Put(ctx, indextest.Instance("1.2", "1.2.3", "1.2.3.1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+	if _, err := db.Put(ctx, indextest.Instance("1.2", "1.2.3", "1.2.3.2"), nil); err != nil {
+		t.Fatalf("Put after the restart: %v", err)
+	}
+	for _, uid := range []string{"1.2.3.1", "1.2.3.2"} {
+		if _, err := db.Get(ctx, uid); err != nil {
+			t.Errorf("%s after the restart: %v", uid, err)
+		}
+	}
+}
