@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/dcm"
 )
 
 // ClientConfig describes the association a Client requests.
@@ -43,6 +45,20 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	}
 	if len(cfg.Contexts) > 128 {
 		return nil, fmt.Errorf("dial: %d presentation contexts proposed, at most 128 fit in one association", len(cfg.Contexts))
+	}
+	// The PDU's fixed fields would cut a long title or name silently; refuse it here instead.
+	for _, ae := range []struct{ what, v string }{{"called", cfg.CalledAE}, {"calling", cfg.CallingAE}} {
+		if err := dcm.CheckAE(ae.v); err != nil {
+			return nil, fmt.Errorf("dial: %s AE title: %w", ae.what, err)
+		}
+	}
+	if uid := cfg.ImplementationClassUID; uid != "" {
+		if err := dcm.CheckUID(uid); err != nil {
+			return nil, fmt.Errorf("dial: implementation class UID: %w", err)
+		}
+	}
+	if n := len(cfg.ImplementationVersionName); n > 16 {
+		return nil, fmt.Errorf("dial: implementation version name %q has %d characters, at most 16 allowed", cfg.ImplementationVersionName, n)
 	}
 	rq := &AssociateRQ{
 		ProtocolVersion:    1,

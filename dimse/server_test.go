@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -551,5 +552,35 @@ func TestLargeDataSetIsStreamed(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
 		t.Fatalf("sending and receiving %d MiB allocated %d MiB: the data set is being buffered", size>>20, alloc>>20)
+	}
+}
+
+// A title or name longer than its PDU field is refused before anything is sent, not cut.
+func TestDialRefusesWhatThePDUCannotCarry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tests := []struct {
+		name   string
+		mutate func(*ClientConfig)
+		want   string
+	}{
+		{"called AE of 17 characters", func(c *ClientConfig) { c.CalledAE = "ESPNODE-ARCHIVE-1" }, "called AE title"},
+		{"empty calling AE", func(c *ClientConfig) { c.CallingAE = "  " }, "calling AE title"},
+		{"calling AE with a backslash", func(c *ClientConfig) { c.CallingAE = `A\B` }, "calling AE title"},
+		{"implementation class UID", func(c *ClientConfig) { c.ImplementationClassUID = "1.2.abc" }, "implementation class UID"},
+		{"implementation version name", func(c *ClientConfig) { c.ImplementationVersionName = "ESPNODE_2026_12_02" }, "implementation version name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := clientConfig()
+			tt.mutate(&cfg)
+			_, err := Dial(context.Background(), ln.Addr().String(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Dial: %v, want an error about the %s", err, tt.want)
+			}
+		})
 	}
 }

@@ -168,9 +168,19 @@ type writer struct {
 	a    *Archive
 	f    *os.File
 	done bool
+	// written is the object's size so far; kicked how much of it writeback was started for.
+	written, kicked int64
 }
 
-func (w *writer) Write(p []byte) (int, error) { return w.f.Write(p) }
+func (w *writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if writebackChunk > 0 && w.written-w.kicked >= writebackChunk {
+		startWriteback(w.f, w.kicked, w.written-w.kicked)
+		w.kicked = w.written
+	}
+	return n, err
+}
 
 // Commit makes the file's data durable (fdatasync) and, at the same time, creates the key's
 // directories (fsyncing the parent of each one this process has not made durable yet), then

@@ -3,7 +3,25 @@ package fsarchive
 import (
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
+
+// writebackChunk is how much of a new object is written before the kernel is asked to start
+// writing it out: by Commit most of the object is on its way to the disk already, and the
+// fdatasync that Success waits for has only the tail left.
+const writebackChunk = 256 << 10
+
+// startWriteback asks the kernel to begin writing [off, off+n) of f to the disk and returns at
+// once (SYNC_FILE_RANGE_WRITE waits for nothing, and promises nothing: durability is still
+// syncData's). A failure is ignored for the same reason.
+func startWriteback(f *os.File, off, n int64) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE) })
+}
 
 // syncData makes a new object's bytes durable. fdatasync flushes the data and what is needed to
 // read it back (size, block map) but not the times, which nothing depends on: what fsync adds
