@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/riverqueue/river"
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/store"
@@ -129,6 +131,36 @@ func TestServerRestart(t *testing.T) {
 	for _, uid := range []string{"1.2.3.1", "1.2.3.2"} {
 		if _, err := db.Get(ctx, uid); err != nil {
 			t.Errorf("%s after the restart: %v", uid, err)
+		}
+	}
+}
+
+// TestSeriesAcrossNodes: the instances of one series received by two nodes are one series to
+// either (series mode segments them together wherever its job runs).
+func TestSeriesAcrossNodes(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	nodes := []*DB{open(t, url), open(t, url)}
+	ctx := context.Background()
+	for i, n := range nodes {
+		if _, err := n.NewClient(&river.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			num := 2*j + i + 1
+			in := indextest.Instance("1.2", "1.2.3", fmt.Sprintf("1.2.3.%d", num))
+			_, err := n.Put(ctx, in, func(tx store.Tx) error {
+				return tx.RecordSeriesInstance(ctx, in.SeriesInstanceUID, in.SOPInstanceUID, num, in.ReceivedAt)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := []string{"1.2.3.1", "1.2.3.2", "1.2.3.3", "1.2.3.4", "1.2.3.5", "1.2.3.6"}
+	for i, n := range nodes {
+		if uids, _, err := n.SeriesInstances(ctx, "1.2.3"); err != nil || !slices.Equal(uids, want) {
+			t.Errorf("node %d sees %v (%v), want %v", i, uids, err, want)
 		}
 	}
 }
