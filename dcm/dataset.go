@@ -450,6 +450,12 @@ type ParseOptions struct {
 	// hold Offset, Length and Skipped but no Value. Encapsulated pixel data is then always
 	// skipped. This keeps pixel data out of memory.
 	SkipValuesOver int64
+	// OnPast, when not nil, is called once with the top-level elements kept so far when the
+	// parse first meets a top-level element past Past, before that element is read: a caller
+	// learns the attributes it needs early (the UIDs that name an object) while the rest, such
+	// as pixel data, is still to come. It is not called when the data set ends before.
+	Past   Tag
+	OnPast func(*DataSet)
 
 	// dropGroupLengths and rejectOdd serve ExplicitToImplicit, whose output must not grow.
 	dropGroupLengths bool
@@ -491,6 +497,8 @@ type parser struct {
 	// top holds every top-level tag seen, kept or not, sorted: a tag given twice is an error
 	// whether or not it is kept.
 	top []Tag
+	// passed is set once OnPast was called.
+	passed bool
 	// slab is where small values are carved from, one allocation for many.
 	slab     []byte
 	slabSize int
@@ -519,6 +527,10 @@ func (p *parser) items(ds *DataSet, top bool) error {
 		}
 		if top && p.opts.StopAfter != 0 && h.Tag > p.opts.StopAfter {
 			return nil
+		}
+		if top && p.opts.OnPast != nil && !p.passed && h.Tag > p.opts.Past {
+			p.passed = true
+			p.opts.OnPast(ds)
 		}
 		if top {
 			if n := len(p.top); n == 0 || p.top[n-1] < h.Tag {

@@ -4,7 +4,8 @@
 #         pixel codec libraries with their headers (the build links them through cgo) and the
 #         OHIF viewer (the static site of the npm package @ohif/app, via npm pack, trimmed)
 #   test: the above plus the real DICOM peers, DICOMweb clients, browser and validators the
-#         tests talk to, and the encoders and decoders the codec tests compare with
+#         tests talk to, the encoders and decoders the codec tests compare with, and the S3
+#         server (versitygw) the object-store archive is tested against
 # Idempotent: each step is skipped when its result is already present.
 set -euo pipefail
 mode=${1:-run}
@@ -17,6 +18,10 @@ ort_lib="$ort_dir/libonnxruntime.so.1"
 ohif_version=3.13.2
 ohif_integrity=sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA==
 ohif_dir="$root/third_party/ohif"
+# The S3 server the archive tests run (store/s3archive/s3test): versitygw, Apache-2.0, built from
+# the Go module proxy into third_party/versitygw (ignored by git).
+vgw_version=v1.8.0
+vgw_dir="$root/third_party/versitygw"
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -65,6 +70,16 @@ fetch_ohif() {
   mv "$tmp/package/dist" "$ohif_dir"
   echo "$ohif_version" > "$ohif_dir/.espnode-version"
   rm -rf "$tmp"
+}
+
+# versitygw from source at the pinned version; skipped when that version is there.
+fetch_versitygw() {
+  if [ -x "$vgw_dir/versitygw" ] && [ "$(cat "$vgw_dir/VERSION" 2>/dev/null)" = "$vgw_version" ]; then return 0; fi
+  command -v go >/dev/null || { echo "deps: go is needed to build versitygw" >&2; exit 1; }
+  echo "deps: building versitygw $vgw_version (go install from the module proxy)" >&2
+  mkdir -p "$vgw_dir"
+  (cd "$vgw_dir" && GOBIN="$vgw_dir" go install "github.com/versity/versitygw/cmd/versitygw@$vgw_version")
+  echo "$vgw_version" > "$vgw_dir/VERSION"
 }
 
 # The npm packages of a test folder, at the versions its package-lock.json pins, into its
@@ -118,6 +133,7 @@ case "$mode" in
     apt_install postgresql haproxy
     fetch_npm_peers "$root/interop"
     fetch_npm_peers "$root/interop/web"
+    fetch_versitygw
     ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

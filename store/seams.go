@@ -38,6 +38,14 @@ type ObjectWriter interface {
 	Abort() error
 }
 
+// ObjectNamer is what an ObjectWriter may also implement: told while the object is still being
+// written which key Commit will be given, an object store uploads a large object to that key
+// directly instead of to a staging name copied at Commit. The Store names the key as soon as its
+// scan has passed the UIDs that make it (before pixel data) and then commits under that key.
+type ObjectNamer interface {
+	Name(key string) error
+}
+
 // Index holds the instance rows (with their patient, study and series) that Query/Retrieve reads
 // and Put writes.
 type Index interface {

@@ -349,7 +349,7 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 	// left after sending everything): stopping between the commit and the
 	// index update would leave an object the index does not know.
 	ctx = context.WithoutCancel(ctx)
-	inst.Path = path.Join(ObjectsDir, inst.StudyInstanceUID, inst.SeriesInstanceUID, inst.SOPInstanceUID+".dcm")
+	inst.Path = objectKey(inst.StudyInstanceUID, inst.SeriesInstanceUID, inst.SOPInstanceUID)
 	if err := obj.Commit(ctx, inst.Path); err != nil {
 		return Instance{}, resourceErr(uid, err)
 	}
@@ -380,6 +380,11 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 		ev.Msg("duplicate SOP instance overwritten")
 	}
 	return inst, nil
+}
+
+// objectKey is the archive key of an instance.
+func objectKey(study, series, sop string) string {
+	return path.Join(ObjectsDir, study, series, sop+".dcm")
 }
 
 func (s *Store) removeObject(ctx context.Context, key string) {
@@ -464,7 +469,18 @@ func (s *Store) receive(ctx context.Context, req PutRequest, obj io.Writer) (Ins
 		br.Reset(nil)
 		s.readers.Put(br)
 	}()
-	attrs, err := dcm.ReadDataSet(br, req.TransferSyntaxUID, dcm.ParseOptions{Keep: s.scan, SkipValuesOver: maxIndexedValue})
+	opts := dcm.ParseOptions{Keep: s.scan, SkipValuesOver: maxIndexedValue}
+	if namer, ok := obj.(ObjectNamer); ok {
+		// The UIDs of the key come before pixel data: name it then, so that a large object
+		// goes to its key directly. An invalid UID names nothing; the checks below refuse it.
+		opts.Past, opts.OnPast = dcm.SeriesInstanceUID, func(ds *dcm.DataSet) {
+			study, series, sop := ds.String(dcm.StudyInstanceUID), ds.String(dcm.SeriesInstanceUID), ds.String(dcm.SOPInstanceUID)
+			if sop == uid && dcm.CheckUID(study) == nil && dcm.CheckUID(series) == nil {
+				namer.Name(objectKey(study, series, sop))
+			}
+		}
+	}
+	attrs, err := dcm.ReadDataSet(br, req.TransferSyntaxUID, opts)
 	switch {
 	case tee.werr != nil:
 		return Instance{}, resourceErr(uid, tee.werr)

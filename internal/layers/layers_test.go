@@ -21,7 +21,7 @@ var layers = [][]string{
 	{"dcm"},
 	{"dimse", "dcm/dcmtest"},
 	{"store"},
-	{"store/fsarchive", "store/sqlite", "store/postgres", "store/postgres/pgtest", "store/indextest"},
+	{"store/fsarchive", "store/sqlite", "store/postgres", "store/postgres/pgtest", "store/indextest", "store/s3archive", "store/s3archive/s3test", "store/archivetest"},
 	{"store/datadir"},
 	{"store/compose"},
 	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl", "seg/pixel/codec/turbojpeg"},
@@ -46,6 +46,25 @@ var engineOnly = map[string][]string{
 	"github.com/jackc/pgx/v5":                             {"store/postgres", "store/postgres/pgtest"},
 	"github.com/jackc/pgx/v5/pgconn":                      {"store/postgres"},
 	"github.com/jackc/pgx/v5/pgxpool":                     {"store/postgres"},
+}
+
+// engineOnlyTrees are engineOnly for every package under a module path: the object-store
+// client stays inside the S3 archive engine and its test server.
+var engineOnlyTrees = map[string][]string{
+	"github.com/aws/": {"store/s3archive", "store/s3archive/s3test"},
+}
+
+// onlyFor returns the packages that alone may import imp, and whether imp is so restricted.
+func onlyFor(imp string) ([]string, bool) {
+	if allowed, ok := engineOnly[imp]; ok {
+		return allowed, true
+	}
+	for tree, allowed := range engineOnlyTrees {
+		if strings.HasPrefix(imp, tree) {
+			return allowed, true
+		}
+	}
+	return nil, false
 }
 
 // imports returns each package of the module with its (non-test) imports, from go list.
@@ -83,8 +102,8 @@ func TestImportsGoDown(t *testing.T) {
 			continue
 		}
 		for _, imp := range imps {
-			if allowed, ok := engineOnly[imp]; ok && !slices.Contains(allowed, pkg) {
-				t.Errorf("%s imports %s, which only %v may (the engine chooses the database)", pkg, imp, allowed)
+			if allowed, ok := onlyFor(imp); ok && !slices.Contains(allowed, pkg) {
+				t.Errorf("%s imports %s, which only %v may (the engine chooses the database or object-store client)", pkg, imp, allowed)
 			}
 			own, ok := strings.CutPrefix(imp, module)
 			if !ok {

@@ -117,7 +117,7 @@ func (a *Archive) Close() error {
 func (a *Archive) file(key string) (string, error) {
 	rel := filepath.FromSlash(key)
 	first, _, _ := strings.Cut(key, "/")
-	if key == "" || !filepath.IsLocal(rel) || filepath.ToSlash(filepath.Clean(rel)) != key || first == TmpDir || first == LockFile {
+	if key == "" || key == "." || !filepath.IsLocal(rel) || filepath.ToSlash(filepath.Clean(rel)) != key || first == TmpDir || first == LockFile {
 		return "", fmt.Errorf("archive: %q is not an object key", key)
 	}
 	return filepath.Join(a.root, rel), nil

@@ -12,7 +12,15 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/espnode/espnode/store"
+	"github.com/espnode/espnode/store/archivetest"
 )
+
+// TestContract runs the archive contract every engine meets.
+func TestContract(t *testing.T) {
+	archivetest.Run(t, func(t *testing.T) store.Archive { return openArchive(t, t.TempDir()) })
+}
 
 func openArchive(t *testing.T, dir string) *Archive {
 	t.Helper()
