@@ -10,6 +10,7 @@ import (
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
 	"github.com/espnode/espnode/store/compose"
+	"github.com/espnode/espnode/store/s3archive"
 )
 
 // The packages below the command take their own option types; these translate the
@@ -76,9 +77,11 @@ func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
 // storeOptions converts the engine keys (index, archive, s3) and the store section.
 func storeOptions(cfg config.Config, log zerolog.Logger) compose.Options {
 	return compose.Options{
-		Dir:                       cfg.DataDir,
-		Index:                     cfg.Index,
-		Archive:                   cfg.Archive,
+		Dir:     cfg.DataDir,
+		Index:   cfg.Index,
+		Archive: cfg.Archive,
+		S3: s3archive.Config{Endpoint: cfg.S3.Endpoint, Region: cfg.S3.Region, AccessKeyID: cfg.S3.AccessKeyID,
+			SecretAccessKey: cfg.S3.SecretAccessKey, PathStyle: cfg.S3.PathStyle, PartSize: int64(cfg.S3.PartSize)},
 		Duplicates:                cfg.Store.Duplicates,
 		Logger:                    log,
 		ImplementationClassUID:    version.ImplementationClassUID,

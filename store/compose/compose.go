@@ -17,6 +17,7 @@ import (
 	"github.com/espnode/espnode/store/datadir"
 	"github.com/espnode/espnode/store/fsarchive"
 	"github.com/espnode/espnode/store/postgres"
+	"github.com/espnode/espnode/store/s3archive"
 	"github.com/espnode/espnode/store/sqlite"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	Index string
 	// Archive is ArchiveFile (or "") or s3://BUCKET/PREFIX.
 	Archive string
+	// S3 configures an s3:// archive: endpoint, region, keys, addressing and part size (empty
+	// values from the AWS variables); its Bucket and Prefix come from Archive.
+	S3 s3archive.Config
 	// Duplicates is the duplicate policy (store.Duplicates*); "" means overwrite.
 	Duplicates string
 	Logger     zerolog.Logger
@@ -92,10 +96,34 @@ func openArchive(ctx context.Context, opts Options) (store.Archive, error) {
 	case opts.Archive == "" || opts.Archive == ArchiveFile:
 		return fsarchive.Open(opts.Dir, fsarchive.Options{Logger: opts.Logger})
 	case strings.HasPrefix(opts.Archive, "s3://"):
-		return nil, errors.New("s3:// archives are not in this build yet")
+		cfg := opts.S3
+		var err error
+		if cfg.Bucket, cfg.Prefix, err = s3archive.ParseURL(opts.Archive); err != nil {
+			return nil, err
+		}
+		// The objects are elsewhere, but the data directory is still this node's alone.
+		unlock, err := fsarchive.Lock(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		a, err := s3archive.Open(ctx, cfg, opts.Logger)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		return &lockedArchive{Archive: a, unlock: unlock}, nil
 	}
 	return nil, fmt.Errorf("archive %q: want %q or s3://BUCKET/PREFIX", opts.Archive, ArchiveFile)
 }
+
+// lockedArchive releases the data directory's lock when the archive closes (the Store closes
+// it last).
+type lockedArchive struct {
+	store.Archive
+	unlock func() error
+}
+
+func (a *lockedArchive) Close() error { return errors.Join(a.Archive.Close(), a.unlock()) }
 
 func openIndex(ctx context.Context, opts Options) (store.Index, error) {
 	switch {

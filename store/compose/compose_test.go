@@ -11,6 +11,8 @@ import (
 	"github.com/espnode/espnode/dcm"
 	"github.com/espnode/espnode/store"
 	"github.com/espnode/espnode/store/postgres/pgtest"
+	"github.com/espnode/espnode/store/s3archive"
+	"github.com/espnode/espnode/store/s3archive/s3test"
 )
 
 // dataset is a small CT instance without file meta, in Explicit VR Little Endian.
@@ -47,14 +49,23 @@ func dataset(t *testing.T, sop string) []byte {
 	return b.Bytes()
 }
 
-// TestOpenEngines: each index engine opens under a locked data directory and stores through
+// TestOpenEngines: each pair of engines opens under a locked data directory and stores through
 // the Store; an unknown engine is refused, and the errors never repeat a URL's password.
 func TestOpenEngines(t *testing.T) {
 	pg := pgtest.Start(t)
+	s3 := s3test.Start(t)
+	s3cfg := s3archive.Config{Endpoint: s3.Endpoint, Region: s3.Region, AccessKeyID: s3.AccessKeyID,
+		SecretAccessKey: s3.SecretAccessKey, PathStyle: true}
 	ctx := context.Background()
-	for _, index := range []string{"", IndexSQLite, pg.NewDatabase(t)} {
-		t.Run(strings.SplitN(index, ":", 2)[0], func(t *testing.T) {
-			opts := Options{Dir: t.TempDir(), Index: index, Logger: zerolog.Nop()}
+	for _, tt := range []struct{ name, index, archive string }{
+		{"default", "", ""},
+		{"sqlite+file", IndexSQLite, ArchiveFile},
+		{"postgres+file", pg.NewDatabase(t), ArchiveFile},
+		{"sqlite+s3", IndexSQLite, "s3://" + s3.Bucket + "/one"},
+		{"postgres+s3", pg.NewDatabase(t), "s3://" + s3.Bucket + "/two"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := Options{Dir: t.TempDir(), Index: tt.index, Archive: tt.archive, S3: s3cfg, Logger: zerolog.Nop()}
 			st, err := Open(ctx, opts)
 			if err != nil {
 				t.Fatal(err)
@@ -74,6 +85,12 @@ func TestOpenEngines(t *testing.T) {
 			}
 			if _, ok := st.Queue(); !ok {
 				t.Error("no queue on the index")
+			}
+			if prefix, ok := strings.CutPrefix(tt.archive, "s3://"+s3.Bucket+"/"); ok {
+				keys, err := s3.Keys(ctx, prefix+"/")
+				if err != nil || len(keys) != 1 || keys[prefix+"/archive/1.2.3/1.2.3.4/"+sop+".dcm"] == 0 {
+					t.Errorf("objects in the bucket: %v (%v)", keys, err)
+				}
 			}
 		})
 	}
