@@ -2,7 +2,8 @@
 // postgresql), a cluster made by initdb in a temporary folder, on a free port of 127.0.0.1, with
 // its Unix socket in that folder, stopped and removed when the test ends. PostgreSQL refuses to
 // run as root, and CI runs the tests as root: then the server runs as the unprivileged user
-// nobody, which owns the folder.
+// nobody, which owns the folder. The server is the test process's child (not daemonised as
+// pg_ctl would), so that on Linux a test killed by its timeout takes it along.
 package pgtest
 
 import (
@@ -33,6 +34,9 @@ type Server struct {
 	bin, dir string
 	cred     *syscall.Credential
 	dbs      atomic.Int64
+	// server is the running postmaster; exited is closed when it has exited.
+	server *exec.Cmd
+	exited chan struct{}
 }
 
 // Start initialises a cluster and starts its server; t.Cleanup stops it and removes its files.
@@ -50,7 +54,7 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{Host: "127.0.0.1", bin: bin, dir: dir}
 	t.Cleanup(func() {
-		s.pgCtl(t, "stop", "-m", "immediate")
+		s.stop(syscall.SIGQUIT) // immediate shutdown: the data goes with the folder
 		os.RemoveAll(dir)
 	})
 	if os.Geteuid() == 0 {
@@ -72,14 +76,14 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	s.Port = freePort(t)
-	s.pgCtl(t, "start")
+	s.start(t)
 	if _, err := s.exec(t, "postgres", "CREATE DATABASE espnode"); err != nil {
 		t.Fatalf("PostgreSQL: %v", err)
 	}
 	return s
 }
 
-// binDir finds the folder of initdb and pg_ctl: Debian keeps them out of PATH, under
+// binDir finds the folder of initdb and postgres: Debian keeps them out of PATH, under
 // /usr/lib/postgresql/VERSION/bin (the newest version wins).
 func binDir() (string, error) {
 	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
@@ -124,24 +128,71 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// pgCtl runs pg_ctl start, stop or restart, waiting for it to finish; a failed start or
-// restart fails the test with the server's log.
-func (s *Server) pgCtl(t testing.TB, action string, args ...string) {
+// start runs the postmaster and waits until it accepts connections; a server that exits or
+// does not answer within a minute fails the test with its log.
+func (s *Server) start(t testing.TB) {
 	t.Helper()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", s.Port, s.dir)
-	full := append([]string{action, "-D", s.dataDir(), "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "-o", opts}, args...)
-	out, err := s.command("pg_ctl", full...).CombinedOutput()
-	if err != nil && action != "stop" {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
-		t.Fatalf("pg_ctl %s: %v\n%s\nserver log:\n%s", action, err, out, log)
+	logPath := filepath.Join(s.dir, "log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := s.command("postgres", "-D", s.dataDir(), "-p", strconv.Itoa(s.Port), "-k", s.dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	s.server, s.exited = cmd, make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(s.exited)
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, s.urlOf("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			return
+		}
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("postgres exited at start: %v\nserver log:\n%s", cmd.ProcessState, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("postgres does not accept connections after a minute: %v\nserver log:\n%s", err, log)
+		}
 	}
 }
 
-// Restart stops the server (fast: open connections are cut, as a failover cuts them) and starts
-// it again on the same port with the same data.
+// stop signals the postmaster (SIGINT: fast shutdown, SIGQUIT: immediate) and waits for it.
+func (s *Server) stop(sig syscall.Signal) {
+	if s.server == nil {
+		return
+	}
+	s.server.Process.Signal(sig)
+	select {
+	case <-s.exited:
+	case <-time.After(time.Minute):
+		s.server.Process.Kill()
+		<-s.exited
+	}
+	s.server = nil
+}
+
+// Restart stops the server (fast shutdown: open connections are cut, as a failover cuts them)
+// and starts it again on the same port with the same data.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.pgCtl(t, "restart", "-m", "fast")
+	s.stop(syscall.SIGINT)
+	s.start(t)
 }
 
 // URL is the database espnode of the server, made at Start.
