@@ -104,7 +104,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *con
 	metrics := pipeline.NewMetrics()
 	pl, err := pipeline.New(ctx, pipeline.Options{
 		Store:                     st,
-		Config:                    pipelineConfig(cfg.Pipeline, cfg.Model),
+		Config:                    pipelineConfig(cfg.Pipeline, cfg.Model, config.Postgres(cfg.Index)),
 		Peers:                     pipelinePeers(cfg.Peers),
 		AETitle:                   cfg.AETitle,
 		Metrics:                   metrics,

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/config"
@@ -53,8 +55,10 @@ func routes(rs []config.Route) []pipeline.Route {
 	return out
 }
 
-// pipelineConfig converts the pipeline section, and the model section's guard.
-func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
+// pipelineConfig converts the pipeline section, and the model section's guard. rescue_after is
+// for a shared queue: on SQLite, where the node requeues its own jobs at start, River's rescuer
+// keeps its default (an hour), which a long segmentation on a slow CPU stays below.
+func pipelineConfig(c config.Pipeline, m config.Model, sharedQueue bool) pipeline.Config {
 	retry := func(r config.Retry) pipeline.Retry {
 		return pipeline.Retry{MaxAttempts: r.MaxAttempts, Initial: r.Initial, Max: r.Max}
 	}
@@ -68,7 +72,7 @@ func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
 		ReplyToSender:  c.ReplyToSender,
 		DeliveryRetry:  retry(c.DeliveryRetry),
 		DeliverTimeout: c.DeliverTimeout,
-		RescueAfter:    c.RescueAfter,
+		RescueAfter:    rescueAfter(c, sharedQueue),
 
 		RejectImplausible: m.RejectImplausible,
 	}
@@ -97,6 +101,13 @@ func engineNames(cfg config.Config) (index, archive string) {
 		index = "postgres"
 	}
 	return index, archive
+}
+
+func rescueAfter(c config.Pipeline, sharedQueue bool) time.Duration {
+	if !sharedQueue {
+		return 0
+	}
+	return c.RescueAfter
 }
 
 // dicomwebOptions converts the http section for the DICOMweb server.
