@@ -149,7 +149,7 @@ func scenario(t *testing.T, be backend) {
 		}
 	}
 	var segs map[string][]receivedSEG
-	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		segs = receivedSEGs(t, destDir)
 		var missing []string
 		for _, in := range routed {
@@ -161,7 +161,7 @@ func scenario(t *testing.T, be backend) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 4 minutes %d of %d routed instances have no SEG at storescp: %v\nthe cluster's jobs (espnode jobs list on %s):\n%s",
+			t.Fatalf("after 2 minutes %d of %d routed instances have no SEG at storescp: %v\nthe cluster's jobs (espnode jobs list on %s):\n%s",
 				len(missing), len(routed), missing, nodes[0].name, nodes[0].jobs())
 		}
 	}
@@ -480,4 +480,5 @@ var engines = []struct {
 	start func(testing.TB) backend
 }{
 	{"sqlite-file", func(testing.TB) backend { return localBackend{} }},
+	{"postgres-s3", func(tb testing.TB) backend { return newSharedBackend(tb) }},
 }

@@ -43,8 +43,16 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 // Config is the whole configuration. Field tags are the YAML keys; the key
 // paths (dicom.port) are what error messages and environment variables use.
 type Config struct {
-	AETitle  string   `yaml:"ae_title"`
-	DataDir  string   `yaml:"data_dir"`
+	AETitle string `yaml:"ae_title"`
+	DataDir string `yaml:"data_dir"`
+	// Role is what this node runs (RoleAll, RoleIngest, RoleWorker).
+	Role string `yaml:"role"`
+	// Index is IndexSQLite or a postgres:// (postgresql://) URL: where the index and the job
+	// queue live.
+	Index string `yaml:"index"`
+	// Archive is ArchiveFile or s3://BUCKET/PREFIX: where the objects live.
+	Archive  string   `yaml:"archive"`
+	S3       S3       `yaml:"s3"`
 	DICOM    DICOM    `yaml:"dicom"`
 	Store    Store    `yaml:"store"`
 	Peers    []Peer   `yaml:"peers"`
@@ -52,6 +60,43 @@ type Config struct {
 	Model    Model    `yaml:"model"`
 	HTTP     HTTP     `yaml:"http"`
 	Log      Log      `yaml:"log"`
+}
+
+// Roles, for role.
+const (
+	// RoleAll receives, answers queries and retrievals, serves DICOMweb and the console, and
+	// runs the job workers.
+	RoleAll = "all"
+	// RoleIngest does all of that but run jobs: it receives and enqueues.
+	RoleIngest = "ingest"
+	// RoleWorker runs the job workers only, with /metrics (and the health probes) on
+	// http.addr: no DICOM listener, no DICOMweb, no console.
+	RoleWorker = "worker"
+)
+
+// Engines, for index and archive.
+const (
+	IndexSQLite = "sqlite"
+	ArchiveFile = "file"
+)
+
+// S3 configures the object store of an s3:// archive. An empty value takes the standard AWS
+// variable (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+type S3 struct {
+	Endpoint        string `yaml:"endpoint"`
+	Region          string `yaml:"region"`
+	AccessKeyID     string `yaml:"access_key_id"`
+	SecretAccessKey string `yaml:"secret_access_key"`
+	// PathStyle addresses buckets as ENDPOINT/BUCKET rather than BUCKET.ENDPOINT (local
+	// servers).
+	PathStyle bool `yaml:"path_style"`
+	// PartSize is the size of a multipart upload's parts in bytes; 0 is the archive's default.
+	PartSize int `yaml:"part_size"`
+}
+
+// Postgres reports whether index names a PostgreSQL database.
+func Postgres(index string) bool {
+	return strings.HasPrefix(index, "postgres://") || strings.HasPrefix(index, "postgresql://")
 }
 
 // Pipeline configures what happens to a stored instance: routing to a
@@ -69,6 +114,9 @@ type Pipeline struct {
 	ReplyToSender  bool          `yaml:"reply_to_sender"`
 	DeliveryRetry  Retry         `yaml:"delivery_retry"`
 	DeliverTimeout time.Duration `yaml:"delivery_timeout"`
+	// RescueAfter is how long a job may stay running before a shared queue's rescuer takes it
+	// for dead and makes it available again (its node died).
+	RescueAfter time.Duration `yaml:"rescue_after"`
 }
 
 // Route is one routing rule: an instance matching every non-empty list (each

@@ -299,6 +299,18 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"tls destination without ca", func(c *Config) { c.Pipeline.Destinations = []Peer{{AETitle: "P", Host: "h", Port: 2762, TLS: true}} }, "pipeline.destinations[0].tls: needs dicom.tls.ca"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: must be one of trace, debug, info, warn, error, got "verbose"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: must be auto, json or console, got "xml"`},
+		{"role", func(c *Config) { c.Role = "gpu" }, `role: must be all, ingest or worker, got "gpu"`},
+		{"worker on sqlite", func(c *Config) { c.Role = RoleWorker }, "role: worker needs an index shared with other nodes"},
+		{"ingest on sqlite", func(c *Config) { c.Role = RoleIngest }, "role: ingest needs an index shared with other nodes"},
+		{"index", func(c *Config) { c.Index = "mysql://db/espnode" }, `index: must be "sqlite" or a postgres:// (postgresql://) URL`},
+		{"index without host", func(c *Config) { c.Index = "postgres:///espnode" }, "index: a PostgreSQL URL is postgres://USER:PASSWORD@HOST:PORT/DATABASE"},
+		{"archive", func(c *Config) { c.Archive = "/srv/archive" }, `archive: must be "file" or s3://BUCKET/PREFIX, got "/srv/archive"`},
+		{"archive bucket", func(c *Config) { c.Archive = "s3://My_Bucket/x" }, `archive: s3://BUCKET/PREFIX: the bucket must be 3 to 63 lower-case letters, digits, dots and hyphens, got "My_Bucket"`},
+		{"archive no bucket", func(c *Config) { c.Archive = "s3:///x" }, `got ""`},
+		{"s3 endpoint", func(c *Config) { c.S3.Endpoint = "127.0.0.1:7070" }, `s3.endpoint: must be an http:// or https:// URL, got "127.0.0.1:7070"`},
+		{"s3 part size", func(c *Config) { c.S3.PartSize = 1 << 20 }, "s3.part_size: must be 0 (the default) or 5242880..5368709120 bytes"},
+		{"rescue after", func(c *Config) { c.Pipeline.RescueAfter = 0 }, "pipeline.rescue_after: must be a positive duration"},
+		{"rescue before delivery timeout", func(c *Config) { c.Pipeline.RescueAfter = time.Minute }, "pipeline.rescue_after: must be longer than pipeline.delivery_timeout (2m0s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,6 +324,27 @@ func TestValidateNamesEachKey(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestEngines: the cluster keys take their documented values, from the file and from the
+// environment, and an index URL's password never appears in an error.
+func TestEngines(t *testing.T) {
+	path := writeFile(t, "role: worker\nindex: postgresql://espnode:secret@db.example.org:5432/espnode\narchive: s3://dicom/node-a\ns3:\n  path_style: true\n  part_size: 8388608\n")
+	c, err := Load(path, env(map[string]string{"ESPNODE_ROLE": "ingest", "ESPNODE_S3_ENDPOINT": "http://127.0.0.1:7070"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Role != RoleIngest || !Postgres(c.Index) || c.Archive != "s3://dicom/node-a" || !c.S3.PathStyle || c.S3.PartSize != 8<<20 ||
+		c.S3.Endpoint != "http://127.0.0.1:7070" {
+		t.Errorf("loaded %q %q %q %+v", c.Role, c.Index, c.Archive, c.S3)
+	}
+	c.Index = "postgres://espnode:secret@/espnode"
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("bad URL: %v", err)
+	}
+	if d := Default(); d.Role != RoleAll || d.Index != IndexSQLite || d.Archive != ArchiveFile {
+		t.Errorf("defaults %q %q %q, want all, sqlite, file", d.Role, d.Index, d.Archive)
 	}
 }
 

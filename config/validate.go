@@ -129,6 +129,7 @@ func (c Config) Validate() error {
 	}
 
 	c.validatePipeline(bad, checkAE, checkPort, checkDuration)
+	c.validateEngines(bad)
 
 	if !slices.Contains(logLevels, c.Log.Level) {
 		bad("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
@@ -198,6 +199,11 @@ func (c Config) validatePipeline(bad func(key, format string, args ...any),
 	checkDuration("pipeline.series_idle", p.SeriesIdle)
 	checkDuration("pipeline.poll_interval", p.PollInterval)
 	checkDuration("pipeline.delivery_timeout", p.DeliverTimeout)
+	checkDuration("pipeline.rescue_after", p.RescueAfter)
+	if p.RescueAfter > 0 && p.RescueAfter <= p.DeliverTimeout {
+		bad("pipeline.rescue_after", "must be longer than pipeline.delivery_timeout (%s): a delivery still running would be taken for dead, got %s",
+			p.DeliverTimeout, p.RescueAfter)
+	}
 	for _, r := range []struct {
 		key string
 		r   Retry
@@ -355,5 +361,56 @@ func (c Config) validateHTTP(bad func(key, format string, args ...any)) {
 	}
 	if h.BulkDataThreshold < 1<<10 || h.BulkDataThreshold > 256<<20 {
 		bad("http.bulk_data_threshold", "must be 1024..268435456 bytes, got %d", h.BulkDataThreshold)
+	}
+}
+
+// s3Bucket is an S3 bucket name as the archive accepts it: 3 to 63 lower-case letters, digits,
+// dots and hyphens, starting and ending with a letter or digit.
+var s3Bucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// S3 bounds of a multipart upload's part (every part but the last).
+const (
+	MinPartSize = 5 << 20
+	MaxPartSize = 5 << 30
+)
+
+// validateEngines checks role, index, archive and s3. Messages never repeat the index URL,
+// which may hold a password.
+func (c Config) validateEngines(bad func(key, format string, args ...any)) {
+	switch c.Role {
+	case RoleAll, RoleIngest, RoleWorker:
+	default:
+		bad("role", "must be %s, %s or %s, got %q", RoleAll, RoleIngest, RoleWorker, c.Role)
+	}
+	switch {
+	case c.Index == IndexSQLite:
+		if c.Role == RoleIngest || c.Role == RoleWorker {
+			bad("role", "%s needs an index shared with other nodes (index: postgres://...): on SQLite no other node can work this node's queue", c.Role)
+		}
+	case Postgres(c.Index):
+		u, err := url.Parse(c.Index)
+		if err != nil || u.Host == "" {
+			bad("index", "a PostgreSQL URL is postgres://USER:PASSWORD@HOST:PORT/DATABASE (this one does not parse or has no host)")
+		}
+	default:
+		bad("index", "must be %q or a postgres:// (postgresql://) URL", IndexSQLite)
+	}
+	switch {
+	case c.Archive == ArchiveFile:
+	case strings.HasPrefix(c.Archive, "s3://"):
+		bucket, _, _ := strings.Cut(strings.TrimPrefix(c.Archive, "s3://"), "/")
+		if !s3Bucket.MatchString(bucket) {
+			bad("archive", "s3://BUCKET/PREFIX: the bucket must be 3 to 63 lower-case letters, digits, dots and hyphens, got %q", bucket)
+		}
+	default:
+		bad("archive", "must be %q or s3://BUCKET/PREFIX, got %q", ArchiveFile, c.Archive)
+	}
+	if c.S3.Endpoint != "" {
+		if u, err := url.Parse(c.S3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("s3.endpoint", "must be an http:// or https:// URL, got %q", c.S3.Endpoint)
+		}
+	}
+	if c.S3.PartSize != 0 && (c.S3.PartSize < MinPartSize || c.S3.PartSize > MaxPartSize) {
+		bad("s3.part_size", "must be 0 (the default) or %d..%d bytes (S3's bounds), got %d", MinPartSize, MaxPartSize, c.S3.PartSize)
 	}
 }

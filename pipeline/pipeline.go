@@ -44,8 +44,12 @@ type Options struct {
 	Segmenter *segment.Segmenter
 	// Workers is how many segmentation jobs run at once; see Workers.
 	Workers int
-	Metrics *Metrics
-	Logger  zerolog.Logger
+	// NoWorkers makes an ingest node: Put stores and enqueues, and the workers of other nodes
+	// on the same shared queue run the jobs. Start then starts no workers, and Ready does not
+	// wait for a model.
+	NoWorkers bool
+	Metrics   *Metrics
+	Logger    zerolog.Logger
 	// TLS configures deliveries to peers marked TLS (their CA, the node's client certificate);
 	// nil when no peer uses TLS.
 	TLS *tls.Config
@@ -73,6 +77,10 @@ type Config struct {
 	ReplyToSender  bool
 	DeliveryRetry  Retry
 	DeliverTimeout time.Duration
+	// RescueAfter is how long a job may run before River's rescuer takes its worker for dead
+	// and makes it available again: on a shared queue, how the jobs of a node that died are
+	// run by the others. It exceeds DeliverTimeout; 0 leaves River's default (an hour).
+	RescueAfter time.Duration
 	// RejectImplausible withholds the SEG of an instance the plausibility guard judges
 	// implausible (segment.Request.RejectImplausible); either way it is counted and logged.
 	RejectImplausible bool
@@ -108,6 +116,9 @@ func (c Config) check() error {
 		if d.d <= 0 {
 			return fmt.Errorf("pipeline: %s must be positive, got %s", d.name, d.d)
 		}
+	}
+	if c.RescueAfter < 0 || c.RescueAfter > 0 && c.RescueAfter <= c.DeliverTimeout {
+		return fmt.Errorf("pipeline: rescue after %s: want 0 (River's default) or longer than the delivery timeout %s", c.RescueAfter, c.DeliverTimeout)
 	}
 	for _, r := range []struct {
 		name string
@@ -200,6 +211,10 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 	if opts.Segmenter != nil {
 		queues[QueueSegment] = river.QueueConfig{MaxWorkers: max(opts.Workers, 1)}
 	}
+	if opts.NoWorkers {
+		// An insert-only client: its Puts still tell the workers of the queue at once.
+		queues = nil
+	}
 	poll := opts.Config.PollInterval
 	c := opts.Config
 	p.client, err = queue.NewClient(&river.Config{
@@ -215,7 +230,8 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		},
 		// Workers bound their own work (delivery_timeout; a segmentation
 		// ends with its frames).
-		JobTimeout: -1,
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: c.RescueAfter,
 		// Dead letters stay until an operator retries or purges them;
 		// completed deliveries are kept a week, which is how long a rerun
 		// of their segmentation job is recognised as already delivered.
@@ -230,10 +246,13 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
-// Start starts the workers; they stop when ctx is cancelled or Stop is called.
+// Start starts the workers; they stop when ctx is cancelled or Stop is called. An ingest
+// pipeline (NoWorkers) starts none.
 func (p *Pipeline) Start(ctx context.Context) error {
-	if err := p.client.Start(ctx); err != nil {
-		return fmt.Errorf("job queue: %w", err)
+	if !p.opts.NoWorkers {
+		if err := p.client.Start(ctx); err != nil {
+			return fmt.Errorf("job queue: %w", err)
+		}
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stopAssocs, p.assocsDone = cancel, make(chan struct{})
@@ -247,7 +266,10 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // Stop waits for running jobs to finish, up to ctx's deadline, then cancels
 // them; a cancelled job runs again at the next start.
 func (p *Pipeline) Stop(ctx context.Context) error {
-	err := p.client.Stop(ctx)
+	var err error
+	if !p.opts.NoWorkers {
+		err = p.client.Stop(ctx)
+	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -264,8 +286,12 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Ready returns why the pipeline cannot segment, or nil.
+// Ready returns why the pipeline cannot segment, or nil. An ingest pipeline is ready: it
+// segments nothing itself.
 func (p *Pipeline) Ready() error {
+	if p.opts.NoWorkers {
+		return nil
+	}
 	p.segMu.RLock()
 	defer p.segMu.RUnlock()
 	if p.segmenter == nil {
@@ -283,6 +309,9 @@ func (p *Pipeline) ModelFailed(err error) {
 
 // EnableSegmentation starts the segmentation workers with s, after Start.
 func (p *Pipeline) EnableSegmentation(s *segment.Segmenter, workers int) error {
+	if p.opts.NoWorkers {
+		return errors.New("an ingest pipeline runs no workers")
+	}
 	p.segMu.Lock()
 	defer p.segMu.Unlock()
 	if p.segmenter != nil {

@@ -10,9 +10,10 @@ import (
 )
 
 // The three seams below are what the Store and the pipeline need of the engines that hold the
-// node's state. Today's engines are store/fsarchive (files under the data directory) for the
-// Archive and store/sqlite (one embedded SQLite database) for the Index and the Queue; an
-// S3-compatible object store and PostgreSQL are meant to implement the same interfaces.
+// node's state. The engines are store/fsarchive (files under the data directory) or
+// store/s3archive (an S3-compatible object store) for the Archive, and store/sqlite (one
+// embedded SQLite database) or store/postgres (a PostgreSQL database several nodes share) for
+// the Index and the Queue.
 // docs/DESIGN.md ("Seams") states what each engine must promise.
 
 // Archive keeps objects (Part-10 files) by key. A key is a relative path of slash-separated UIDs

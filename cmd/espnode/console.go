@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
@@ -73,6 +74,20 @@ func maskedConfig(cfg config.Config) []byte {
 	c.HTTP.Auth.Users = make([]config.HTTPUser, len(cfg.HTTP.Auth.Users))
 	for i, u := range cfg.HTTP.Auth.Users {
 		c.HTTP.Auth.Users[i] = config.HTTPUser{Name: u.Name, Password: mask}
+	}
+	if c.S3.SecretAccessKey != "" {
+		c.S3.SecretAccessKey = mask
+	}
+	if u, err := url.Parse(c.Index); err == nil && config.Postgres(c.Index) {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), mask)
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", mask)
+			u.RawQuery = q.Encode()
+		}
+		c.Index = u.String()
 	}
 	b, err := yaml.Marshal(c)
 	if err != nil {

@@ -16,8 +16,16 @@ func TestMaskedConfig(t *testing.T) {
 	}
 	cfg.HTTP.Auth.Tokens = []string{"token-0123456789abcdef"}
 	cfg.HTTP.Auth.Users = []config.HTTPUser{{Name: "radiologist", Password: "secret-password-1"}}
+	cfg.S3.SecretAccessKey = "s3-secret-key-2"
+	for _, index := range []string{"postgres://espnode:db-password-3@db.example.org/espnode", "postgres://db.example.org/espnode?user=espnode&password=db-password-3"} {
+		cfg.Index = index
+		out := string(maskedConfig(cfg))
+		if strings.Contains(out, "db-password-3") || !strings.Contains(out, "db.example.org") {
+			t.Errorf("the masked configuration shows the index's password, or no index:\n%s", out)
+		}
+	}
 	out := string(maskedConfig(cfg))
-	for _, secret := range []string{"token-0123456789abcdef", "secret-password-1"} {
+	for _, secret := range []string{"token-0123456789abcdef", "secret-password-1", "s3-secret-key-2"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the masked configuration shows %q", secret)
 		}

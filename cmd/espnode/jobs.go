@@ -12,21 +12,24 @@ import (
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
+	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/config"
 	"github.com/espnode/espnode/pipeline"
-	"github.com/espnode/espnode/store/datadir"
+	"github.com/espnode/espnode/store/compose"
 )
 
 // runJobs implements `espnode jobs list|retry|purge`. It opens the queue of
-// the data directory beside a running node (SQLite WAL allows it); the
-// node's workers see the changes at their next poll.
+// the configured index beside running nodes: the data directory's SQLite
+// database (WAL allows it), or the PostgreSQL database every node of a
+// cluster shares, where it sees and acts on the jobs of all of them. The
+// workers see the changes at their next poll.
 func runJobs(ctx context.Context, env *cliEnv, args []string) error {
 	usage := func() {
 		fmt.Fprintln(env.stderr, `usage: espnode jobs list  [--state S,...] [--kind K,...] [--limit N]
        espnode jobs retry [--all-dead] [ID...]
        espnode jobs purge [--state S,...]
-common flags: --config FILE, --data-dir DIR
+common flags: --config FILE, --data-dir DIR (the queue is the configured index's: ESPNODE_INDEX)
 states: `+stateNames()+` (discarded: dead letters)
 kinds: segment, segment_series, deliver`)
 	}
@@ -67,9 +70,10 @@ kinds: segment, segment_series, deliver`)
 		kinds = append(kinds, "espnode."+strings.TrimPrefix(k, "espnode."))
 	}
 
-	queue, err := datadir.OpenQueue(ctx, cfg.DataDir)
+	// The queue of every node when the index is shared (PostgreSQL).
+	queue, err := compose.OpenQueue(ctx, storeOptions(cfg, zerolog.Nop()))
 	if err != nil {
-		return fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+		return err
 	}
 	defer queue.Close()
 	admin, err := pipeline.NewAdmin(queue)

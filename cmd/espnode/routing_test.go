@@ -102,7 +102,7 @@ func TestSegmentRoutesAsServe(t *testing.T) {
 	}
 	defer st.Close()
 	cfg := config.Default()
-	pl, err := pipeline.New(ctx, pipeline.Options{Store: st, Config: pipelineConfig(cfg.Pipeline, cfg.Model), AETitle: "ESPNODE", Logger: zerolog.Nop()})
+	pl, err := pipeline.New(ctx, pipeline.Options{Store: st, Config: pipelineConfig(cfg.Pipeline, cfg.Model, false), AETitle: "ESPNODE", Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

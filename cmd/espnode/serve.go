@@ -27,7 +27,7 @@ import (
 	"github.com/espnode/espnode/seg/onnx"
 	"github.com/espnode/espnode/seg/segment"
 	"github.com/espnode/espnode/store"
-	"github.com/espnode/espnode/store/datadir"
+	"github.com/espnode/espnode/store/compose"
 	"github.com/espnode/espnode/viewer"
 )
 
@@ -91,13 +91,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 
 // serve runs the node; logs, when not nil, is fed by log and shown by the console.
 func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *console.LogRing) error {
-	st, err := datadir.Open(ctx, datadir.Options{
-		Dir:                       cfg.DataDir,
-		Duplicates:                cfg.Store.Duplicates,
-		Logger:                    log.With().Str("component", "store").Logger(),
-		ImplementationClassUID:    version.ImplementationClassUID,
-		ImplementationVersionName: version.ImplementationVersionName(),
-	})
+	st, err := compose.Open(ctx, storeOptions(cfg, log.With().Str("component", "store").Logger()))
 	if err != nil {
 		return fmt.Errorf("open archive: %w", err)
 	}
@@ -110,10 +104,11 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *con
 	metrics := pipeline.NewMetrics()
 	pl, err := pipeline.New(ctx, pipeline.Options{
 		Store:                     st,
-		Config:                    pipelineConfig(cfg.Pipeline, cfg.Model),
+		Config:                    pipelineConfig(cfg.Pipeline, cfg.Model, config.Postgres(cfg.Index)),
 		Peers:                     pipelinePeers(cfg.Peers),
 		AETitle:                   cfg.AETitle,
 		Metrics:                   metrics,
+		NoWorkers:                 cfg.Role == config.RoleIngest,
 		TLS:                       clientTLS,
 		Logger:                    log.With().Str("component", "pipeline").Logger(),
 		ImplementationClassUID:    version.ImplementationClassUID,
@@ -129,14 +124,18 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *con
 	// The model loads in the background: a GPU provider may take minutes to
 	// compile it, and storing must not wait for that.
 	engineCh := make(chan *onnx.Engine, 1)
-	go func() {
-		engine, err := loadModel(cfg, pl, log.With().Str("component", "model").Logger())
-		if err != nil {
-			pl.ModelFailed(err)
-			log.Error().Err(err).Msg("no model: instances are stored and their segmentation jobs wait")
-		}
-		engineCh <- engine
-	}()
+	if cfg.Role == config.RoleIngest {
+		engineCh <- nil // the workers of other nodes segment
+	} else {
+		go func() {
+			engine, err := loadModel(cfg, pl, log.With().Str("component", "model").Logger())
+			if err != nil {
+				pl.ModelFailed(err)
+				log.Error().Err(err).Msg("no model: instances are stored and their segmentation jobs wait")
+			}
+			engineCh <- engine
+		}()
+	}
 	defer func() {
 		// Running jobs finish (or are cancelled, to run again at the next
 		// start) before the model they use closes.
@@ -149,6 +148,21 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *con
 			engine.Close()
 		}
 	}()
+
+	index, archive := engineNames(cfg)
+	if cfg.Role == config.RoleWorker {
+		// Workers only: the jobs of the shared queue, with /metrics and the probes.
+		stopHTTP, err := serveHTTP(cfg, log, metrics, pl, st, logs)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+		log.Info().Str("role", cfg.Role).Str("index", index).Str("archive", archive).Str("version", version.String()).
+			Msg("espnode working the job queue (no DICOM listener)")
+		<-ctx.Done()
+		log.Info().Msg("espnode stopped")
+		return nil
+	}
 
 	// Instances are stored through the pipeline, which creates each routed
 	// one's job in its index transaction; Query/Retrieve reads the store.
@@ -209,6 +223,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *con
 	}
 	defer stopHTTP()
 	log.Info().Str("ae_title", cfg.AETitle).Str("listen", ln.Addr().String()).Str("data_dir", cfg.DataDir).
+		Str("role", cfg.Role).Str("index", index).Str("archive", archive).
 		Int("destinations", len(cfg.Pipeline.Destinations)).Str("version", version.String()).Msg("espnode serving")
 	err = srv.Serve(serveCtx, countingListener{Listener: ln, n: metrics.Associations})
 	stopServing()
@@ -299,8 +314,10 @@ func serveHTTP(cfg config.Config, log zerolog.Logger, metrics *pipeline.Metrics,
 		tlsConfig.NextProtos = []string{"h2", "http/1.1"}
 	}
 	guard := httpguard.New(httpGuardOptions(h))
+	// A worker serves the probes and /metrics only: it answers no DICOM.
+	worker := cfg.Role == config.RoleWorker
 	var web *dicomweb.Server
-	if h.DICOMweb {
+	if h.DICOMweb && !worker {
 		web = dicomweb.New(dicomwebOptions(cfg, log.With().Str("component", "dicomweb").Logger()), pl, st)
 	}
 	listen := func(key, addr string, handler http.Handler) (string, error) {
@@ -331,7 +348,7 @@ func serveHTTP(cfg config.Config, log zerolog.Logger, metrics *pipeline.Metrics,
 			mux.Handle(web.Root()+"/", web)
 			served += ", " + web.Root()
 		}
-		if h.Console {
+		if h.Console && !worker {
 			con, err := newConsole(cfg, log.With().Str("component", "console").Logger(), logs, metrics, pl, st, web)
 			if err != nil {
 				stop()

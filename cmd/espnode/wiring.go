@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/rs/zerolog"
 
 	"github.com/espnode/espnode/config"
@@ -9,6 +11,8 @@ import (
 	"github.com/espnode/espnode/internal/version"
 	"github.com/espnode/espnode/pipeline"
 	"github.com/espnode/espnode/scp"
+	"github.com/espnode/espnode/store/compose"
+	"github.com/espnode/espnode/store/s3archive"
 )
 
 // The packages below the command take their own option types; these translate the
@@ -51,8 +55,10 @@ func routes(rs []config.Route) []pipeline.Route {
 	return out
 }
 
-// pipelineConfig converts the pipeline section, and the model section's guard.
-func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
+// pipelineConfig converts the pipeline section, and the model section's guard. rescue_after is
+// for a shared queue: on SQLite, where the node requeues its own jobs at start, River's rescuer
+// keeps its default (an hour), which a long segmentation on a slow CPU stays below.
+func pipelineConfig(c config.Pipeline, m config.Model, sharedQueue bool) pipeline.Config {
 	retry := func(r config.Retry) pipeline.Retry {
 		return pipeline.Retry{MaxAttempts: r.MaxAttempts, Initial: r.Initial, Max: r.Max}
 	}
@@ -66,9 +72,42 @@ func pipelineConfig(c config.Pipeline, m config.Model) pipeline.Config {
 		ReplyToSender:  c.ReplyToSender,
 		DeliveryRetry:  retry(c.DeliveryRetry),
 		DeliverTimeout: c.DeliverTimeout,
+		RescueAfter:    rescueAfter(c, sharedQueue),
 
 		RejectImplausible: m.RejectImplausible,
 	}
+}
+
+// storeOptions converts the engine keys (index, archive, s3) and the store section.
+func storeOptions(cfg config.Config, log zerolog.Logger) compose.Options {
+	return compose.Options{
+		Dir:     cfg.DataDir,
+		Index:   cfg.Index,
+		Archive: cfg.Archive,
+		S3: s3archive.Config{Endpoint: cfg.S3.Endpoint, Region: cfg.S3.Region, AccessKeyID: cfg.S3.AccessKeyID,
+			SecretAccessKey: cfg.S3.SecretAccessKey, PathStyle: cfg.S3.PathStyle, PartSize: int64(cfg.S3.PartSize)},
+		Duplicates:                cfg.Store.Duplicates,
+		Logger:                    log,
+		ImplementationClassUID:    version.ImplementationClassUID,
+		ImplementationVersionName: version.ImplementationVersionName(),
+	}
+}
+
+// engineNames says which engines a configuration chose, without the index URL's credentials:
+// for the start-up log line.
+func engineNames(cfg config.Config) (index, archive string) {
+	index, archive = cfg.Index, cfg.Archive
+	if config.Postgres(index) {
+		index = "postgres"
+	}
+	return index, archive
+}
+
+func rescueAfter(c config.Pipeline, sharedQueue bool) time.Duration {
+	if !sharedQueue {
+		return 0
+	}
+	return c.RescueAfter
 }
 
 // dicomwebOptions converts the http section for the DICOMweb server.

@@ -21,8 +21,9 @@ var layers = [][]string{
 	{"dcm"},
 	{"dimse", "dcm/dcmtest"},
 	{"store"},
-	{"store/fsarchive", "store/sqlite", "store/s3archive", "store/s3archive/s3test", "store/archivetest"},
+	{"store/fsarchive", "store/sqlite", "store/postgres", "store/postgres/pgtest", "store/indextest", "store/s3archive", "store/s3archive/s3test", "store/archivetest"},
 	{"store/datadir"},
+	{"store/compose"},
 	{"seg/channel", "seg/pixel/codec/jpeg", "seg/pixel/codec/charls", "seg/pixel/codec/openjpeg", "seg/pixel/codec/jxl", "seg/pixel/codec/turbojpeg"},
 	{"seg/pixel", "seg/dicomseg"},
 	{"seg/onnx", "seg/pixel/transcode"},
@@ -30,7 +31,7 @@ var layers = [][]string{
 	{"seg/eval"},
 	{"config"},
 	{"scp", "pipeline", "dicomweb", "httpguard", "viewer", "console"},
-	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "interop", "cluster"},
+	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "bench/queue", "interop", "cluster"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine
@@ -40,7 +41,11 @@ var engineOnly = map[string][]string{
 	"modernc.org/sqlite":                                  {"store/sqlite"},
 	"github.com/riverqueue/river/riverdriver":             {"store/sqlite"},
 	"github.com/riverqueue/river/riverdriver/riversqlite": {"store/sqlite"},
-	"github.com/riverqueue/river/rivermigrate":            {"store/sqlite"},
+	"github.com/riverqueue/river/rivermigrate":            {"store/sqlite", "store/postgres"},
+	"github.com/riverqueue/river/riverdriver/riverpgxv5":  {"store/postgres"},
+	"github.com/jackc/pgx/v5":                             {"store/postgres", "store/postgres/pgtest"},
+	"github.com/jackc/pgx/v5/pgconn":                      {"store/postgres"},
+	"github.com/jackc/pgx/v5/pgxpool":                     {"store/postgres"},
 }
 
 // engineOnlyTrees are engineOnly for every package under a module path: the object-store

@@ -287,3 +287,13 @@ func (a *Archive) markSynced(dir string) {
 	}
 	a.synced[dir] = struct{}{}
 }
+
+// Lock takes dir's LOCK as Open does, for a process that keeps its objects elsewhere but still
+// owns the data directory (its SQLite index, its temporary files). The function it returns
+// releases it.
+func Lock(dir string) (unlock func() error, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return lockDir(filepath.Join(dir, LockFile))
+}

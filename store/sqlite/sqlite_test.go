@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -33,39 +32,6 @@ func instance(study, series, sop string) store.Instance {
 	return store.Instance{PatientID: "P1", StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop,
 		SOPClassUID: "1.2.840.10008.5.1.4.1.1.7", TransferSyntaxUID: dcm.ExplicitVRLittleEndian, Path: "x", Size: 10,
 		DataSetOffset: 4, ReceivedAt: time.Now()}
-}
-
-// TestRemove: removing an instance removes its row, and its series, study and patient once
-// they are empty; an unknown instance is ErrNotFound.
-func TestRemove(t *testing.T) {
-	ctx := context.Background()
-	x := openEngine(t, t.TempDir())
-	for _, in := range []store.Instance{instance("1.1", "1.1.1", "1.1.1.1"), instance("1.1", "1.1.1", "1.1.1.2"), instance("1.1", "1.1.2", "1.1.2.1")} {
-		if _, err := x.Put(ctx, in, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, tt := range []struct {
-		uid  string
-		want store.Counts
-	}{
-		{"1.1.1.1", store.Counts{Patients: 1, Studies: 1, Series: 2, Instances: 2}},
-		{"1.1.1.2", store.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 1}},
-		{"1.1.2.1", store.Counts{}},
-	} {
-		if err := x.Remove(ctx, tt.uid); err != nil {
-			t.Fatal(err)
-		}
-		if c, err := x.Counts(ctx); err != nil || c != tt.want {
-			t.Errorf("after removing %s: %+v (%v), want %+v", tt.uid, c, err, tt.want)
-		}
-		if _, err := x.Get(ctx, tt.uid); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("%s still found: %v", tt.uid, err)
-		}
-	}
-	if err := x.Remove(ctx, "1.1.1.1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("removing an unknown instance: %v", err)
-	}
 }
 
 // TestMigrateFromVersion1: an index made before the data set offset was recorded opens, keeps
