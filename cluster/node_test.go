@@ -53,6 +53,7 @@ func waitListening(port int, within time.Duration, exited <-chan struct{}) error
 type node struct {
 	t       testing.TB
 	name    string
+	role    string
 	port    int
 	dataDir string
 	cfgFile string
@@ -98,7 +99,7 @@ func newNode(t testing.TB, name, role string, destPort int, env []string) *node 
 		env = append(slices.Clip(env), "ESPNODE_ROLE="+role)
 	}
 	dir := t.TempDir()
-	n := &node{t: t, name: name, port: freePort(t), dataDir: filepath.Join(dir, "data"),
+	n := &node{t: t, name: name, role: role, port: freePort(t), dataDir: filepath.Join(dir, "data"),
 		cfgFile: filepath.Join(dir, "espnode.yaml"), env: env, logPath: filepath.Join(dir, "espnode.log")}
 	if err := os.WriteFile(n.cfgFile, []byte(nodeConfig(n.dataDir, n.port, destPort)), 0o644); err != nil {
 		t.Fatal(err)
@@ -196,10 +197,10 @@ func (n *node) cpuSeconds() (float64, error) {
 	return (utime + stime) / 100, nil
 }
 
-// jobs returns what espnode jobs list says of the queue the node works (with the node's
-// configuration and environment: the cluster's queue when the index is shared).
-func (n *node) jobs() string {
-	cmd := exec.Command(bins.espnode, "jobs", "list", "--config", n.cfgFile)
+// jobs returns what espnode jobs list (with flags) says of the queue the node works, with the
+// node's configuration and environment: the cluster's queue when the index is shared.
+func (n *node) jobs(flags ...string) string {
+	cmd := exec.Command(bins.espnode, append([]string{"jobs", "list", "--config", n.cfgFile}, flags...)...)
 	cmd.Env = append(os.Environ(), n.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -231,6 +232,23 @@ func (n *node) warnings(lines int) string {
 		}
 	}
 	return strings.Join(out[max(0, len(out)-lines):], "\n")
+}
+
+// waitReady waits until the node's workers can segment: the model loads after the DICOM
+// listener opens, and a failure that should hit a working cluster must not hit a node still
+// starting. An ingest node runs no workers.
+func (n *node) waitReady(within time.Duration) error {
+	if n.role == "ingest" {
+		return nil
+	}
+	deadline := time.Now().Add(within)
+	for n.logCount(`"message":"model loaded: segmenting"`) < n.starts {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: model not loaded within %s:\n%s", n.name, within, n.warnings(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 // logCount counts the node's log lines (over all its runs) that contain s.

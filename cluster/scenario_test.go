@@ -30,9 +30,8 @@ const (
 )
 
 // routedAt are where in each association an instance goes to segmentation (endoscopy), as
-// shares of the association: just before the database restart (at a third of all
-// acknowledged) and just before the kill (at two thirds), so that segmentation jobs are queued
-// or running when they happen. The rest are small Secondary Captures that no channel takes, so
+// shares of the association: just before the database restart and just before the kill, so
+// that segmentation and delivery jobs are queued or running when they happen. The rest are small Secondary Captures that no channel takes, so
 // the run is about the cluster and not the CPU's inference.
 var routedAt = []float64{0.30, 0.62}
 
@@ -82,22 +81,32 @@ func scenario(t *testing.T, be backend) {
 	start := time.Now()
 	wait := startSenders(ctx, lb.addr(), lists, storescuLog, onAck)
 
-	// The failures happen at fixed shares of the acknowledged instances, so that they fall in
-	// the middle of the sends however fast the machine is. The database restart comes first:
+	// The failures happen in the middle of the sends however fast the machine is: the database
+	// restart just after the first routed instance of every association (routedAt), the kill
+	// once half the instances are acknowledged and a job runs. The database restart comes first:
 	// it is over in a moment, where a node's restart (model load, migrations checked) can
 	// outlast the rest of the sends.
 	victim := nodes[len(nodes)/2]
+	at := func(share float64) int64 { return int64(share * float64(total)) }
+	var timeline []string
 	events := []struct {
 		at   int64
 		name string
 		do   func()
 	}{
-		{total / 3, "restart the index's database", func() {
+		{at(routedAt[0] + 0.02), "restart the index's database", func() {
 			if !be.restartIndex(t) {
 				t.Logf("%s: no database server to restart", be.describe())
 			}
 		}},
-		{total * 2 / 3, "kill -9 " + victim.name, func() {
+		{at(0.5), "kill -9 " + victim.name, func() {
+			// At the first moment one of its jobs runs: the routed instances at routedAt[1]
+			// queue segmentations, then deliveries, on the victim's worker (the only one).
+			running := false
+			for deadline := time.Now().Add(10 * time.Second); !running && time.Now().Before(deadline); {
+				running = strings.Contains(victim.jobs("--state", "running"), " running ")
+			}
+			timeline[len(timeline)-1] += fmt.Sprintf(", a job running: %v", running)
 			victim.kill()
 			// Long enough for the load balancer to mark it down and send new associations
 			// elsewhere; its running jobs are left for another node or its next start.
@@ -107,7 +116,6 @@ func scenario(t *testing.T, be backend) {
 			}
 		}},
 	}
-	var timeline []string
 	for _, ev := range events {
 		for ackCount.Load() < ev.at && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
@@ -328,7 +336,11 @@ func startCluster(tb testing.TB, roles []string, destPort int, st storage) ([]*n
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Go(func() { errs[i] = n.start() })
+		wg.Go(func() {
+			if errs[i] = n.start(); errs[i] == nil {
+				errs[i] = n.waitReady(2 * time.Minute)
+			}
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

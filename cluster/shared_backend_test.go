@@ -28,9 +28,10 @@ func (*sharedBackend) describe() string {
 	return "PostgreSQL index and job queue, S3 archive on versitygw, shared by every node"
 }
 
-// roles: two nodes that do everything (the one killed is one of them) and one that only
-// receives, whose instances the others' workers must take.
-func (*sharedBackend) roles() []string { return []string{"all", "all", "ingest"} }
+// roles: three nodes receive; the middle one, which the scenario kills, is the only one that
+// also runs the workers, so that the jobs running when it is killed are its own: they come back
+// only through River's rescuer, as a dead node's jobs must.
+func (*sharedBackend) roles() []string { return []string{"ingest", "all", "ingest"} }
 
 func (b *sharedBackend) restartIndex(tb testing.TB) bool {
 	tb.Helper()
