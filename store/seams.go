@@ -70,6 +70,17 @@ type Index interface {
 	Close() error
 }
 
+// InstanceLocker is implemented by an index that several nodes share. The Store holds a SOP
+// Instance UID's lock from the duplicates decision through its object's commit to its row's
+// write, so that two copies of one instance arriving at two nodes at once cannot leave the row of
+// one beside the object of the other (both go to the same key), and keep or reject sees the
+// other node's copy. A node's own index needs none: the Store's locks serialise its Puts.
+type InstanceLocker interface {
+	// LockInstance waits for the UID's lock and returns the function that releases it. The lock
+	// must not depend on the connections Put and Get use, which run while it is held.
+	LockInstance(ctx context.Context, sopInstanceUID string) (unlock func(), err error)
+}
+
 // Replaced is the earlier row of a SOP Instance UID that Index.Put overwrote.
 type Replaced struct {
 	Found bool

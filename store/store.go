@@ -339,6 +339,11 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 	l := &s.uidLocks[stripe(uid)]
 	l.Lock()
 	defer l.Unlock()
+	unlock, err := s.lockInstance(ctx, uid)
+	if err != nil {
+		return Instance{}, err
+	}
+	defer unlock()
 	if dup != DuplicatesOverwrite {
 		if dupl, err := s.duplicate(ctx, uid, dup); dupl != nil || err != nil {
 			return deref(dupl), err
@@ -385,6 +390,20 @@ func (s *Store) Put(ctx context.Context, req PutRequest) (Instance, error) {
 // objectKey is the archive key of an instance.
 func objectKey(study, series, sop string) string {
 	return path.Join(ObjectsDir, study, series, sop+".dcm")
+}
+
+// lockInstance takes the UID's lock in an index several nodes share (InstanceLocker); on a
+// node's own index the caller's stripe lock is all there is to take.
+func (s *Store) lockInstance(ctx context.Context, uid string) (func(), error) {
+	lk, ok := s.index.(InstanceLocker)
+	if !ok {
+		return func() {}, nil
+	}
+	unlock, err := lk.LockInstance(ctx, uid)
+	if err != nil {
+		return nil, resourceErr(uid, fmt.Errorf("instance lock: %w", err))
+	}
+	return unlock, nil
 }
 
 func (s *Store) removeObject(ctx context.Context, key string) {
@@ -711,6 +730,11 @@ func (s *Store) Remove(ctx context.Context, sopInstanceUID string) error {
 	l := &s.uidLocks[stripe(sopInstanceUID)]
 	l.Lock()
 	defer l.Unlock()
+	unlock, err := s.lockInstance(ctx, sopInstanceUID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	inst, err := s.index.Get(ctx, sopInstanceUID)
 	if err != nil {
 		return fmt.Errorf("store: remove %s: %w", sopInstanceUID, err)

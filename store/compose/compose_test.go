@@ -3,7 +3,11 @@ package compose
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -104,4 +108,88 @@ func TestOpenEngines(t *testing.T) {
 			t.Errorf("index %q, archive %q: %v", tt.index, tt.archive, err)
 		}
 	}
+}
+
+// TestSameInstanceAtTwoNodes: two nodes (two stores on one PostgreSQL database and one bucket)
+// receive two different copies of one SOP instance at the same moment, twenty times over. The
+// copies go to the same object key, so the row left must be the row of the object left; under
+// the keep policy, both nodes must answer with the one copy kept.
+func TestSameInstanceAtTwoNodes(t *testing.T) {
+	pg := pgtest.Start(t)
+	s3 := s3test.Start(t)
+	ctx := context.Background()
+	s3cfg := s3archive.Config{Endpoint: s3.Endpoint, Region: s3.Region, AccessKeyID: s3.AccessKeyID,
+		SecretAccessKey: s3.SecretAccessKey, PathStyle: true}
+	for _, policy := range []string{store.DuplicatesOverwrite, store.DuplicatesKeep} {
+		t.Run(policy, func(t *testing.T) {
+			index := pg.NewDatabase(t)
+			var nodes [2]*store.Store
+			for i := range nodes {
+				st, err := Open(ctx, Options{Dir: t.TempDir(), Index: index, Archive: "s3://" + s3.Bucket + "/" + policy,
+					S3: s3cfg, Duplicates: policy, Logger: zerolog.Nop()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				nodes[i] = st
+			}
+			for round := range 20 {
+				sop := fmt.Sprintf("1.2.3.4.%d", round+1)
+				// Two copies that differ in size: a row's size tells which copy it describes.
+				copies := [2][]byte{dataset(t, sop), append(dataset(t, sop), privateTag(t)...)}
+				var wg sync.WaitGroup
+				var answers [2]store.Instance
+				var errs [2]error
+				for i, st := range nodes {
+					wg.Go(func() {
+						answers[i], errs[i] = st.Put(ctx, store.PutRequest{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: sop,
+							TransferSyntaxUID: dcm.ExplicitVRLittleEndian, Data: bytes.NewReader(copies[i])})
+					})
+				}
+				wg.Wait()
+				if err := errors.Join(errs[:]...); err != nil {
+					t.Fatal(err)
+				}
+				if policy == store.DuplicatesKeep && answers[0].Size != answers[1].Size {
+					t.Fatalf("round %d: the nodes answered with copies of %d and %d bytes: both kept their own", round, answers[0].Size, answers[1].Size)
+				}
+				for i, st := range nodes {
+					rc, row, err := st.Open(ctx, sop)
+					if err != nil {
+						t.Fatal(err)
+					}
+					n, err := io.Copy(io.Discard, rc)
+					rc.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if n != row.Size {
+						t.Fatalf("round %d, node %d: the row says %d bytes, its object has %d: the row of one copy beside the object of the other", round, i+1, row.Size, n)
+					}
+				}
+			}
+		})
+	}
+}
+
+// privateTag is one private element, to make a copy of dataset's instance longer.
+func privateTag(t *testing.T) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := dcm.NewWriter(&b, dcm.ExplicitVRLittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*dcm.Element{
+		{Tag: dcm.NewTag(0x0099, 0x0010), VR: "LO", Value: []byte("ESPNODE TEST")},
+		{Tag: dcm.NewTag(0x0099, 0x1000), VR: "OB", Value: make([]byte, 4096)},
+	} {
+		if err := w.WriteElement(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

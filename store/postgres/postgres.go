@@ -110,6 +110,9 @@ CREATE TABLE pipeline_series_instance (
 const (
 	migrationLock int64 = 0x6573706e6f6465 // "espnode"
 	instanceLocks int32 = 0x65737031
+	// objectLocks are the session locks of LockInstance, held across the Put that takes the
+	// instance's transaction lock: a key space of their own, so the two never wait on each other.
+	objectLocks int32 = 0x65737032
 )
 
 // DB is the index and the job queue on one PostgreSQL database. Its methods are safe for
@@ -117,10 +120,16 @@ const (
 type DB struct {
 	*Queue
 	pool *pgxpool.Pool
-	log  zerolog.Logger
+	// locks holds the connections of LockInstance's session locks, apart from pool: a Put holds
+	// a lock while it needs a connection of pool, so sharing one pool could starve every holder.
+	locks *pgxpool.Pool
+	log   zerolog.Logger
 }
 
-var _ store.Index = (*DB)(nil)
+var (
+	_ store.Index          = (*DB)(nil)
+	_ store.InstanceLocker = (*DB)(nil)
+)
 
 // Options tune Open; the zero value is right for a node.
 type Options struct {
@@ -148,9 +157,18 @@ func Open(ctx context.Context, url string, log zerolog.Logger, opts Options) (*D
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", server(cfg), err)
 	}
-	db := &DB{Queue: &Queue{pool: pool}, pool: pool, log: log}
-	if err := db.check(ctx); err != nil {
+	lockCfg := cfg.Copy()
+	// A lock connection is held for one object's commit and its row's write; beyond this many at
+	// once, further Puts of this node wait for one.
+	lockCfg.MaxConns = int32(max(8, 2*runtime.GOMAXPROCS(0)))
+	locks, err := pgxpool.NewWithConfig(ctx, lockCfg)
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("index %s: %w", server(cfg), err)
+	}
+	db := &DB{Queue: &Queue{pool: pool}, pool: pool, locks: locks, log: log}
+	if err := db.check(ctx); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("index %s: %w", server(cfg), err)
 	}
 	if opts.NoMigrate {
@@ -160,13 +178,13 @@ func Open(ctx context.Context, url string, log zerolog.Logger, opts Options) (*D
 			err = errors.New("this database has no job queue yet (espnode serve creates it)")
 		}
 		if err != nil {
-			pool.Close()
+			db.Close()
 			return nil, fmt.Errorf("index %s: %w", server(cfg), err)
 		}
 		return db, nil
 	}
 	if err := db.migrate(ctx); err != nil {
-		pool.Close()
+		db.Close()
 		return nil, fmt.Errorf("index %s: %w", server(cfg), err)
 	}
 	return db, nil
@@ -244,7 +262,31 @@ func (db *DB) migrate(ctx context.Context) error {
 // Close closes the pool.
 func (db *DB) Close() error {
 	db.pool.Close()
+	db.locks.Close()
 	return nil
+}
+
+// LockInstance implements store.InstanceLocker with a session advisory lock on a connection of
+// its own. A connection the server lost releases its locks with it; one whose unlock failed is
+// closed rather than returned to the pool still holding the lock.
+func (db *DB) LockInstance(ctx context.Context, uid string) (func(), error) {
+	conn, err := db.locks.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, objectLocks, uid); err != nil {
+		conn.Release()
+		return nil, err
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, objectLocks, uid); err != nil {
+			db.log.Warn().Err(err).Str("sop_instance_uid", uid).Msg("instance lock: unlock failed, its connection closed")
+			_ = conn.Conn().Close(uctx)
+		}
+		conn.Release()
+	}, nil
 }
 
 const selectInstance = `
