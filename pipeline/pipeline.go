@@ -7,6 +7,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -79,7 +80,8 @@ type Config struct {
 	DeliverTimeout time.Duration
 	// RescueAfter is how long a job may run before River's rescuer takes its worker for dead
 	// and makes it available again: on a shared queue, how the jobs of a node that died are
-	// run by the others. It exceeds DeliverTimeout; 0 leaves River's default (an hour).
+	// run by the others; it is the job timeout too (a job that runs longer is cancelled and
+	// retried). It exceeds DeliverTimeout; 0 leaves River's default (an hour) and no timeout.
 	RescueAfter time.Duration
 	// RejectImplausible withholds the SEG of an instance the plausibility guard judges
 	// implausible (segment.Request.RejectImplausible); either way it is counted and logged.
@@ -229,8 +231,11 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 			deliver: Backoff{Initial: c.DeliveryRetry.Initial, Max: c.DeliveryRetry.Max},
 		},
 		// Workers bound their own work (delivery_timeout; a segmentation
-		// ends with its frames).
-		JobTimeout:           -1,
+		// ends with its frames). On a shared queue the job timeout is
+		// rescue_after: River's rescuer passes over every running job while
+		// the timeout is negative, so a killed node's jobs would stay
+		// running for good; a job that outlives it is taken for dead anyway.
+		JobTimeout:           cmp.Or(c.RescueAfter, -1),
 		RescueStuckJobsAfter: c.RescueAfter,
 		// Dead letters stay until an operator retries or purges them;
 		// completed deliveries are kept a week, which is how long a rerun
@@ -313,18 +318,48 @@ func (p *Pipeline) EnableSegmentation(s *segment.Segmenter, workers int) error {
 		return errors.New("an ingest pipeline runs no workers")
 	}
 	p.segMu.Lock()
-	defer p.segMu.Unlock()
 	if p.segmenter != nil {
+		p.segMu.Unlock()
 		return errors.New("segmentation already enabled")
 	}
 	p.segmenter = s
-	if err := p.client.Queues().Add(QueueSegment, river.QueueConfig{MaxWorkers: max(workers, 1)}); err != nil {
+	p.segMu.Unlock()
+	if err := p.addSegmentQueue(max(workers, 1)); err != nil {
+		p.segMu.Lock()
 		p.segmenter = nil
+		p.segMu.Unlock()
 		return fmt.Errorf("job queue: %w", err)
 	}
 	p.logGuard(s)
 	return nil
 }
+
+// addSegmentQueue starts the segmentation queue's workers. Starting them reaches the database:
+// one restarting while the model loaded (a shared index's failover) must not leave the node
+// without workers until someone restarts it, so a failed start is taken back and tried again,
+// for up to segmentQueueRetryFor. The lock is not held meanwhile: Ready must keep answering.
+func (p *Pipeline) addSegmentQueue(workers int) error {
+	cfg := river.QueueConfig{MaxWorkers: workers}
+	deadline := time.Now().Add(segmentQueueRetryFor)
+	for delay := 250 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		err := p.client.Queues().Add(QueueSegment, cfg)
+		if err == nil {
+			return nil
+		}
+		// The producer stays registered when its start failed: remove it, or Add refuses.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.client.Queues().Remove(ctx, QueueSegment)
+		cancel()
+		if time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		p.log.Warn().Err(err).Stringer("retry_in", delay).Msg("segmentation workers cannot start; retrying")
+		time.Sleep(delay)
+	}
+}
+
+// segmentQueueRetryFor bounds addSegmentQueue's retries: longer than a database failover.
+const segmentQueueRetryFor = 5 * time.Minute
 
 // logGuard says once, when a model starts segmenting, which channels the plausibility guard
 // watches and which it cannot (the model has no bounds for them).

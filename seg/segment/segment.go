@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"os"
 	"strings"
@@ -64,10 +65,15 @@ func ReadFile(path string) (*Source, error) {
 // read parses and checks one input; withSEG also requires what a SEG
 // references. Its parse errors wrap ErrUndecodable.
 func read(in Input, withSEG bool) (*Source, error) {
-	// A source that cannot be read is not retried, as one that cannot be parsed.
 	rc, err := in.Open()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
+		// A source that is not there will not come back, as one that cannot be parsed; any
+		// other failure to open it (the index or the object store out of reach for a moment,
+		// a database restarting) is the caller's to retry.
+		if errors.Is(err, ErrUndecodable) || errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
+		}
+		return nil, fmt.Errorf("open: %w", err)
 	}
 	f, err := pixel.ReadPart10(rc)
 	rc.Close()

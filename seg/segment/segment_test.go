@@ -3,6 +3,9 @@ package segment
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,6 +156,17 @@ func TestSegmentUndecodable(t *testing.T) {
 		if !errors.Is(err, ErrUndecodable) {
 			t.Errorf("%s: %v, want ErrUndecodable", name, err)
 		}
+	}
+	// A source that is gone is not retried; one that could not be opened this time is.
+	gone := Input{Name: "gone", Open: func() (io.ReadCloser, error) { return nil, fmt.Errorf("archive: %w", fs.ErrNotExist) }}
+	if _, err := s.Segment(context.Background(), Request{Sources: []Input{gone}, Channel: "ultrasound"}); !errors.Is(err, ErrUndecodable) {
+		t.Errorf("a source that is not there: %v, want ErrUndecodable", err)
+	}
+	restarting := Input{Name: "restarting", Open: func() (io.ReadCloser, error) {
+		return nil, errors.New("index: FATAL: terminating connection due to administrator command (SQLSTATE 57P01)")
+	}}
+	if _, err := s.Segment(context.Background(), Request{Sources: []Input{restarting}, Channel: "ultrasound"}); err == nil || errors.Is(err, ErrUndecodable) {
+		t.Errorf("a source the index could not give this time: %v, want an error to retry, not ErrUndecodable", err)
 	}
 	path := j2k
 	if _, err := s.Segment(context.Background(), Request{Sources: []Input{File(path)}, Channel: "brain"}); err == nil {

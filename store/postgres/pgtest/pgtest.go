@@ -195,6 +195,18 @@ func (s *Server) Restart(t testing.TB) {
 	s.start(t)
 }
 
+// Down stops the server as Restart does, and leaves it stopped until Up: an outage, not a blip.
+func (s *Server) Down(t testing.TB) {
+	t.Helper()
+	s.stop(syscall.SIGINT)
+}
+
+// Up starts a server that Down stopped, on the same port with the same data.
+func (s *Server) Up(t testing.TB) {
+	t.Helper()
+	s.start(t)
+}
+
 // URL is the database espnode of the server, made at Start.
 func (s *Server) URL() string { return s.urlOf("espnode") }
 
