@@ -57,3 +57,41 @@ func TestWorkersStartAfterAnIndexOutage(t *testing.T) {
 		return jobsByState(t, st)["segment/completed"] == 1
 	})
 }
+
+// Stop ends the workers' retries: a node shut down during an index outage does not wait for it.
+func TestStopEndsTheWorkersRetries(t *testing.T) {
+	pg := pgtest.Start(t)
+	ctx := context.Background()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	st, err := compose.Open(ctx, compose.Options{Dir: t.TempDir(), Index: pg.NewDatabase(t), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := testConfig()
+	cfg.RescueAfter = 5 * time.Minute
+	pl, err := New(ctx, Options{Store: st, Config: cfg, AETitle: "ESPNODE", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	engine := testEngine(t)
+	pg.Down(t)
+	defer pg.Up(t)
+	enabled := make(chan error, 1)
+	go func() { enabled <- pl.EnableSegmentation(segment.New(engine), 1) }()
+	time.Sleep(time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pl.Stop(sctx)
+	select {
+	case err := <-enabled:
+		if err == nil {
+			t.Fatal("EnableSegmentation succeeded with the index down")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("EnableSegmentation still retrying 30 s after Stop")
+	}
+}

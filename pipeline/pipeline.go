@@ -170,6 +170,10 @@ type Pipeline struct {
 	assocs     *associations
 	stopAssocs context.CancelFunc
 	assocsDone chan struct{}
+
+	// stopping is closed when Stop begins: retries that wait on the database give up then.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // New requeues the jobs a crashed process left running (the queue's engine
@@ -196,6 +200,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		segmenter: opts.Segmenter,
 		modelErr:  errors.New("model loading"),
 		assocs:    newAssociations(opts.Logger),
+		stopping:  make(chan struct{}),
 	}
 	n, err := queue.RecoverJobs(ctx)
 	if err != nil {
@@ -271,6 +276,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // Stop waits for running jobs to finish, up to ctx's deadline, then cancels
 // them; a cancelled job runs again at the next start.
 func (p *Pipeline) Stop(ctx context.Context) error {
+	p.stopOnce.Do(func() { close(p.stopping) })
 	var err error
 	if !p.opts.NoWorkers {
 		err = p.client.Stop(ctx)
@@ -337,7 +343,8 @@ func (p *Pipeline) EnableSegmentation(s *segment.Segmenter, workers int) error {
 // addSegmentQueue starts the segmentation queue's workers. Starting them reaches the database:
 // one restarting while the model loaded (a shared index's failover) must not leave the node
 // without workers until someone restarts it, so a failed start is taken back and tried again,
-// for up to segmentQueueRetryFor. The lock is not held meanwhile: Ready must keep answering.
+// for up to segmentQueueRetryFor or until Stop. The lock is not held meanwhile: Ready must keep
+// answering.
 func (p *Pipeline) addSegmentQueue(workers int) error {
 	cfg := river.QueueConfig{MaxWorkers: workers}
 	deadline := time.Now().Add(segmentQueueRetryFor)
@@ -354,7 +361,11 @@ func (p *Pipeline) addSegmentQueue(workers int) error {
 			return err
 		}
 		p.log.Warn().Err(err).Stringer("retry_in", delay).Msg("segmentation workers cannot start; retrying")
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-p.stopping:
+			return fmt.Errorf("the pipeline stopped while retrying: %w", err)
+		}
 	}
 }
 

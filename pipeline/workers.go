@@ -122,10 +122,6 @@ func segmentAndStore[T river.JobArgs](ctx context.Context, p *Pipeline, job *riv
 		// Read through the store, wherever its archive keeps the object.
 		inputs[i] = segment.Input{Name: uid, Open: func() (io.ReadCloser, error) {
 			rc, _, err := p.opts.Store.Open(ctx, uid)
-			if errors.Is(err, store.ErrNotFound) {
-				// Removed since the job was made: nothing to retry.
-				return nil, fmt.Errorf("%w: %w", segment.ErrUndecodable, err)
-			}
 			return rc, err
 		}}
 		sources[i] = uid

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 	"sync"
@@ -44,9 +45,16 @@ var (
 	// ErrOutOfResources: the archive or the index failed, disk full included
 	// (A700).
 	ErrOutOfResources = errors.New("out of resources")
-	// ErrNotFound: no instance with that SOP Instance UID.
-	ErrNotFound = errors.New("instance not found")
+	// ErrNotFound: no instance with that SOP Instance UID. It is also an fs.ErrNotExist, as a
+	// missing object of the archive is, so that a caller outside the store (a segmentation
+	// reading its source) can tell "not there" from "not reachable now" without knowing the store.
+	ErrNotFound error = notFound{}
 )
+
+type notFound struct{}
+
+func (notFound) Error() string        { return "instance not found" }
+func (notFound) Is(target error) bool { return target == fs.ErrNotExist }
 
 // Duplicate policies: what Put does with a SOP Instance UID already stored.
 const (

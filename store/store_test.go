@@ -716,6 +716,10 @@ func TestRemove(t *testing.T) {
 	if _, err := s.Get(ctx, inst.SOPInstanceUID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("row of the removed instance: %v", err)
 	}
+	// What a segmentation of it reads tells "not there" (no retry) by fs.ErrNotExist alone.
+	if _, _, err := s.Open(ctx, inst.SOPInstanceUID); !errors.Is(err, store.ErrNotFound) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of the removed instance: %v, want ErrNotFound, which is an fs.ErrNotExist", err)
+	}
 	if _, _, _, n, _ := s.Counts(ctx); n != 1 {
 		t.Errorf("%d instances left, want 1", n)
 	}

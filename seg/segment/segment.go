@@ -67,10 +67,11 @@ func ReadFile(path string) (*Source, error) {
 func read(in Input, withSEG bool) (*Source, error) {
 	rc, err := in.Open()
 	if err != nil {
-		// A source that is not there will not come back, as one that cannot be parsed; any
-		// other failure to open it (the index or the object store out of reach for a moment,
-		// a database restarting) is the caller's to retry.
-		if errors.Is(err, ErrUndecodable) || errors.Is(err, fs.ErrNotExist) {
+		// A source that is not there (fs.ErrNotExist: a missing file, object or index row)
+		// will not come back, as one that cannot be parsed; any other failure to open it (the
+		// index or the object store out of reach for a moment, a database restarting) is the
+		// caller's to retry.
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 		}
 		return nil, fmt.Errorf("open: %w", err)

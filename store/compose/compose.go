@@ -56,10 +56,6 @@ func isPostgres(index string) bool {
 // queue's start-up recovery right (store.Queue.RecoverJobs); on PostgreSQL the lock only keeps
 // two nodes from sharing one data directory.
 func Open(ctx context.Context, opts Options) (*store.Store, error) {
-	if (opts.Index == "" || opts.Index == IndexSQLite) && (opts.Archive == "" || opts.Archive == ArchiveFile) {
-		return datadir.Open(ctx, datadir.Options{Dir: opts.Dir, Duplicates: opts.Duplicates, Logger: opts.Logger,
-			ImplementationClassUID: opts.ImplementationClassUID, ImplementationVersionName: opts.ImplementationVersionName})
-	}
 	if opts.Dir == "" {
 		return nil, errors.New("store: no data directory")
 	}
@@ -75,20 +71,8 @@ func Open(ctx context.Context, opts Options) (*store.Store, error) {
 		archive.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	st, err := store.New(store.Options{
-		Archive:                   archive,
-		Index:                     index,
-		Duplicates:                opts.Duplicates,
-		Logger:                    opts.Logger,
-		ImplementationClassUID:    opts.ImplementationClassUID,
-		ImplementationVersionName: opts.ImplementationVersionName,
-	})
-	if err != nil {
-		index.Close()
-		archive.Close()
-		return nil, err
-	}
-	return st, nil
+	return datadir.Assemble(archive, index, datadir.Options{Duplicates: opts.Duplicates, Logger: opts.Logger,
+		ImplementationClassUID: opts.ImplementationClassUID, ImplementationVersionName: opts.ImplementationVersionName})
 }
 
 func openArchive(ctx context.Context, opts Options) (store.Archive, error) {

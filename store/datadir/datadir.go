@@ -58,6 +58,13 @@ func Open(ctx context.Context, opts Options) (*store.Store, error) {
 		archive.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	return Assemble(archive, index, opts)
+}
+
+// Assemble makes the Store over an archive and an index already open, configured as opts
+// says (Dir is not used), and closes both when it cannot: store/compose builds its engine pairs
+// with it too.
+func Assemble(archive store.Archive, index store.Index, opts Options) (*store.Store, error) {
 	st, err := store.New(store.Options{
 		Archive:                   archive,
 		Index:                     index,

@@ -191,8 +191,8 @@ func (s *Server) stop(sig syscall.Signal) {
 // and starts it again on the same port with the same data.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.stop(syscall.SIGINT)
-	s.start(t)
+	s.Down(t)
+	s.Up(t)
 }
 
 // Down stops the server as Restart does, and leaves it stopped until Up: an outage, not a blip.
