@@ -126,7 +126,7 @@ case "$mode" in
     # The codec tests compare with DCMTK (dcmdjpeg, dcmdjpls, dcmdrle) and GDCM (gdcmconv --raw),
     # and make fixtures with dcmcjpeg, dcmcjpls, gdcmconv, opj_compress (libopenjp2-tools) and
     # cjxl/djxl (libjxl-tools).
-    apt_install dcmtk dicom3tools orthanc orthanc-dicomweb python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc libgdcm-tools nodejs chromium openssl libopenjp2-tools libjxl-tools
+    apt_install dcmtk dicom3tools orthanc orthanc-dicomweb python3-pydicom python3-numpy python3-torch python3-onnx python3-pil xz-utils bc libgdcm-tools nodejs chromium openssl libopenjp2-tools libjxl-tools libopenblas0-pthread
     # postgresql: the shared index and queue's engine, started by store/postgres/pgtest
     # (initdb and postgres from /usr/lib/postgresql/VERSION/bin); haproxy: the TCP load balancer in
     # front of the cluster scenario's nodes (cluster/).

@@ -2,6 +2,8 @@
 # The long training run of issue 15 (model/README.md, "The long run"): start, resume, status, stop.
 #
 #   model/tools/long_run.sh start     # a new run in $RUN (refuses if $RUN/last.pth exists)
+#   TRAIN_ARGS="--init runs/recovered.pth --lr 3e-4" model/tools/long_run.sh start
+#                                     # extra train options (kept in $RUN/train_args for resume)
 #   model/tools/long_run.sh resume    # continue $RUN from its last.pth (same settings, same budget)
 #   model/tools/long_run.sh status    # alive or not, last log line, validation history, best
 #   model/tools/long_run.sh stop      # graceful: the trainer validates, checkpoints, writes its record, exits
@@ -15,6 +17,7 @@ RUN=${RUN:-runs/long}
 MINUTES=${MINUTES:-600}
 THIN=${THIN:-cldice}
 DATA=${DATA:-../../shared/data/seg2d}
+TRAIN_ARGS=${TRAIN_ARGS:-}
 OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-pthread
 
 launch() {
@@ -29,7 +32,7 @@ launch() {
 		--widths compact --size 256 --batch 8 --lr 6e-4 --warmup 100 --epochs 100000 \
 		--max-minutes "$MINUTES" --val-minutes 30 --checkpoint-every 250 --threads 1 \
 		--tiles fundus=640:192 --tiles microscopy=448:192@0.5 --thin-loss "$THIN" \
-		--cache "$RUN/cache" --record "$RUN/record.json" --log-every 50 "$@" \
+		--cache "$RUN/cache" --record "$RUN/record.json" --log-every 50 $TRAIN_ARGS "$@" \
 		>>"$RUN/train.log" 2>&1 </dev/null &
 	echo $! >"$RUN/pid"
 	echo "started pid $(cat "$RUN/pid"); log $RUN/train.log"
@@ -43,6 +46,8 @@ start)
 		echo "$RUN/last.pth exists: use resume (or another RUN=...)" >&2
 		exit 1
 	fi
+	mkdir -p "$RUN"
+	printf '%s\n' "${TRAIN_ARGS:-}" >"$RUN/train_args"
 	launch
 	;;
 resume)
@@ -50,6 +55,7 @@ resume)
 		echo "already running: pid $(cat "$RUN/pid")" >&2
 		exit 1
 	fi
+	TRAIN_ARGS=$(cat "$RUN/train_args" 2>/dev/null || true)
 	launch --resume
 	;;
 status)
