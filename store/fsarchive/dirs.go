@@ -17,6 +17,8 @@ type dirHandles struct {
 	mu    sync.Mutex
 	open  map[string]*dirHandle
 	order []string // insertion order, for eviction
+	// beforeSync, when set (tests), is called before each fsync; an error fails that sync.
+	beforeSync func(dir string) error
 }
 
 type dirHandle struct {
@@ -29,6 +31,11 @@ func newDirHandles() *dirHandles { return &dirHandles{open: map[string]*dirHandl
 
 // sync fsyncs dir, making the entries created in it durable.
 func (d *dirHandles) sync(dir string) error {
+	if d.beforeSync != nil {
+		if err := d.beforeSync(dir); err != nil {
+			return fmt.Errorf("fsync %s: %w", dir, err)
+		}
+	}
 	h, err := d.acquire(dir)
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", dir, err)

@@ -1,6 +1,7 @@
 // Package fsarchive is the archive engine of one machine: each object is a file under a root
-// directory, named by its key, written to root/tmp first, fsynced, renamed into place and made
-// durable by fsyncing the directories whose entries changed. It implements store.Archive.
+// directory, named by its key, written to root/tmp first, renamed into place and made durable by
+// an fdatasync and an fsync of each directory whose entries changed (in an order that depends on
+// whether the key is new: see Commit). It implements store.Archive.
 package fsarchive
 
 import (
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -182,11 +184,21 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Commit makes the file's data durable (fdatasync) and, at the same time, creates the key's
-// directories (fsyncing the parent of each one this process has not made durable yet), then
-// renames the file into place and fsyncs its directory. The two syncs before the rename need
-// nothing of each other, and a journalling file system commits concurrent syncs together; the
-// rename waits for both, so a crash never leaves a name pointing at data that is not on disk.
+// Commit makes the object durable under key. A new key and a replaced one take different orders,
+// because only a replacement has a name that must never point at data not on the disk yet:
+//
+//   - new key: create the missing directories, rename the file into place, then run every sync
+//     at once (the file's fdatasync, its directory's fsync, and the parent of each directory this
+//     process has not made durable yet). A journalling file system commits concurrent syncs
+//     together, so the object costs one commit, not one per step. A crash before they finish
+//     can leave a name with torn data, but nothing points at it: the index row is written only
+//     after Commit returns (store.Put), the sender got no Success and sends again, and that
+//     Put finds the name and takes the replacement order below.
+//   - replacement: fdatasync first (at the same time as any directory work), then the rename,
+//     then the directory's fsync, so the old object's name points at complete data at every
+//     moment.
+//
+// Commits of one key are serialised by the caller (store.Put's per-UID lock).
 func (w *writer) Commit(ctx context.Context, key string) error {
 	if w.done {
 		return errors.New("archive: object already committed or aborted")
@@ -195,6 +207,45 @@ func (w *writer) Commit(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := os.Lstat(final); errors.Is(err, fs.ErrNotExist) {
+		return w.commitNew(final)
+	}
+	return w.commitReplacement(final)
+}
+
+func (w *writer) commitNew(final string) error {
+	dir := filepath.Dir(final)
+	unsynced, err := w.a.mkdirs(dir)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := os.Rename(w.f.Name(), final); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	w.done = true
+	// the file's directory always; for each directory made or not yet known durable, its parent
+	syncs := append([]string{dir}, parents(unsynced)...)
+	errs := make(chan error, len(syncs))
+	for _, d := range syncs {
+		go func() { errs <- w.a.dirs.sync(d) }()
+	}
+	err = syncData(w.f)
+	for range syncs {
+		err = errors.Join(err, <-errs)
+	}
+	err = errors.Join(err, w.f.Close())
+	if err != nil {
+		// Withdraw the name: it may not survive a crash, and no row points at it yet.
+		os.Remove(final)
+		return fmt.Errorf("archive: %w", err)
+	}
+	for _, d := range unsynced {
+		w.a.markSynced(d)
+	}
+	return nil
+}
+
+func (w *writer) commitReplacement(final string) error {
 	dir := filepath.Dir(final)
 	var mkdirErr error
 	var made chan struct{}
@@ -205,7 +256,7 @@ func (w *writer) Commit(ctx context.Context, key string) error {
 			mkdirErr = w.a.mkdirDurable(dir)
 		}()
 	}
-	err = syncData(w.f)
+	err := syncData(w.f)
 	if made != nil {
 		<-made
 	}
@@ -218,21 +269,40 @@ func (w *writer) Commit(ctx context.Context, key string) error {
 	if mkdirErr != nil {
 		return fmt.Errorf("archive: %w", mkdirErr)
 	}
-	_, statErr := os.Lstat(final)
-	replacing := statErr == nil
 	if err := os.Rename(w.f.Name(), final); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	w.done = true
+	// A replaced object stays replaced even if this fails: removing it would lose the old one too.
 	if err := w.a.dirs.sync(dir); err != nil {
-		// A new name that may not survive a crash is withdrawn; a replaced object stays
-		// replaced, since removing it would lose the old one as well.
-		if !replacing {
-			os.Remove(final)
-		}
 		return fmt.Errorf("archive: %w", err)
 	}
 	return nil
+}
+
+// mkdirs creates dir and its missing parents below the root without syncing any, and returns
+// those of them whose entry in their parent is not known durable, outermost first.
+func (a *Archive) mkdirs(dir string) ([]string, error) {
+	var unsynced []string
+	for d := dir; !a.isSynced(d); d = filepath.Dir(d) {
+		unsynced = append(unsynced, d)
+	}
+	slices.Reverse(unsynced)
+	for _, d := range unsynced {
+		if err := os.Mkdir(d, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+	}
+	return unsynced, nil
+}
+
+// parents returns the parent of each directory in dirs.
+func parents(dirs []string) []string {
+	out := make([]string, len(dirs))
+	for i, d := range dirs {
+		out[i] = filepath.Dir(d)
+	}
+	return out
 }
 
 // Abort removes the temporary file of an object not committed.

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -213,5 +215,78 @@ func TestManyDirectories(t *testing.T) {
 	}
 	if len(a.dirs.open) != 0 {
 		t.Errorf("%d directory handles left open after Close", len(a.dirs.open))
+	}
+}
+
+// TestCommitSyncs checks which directories a Commit syncs, and that a new key whose syncs fail
+// leaves no name behind (no row points at it yet, and it might not survive a crash).
+func TestCommitSyncs(t *testing.T) {
+	const key = "archive/1.2/3.4/5.6.dcm"
+	tests := []struct {
+		name     string
+		before   []string // keys committed first
+		failSync string   // a directory (below the root) whose fsync fails
+		want     []string // directories synced by the Commit of key, sorted
+		wantErr  bool
+	}{
+		{name: "new study and series (and the archive folder)", want: []string{".", "archive", "archive/1.2", "archive/1.2/3.4"}},
+		{name: "known series", before: []string{"archive/1.2/3.4/5.5.dcm"}, want: []string{"archive/1.2/3.4"}},
+		{name: "replacement", before: []string{key}, want: []string{"archive/1.2/3.4"}},
+		{name: "new key, series sync fails", failSync: "archive/1.2/3.4", wantErr: true,
+			want: []string{".", "archive", "archive/1.2", "archive/1.2/3.4"}},
+		{name: "new key, a parent's sync fails", failSync: "archive", wantErr: true,
+			want: []string{".", "archive", "archive/1.2", "archive/1.2/3.4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := openArchive(t, dir)
+			for _, k := range tt.before {
+				put(t, a, k, "old")
+			}
+			var mu sync.Mutex
+			var synced []string
+			a.dirs.beforeSync = func(d string) error {
+				rel, _ := filepath.Rel(dir, d)
+				mu.Lock()
+				synced = append(synced, filepath.ToSlash(rel))
+				mu.Unlock()
+				if rel == filepath.FromSlash(tt.failSync) {
+					return errors.New("injected")
+				}
+				return nil
+			}
+			w, err := a.Create(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(w, "new")
+			err = w.Commit(context.Background(), key)
+			slices.Sort(synced)
+			if !slices.Equal(synced, tt.want) {
+				t.Errorf("synced %v, want %v", synced, tt.want)
+			}
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Commit: %v, want error %v", err, tt.wantErr)
+			}
+			a.dirs.beforeSync = nil
+			if tt.wantErr {
+				if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(key))); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("failed new key left its name: %v", err)
+				}
+				if a.isSynced(filepath.Join(dir, "archive", "1.2", "3.4")) {
+					t.Error("series directory marked durable after a failed sync")
+				}
+				return
+			}
+			if got := read(t, a, key, 0); got != "new" {
+				t.Errorf("object reads %q", got)
+			}
+			for _, d := range []string{"archive", "archive/1.2", "archive/1.2/3.4"} {
+				if !a.isSynced(filepath.Join(dir, filepath.FromSlash(d))) {
+					t.Errorf("%s not marked durable", d)
+				}
+			}
+		})
 	}
 }
