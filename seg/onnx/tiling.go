@@ -61,11 +61,7 @@ func (r Route) Predict(ctx context.Context, img *pixel.RGB) (*Prediction, error)
 	)
 	if spec.Tiled() {
 		w, h := WorkingSize(img.Width, img.Height, spec.LongSide)
-		src := make([]float32, len(img.Pix))
-		for i, v := range img.Pix {
-			src[i] = float32(v)
-		}
-		work := pixel.Resample(src, img.Width, img.Height, 3, w, h)
+		work := pixel.Resample(img.Pix, img.Width, img.Height, 3, w, h)
 		for i, v := range work {
 			work[i] = min(max(v, 0), 255)
 		}

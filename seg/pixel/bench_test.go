@@ -23,3 +23,23 @@ func BenchmarkDecodeFrame(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPreprocess fits a rendered 1760x1760 radiograph into the shipped model's 256 input:
+// the letterbox's share of an X-ray's time before the model.
+func BenchmarkPreprocess(b *testing.B) {
+	im := loadImage(b, "CR/wg04_RG3_UNC_mono1.dcm")
+	fr, err := im.Frame(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rgb, err := im.Render(fr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Preprocess(rgb, 256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

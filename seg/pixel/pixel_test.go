@@ -609,6 +609,39 @@ func TestResampleAntialias(t *testing.T) {
 	}
 }
 
+// TestResampleSourcesAgree checks that resampling the 8-bit pixels themselves, and the
+// three-channel path that sums the channels of a tap side by side, give bit for bit what the
+// per-channel float32 path gives: Preprocess and the tiles switched to the first two, and the
+// Python reference (model/espmedsam/infer.py) was matched against the last.
+func TestResampleSourcesAgree(t *testing.T) {
+	for _, tt := range []struct{ w, h, dw, dh int }{
+		{1760, 9, 256, 2},    // a radiograph's rows reduced 6.9 times
+		{90, 61, 100, 68},    // enlarged a little (the tiles' working size)
+		{7, 5, 19, 3},        // enlarged along rows, reduced along columns
+		{640, 480, 640, 480}, // the same size: a converted copy
+	} {
+		t.Run(fmt.Sprintf("%dx%d-%dx%d", tt.w, tt.h, tt.dw, tt.dh), func(t *testing.T) {
+			pix := make([]uint8, tt.w*tt.h*3)
+			for i := range pix {
+				pix[i] = uint8((i*7919 + i/3*104729) % 251)
+			}
+			got := Resample(pix, tt.w, tt.h, 3, tt.dw, tt.dh)
+			for c := range 3 {
+				plane := make([]float32, tt.w*tt.h)
+				for i := range plane {
+					plane[i] = float32(pix[i*3+c])
+				}
+				want := Resample(plane, tt.w, tt.h, 1, tt.dw, tt.dh)
+				for i, v := range want {
+					if g := got[i*3+c]; g != v {
+						t.Fatalf("channel %d, output %d: 8-bit RGB path %v, float32 plane %v", c, i, g, v)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestSegmentedPalette checks the segmented palette of the ALOKA file (which DCMTK 3.6.7 does
 // not support) against pydicom's apply_color_lut, whose 16-bit output we take the high byte of.
 func TestSegmentedPalette(t *testing.T) {

@@ -45,27 +45,50 @@ func triangleWeights(in, out int) resampleWeights {
 	return rw
 }
 
-// Resample resizes an interleaved float32 raster of ch channels from w x h to dw x dh with the
-// node's triangle filter (the one Preprocess and Postprocess use): along rows first, then along
-// columns. The source is returned copied when the sizes are equal. The model's tiled input mode
-// (seg/onnx) resizes to its working size and back with it, so that tiles and letterbox share
-// one resampler, and model/espmedsam/infer.py reproduces it.
-func Resample(src []float32, w, h, ch, dw, dh int) []float32 {
+// Resample resizes an interleaved raster of ch channels from w x h to dw x dh with the node's
+// triangle filter (the one Preprocess and Postprocess use): along rows first, then along
+// columns, in float32. The source may be the 8-bit pixels themselves (RGB.Pix), which saves
+// converting a whole radiograph to float32 first (a 1760x1760 RGB is 37 MB of it), or float32
+// (logits, probabilities). The source is returned converted when the sizes are equal. The
+// model's tiled input mode (seg/onnx) resizes to its working size and back with it, so that
+// tiles and letterbox share one resampler, and model/espmedsam/infer.py reproduces it.
+func Resample[T uint8 | float32](src []T, w, h, ch, dw, dh int) []float32 {
 	if w == dw && h == dh {
-		return append([]float32(nil), src...)
+		out := make([]float32, len(src))
+		for i, v := range src {
+			out[i] = float32(v)
+		}
+		return out
 	}
 	xw := triangleWeights(w, dw)
 	tmp := make([]float32, h*dw*ch)
 	for y := range h {
-		row := src[y*w*ch:]
+		row := src[y*w*ch : (y+1)*w*ch]
+		dst := tmp[y*dw*ch : (y+1)*dw*ch]
+		if ch == 3 {
+			// The three channels of a tap side by side: one pass over the source row instead
+			// of three strided ones; each channel's sum keeps the taps' order.
+			for x := range dw {
+				ws := xw.w[x]
+				px := row[xw.start[x]*3 : (xw.start[x]+len(ws))*3]
+				var r, g, b float32
+				for k, wt := range ws {
+					r += wt * float32(px[3*k])
+					g += wt * float32(px[3*k+1])
+					b += wt * float32(px[3*k+2])
+				}
+				dst[3*x], dst[3*x+1], dst[3*x+2] = r, g, b
+			}
+			continue
+		}
 		for x := range dw {
 			s := xw.start[x]
 			for c := range ch {
 				var acc float32
 				for k, wt := range xw.w[x] {
-					acc += wt * row[(s+k)*ch+c]
+					acc += wt * float32(row[(s+k)*ch+c])
 				}
-				tmp[(y*dw+x)*ch+c] = acc
+				dst[x*ch+c] = acc
 			}
 		}
 	}
@@ -115,11 +138,7 @@ func Preprocess(img *RGB, size int) ([]float32, Geometry, error) {
 		return nil, Geometry{}, fmt.Errorf("preprocess: input size %d", size)
 	}
 	g := Fit(img.Width, img.Height, size)
-	src := make([]float32, len(img.Pix))
-	for i, v := range img.Pix {
-		src[i] = float32(v)
-	}
-	scaled := Resample(src, img.Width, img.Height, 3, g.Width, g.Height)
+	scaled := Resample(img.Pix, img.Width, img.Height, 3, g.Width, g.Height)
 	out := make([]float32, 3*size*size)
 	for y := range g.Height {
 		for x := range g.Width {

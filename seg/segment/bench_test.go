@@ -119,11 +119,7 @@ func BenchmarkTileRuns(b *testing.B) {
 	defer m.Close()
 	img := benchRGB(b, testutil.SharedData(b, "seg2d", "fundus", "drive", "test", "images", "drive_05.png"))
 	w, h := onnx.WorkingSize(img.Width, img.Height, 640)
-	src := make([]float32, len(img.Pix))
-	for i, v := range img.Pix {
-		src[i] = float32(v)
-	}
-	work := pixel.Resample(src, img.Width, img.Height, 3, w, h)
+	work := pixel.Resample(img.Pix, img.Width, img.Height, 3, w, h)
 	const s = 256
 	var tiles []float32
 	for _, y := range onnx.TileOrigins(h, s, 192) {
