@@ -43,3 +43,19 @@ func BenchmarkPreprocess(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRender maps a decoded 1760x1760 radiograph (12 bits stored, a window, MONOCHROME1)
+// to display RGB.
+func BenchmarkRender(b *testing.B) {
+	im := loadImage(b, "CR/wg04_RG3_UNC_mono1.dcm")
+	fr, err := im.Frame(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := im.Render(fr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -336,7 +336,7 @@ func TestPercentileWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, hi := percentiles(im.modalityValues(fr.Data, im.transform(0)), lowPercentile, highPercentile)
+	lo, hi := percentiles(modalitySample(fr.Data, im.modality(im.transform(0))), lowPercentile, highPercentile)
 	// PS3.3's linear window maps c-0.5-(w-1)/2 to 0 and c-0.5+(w-1)/2 to 255.
 	c, w := (lo+hi)/2+0.5, hi-lo+1
 	want := dcmtkRender(t, dicomFile(t, file), 1, "+Ww", strconv.FormatFloat(c, 'f', -1, 64), strconv.FormatFloat(w, 'f', -1, 64))
@@ -688,6 +688,66 @@ func TestCroppedEdgeTile(t *testing.T) {
 	}
 	if inside == 0 || outside != 0 {
 		t.Errorf("tile sum %d, outside sum %d; want tile content and black outside", inside, outside)
+	}
+}
+
+// TestGrayTableMatchesPerPixel checks that the table grayToRGB fills once per stored level
+// gives, pixel for pixel, what the modality and VOI stages (and the MONOCHROME1 inversion) give
+// applied to each pixel: on real frames (a window, the percentile fallback) and on synthetic
+// ones with negative stored values, a Modality LUT and a VOI LUT.
+func TestGrayTableMatchesPerPixel(t *testing.T) {
+	ramp := make([]int32, 4096)
+	for i := range ramp {
+		ramp[i] = int32(i%700) - 300
+	}
+	synthetic := Info{Rows: 64, Columns: 64, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 16, HighBit: 15,
+		PixelRepresentation: 1, NumberOfFrames: 1, Photometric: "MONOCHROME2", RescaleSlope: 1}
+	withLUTs := synthetic
+	withLUTs.ModalityLUT = &LUT{First: -200, Bits: 16, Data: []uint16{0, 100, 4000, 9000}}
+	withLUTs.VOILUT = &LUT{First: 50, Bits: 12, Data: []uint16{0, 1000, 4095}}
+	windowed := synthetic
+	windowed.RescaleSlope, windowed.RescaleIntercept = 0.5, -20
+	windowed.Windows = []Window{{Center: 10, Width: 200}}
+	cases := []struct {
+		name   string
+		im     *Image
+		stored []int32
+	}{
+		{"percentile, negative levels", &Image{Info: synthetic}, ramp},
+		{"modality and VOI LUTs", &Image{Info: withLUTs}, ramp},
+		{"rescale and window", &Image{Info: windowed}, ramp},
+	}
+	for _, file := range []string{"CT/wg04_CT1_UNC.dcm", "CR/wg04_RG3_UNC_mono1.dcm"} {
+		im := loadImage(t, file)
+		cases = append(cases, struct {
+			name   string
+			im     *Image
+			stored []int32
+		}{file, im, decodeFrame(t, im, 0).Data})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ft := c.im.transform(0)
+			modality := c.im.modality(ft)
+			display := c.im.voi(c.stored, ft, modality)
+			levels := 1 + int(slices.Max(c.stored)) - int(slices.Min(c.stored))
+			if levels > len(c.stored) || levels > displayTableSize {
+				t.Fatalf("%d levels in %d pixels: the case does not reach the table", levels, len(c.stored))
+			}
+			for _, invert := range []bool{false, true} {
+				got := make([]uint8, 3*len(c.stored))
+				c.im.grayToRGB(got, c.stored, ft, invert)
+				for i, v := range c.stored {
+					want := display(modality(v))
+					if invert {
+						want = 255 - want
+					}
+					if px := got[3*i : 3*i+3]; px[0] != want || px[1] != want || px[2] != want {
+						t.Fatalf("invert %v, pixel %d (stored %d) = %v through the table, %d applied to the pixel", invert, i, v, px, want)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -36,14 +36,7 @@ func (im *Image) Render(f *Frame) (*RGB, error) {
 		if f.Samples != 1 {
 			return nil, fmt.Errorf("%s with %d samples per pixel", f.Photometric, f.Samples)
 		}
-		gray := im.grayToDisplay(f.Data, im.transform(f.Index))
-		invert := f.Photometric == "MONOCHROME1"
-		for i, g := range gray {
-			if invert {
-				g = 255 - g
-			}
-			out.Pix[3*i], out.Pix[3*i+1], out.Pix[3*i+2] = g, g, g
-		}
+		im.grayToRGB(out.Pix, f.Data, im.transform(f.Index), f.Photometric == "MONOCHROME1")
 	case "RGB":
 		if f.Samples != 3 {
 			return nil, fmt.Errorf("RGB with %d samples per pixel", f.Samples)
@@ -120,25 +113,58 @@ func (im *Image) transform(i int) FrameTransform {
 	return FrameTransform{RescaleSlope: im.RescaleSlope, RescaleIntercept: im.RescaleIntercept, Windows: im.Windows}
 }
 
-// modalityValues applies the Modality LUT, or the rescale, to stored values.
-func (im *Image) modalityValues(stored []int32, ft FrameTransform) []float64 {
-	out := make([]float64, len(stored))
+// modality returns the Modality LUT, or the rescale, as a function of a stored value.
+func (im *Image) modality(ft FrameTransform) func(int32) float64 {
 	if lut := im.ModalityLUT; lut != nil {
-		for i, v := range stored {
-			out[i] = float64(lut.Lookup(int(v)))
-		}
-		return out
+		return func(v int32) float64 { return float64(lut.Lookup(int(v))) }
 	}
-	for i, v := range stored {
-		out[i] = float64(v)*ft.RescaleSlope + ft.RescaleIntercept
-	}
-	return out
+	return func(v int32) float64 { return float64(v)*ft.RescaleSlope + ft.RescaleIntercept }
 }
 
-// grayToDisplay maps stored grayscale values to 0..255 (before any MONOCHROME1 inversion).
-func (im *Image) grayToDisplay(stored []int32, ft FrameTransform) []uint8 {
-	vals := im.modalityValues(stored, ft)
-	out := make([]uint8, len(vals))
+// displayTableSize bounds the table grayToDisplay fills: every stored value of up to 16 bits.
+const displayTableSize = 1 << 16
+
+// grayToRGB maps stored grayscale values to 0..255, inverted for MONOCHROME1, into dst, three
+// equal bytes a pixel. Each step is a function of the stored value alone, so when the frame's
+// values span at most displayTableSize levels (and no more levels than pixels) the mapping runs
+// once per level into a table instead of once per pixel: a 1760x1760 radiograph of 12 bits takes
+// 4,096 evaluations instead of 3.1 million, and no float64 copy of the frame. The table's entries
+// are the values the per-pixel path gives.
+func (im *Image) grayToRGB(dst []uint8, stored []int32, ft FrameTransform, invert bool) {
+	if len(stored) == 0 {
+		return
+	}
+	modality := im.modality(ft)
+	display := im.voi(stored, ft, modality)
+	gray := func(v int32) uint8 {
+		g := display(modality(v))
+		if invert {
+			g = 255 - g
+		}
+		return g
+	}
+	dst = dst[:3*len(stored)]
+	lo, hi := slices.Min(stored), slices.Max(stored)
+	if n := int64(hi) - int64(lo) + 1; n <= displayTableSize && n <= int64(len(stored)) {
+		table := make([]uint8, n)
+		for k := range table {
+			table[k] = gray(lo + int32(k))
+		}
+		for i, v := range stored {
+			g := table[v-lo]
+			dst[3*i], dst[3*i+1], dst[3*i+2] = g, g, g
+		}
+		return
+	}
+	for i, v := range stored {
+		g := gray(v)
+		dst[3*i], dst[3*i+1], dst[3*i+2] = g, g, g
+	}
+}
+
+// voi returns the VOI stage as a function of a modality value: the VOI LUT, else the first
+// window, else the percentile window of the frame's modality values.
+func (im *Image) voi(stored []int32, ft FrameTransform, modality func(int32) float64) func(float64) uint8 {
 	switch {
 	case im.VOILUT != nil:
 		lut := im.VOILUT
@@ -147,21 +173,25 @@ func (im *Image) grayToDisplay(stored []int32, ft FrameTransform) []uint8 {
 			// Tables whose entries use fewer bits than the descriptor claims.
 			top = m
 		}
-		for i, v := range vals {
-			out[i] = clamp8(float64(lut.Lookup(int(math.Round(v)))) * 255 / max(top, 1))
-		}
+		return func(v float64) uint8 { return clamp8(float64(lut.Lookup(int(math.Round(v)))) * 255 / max(top, 1)) }
 	case len(ft.Windows) > 0:
 		w := ft.Windows[0]
-		for i, v := range vals {
-			out[i] = clamp8(applyWindow(v, w))
-		}
+		return func(v float64) uint8 { return clamp8(applyWindow(v, w)) }
 	default:
-		lo, hi := percentiles(vals, lowPercentile, highPercentile)
-		for i, v := range vals {
-			out[i] = clamp8((v - lo) / (hi - lo) * 255)
-		}
+		lo, hi := percentiles(modalitySample(stored, modality), lowPercentile, highPercentile)
+		return func(v float64) uint8 { return clamp8((v - lo) / (hi - lo) * 255) }
 	}
-	return out
+}
+
+// modalitySample is the modality values of an even subsample of stored, at most about
+// percentileSamples of them.
+func modalitySample(stored []int32, modality func(int32) float64) []float64 {
+	step := max(1, len(stored)/percentileSamples)
+	sample := make([]float64, 0, len(stored)/step+1)
+	for i := 0; i < len(stored); i += step {
+		sample = append(sample, modality(stored[i]))
+	}
+	return sample
 }
 
 // applyWindow implements PS3.3 C.11.2.1.2 for an output range of 0..255.
@@ -196,13 +226,8 @@ func applyWindow(x float64, w Window) float64 {
 	}
 }
 
-// percentiles returns the lo and hi quantiles of vals from an even subsample.
-func percentiles(vals []float64, lo, hi float64) (float64, float64) {
-	step := max(1, len(vals)/percentileSamples)
-	sample := make([]float64, 0, len(vals)/step+1)
-	for i := 0; i < len(vals); i += step {
-		sample = append(sample, vals[i])
-	}
+// percentiles returns the lo and hi quantiles of a sample (modalitySample), which it sorts.
+func percentiles(sample []float64, lo, hi float64) (float64, float64) {
 	slices.Sort(sample)
 	q := func(p float64) float64 { return sample[int(p*float64(len(sample)-1)+0.5)] }
 	a, b := q(lo), q(hi)
