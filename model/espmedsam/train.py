@@ -51,7 +51,7 @@ from .augment import POLICIES, Policy, augment, photometric, random_crop
 from .channels import REPO_ROOT
 from .config import PRESETS
 from .data import EXCLUDED, Packed, Sources, Tiled, channel_indices, manifest_sha256, select, split_validation
-from .export import extract_state_dict
+from .export import extract_state_dict, sha256_file
 from .model import DEFAULT_NORMALIZATION, NORMALIZATIONS, ESPMedSAM, build_model, count_parameters
 
 PATCH = 32  # SPPG cell side in pixels
@@ -456,8 +456,10 @@ def train(args) -> Dict:
     dev = torch.device(args.device)
     model = build_model(args.widths, args.size, args.normalization).train()
     use_safe_gelu(model)
+    init = "random"
     if args.init:
         model.load_state_dict(extract_state_dict(torch.load(args.init, map_location="cpu")), strict=True)
+        init = {"file": os.path.basename(args.init), "sha256": sha256_file(args.init)}
     teacher = None
     if args.mode == "distill":
         if not args.teacher:
@@ -577,6 +579,7 @@ def train(args) -> Dict:
                "sampler": f"mixed-modality batches, channel probability ~ count^{args.alpha}",
                "tiles": {str(c): {"long_side": l, "stride": s, "crop_share": p} for c, (l, s, p) in sorted(tiles.items())},
                "crops_drawn": crops,
+               "init": init,
                "validation": "espnode-eval-equivalent (espmedsam.infer.predict at the source size), every input mode "
                              "a channel trains on, with and without its test-time flip"},
             "steps": step, "skipped_steps": skipped, "epochs_done": round(step * args.batch / len(tr), 2),
