@@ -1,0 +1,169 @@
+// Command floor measures what fsync-per-object ingest costs on this machine without espnode:
+// a child process streams N objects of SIZE bytes over loopback TCP (16 KiB writes, as
+// storescu's PDUs), and the receiver does what the archive does with each and nothing else:
+// 32 KiB reads teed into a 64 KiB buffered file in a temporary folder, then (with -sync)
+// fdatasync, rename into place and the directory's fsync, then a one-byte answer. It prints
+// objects per second, the time spent in the file writes and the receiver's CPU per object,
+// with and without the syncs, so that espnode's figures in bench/ingest have a floor to be
+// read against (docs/PERFORMANCE.md, "Ingest").
+//
+//	go run ./bench/ingest/floor -n 500 -size 543744
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	n := flag.Int("n", 500, "objects")
+	size := flag.Int("size", 531<<10, "bytes an object (the shared CT slice is 531 KB)")
+	send := flag.String("send", "", "internal: stream the objects to this address")
+	flag.Parse()
+	if *send != "" {
+		if err := sender(*send, *n, *size); err != nil {
+			fmt.Fprintln(os.Stderr, "floor: send:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	for _, sync := range []bool{true, false, true, false} {
+		if err := round(*n, *size, sync); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func sender(addr string, n, size int) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 16<<10)
+	ack := make([]byte, 1)
+	for range n {
+		for k := 0; k < size; k += len(buf) {
+			if _, err := c.Write(buf[:min(len(buf), size-k)]); err != nil {
+				return err
+			}
+		}
+		if _, err := io.ReadFull(c, ack); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// round receives n objects from a child sender, syncing each or not, and prints the figures.
+func round(n, size int, sync bool) error {
+	dir, err := os.MkdirTemp("", "floor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.Command(self, "-send", ln.Addr().String(), "-n", fmt.Sprint(n), "-size", fmt.Sprint(size))
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		return err
+	}
+	defer child.Wait()
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var writes time.Duration
+	var before, after syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+		return err
+	}
+	start := time.Now()
+	rbuf := make([]byte, 32<<10)
+	for i := range n {
+		f, err := os.CreateTemp(dir, "put-*.part")
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(timed{f, &writes}, 64<<10)
+		for left := size; left > 0; {
+			m, err := c.Read(rbuf[:min(len(rbuf), left)])
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(rbuf[:m]); err != nil {
+				return err
+			}
+			left -= m
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if sync {
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				return err
+			}
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(f.Name(), filepath.Join(dir, fmt.Sprintf("obj%d", i))); err != nil {
+			return err
+		}
+		if sync {
+			d, err := os.Open(dir)
+			if err != nil {
+				return err
+			}
+			err = d.Sync()
+			d.Close()
+			if err != nil {
+				return err
+			}
+		}
+		if _, err := c.Write([]byte{1}); err != nil {
+			return err
+		}
+	}
+	wall := time.Since(start)
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+		return err
+	}
+	cpu := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
+	perObject := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+	fmt.Printf("sync %-5v %4d objects: %6.0f objects/s, file writes %.3f ms/object, receiver CPU %.3f ms/object\n",
+		sync, n, float64(n)/wall.Seconds(), perObject(writes), perObject(cpu))
+	return nil
+}
+
+// timed is the archive file, with the time its writes take added up.
+type timed struct {
+	f     *os.File
+	total *time.Duration
+}
+
+func (t timed) Write(p []byte) (int, error) {
+	start := time.Now()
+	n, err := t.f.Write(p)
+	*t.total += time.Since(start)
+	return n, err
+}
