@@ -31,7 +31,7 @@ var layers = [][]string{
 	{"seg/eval"},
 	{"config"},
 	{"scp", "pipeline", "dicomweb", "httpguard", "viewer", "console"},
-	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "bench/queue", "interop", "cluster"},
+	{"cmd/espnode", "bench/dicomweb", "bench/dicomweb/load", "bench/e2e", "bench/infer", "bench/ingest/floor", "bench/ingest/gen", "bench/ingest/send", "bench/pixel", "bench/queue", "interop", "cluster"},
 }
 
 // engineOnly are imports that keep the choice of database and queue driver inside the engine
