@@ -66,9 +66,20 @@ func TestGetFailedSOPInstanceUIDList(t *testing.T) {
 	f := newFixture(t)
 	n := startNode(t, nodeOptions{peers: []string{"{ae_title: GETSCU_NOLIST, host: 127.0.0.1, port: 104, omit_get_failed_list: true}"}})
 	storeFixture(t, n, f)
-	getscu := func(t *testing.T, aet string) string {
+	// summaries are the node's C-GET summary lines (not its per-sub-operation warnings). The
+	// summary is written after the final response, which getscu may read, and exit on, first.
+	summaries := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range n.logLines("C-GET") {
+			if l["message"] == "C-GET" {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	getscu := func(t *testing.T, aet string) (string, map[string]any) {
 		dir := t.TempDir()
-		before := len(n.logLines("C-GET"))
+		before := len(summaries())
 		out, err := run(t, "getscu", "dcmtk", "-aet", aet, "-aec", "ESPNODE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+f.study,
 			"-od", dir, "127.0.0.1", strconv.Itoa(n.port))
 		if err != nil {
@@ -80,19 +91,23 @@ func TestGetFailedSOPInstanceUIDList(t *testing.T) {
 		if !strings.Contains(out, "SubOperationsCompleteOneOrMoreFailures") {
 			t.Fatalf("getscu did not see the final B000:\n%s", out)
 		}
-		n.waitLog("C-GET", 5*time.Second)
-		l := n.logLines("C-GET")
-		if len(l) <= before {
-			t.Fatal("no C-GET log line")
+		deadline := time.Now().Add(5 * time.Second)
+		l := summaries()
+		for ; len(l) <= before; l = summaries() {
+			if time.Now().After(deadline) {
+				t.Fatal("no C-GET summary log line within 5 s")
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if last := l[len(l)-1]; last["failed"] != 1.0 || last["completed"] != 1.0 {
+		last := l[len(l)-1]
+		if last["failed"] != 1.0 || last["completed"] != 1.0 {
 			t.Fatalf("node's C-GET log %v: want one completed and one failed sub-operation", last)
 		}
-		return out
+		return out, last
 	}
 	t.Run("getscu with the list", func(t *testing.T) {
-		out := getscu(t, "GETSCU")
-		if l := n.logLines("C-GET"); l[len(l)-1]["failed_list_sent"] != true {
+		out, summary := getscu(t, "GETSCU")
+		if summary["failed_list_sent"] != true {
 			t.Fatal("the list was not sent")
 		}
 		// getscu's own limitation, recorded so that a DCMTK that fixes it is noticed.
@@ -101,8 +116,8 @@ func TestGetFailedSOPInstanceUIDList(t *testing.T) {
 		}
 	})
 	t.Run("getscu without the list (omit_get_failed_list)", func(t *testing.T) {
-		out := getscu(t, "GETSCU_NOLIST")
-		if l := n.logLines("C-GET"); l[len(l)-1]["failed_list_sent"] != false {
+		out, summary := getscu(t, "GETSCU_NOLIST")
+		if summary["failed_list_sent"] != false {
 			t.Fatal("the list was sent to an AE marked omit_get_failed_list")
 		}
 		if strings.Contains(out, "Release Failed") {
