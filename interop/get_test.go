@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/espnode/espnode/internal/testutil"
 )
@@ -66,20 +65,9 @@ func TestGetFailedSOPInstanceUIDList(t *testing.T) {
 	f := newFixture(t)
 	n := startNode(t, nodeOptions{peers: []string{"{ae_title: GETSCU_NOLIST, host: 127.0.0.1, port: 104, omit_get_failed_list: true}"}})
 	storeFixture(t, n, f)
-	// summaries are the node's C-GET summary lines (not its per-sub-operation warnings). The
-	// summary is written after the final response, which getscu may read, and exit on, first.
-	summaries := func() []map[string]any {
-		var out []map[string]any
-		for _, l := range n.logLines("C-GET") {
-			if l["message"] == "C-GET" {
-				out = append(out, l)
-			}
-		}
-		return out
-	}
 	getscu := func(t *testing.T, aet string) (string, map[string]any) {
 		dir := t.TempDir()
-		before := len(summaries())
+		before := len(n.logLinesExactly("C-GET"))
 		out, err := run(t, "getscu", "dcmtk", "-aet", aet, "-aec", "ESPNODE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+f.study,
 			"-od", dir, "127.0.0.1", strconv.Itoa(n.port))
 		if err != nil {
@@ -91,14 +79,9 @@ func TestGetFailedSOPInstanceUIDList(t *testing.T) {
 		if !strings.Contains(out, "SubOperationsCompleteOneOrMoreFailures") {
 			t.Fatalf("getscu did not see the final B000:\n%s", out)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		l := summaries()
-		for ; len(l) <= before; l = summaries() {
-			if time.Now().After(deadline) {
-				t.Fatal("no C-GET summary log line within 5 s")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		// The summary is logged after the final response, which getscu may read, and exit on, first.
+		waitFor(t, "the node's C-GET summary log line", func() bool { return len(n.logLinesExactly("C-GET")) > before })
+		l := n.logLinesExactly("C-GET")
 		last := l[len(l)-1]
 		if last["failed"] != 1.0 || last["completed"] != 1.0 {
 			t.Fatalf("node's C-GET log %v: want one completed and one failed sub-operation", last)

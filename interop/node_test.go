@@ -195,6 +195,18 @@ func (n *node) logLines(msg string) []map[string]any {
 	return out
 }
 
+// logLinesExactly returns the node's JSON log lines whose message is msg itself: a summary
+// ("C-GET") without the lines that only contain it ("C-GET sub-operation failed").
+func (n *node) logLinesExactly(msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range n.logLines(msg) {
+		if l["message"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // waitLog waits for a log line with msg and returns it.
 func (n *node) waitLog(msg string, within time.Duration) map[string]any {
 	n.t.Helper()

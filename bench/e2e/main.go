@@ -262,7 +262,7 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 		fmt.Printf("\ndrain: %d instances, %d frames in %.2f s: %.1f frames/s; inference only (same model file, provider %s, threads %d, each channel's input mode): %.1f ms per frame (%.1f ms of it in the model), %.1f frames/s; drain / inference-only: %.2f\n",
 			len(samples), ref.frames, drain.Seconds(), rate, provider, threads, ms(ref.perFrame), ms(ref.model), 1/ref.perFrame.Seconds(), rate*ref.perFrame.Seconds())
 		_ = enc.Encode(map[string]any{"mode": "drain", "instances": len(samples), "frames": ref.frames, "drain_s": drain.Seconds(),
-			"drain_frames_per_s": rate, "infer_ms_per_frame": ms(ref.perFrame), "ratio": rate * ref.perFrame.Seconds(), "provider": provider})
+			"drain_frames_per_s": rate, "infer_ms_per_frame": ms(ref.perFrame), "model_ms_per_frame": ms(ref.model), "ratio": rate * ref.perFrame.Seconds(), "provider": provider})
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func (im *Image) modality(ft FrameTransform) func(int32) float64 {
 	return func(v int32) float64 { return float64(v)*ft.RescaleSlope + ft.RescaleIntercept }
 }
 
-// displayTableSize bounds the table grayToDisplay fills: every stored value of up to 16 bits.
+// displayTableSize bounds the table grayToRGB fills: every stored value of up to 16 bits.
 const displayTableSize = 1 << 16
 
 // grayToRGB maps stored grayscale values to 0..255, inverted for MONOCHROME1, into dst, three
@@ -144,7 +144,10 @@ func (im *Image) grayToRGB(dst []uint8, stored []int32, ft FrameTransform, inver
 		return g
 	}
 	dst = dst[:3*len(stored)]
-	lo, hi := slices.Min(stored), slices.Max(stored)
+	lo, hi := stored[0], stored[0]
+	for _, v := range stored {
+		lo, hi = min(lo, v), max(hi, v)
+	}
 	if n := int64(hi) - int64(lo) + 1; n <= displayTableSize && n <= int64(len(stored)) {
 		table := make([]uint8, n)
 		for k := range table {
