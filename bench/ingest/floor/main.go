@@ -5,10 +5,12 @@
 // fdatasync, rename into place and the directory's fsync, then a one-byte answer. It prints
 // objects per second, the time spent in the file writes and the receiver's CPU per object,
 // with and without the syncs, so that espnode's figures in bench/ingest have a floor to be
-// read against (docs/PERFORMANCE.md, "Ingest").
+// read against (docs/PERFORMANCE.md, "Ingest"). With -drop a synced object's pages leave the
+// page cache at once (fadvise DONTNEED), as the archive's do.
 //
 //	go run ./bench/ingest/floor -n 500 -size 543744   # rounds: sync, none, sync, none
 //	go run ./bench/ingest/floor -plain-first          # none, sync, none, sync
+//	go run ./bench/ingest/floor -drop                 # syncing rounds drop what they wrote
 package main
 
 import (
@@ -22,12 +24,15 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	n := flag.Int("n", 500, "objects")
 	size := flag.Int("size", 531<<10, "bytes an object (the shared CT slice is 531 KB)")
 	plainFirst := flag.Bool("plain-first", false, "begin with a round without the syncs (the first round of a process is its slowest)")
+	drop := flag.Bool("drop", false, "after the syncs, drop the object's pages from the page cache (as the archive does)")
 	send := flag.String("send", "", "internal: stream the objects to this address")
 	flag.Parse()
 	if *send != "" {
@@ -38,7 +43,7 @@ func main() {
 		return
 	}
 	for i := range 4 {
-		if err := round(*n, *size, (i%2 == 0) != *plainFirst); err != nil {
+		if err := round(*n, *size, (i%2 == 0) != *plainFirst, *drop); err != nil {
 			fmt.Fprintln(os.Stderr, "floor:", err)
 			os.Exit(1)
 		}
@@ -66,8 +71,9 @@ func sender(addr string, n, size int) error {
 	return nil
 }
 
-// round receives n objects from a child sender, syncing each or not, and prints the figures.
-func round(n, size int, sync bool) error {
+// round receives n objects from a child sender, syncing each or not (and, syncing, dropping its
+// cached pages or not), and prints the figures.
+func round(n, size int, sync, drop bool) error {
 	dir, err := os.MkdirTemp("", "floor-")
 	if err != nil {
 		return err
@@ -124,6 +130,11 @@ func round(n, size int, sync bool) error {
 			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 				return err
 			}
+			if drop {
+				if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+					return err
+				}
+			}
 		}
 		if err := f.Close(); err != nil {
 			return err
@@ -152,8 +163,8 @@ func round(n, size int, sync bool) error {
 	}
 	cpu := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
 	perObject := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
-	fmt.Printf("sync %-5v %4d objects: %6.0f objects/s, file writes %.3f ms/object, receiver CPU %.3f ms/object\n",
-		sync, n, float64(n)/wall.Seconds(), perObject(writes), perObject(cpu))
+	fmt.Printf("sync %-5v drop %-5v %4d objects: %6.0f objects/s, file writes %.3f ms/object, receiver CPU %.3f ms/object\n",
+		sync, sync && drop, n, float64(n)/wall.Seconds(), perObject(writes), perObject(cpu))
 	return nil
 }
 

@@ -1,0 +1,89 @@
+package fsarchive
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCommitDropsCachedPages: once an object is durable its pages leave the page cache, and it
+// still reads back whole (from the disk).
+func TestCommitDropsCachedPages(t *testing.T) {
+	const key = "archive/1.2/3.4/5.6.dcm"
+	content := bytes.Repeat([]byte("espnode "), 1<<17) // 1 MiB, 256 pages
+	for _, tt := range []struct {
+		name   string
+		before bool // the key is committed once first, so the second Commit is a replacement
+	}{{"new key", false}, {"replacement", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var fsys unix.Statfs_t
+			if err := unix.Statfs(dir, &fsys); err != nil {
+				t.Fatal(err)
+			}
+			if fsys.Type == unix.TMPFS_MAGIC {
+				t.Fatalf("%s is on tmpfs, whose pages cannot be dropped: set TMPDIR to a folder on a disk", dir)
+			}
+			a := openArchive(t, dir)
+			if tt.before {
+				put(t, a, key, "old")
+			}
+			ctx := context.Background()
+			w, err := a.Create(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(content); err != nil {
+				t.Fatal(err)
+			}
+			tmp := w.(*writer).f.Name()
+			if n := residentPages(t, tmp); n == 0 {
+				t.Fatal("no page of the object written is cached before Commit: this check cannot see a drop")
+			}
+			if err := w.Commit(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			if n := residentPages(t, filepath.Join(dir, filepath.FromSlash(key))); n != 0 {
+				t.Errorf("%d of %d pages still cached after Commit", n, len(content)/os.Getpagesize())
+			}
+			if got := read(t, a, key, 0); got != string(content) {
+				t.Errorf("object reads %d bytes, want %d", len(got), len(content))
+			}
+		})
+	}
+}
+
+// residentPages counts the pages of a file in the page cache (mincore of a shared mapping, which
+// maps the cache and reads nothing).
+func residentPages(t *testing.T, name string) int {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)),
+		uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatalf("mincore: %v", errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
