@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/espnode/espnode/internal/testutil"
 	"github.com/espnode/espnode/seg/onnx"
@@ -151,6 +152,53 @@ func BenchmarkTileRuns(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/image")
 			b.ReportMetric(float64(n), "tiles")
+		})
+	}
+}
+
+// BenchmarkSegment measures what the pipeline's segment step does with one stored instance
+// (Segmenter.Segment: parse, decode and render, the channel's input mode, the mask at the
+// source's size, the SEG's encoding) for the e2e harness's X-ray sources, with the shipped model
+// on two threads: the node's work around the model is total-ms minus infer-ms.
+//
+//	go test ./seg/segment -run '^$' -bench Segment -benchtime 10x
+func BenchmarkSegment(b *testing.B) {
+	if os.Getenv(onnx.LibraryEnv) == "" {
+		b.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(b), "third_party", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	path, err := WriteShippedModel(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 2, MaxBatch: onnx.DefaultBatch(onnx.ProviderCPU)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	s := New(e)
+	for _, c := range []struct{ name, channel, file string }{
+		{"xray/cr-1760", "xray", "CR/wg04_RG3_UNC_mono1.dcm"},
+		{"xray/dx", "xray", "DX/highdicom_dx_image_mono1_evrle.dcm"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			in := File(testutil.SharedData(b, "dicom", c.file))
+			var t Timing
+			for b.Loop() {
+				res, err := s.Segment(context.Background(), Request{Sources: []Input{in}, Channel: c.channel})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t.Decode += res.Timing.Decode
+				t.Infer += res.Timing.Infer
+				t.Post += res.Timing.Post
+				t.Encode += res.Timing.Encode
+			}
+			ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "total-ms")
+			b.ReportMetric(ms(t.Decode), "decode-ms")
+			b.ReportMetric(ms(t.Infer), "infer-ms")
+			b.ReportMetric(ms(t.Post), "post-ms")
+			b.ReportMetric(ms(t.Encode), "encode-ms")
 		})
 	}
 }
