@@ -158,8 +158,8 @@ func BenchmarkTileRuns(b *testing.B) {
 
 // BenchmarkSegment measures what the pipeline's segment step does with one stored instance
 // (Segmenter.Segment: parse, decode and render, the channel's input mode, the mask at the
-// source's size, the SEG's encoding) for the e2e harness's X-ray sources, with the shipped model
-// on two threads: the node's work around the model is total-ms minus infer-ms.
+// source's size, the SEG's encoding) for sources of the e2e harness, one or two a channel, with
+// the shipped model on two threads: the node's work around the model is total-ms minus infer-ms.
 //
 //	go test ./seg/segment -run '^$' -bench Segment -benchtime 10x
 func BenchmarkSegment(b *testing.B) {
@@ -179,6 +179,12 @@ func BenchmarkSegment(b *testing.B) {
 	for _, c := range []struct{ name, channel, file string }{
 		{"xray/cr-1760", "xray", "CR/wg04_RG3_UNC_mono1.dcm"},
 		{"xray/dx", "xray", "DX/highdicom_dx_image_mono1_evrle.dcm"},
+		{"fundus/drive", "fundus", "wrapped/OP_drive_drive_05.dcm"},
+		{"fundus/chasedb1", "fundus", "wrapped/OP_chasedb1_Image_03L.dcm"},
+		{"microscopy/gbm40", "microscopy", "wrapped/GM_gbm40_gbm40_25.dcm"},
+		{"ultrasound/us1", "ultrasound", "US/wg04_US1_UNC.dcm"},
+		{"colonoscopy/polypgen", "colonoscopy", "wrapped/ES_polypgen_C3_EndoCV2021_00428.dcm"},
+		{"dermoscopy/ph2", "dermoscopy", "wrapped/XC_ph2_IMD092.dcm"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			in := File(testutil.SharedData(b, "dicom", c.file))
