@@ -25,18 +25,7 @@ import (
 //
 //	go test ./seg/segment -run '^$' -bench Predict -benchtime 20x
 func BenchmarkPredict(b *testing.B) {
-	if os.Getenv(onnx.LibraryEnv) == "" {
-		b.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(b), "third_party", "onnxruntime", "libonnxruntime.so.1"))
-	}
-	path, err := WriteShippedModel(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 2, MaxBatch: onnx.DefaultBatch(onnx.ProviderCPU)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := shippedEngine(b)
 	tiles := func(long int, flips ...string) onnx.ChannelInput {
 		return onnx.ChannelInput{Mode: onnx.ModeTiles, LongSide: long, Tile: 256, Stride: 192, Window: "hann", Pad: "zero", Flips: flips}
 	}
@@ -78,6 +67,24 @@ func BenchmarkPredict(b *testing.B) {
 			b.ReportMetric(assemble/n, "assemble-ms")
 		})
 	}
+}
+
+// shippedEngine opens the shipped model on the CPU with two threads and the CPU's batch, as the
+// node runs it; it is closed when the benchmark ends.
+func shippedEngine(b *testing.B) *onnx.Engine {
+	if os.Getenv(onnx.LibraryEnv) == "" {
+		b.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(b), "third_party", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	path, err := WriteShippedModel(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 2, MaxBatch: onnx.DefaultBatch(onnx.ProviderCPU)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e
 }
 
 func benchRGB(b *testing.B, path string) *pixel.RGB {
@@ -163,18 +170,7 @@ func BenchmarkTileRuns(b *testing.B) {
 //
 //	go test ./seg/segment -run '^$' -bench Segment -benchtime 10x
 func BenchmarkSegment(b *testing.B) {
-	if os.Getenv(onnx.LibraryEnv) == "" {
-		b.Setenv(onnx.LibraryEnv, filepath.Join(testutil.RepoRoot(b), "third_party", "onnxruntime", "libonnxruntime.so.1"))
-	}
-	path, err := WriteShippedModel(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := onnx.OpenUniversal(path, onnx.Options{Provider: onnx.ProviderCPU, Threads: 2, MaxBatch: onnx.DefaultBatch(onnx.ProviderCPU)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := shippedEngine(b)
 	s := New(e)
 	for _, c := range []struct{ name, channel, file string }{
 		{"xray/cr-1760", "xray", "CR/wg04_RG3_UNC_mono1.dcm"},
