@@ -61,7 +61,7 @@ func (r Route) Predict(ctx context.Context, img *pixel.RGB) (*Prediction, error)
 	)
 	if spec.Tiled() {
 		w, h := WorkingSize(img.Width, img.Height, spec.LongSide)
-		work := pixel.Resample(img.Pix, img.Width, img.Height, 3, w, h)
+		work := img.Resample(w, h)
 		for i, v := range work {
 			work[i] = min(max(v, 0), 255)
 		}

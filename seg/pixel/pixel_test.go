@@ -609,23 +609,61 @@ func TestResampleAntialias(t *testing.T) {
 	}
 }
 
-// TestResampleSourcesAgree checks that resampling the 8-bit pixels themselves, and the
-// three-channel path that sums the channels of a tap side by side, give bit for bit what the
-// per-channel float32 path gives: Preprocess and the tiles switched to the first two, and the
-// Python reference (model/espmedsam/infer.py) was matched against the last.
-func TestResampleSourcesAgree(t *testing.T) {
-	for _, tt := range []struct{ w, h, dw, dh int }{
-		{1760, 9, 256, 2},    // a radiograph's rows reduced 6.9 times
-		{90, 61, 100, 68},    // enlarged a little (the tiles' working size)
-		{7, 5, 19, 3},        // enlarged along rows, reduced along columns
-		{640, 480, 640, 480}, // the same size: a converted copy
+// TestRenderSaysGray: a grayscale source renders with RGB.Gray set (so resampling takes the gray
+// path), and its channels are in fact equal; a colour one renders without it.
+func TestRenderSaysGray(t *testing.T) {
+	for _, tt := range []struct {
+		file string
+		gray bool
+	}{
+		{"CR/wg04_RG3_UNC_mono1.dcm", true},
+		{"US/wg04_US1_UNC.dcm", false},
 	} {
-		t.Run(fmt.Sprintf("%dx%d-%dx%d", tt.w, tt.h, tt.dw, tt.dh), func(t *testing.T) {
+		t.Run(tt.file, func(t *testing.T) {
+			im := loadImage(t, tt.file)
+			rgb, err := im.Render(decodeFrame(t, im, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rgb.Gray != tt.gray {
+				t.Fatalf("Gray = %v, want %v", rgb.Gray, tt.gray)
+			}
+			for i := 0; tt.gray && i < len(rgb.Pix); i += 3 {
+				if rgb.Pix[i] != rgb.Pix[i+1] || rgb.Pix[i] != rgb.Pix[i+2] {
+					t.Fatalf("pixel %d is %v but Gray is set", i/3, rgb.Pix[i:i+3])
+				}
+			}
+		})
+	}
+}
+
+// TestResampleSourcesAgree checks that resampling the 8-bit pixels themselves, the
+// three-channel path that sums the channels of a tap side by side, and the gray path that sums
+// one of three equal channels, give bit for bit what the per-channel float32 path gives:
+// Preprocess and the tiles switched to the first three, and the Python reference
+// (model/espmedsam/infer.py) was matched against the last.
+func TestResampleSourcesAgree(t *testing.T) {
+	for _, tt := range []struct {
+		w, h, dw, dh int
+		gray         bool // three equal channels, and RGB.Gray says so
+	}{
+		{1760, 9, 256, 2, false},    // a radiograph's rows reduced 6.9 times
+		{1760, 9, 256, 2, true},     // the same, rendered from grayscale
+		{90, 61, 100, 68, false},    // enlarged a little (the tiles' working size)
+		{90, 61, 100, 68, true},     // the same, gray
+		{7, 5, 19, 3, true},         // enlarged along rows, reduced along columns
+		{640, 480, 640, 480, false}, // the same size: a converted copy
+	} {
+		t.Run(fmt.Sprintf("%dx%d-%dx%d-gray=%v", tt.w, tt.h, tt.dw, tt.dh, tt.gray), func(t *testing.T) {
 			pix := make([]uint8, tt.w*tt.h*3)
 			for i := range pix {
 				pix[i] = uint8((i*7919 + i/3*104729) % 251)
+				if tt.gray {
+					pix[i] = uint8(i / 3 * 104729 % 251)
+				}
 			}
-			got := Resample(pix, tt.w, tt.h, 3, tt.dw, tt.dh)
+			img := &RGB{Width: tt.w, Height: tt.h, Pix: pix, Gray: tt.gray}
+			got := img.Resample(tt.dw, tt.dh)
 			for c := range 3 {
 				plane := make([]float32, tt.w*tt.h)
 				for i := range plane {

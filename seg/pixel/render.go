@@ -12,6 +12,9 @@ import (
 type RGB struct {
 	Width, Height int
 	Pix           []uint8
+	// Gray says every pixel's three channels are equal (Render sets it for a grayscale source):
+	// resampling then computes one channel and copies it, the same values bit for bit.
+	Gray bool
 }
 
 // percentile bounds of the fallback window for grayscale images that carry no window or VOI
@@ -37,6 +40,7 @@ func (im *Image) Render(f *Frame) (*RGB, error) {
 			return nil, fmt.Errorf("%s with %d samples per pixel", f.Photometric, f.Samples)
 		}
 		im.grayToRGB(out.Pix, f.Data, im.transform(f.Index), f.Photometric == "MONOCHROME1")
+		out.Gray = true
 	case "RGB":
 		if f.Samples != 3 {
 			return nil, fmt.Errorf("RGB with %d samples per pixel", f.Samples)

@@ -53,6 +53,17 @@ func triangleWeights(in, out int) resampleWeights {
 // model's tiled input mode (seg/onnx) resizes to its working size and back with it, so that
 // tiles and letterbox share one resampler, and model/espmedsam/infer.py reproduces it.
 func Resample[T uint8 | float32](src []T, w, h, ch, dw, dh int) []float32 {
+	return resample(src, w, h, ch, dw, dh, false)
+}
+
+// Resample resizes the image to dw x dh as Resample does its pixels (three channels, float32).
+func (img *RGB) Resample(dw, dh int) []float32 {
+	return resample(img.Pix, img.Width, img.Height, 3, dw, dh, img.Gray)
+}
+
+// resample is Resample; gray says the source's three channels are equal, so that the row pass,
+// where a reduction's taps are, sums one channel and copies it.
+func resample[T uint8 | float32](src []T, w, h, ch, dw, dh int, gray bool) []float32 {
 	if w == dw && h == dh {
 		out := make([]float32, len(src))
 		for i, v := range src {
@@ -65,6 +76,18 @@ func Resample[T uint8 | float32](src []T, w, h, ch, dw, dh int) []float32 {
 	for y := range h {
 		row := src[y*w*ch : (y+1)*w*ch]
 		dst := tmp[y*dw*ch : (y+1)*dw*ch]
+		if ch == 3 && gray {
+			for x := range dw {
+				ws := xw.w[x]
+				px := row[xw.start[x]*3 : (xw.start[x]+len(ws))*3]
+				var v float32
+				for k, wt := range ws {
+					v += wt * float32(px[3*k])
+				}
+				dst[3*x], dst[3*x+1], dst[3*x+2] = v, v, v
+			}
+			continue
+		}
 		if ch == 3 {
 			// The three channels of a tap side by side: one pass over the source row instead
 			// of three strided ones; each channel's sum keeps the taps' order.
@@ -138,7 +161,7 @@ func Preprocess(img *RGB, size int) ([]float32, Geometry, error) {
 		return nil, Geometry{}, fmt.Errorf("preprocess: input size %d", size)
 	}
 	g := Fit(img.Width, img.Height, size)
-	scaled := Resample(img.Pix, img.Width, img.Height, 3, g.Width, g.Height)
+	scaled := img.Resample(g.Width, g.Height)
 	out := make([]float32, 3*size*size)
 	for y := range g.Height {
 		for x := range g.Width {
