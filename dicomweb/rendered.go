@@ -253,6 +253,7 @@ func (s *Server) decodeSEG(ctx context.Context, in store.Instance) (*dicomseg.Se
 // drawMask blends the pixels whose mask value counts (at) with its colour: half over the
 // inside, whole on the edge (a pixel with a 4-neighbour outside the mask).
 func drawMask(img *pixel.RGB, m []byte, at func(byte) ([3]uint8, bool)) {
+	img.Gray = false // the colours make its channels differ
 	w, h := img.Width, img.Height
 	in := func(x, y int) bool {
 		if x < 0 || y < 0 || x >= w || y >= h {
