@@ -268,8 +268,9 @@ func run(bin, shared, out string, n int, pause time.Duration, burst bool, provid
 }
 
 // inferenceRate is the inference-only reference: frames run, the mean wall time of one through
-// its channel's input mode (onnx.Route.Predict: letterbox or tiles, flips, blending), and the
-// part of that spent waiting for the model alone.
+// its channel's input mode (onnx.Route.Predict: letterbox or tiles, flips, blending, then the
+// mask at the source's size, Prediction.Mask), and the part of that spent waiting for the model
+// alone.
 type inferenceRate struct {
 	frames          int
 	perFrame, model time.Duration
@@ -325,6 +326,10 @@ func inferenceOnly(modelDir, provider string, threads int, samples []sample) (in
 	for _, in := range inputs {
 		p, err := in.route.Predict(ctx, in.rgb)
 		if err != nil {
+			return inferenceRate{}, err
+		}
+		// The mask at the source's size is the model's output as the node takes it.
+		if _, err := p.Mask(in.route.Model.Metadata().Threshold, false); err != nil {
 			return inferenceRate{}, err
 		}
 		model += p.Infer

@@ -9,13 +9,14 @@ import (
 	"github.com/espnode/espnode/seg/pixel"
 )
 
-// Prediction is one source image through its channel's input mode: logits at the source size
-// and what the guard needs.
+// Prediction is one source image through its channel's input mode: its logits and what the
+// guard needs.
 type Prediction struct {
+	// Width and Height are the source's size, the mask's.
 	Width, Height int
-	// Logits are float32 [Height, Width], row-major; foreground where they reach the model's
-	// threshold (Mask).
-	Logits []float32
+	// Work are the logits assembled at WorkWidth x WorkHeight, float32 row-major; Logits resizes
+	// them to the source, Mask thresholds them there.
+	Work []float32
 	// PatchMax is the patch confidence, the largest sigmoid of a patch logit over every model
 	// input run for the image (tiles and flipped variants, padded cells included); valid when
 	// HasPatch.
@@ -27,8 +28,8 @@ type Prediction struct {
 	// content region, or the tiles' working size.
 	WorkWidth, WorkHeight int
 	// Prepare covers resizing, flipping and cutting the inputs; Infer the wait for the model,
-	// batching included; Assemble the blending, flipping back, averaging and the resize to the
-	// source.
+	// batching included; Assemble the blending, flipping back and averaging (the resize to the
+	// source is Mask's).
 	Prepare, Infer, Assemble time.Duration
 }
 
@@ -84,7 +85,7 @@ func (r Route) Predict(ctx context.Context, img *pixel.RGB) (*Prediction, error)
 		for _, f := range variants {
 			fi := img
 			if f != "" {
-				fi = &pixel.RGB{Width: img.Width, Height: img.Height, Pix: flipPix(img.Pix, img.Width, img.Height, f)}
+				fi = &pixel.RGB{Width: img.Width, Height: img.Height, Pix: flipPix(img.Pix, img.Width, img.Height, f), Gray: img.Gray}
 			}
 			in, g, err := pixel.Preprocess(fi, s)
 			if err != nil {
@@ -133,7 +134,7 @@ func (r Route) Predict(ctx context.Context, img *pixel.RGB) (*Prediction, error)
 	for i, v := range mean {
 		avg[i] = float32(v / float64(len(passes)))
 	}
-	p.Logits = pixel.Resample(avg, w, h, 1, img.Width, img.Height)
+	p.Work = avg
 	if out.Patch != nil {
 		best := math.Inf(-1)
 		for _, v := range out.Patch {
@@ -145,10 +146,20 @@ func (r Route) Predict(ctx context.Context, img *pixel.RGB) (*Prediction, error)
 	return p, nil
 }
 
-// Mask thresholds the prediction at the model's threshold; with probabilities it keeps the
-// sigmoid of each logit too.
+// Logits are the logits at the source size, float32 [Height, Width], row-major; foreground
+// where they reach the model's threshold.
+func (p *Prediction) Logits() []float32 {
+	return pixel.Resample(p.Work, p.WorkWidth, p.WorkHeight, 1, p.Width, p.Height)
+}
+
+// Mask is the prediction thresholded at the source size; with probabilities it keeps the
+// sigmoid of each logit too. Without them the resize and the threshold go row by row
+// (pixel.ResampleMask): the same bits as thresholding Logits, without holding them.
 func (p *Prediction) Mask(threshold float32, probabilities bool) (*pixel.Mask, error) {
-	return pixel.Threshold(p.Logits, p.Width, p.Height, threshold, probabilities)
+	if probabilities {
+		return pixel.Threshold(p.Logits(), p.Width, p.Height, threshold, true)
+	}
+	return pixel.ResampleMask(p.Work, p.WorkWidth, p.WorkHeight, p.Width, p.Height, threshold)
 }
 
 // pass is one variant of the image (itself, or a flip) and where its inputs are in the batch.

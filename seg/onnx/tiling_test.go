@@ -224,8 +224,8 @@ func TestToyTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Working size 100 x 68: 2 x 2 tiles of 64 (steps of 36 and 4, at most 48), twice (the flip).
-	if p.WorkWidth != 100 || p.WorkHeight != 68 || p.Inputs != 8 || len(p.Logits) != 90*61 {
-		t.Fatalf("working %dx%d, %d inputs, %d logits", p.WorkWidth, p.WorkHeight, p.Inputs, len(p.Logits))
+	if p.WorkWidth != 100 || p.WorkHeight != 68 || p.Inputs != 8 || len(p.Logits()) != 90*61 {
+		t.Fatalf("working %dx%d, %d inputs, %d logits", p.WorkWidth, p.WorkHeight, p.Inputs, len(p.Logits()))
 	}
 	src := make([]float32, len(img.Pix))
 	for i, v := range img.Pix {
@@ -238,7 +238,7 @@ func TestToyTiles(t *testing.T) {
 		per[i] = toyLogit(c(0), c(1), c(2), 3)
 	}
 	want := pixel.Resample(per, 100, 68, 1, 90, 61)
-	if d := maxAbsDiff(p.Logits, want); d > 1e-5 {
+	if d := maxAbsDiff(p.Logits(), want); d > 1e-5 {
 		t.Errorf("tiled toy logits differ from the per-pixel function by %g", d)
 	}
 	// The highest patch cell: padded cells (all-zero image there) are included, as the contract says.
@@ -370,7 +370,7 @@ func TestTilingParityWithReference(t *testing.T) {
 				p.WorkWidth != meta.Working[0] || p.WorkHeight != meta.Working[1] {
 				t.Fatalf("Go: %dx%d, %d inputs, working %dx%d; reference %+v", p.Width, p.Height, p.Inputs, p.WorkWidth, p.WorkHeight, meta)
 			}
-			d := maxAbsDiff(p.Logits, want)
+			d := maxAbsDiff(p.Logits(), want)
 			mask, err := p.Mask(0, false)
 			if err != nil {
 				t.Fatal(err)

@@ -609,6 +609,37 @@ func TestResampleAntialias(t *testing.T) {
 	}
 }
 
+// TestResampleMaskAgrees: the mask made row by row has the bits of thresholding the whole resize.
+func TestResampleMaskAgrees(t *testing.T) {
+	for _, tt := range []struct{ w, h, dw, dh int }{
+		{256, 256, 1760, 1760}, // a letterbox's logits to a radiograph
+		{100, 68, 90, 61},      // a tiled working size back to its source
+		{7, 5, 19, 3},          // enlarged along rows, reduced along columns
+		{64, 48, 64, 48},       // the same size
+	} {
+		t.Run(fmt.Sprintf("%dx%d-%dx%d", tt.w, tt.h, tt.dw, tt.dh), func(t *testing.T) {
+			logits := make([]float32, tt.w*tt.h)
+			for i := range logits {
+				logits[i] = float32((i*7919)%2001-1000) / 100 // -10..10, many near the threshold
+			}
+			want, err := Threshold(Resample(logits, tt.w, tt.h, 1, tt.dw, tt.dh), tt.dw, tt.dh, 0.5, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ResampleMask(logits, tt.w, tt.h, tt.dw, tt.dh, 0.5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Width != tt.dw || got.Height != tt.dh || !slices.Equal(got.Bits, want.Bits) {
+				t.Fatalf("%dx%d mask, %d of %d foreground; want %d", got.Width, got.Height, got.Foreground(), len(got.Bits), want.Foreground())
+			}
+		})
+	}
+	if _, err := ResampleMask(make([]float32, 5), 2, 2, 4, 4, 0); err == nil {
+		t.Error("5 logits for 2x2 accepted")
+	}
+}
+
 // TestRenderSaysGray: a grayscale source renders with RGB.Gray set (so resampling takes the gray
 // path), and its channels are in fact equal; a colour one renders without it.
 func TestRenderSaysGray(t *testing.T) {

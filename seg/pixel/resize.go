@@ -71,6 +71,47 @@ func resample[T uint8 | float32](src []T, w, h, ch, dw, dh int, gray bool) []flo
 		}
 		return out
 	}
+	tmp := rowPass(src, w, h, ch, dw, gray)
+	yw := triangleWeights(h, dh)
+	out := make([]float32, dh*dw*ch)
+	for y := range dh {
+		columnPass(out[y*dw*ch:(y+1)*dw*ch], tmp, yw, y)
+	}
+	return out
+}
+
+// ResampleMask is Threshold(Resample(src, w, h, 1, dw, dh), dw, dh, threshold, false), the same
+// bits, made one output row at a time: the source-size logits (12 MB for a 1760x1760 radiograph)
+// are never held.
+func ResampleMask(src []float32, w, h, dw, dh int, threshold float32) (*Mask, error) {
+	if w <= 0 || h <= 0 || dw <= 0 || dh <= 0 || len(src) != w*h {
+		return nil, fmt.Errorf("resample mask: %d logits for %dx%d to %dx%d", len(src), w, h, dw, dh)
+	}
+	m := &Mask{Width: dw, Height: dh, Bits: make([]uint8, dw*dh)}
+	mark := func(bits []uint8, row []float32) {
+		for i, v := range row {
+			if v >= threshold {
+				bits[i] = 1
+			}
+		}
+	}
+	if w == dw && h == dh {
+		mark(m.Bits, src)
+		return m, nil
+	}
+	tmp := rowPass(src, w, h, 1, dw, false)
+	yw := triangleWeights(h, dh)
+	row := make([]float32, dw)
+	for y := range dh {
+		clear(row)
+		columnPass(row, tmp, yw, y)
+		mark(m.Bits[y*dw:(y+1)*dw], row)
+	}
+	return m, nil
+}
+
+// rowPass resizes each row of the source to dw pixels (ch channels interleaved, float32).
+func rowPass[T uint8 | float32](src []T, w, h, ch, dw int, gray bool) []float32 {
 	xw := triangleWeights(w, dw)
 	tmp := make([]float32, h*dw*ch)
 	for y := range h {
@@ -115,19 +156,20 @@ func resample[T uint8 | float32](src []T, w, h, ch, dw, dh int, gray bool) []flo
 			}
 		}
 	}
-	yw := triangleWeights(h, dh)
-	out := make([]float32, dh*dw*ch)
-	for y := range dh {
-		s := yw.start[y]
-		dst := out[y*dw*ch : (y+1)*dw*ch]
-		for k, wt := range yw.w[y] {
-			srow := tmp[(s+k)*dw*ch : (s+k+1)*dw*ch]
-			for i, v := range srow {
-				dst[i] += wt * v
-			}
+	return tmp
+}
+
+// columnPass adds output row y of the column resize of the row-resized rows tmp into dst (zero,
+// one output row long), the taps in order.
+func columnPass(dst, tmp []float32, yw resampleWeights, y int) {
+	n := len(dst)
+	s := yw.start[y]
+	for k, wt := range yw.w[y] {
+		srow := tmp[(s+k)*n : (s+k+1)*n]
+		for i, v := range srow {
+			dst[i] += wt * v
 		}
 	}
-	return out
 }
 
 // Geometry records how a source image was fitted into the model's S x S input, so that the
