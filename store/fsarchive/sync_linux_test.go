@@ -21,14 +21,7 @@ func TestCommitDropsCachedPages(t *testing.T) {
 		before bool // the key is committed once first, so the second Commit is a replacement
 	}{{"new key", false}, {"replacement", true}} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			var fsys unix.Statfs_t
-			if err := unix.Statfs(dir, &fsys); err != nil {
-				t.Fatal(err)
-			}
-			if fsys.Type == unix.TMPFS_MAGIC {
-				t.Fatalf("%s is on tmpfs, whose pages cannot be dropped: set TMPDIR to a folder on a disk", dir)
-			}
+			dir := diskDir(t)
 			a := openArchive(t, dir)
 			if tt.before {
 				put(t, a, key, "old")
@@ -56,6 +49,35 @@ func TestCommitDropsCachedPages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// diskDir is a temporary folder on a file system with a page cache to drop: the test's own
+// (TMPDIR), or, where that is tmpfs (Debian's /tmp by default), one beside the package's source.
+func diskDir(t *testing.T) string {
+	t.Helper()
+	onTmpfs := func(dir string) bool {
+		var fsys unix.Statfs_t
+		if err := unix.Statfs(dir, &fsys); err != nil {
+			t.Fatal(err)
+		}
+		return fsys.Type == unix.TMPFS_MAGIC
+	}
+	if dir := t.TempDir(); !onTmpfs(dir) {
+		return dir
+	}
+	dir, err := os.MkdirTemp(".", ".test-pages-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if onTmpfs(dir) {
+		t.Fatalf("%s and TMPDIR are on tmpfs, whose pages cannot be dropped: set TMPDIR to a folder on a disk", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
 }
 
 // residentPages counts the pages of a file in the page cache (mincore of a shared mapping, which
