@@ -224,8 +224,9 @@ func TestToyTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Working size 100 x 68: 2 x 2 tiles of 64 (steps of 36 and 4, at most 48), twice (the flip).
-	if p.WorkWidth != 100 || p.WorkHeight != 68 || p.Inputs != 8 || len(p.Logits()) != 90*61 {
-		t.Fatalf("working %dx%d, %d inputs, %d logits", p.WorkWidth, p.WorkHeight, p.Inputs, len(p.Logits()))
+	logits := p.Logits()
+	if p.WorkWidth != 100 || p.WorkHeight != 68 || p.Inputs != 8 || len(logits) != 90*61 {
+		t.Fatalf("working %dx%d, %d inputs, %d logits", p.WorkWidth, p.WorkHeight, p.Inputs, len(logits))
 	}
 	src := make([]float32, len(img.Pix))
 	for i, v := range img.Pix {
@@ -238,7 +239,7 @@ func TestToyTiles(t *testing.T) {
 		per[i] = toyLogit(c(0), c(1), c(2), 3)
 	}
 	want := pixel.Resample(per, 100, 68, 1, 90, 61)
-	if d := maxAbsDiff(p.Logits(), want); d > 1e-5 {
+	if d := maxAbsDiff(logits, want); d > 1e-5 {
 		t.Errorf("tiled toy logits differ from the per-pixel function by %g", d)
 	}
 	// The highest patch cell: padded cells (all-zero image there) are included, as the contract says.

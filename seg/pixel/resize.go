@@ -117,24 +117,21 @@ func rowPass[T uint8 | float32](src []T, w, h, ch, dw int, gray bool) []float32 
 	for y := range h {
 		row := src[y*w*ch : (y+1)*w*ch]
 		dst := tmp[y*dw*ch : (y+1)*dw*ch]
-		if ch == 3 && gray {
-			for x := range dw {
-				ws := xw.w[x]
-				px := row[xw.start[x]*3 : (xw.start[x]+len(ws))*3]
-				var v float32
-				for k, wt := range ws {
-					v += wt * float32(px[3*k])
-				}
-				dst[3*x], dst[3*x+1], dst[3*x+2] = v, v, v
-			}
-			continue
-		}
 		if ch == 3 {
 			// The three channels of a tap side by side: one pass over the source row instead
-			// of three strided ones; each channel's sum keeps the taps' order.
+			// of three strided ones; each channel's sum keeps the taps' order. Three equal
+			// channels (gray) take one sum, copied.
 			for x := range dw {
 				ws := xw.w[x]
 				px := row[xw.start[x]*3 : (xw.start[x]+len(ws))*3]
+				if gray {
+					var v float32
+					for k, wt := range ws {
+						v += wt * float32(px[3*k])
+					}
+					dst[3*x], dst[3*x+1], dst[3*x+2] = v, v, v
+					continue
+				}
 				var r, g, b float32
 				for k, wt := range ws {
 					r += wt * float32(px[3*k])

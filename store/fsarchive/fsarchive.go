@@ -230,9 +230,6 @@ func (w *writer) commitNew(final string) error {
 		go func() { errs <- w.a.dirs.sync(d) }()
 	}
 	err = syncData(w.f)
-	if err == nil {
-		dropCached(w.f)
-	}
 	for range syncs {
 		err = errors.Join(err, <-errs)
 	}
@@ -260,9 +257,6 @@ func (w *writer) commitReplacement(final string) error {
 		}()
 	}
 	err := syncData(w.f)
-	if err == nil {
-		dropCached(w.f)
-	}
 	if made != nil {
 		<-made
 	}

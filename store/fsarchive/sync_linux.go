@@ -23,9 +23,20 @@ func startWriteback(f *os.File, off, n int64) {
 	_ = rc.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE) })
 }
 
-// syncData makes a new object's bytes durable. fdatasync flushes the data and what is needed to
-// read it back (size, block map) but not the times, which nothing depends on: what fsync adds
-// for a file whose name the directory sync makes durable.
+// syncData makes a new object's bytes durable, then lets the kernel forget its cached pages.
+//
+// fdatasync flushes the data and what is needed to read it back (size, block map) but not the
+// times, which nothing depends on: what fsync adds for a file whose name the directory sync makes
+// durable.
+//
+// The pages are clean once it returns, so dropping them (fadvise DONTNEED) loses nothing: a later
+// read comes from the disk. The archive is written once and read rarely, and keeping every
+// object received would fill the page cache with them, evicting the index's pages first. Under a
+// hypervisor that reclaims the guest's free memory (free page reporting: Firecracker, and KVM
+// guests with virtio-balloon), the pages freed here are also the ones the next object is written
+// into while the host still backs them; fresh ones cost a fault in the host on first touch,
+// which made the file writes of a 531 KB object take 1.5 ms instead of 0.1 (docs/PERFORMANCE.md,
+// "Ingest"). The advice follows a successful sync only, and its own failure is ignored.
 func syncData(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -35,8 +46,11 @@ func syncData(f *os.File) error {
 	if err := rc.Control(func(fd uintptr) {
 		for {
 			if serr = syscall.Fdatasync(int(fd)); serr != syscall.EINTR {
-				return
+				break
 			}
+		}
+		if serr == nil {
+			_ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED)
 		}
 	}); err != nil {
 		return err
@@ -45,21 +59,4 @@ func syncData(f *os.File) error {
 		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: serr}
 	}
 	return nil
-}
-
-// dropCached tells the kernel it may forget the cached pages of an object that syncData has just
-// made durable. They are clean by then, so nothing is lost: a later read comes from the disk. The
-// archive is written once and read rarely, and keeping every object received would fill the page
-// cache with them, evicting the index's pages first. Under a hypervisor that reclaims the
-// guest's free memory (free page reporting: Firecracker, and KVM guests with virtio-balloon), the
-// pages freed here are also the ones the next object is written into while the host still backs
-// them; fresh ones cost a fault in the host on first touch, which made the file writes of a
-// 531 KB object take 1.5 ms instead of 0.1 (docs/PERFORMANCE.md, "Ingest"). Advice only: a
-// failure changes nothing and is ignored.
-func dropCached(f *os.File) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) })
 }

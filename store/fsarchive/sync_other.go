@@ -10,5 +10,3 @@ func syncData(f *os.File) error { return f.Sync() }
 const writebackChunk = 0
 
 func startWriteback(*os.File, int64, int64) {}
-
-func dropCached(*os.File) {}

@@ -6,11 +6,14 @@
 // objects per second, the time spent in the file writes and the receiver's CPU per object,
 // with and without the syncs, so that espnode's figures in bench/ingest have a floor to be
 // read against (docs/PERFORMANCE.md, "Ingest"). With -drop a synced object's pages leave the
-// page cache at once (fadvise DONTNEED), as the archive's do.
+// page cache at once (fadvise DONTNEED), as the archive's do. With -touch it measures instead
+// what the first write to each page of fresh memory costs, right after the same amount was freed
+// and after pauses: on a guest whose host takes back free memory, the pauses cost more.
 //
 //	go run ./bench/ingest/floor -n 500 -size 543744   # rounds: sync, none, sync, none
 //	go run ./bench/ingest/floor -plain-first          # none, sync, none, sync
 //	go run ./bench/ingest/floor -drop                 # syncing rounds drop what they wrote
+//	go run ./bench/ingest/floor -touch                # 512 MiB, pauses of 0, 0, 5, 0, 10, 0 s
 package main
 
 import (
@@ -22,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,8 +35,16 @@ func main() {
 	size := flag.Int("size", 531<<10, "bytes an object (the shared CT slice is 531 KB)")
 	plainFirst := flag.Bool("plain-first", false, "begin with a round without the syncs (the first round of a process is its slowest)")
 	drop := flag.Bool("drop", false, "after the syncs, drop the object's pages from the page cache (as the archive does)")
+	touch := flag.Bool("touch", false, "measure the first write to each page of 512 MiB of fresh memory, after pauses, instead")
 	send := flag.String("send", "", "internal: stream the objects to this address")
 	flag.Parse()
+	if *touch {
+		if err := touchRounds(512<<20, []time.Duration{0, 0, 5 * time.Second, 0, 10 * time.Second, 0}); err != nil {
+			fmt.Fprintln(os.Stderr, "floor: touch:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *send != "" {
 		if err := sender(*send, *n, *size); err != nil {
 			fmt.Fprintln(os.Stderr, "floor: send:", err)
@@ -101,8 +111,8 @@ func round(n, size int, sync, drop bool) error {
 	defer c.Close()
 
 	var writes time.Duration
-	var before, after syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+	var before, after unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -127,7 +137,7 @@ func round(n, size int, sync, drop bool) error {
 			return err
 		}
 		if sync {
-			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			if err := unix.Fdatasync(int(f.Fd())); err != nil {
 				return err
 			}
 			if drop {
@@ -158,13 +168,38 @@ func round(n, size int, sync, drop bool) error {
 		}
 	}
 	wall := time.Since(start)
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
 		return err
 	}
 	cpu := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
 	perObject := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
 	fmt.Printf("sync %-5v drop %-5v %4d objects: %6.0f objects/s, file writes %.3f ms/object, receiver CPU %.3f ms/object\n",
 		sync, sync && drop, n, float64(n)/wall.Seconds(), perObject(writes), perObject(cpu))
+	return nil
+}
+
+// touchRounds maps n bytes of anonymous memory once per pause, after the pause, writes a byte
+// to each page, unmaps it and prints the time a page took. The kernel gives each round the pages
+// the last one freed; a pause lets the host take them back first.
+func touchRounds(n int, pauses []time.Duration) error {
+	page := os.Getpagesize()
+	for _, pause := range pauses {
+		time.Sleep(pause)
+		m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		for i := 0; i < n; i += page {
+			m[i] = 1
+		}
+		d := time.Since(start)
+		if err := unix.Munmap(m); err != nil {
+			return err
+		}
+		fmt.Printf("after a pause of %4v: %4d MiB touched in %v, %.2f µs a page\n", pause, n>>20, d.Round(time.Millisecond),
+			float64(d.Nanoseconds())/1000/float64(n/page))
+	}
 	return nil
 }
 
