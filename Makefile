@@ -31,6 +31,8 @@ test: deps-test vet test-go test-nocodecs test-python
 
 test-go:
 	$(GO) test -count=1 -timeout 40m ./...
+	# An association is read by one goroutine and written by several when a window is granted.
+	$(GO) test -count=1 -race ./dimse ./scp
 
 # The build without the C codecs: everything compiles, and the pixel tests expect its syntaxes
 # to be refused as unsupported.

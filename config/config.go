@@ -220,7 +220,10 @@ type DICOM struct {
 	MaxPending int `yaml:"max_pending_connections"`
 	// MaxPerHost bounds the connections from one IP address; 0 is no limit.
 	MaxPerHost int `yaml:"max_connections_per_host"`
-	TLS        TLS `yaml:"tls"`
+	// MaxOperations is the most operations of one association performed at once, for a
+	// requestor that proposes an asynchronous operations window.
+	MaxOperations int `yaml:"max_operations"`
+	TLS           TLS `yaml:"tls"`
 }
 
 // TLS configures DICOM over TLS (PS3.15 Annex B): the TLS listener and the

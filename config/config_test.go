@@ -272,6 +272,8 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"max associations", func(c *Config) { c.DICOM.MaxAssociations = 0 }, "dicom.max_associations: must be at least 1, got 0"},
 		{"pdu small", func(c *Config) { c.DICOM.MaxPDULength = 4095 }, "dicom.max_pdu_length: must be 4096..16777216, got 4095"},
 		{"pdu big", func(c *Config) { c.DICOM.MaxPDULength = 16777217 }, "dicom.max_pdu_length: must be 4096..16777216, got 16777217"},
+		{"no operations", func(c *Config) { c.DICOM.MaxOperations = 0 }, "dicom.max_operations: must be 1..65535, got 0"},
+		{"operations past the item", func(c *Config) { c.DICOM.MaxOperations = 65536 }, "dicom.max_operations: must be 1..65535, got 65536"},
 		{"no ts", func(c *Config) { c.DICOM.TransferSyntaxes = nil }, "dicom.transfer_syntaxes: must list at least one"},
 		{"bad ts", func(c *Config) { c.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2", "1.2.08"} }, "dicom.transfer_syntaxes[1]: not a valid UID"},
 		{"dup ts", func(c *Config) { c.DICOM.TransferSyntaxes = []string{"1.2.840.10008.1.2", "1.2.840.10008.1.2"} }, "dicom.transfer_syntaxes[1]: 1.2.840.10008.1.2 is listed twice"},

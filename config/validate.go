@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -77,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if d.MaxPDULength < MinPDULength || d.MaxPDULength > MaxPDULength {
 		bad("dicom.max_pdu_length", "must be %d..%d, got %d", MinPDULength, MaxPDULength, d.MaxPDULength)
+	}
+	if d.MaxOperations < 1 || d.MaxOperations > math.MaxUint16 {
+		bad("dicom.max_operations", "must be 1..%d, got %d", math.MaxUint16, d.MaxOperations)
 	}
 	if len(d.TransferSyntaxes) == 0 {
 		bad("dicom.transfer_syntaxes", "must list at least one transfer syntax UID")

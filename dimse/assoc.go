@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,19 +99,29 @@ type RejectError struct{ AssociateRJ }
 
 func (e *RejectError) Error() string { return "association rejected: " + e.AssociateRJ.String() }
 
-// Association is one DICOM association, in either role. It is driven by one goroutine at a time:
-// the server's goroutine for the connection, or the Client's caller.
+// Association is one DICOM association, in either role. One goroutine at a time reads from it
+// (ReadMessage and the data it returns); SendMessage may be called from other goroutines at the
+// same time, which is how an asynchronous operations window above 1 (PS3.7 D.3.3.3) answers
+// several operations at once: fsmMu orders the state machine's transitions and the writes they
+// make, sendMu keeps each message's fragments together.
 type Association struct {
 	conn      net.Conn
 	r         *bufio.Reader
 	w         *bufio.Writer
 	requestor bool
-	state     state
-	timeouts  Timeouts
-	log       zerolog.Logger
+	// fsmMu guards state, w and what the state machine's actions touch; fire holds it.
+	fsmMu sync.Mutex
+	state state
+	// sendMu is held for the whole of one SendMessage: its buffers, and its PDUs in a row.
+	sendMu   sync.Mutex
+	timeouts Timeouts
+	log      zerolog.Logger
 
 	// maxRecv is the maximum P-DATA-TF length we announced; maxSend the peer's (0: unlimited).
 	maxRecv, maxSend uint32
+	// window is how many operations the acceptor performs at once, as A-ASSOCIATE-AC's
+	// asynchronous operations window says (0 when it has none: one).
+	window int
 
 	CallingAE, CalledAE string
 	PeerImplementation  string
@@ -180,6 +191,12 @@ func (a *Association) Contexts() []*PresentationContext {
 	return out
 }
 
+// Window is how many operations the requestor may have outstanding at once: the acceptor's
+// maximum-number-operations-performed in A-ASSOCIATE-AC (PS3.7 D.3.3.3), 1 when the window was
+// not negotiated. A requestor that uses more than 1 sends its requests from one goroutine and
+// reads the responses (in any order; MessageIDBeingRespondedTo tells which) from another.
+func (a *Association) Window() int { return max(a.window, 1) }
+
 // RemoteAddr is the peer's network address.
 func (a *Association) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
 
@@ -214,7 +231,7 @@ func (a *Association) closeTransport() {
 // dropped only to see the close.
 func (a *Association) awaitClose() {
 	deadline := a.readDeadline(a.timeouts.ARTIM)
-	for a.state == sta13 {
+	for a.currentState() == sta13 {
 		_ = a.conn.SetReadDeadline(deadline)
 		if a.abortSent {
 			a.drainUntilClosed()
@@ -282,7 +299,7 @@ func (a *Association) abortProvider(cause error) error {
 
 // Abort sends an A-ABORT (service-user source) and closes the transport (AA-1).
 func (a *Association) Abort() error {
-	if a.state == sta1 {
+	if a.currentState() == sta1 {
 		return nil
 	}
 	if _, err := a.fire(evt15, eventArgs{}); err != nil {
@@ -290,8 +307,22 @@ func (a *Association) Abort() error {
 		return err
 	}
 	a.closeTransport()
-	a.state = sta1
+	a.setState(sta1)
 	return nil
+}
+
+// currentState reads the state where a sender may be firing events at the same time.
+func (a *Association) currentState() state {
+	a.fsmMu.Lock()
+	defer a.fsmMu.Unlock()
+	return a.state
+}
+
+// setState moves to s outside an action of the state machine (a local abort, a dead transport).
+func (a *Association) setState(s state) {
+	a.fsmMu.Lock()
+	a.state = s
+	a.fsmMu.Unlock()
 }
 
 func isTimeout(err error) bool {
@@ -349,8 +380,8 @@ func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
 			if _, ferr := a.fire(e, eventArgs{}); ferr != nil {
 				return pdvHeader{}, ferr
 			}
-			if a.state == sta13 {
-				return pdvHeader{}, a.endAfterAbort(fmt.Errorf("P-DATA-TF in state %s", a.state))
+			if st := a.currentState(); st == sta13 {
+				return pdvHeader{}, a.endAfterAbort(fmt.Errorf("P-DATA-TF in state %s", st))
 			}
 			continue
 		}
@@ -378,12 +409,12 @@ func (a *Association) nextPDV(timeout time.Duration) (pdvHeader, error) {
 
 // handleNonData applies the state machine to a non-P-DATA event met while waiting for data.
 func (a *Association) handleNonData(e event, p PDU, cause error) error {
-	if e == evt18 && a.state != sta2 && a.state != sta13 {
+	if st := a.currentState(); e == evt18 && st != sta2 && st != sta13 {
 		// Not ARTIM but our idle or DIMSE timer: giving up on the peer is a local A-ABORT request.
-		a.log.Debug().Err(cause).Stringer("state", a.state).Msg("timeout: aborting association")
+		a.log.Debug().Err(cause).Stringer("state", st).Msg("timeout: aborting association")
 		_, _ = a.fire(evt15, eventArgs{})
 		a.closeTransport()
-		a.state = sta1
+		a.setState(sta1)
 		return fmt.Errorf("%w: timeout: %v", ErrAborted, cause)
 	}
 	act, err := a.fire(e, eventArgs{pdu: p, reason: reasonOf(cause, AbortReasonUnexpectedPDU)})
@@ -435,7 +466,7 @@ func (a *Association) transportError(err error) error {
 		a.log.Warn().Msg("peer stalled mid-PDU: aborting association")
 		_, _ = a.fire(evt15, eventArgs{}) // AA-1: we give up on the peer
 		a.closeTransport()
-		a.state = sta1
+		a.setState(sta1)
 		return fmt.Errorf("%w: peer stalled: %v", ErrAborted, err)
 	}
 	_, _ = a.fire(evt17, eventArgs{})
@@ -504,6 +535,34 @@ type dataReader struct {
 	last      bool   // the current PDV is the last fragment
 	started   bool
 	err       error
+	// onEnd, when set, is called once, when the last fragment has been read or reading failed:
+	// from then on the association's reads belong to its next message.
+	onEnd func()
+	ended bool
+}
+
+// end records the end of the data set, err nil when its last fragment is in. From then on the
+// reader only returns d.err: the goroutine that reads the association's next message may be
+// looking at it.
+func (d *dataReader) end(err error) {
+	if d.ended {
+		return
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	d.err, d.ended = err, true
+	if d.onEnd != nil {
+		d.onEnd()
+	}
+}
+
+// endErr is why reading the data set failed; nil once it was read to its end.
+func (d *dataReader) endErr() error {
+	if d.err == nil || d.err == io.EOF {
+		return nil
+	}
+	return d.err
 }
 
 func (d *dataReader) Read(p []byte) (int, error) {
@@ -512,19 +571,22 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	}
 	for d.left == 0 {
 		if d.started && d.last {
-			d.err = io.EOF
+			d.end(nil)
 			return 0, io.EOF
 		}
 		h, err := d.a.nextPDV(d.a.timeouts.DIMSE)
 		if err != nil {
-			d.err = err
+			d.end(err)
 			return 0, err
 		}
 		if h.command || h.contextID != d.contextID {
-			d.err = d.a.abortProvider(protoErr(AbortReasonUnexpectedParameter, "PDV (context %d, command %v) inside a data set on context %d", h.contextID, h.command, d.contextID))
+			d.end(d.a.abortProvider(protoErr(AbortReasonUnexpectedParameter, "PDV (context %d, command %v) inside a data set on context %d", h.contextID, h.command, d.contextID)))
 			return 0, d.err
 		}
 		d.started, d.left, d.last = true, h.length, h.last
+		if d.left == 0 && d.last {
+			d.end(nil)
+		}
 	}
 	if uint32(len(p)) > d.left {
 		p = p[:d.left]
@@ -533,8 +595,11 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	n, err := d.a.r.Read(p)
 	d.left -= uint32(n)
 	if err != nil {
-		d.err = d.a.transportError(err)
+		d.end(d.a.transportError(err))
 		return n, d.err
+	}
+	if d.left == 0 && d.last {
+		d.end(nil)
 	}
 	return n, nil
 }
@@ -554,8 +619,10 @@ func (a *Association) SendMessage(pc *PresentationContext, msg Message, data io.
 	if (data != nil) != msg.HasData() {
 		return fmt.Errorf("send command 0x%04X: data set presence does not match the command", msg.CommandField())
 	}
-	if a.state != sta6 && !(a.state == sta8 && transition(evt9, a.state) == ar7) {
-		return fmt.Errorf("send command 0x%04X: association not established (%s)", msg.CommandField(), a.state)
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	if st := a.currentState(); st != sta6 && !(st == sta8 && transition(evt9, st) == ar7) {
+		return fmt.Errorf("send command 0x%04X: association not established (%s)", msg.CommandField(), st)
 	}
 	var err error
 	if a.cmdOut, err = appendCommand(a.cmdOut[:0], msg, &a.cmdEnc); err != nil {
@@ -626,12 +693,15 @@ func (a *Association) sendFragments(contextID byte, command bool, src io.Reader)
 			break
 		}
 	}
+	a.fsmMu.Lock()
+	defer a.fsmMu.Unlock()
 	if err := a.w.Flush(); err != nil {
 		return a.writeFailed(err)
 	}
 	return nil
 }
 
+// writeFailed ends the association after a failed write; fsmMu is held.
 func (a *Association) writeFailed(err error) error {
 	a.closeTransport()
 	a.state = sta1

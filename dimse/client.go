@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"time"
 
@@ -21,9 +22,13 @@ type ClientConfig struct {
 	// Contexts are the proposed presentation contexts; IDs are assigned (1, 3, 5, ...) when zero.
 	Contexts       []PresentationContextRQ
 	RoleSelections []RoleSelection
-	MaxPDULength   uint32
-	Timeouts       Timeouts
-	Logger         zerolog.Logger
+	// AsyncOps, when set, proposes an asynchronous operations window (PS3.7 D.3.3.3):
+	// MaxInvoked is how many requests we would have outstanding at once; Association.Window
+	// says how many the acceptor allows.
+	AsyncOps     *AsyncOpsWindow
+	MaxPDULength uint32
+	Timeouts     Timeouts
+	Logger       zerolog.Logger
 	// Implementation identifies us in A-ASSOCIATE-RQ.
 	ImplementationClassUID    string
 	ImplementationVersionName string
@@ -70,6 +75,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 			ImplementationClassUID:    cfg.ImplementationClassUID,
 			ImplementationVersionName: cfg.ImplementationVersionName,
 			RoleSelections:            cfg.RoleSelections,
+			AsyncOps:                  cfg.AsyncOps,
 		},
 	}
 	if rq.UserInfo.MaxLength == 0 {
@@ -138,6 +144,17 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	a.PeerImplementation = ac.UserInfo.ImplementationVersionName
 	a.maxSend = ac.UserInfo.MaxLength
 	a.adoptContexts(rq, ac)
+	if w := ac.UserInfo.AsyncOps; w != nil && cfg.AsyncOps != nil {
+		// The smaller of the two sides' limits; 0 is "no limit" on either.
+		n := int(w.MaxPerformed)
+		if p := int(cfg.AsyncOps.MaxInvoked); p != 0 && (n == 0 || p < n) {
+			n = p
+		}
+		if n == 0 {
+			n = math.MaxUint16
+		}
+		a.window = n
+	}
 	// Roles the acceptor did not answer keep their defaults (PS3.7 D.3.3.4).
 	if len(a.contexts) == 0 {
 		_ = a.releaseQuietly(ctx)
@@ -228,7 +245,7 @@ func (c *Client) unexpected(op string, rsp Message) error {
 
 // Release ends the association politely.
 func (c *Client) Release(ctx context.Context) error {
-	if c.a.state != sta6 {
+	if c.a.currentState() != sta6 {
 		c.a.closeTransport()
 		return nil
 	}

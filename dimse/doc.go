@@ -21,9 +21,12 @@
 //	             side; statuses (PS3.7 Annex C).
 //	server.go    The acceptor: the accept loop and the admission of connections (pending ones
 //	             bounded apart from associations), association negotiation (PS3.8 7.1, PS3.7
-//	             D.3: AE titles, presentation contexts, SCP/SCU roles) and dispatch of requests
-//	             to handlers by SOP class and command field.
+//	             D.3: AE titles, presentation contexts, SCP/SCU roles, the asynchronous
+//	             operations window) and dispatch of requests to handlers by SOP class and
+//	             command field; with a window above 1, C-STOREs and C-ECHOs performed at once,
+//	             each in its own goroutine once its data set is in.
 //	client.go    The requestor: A-ASSOCIATE (Dial), C-ECHO, C-STORE, release and abort.
+//	storemany.go C-STOREs in a row, as many outstanding as the acceptor's window allows.
 //	retrieve.go  C-FIND, C-MOVE and C-GET as a requestor (PS3.4 C.4), C-CANCEL, and an SCP's look
 //	             for a C-CANCEL between its pending responses.
 //	tls.go       PS3.15 Annex B: the BCP 195 profiles, the acceptor's handshake within ARTIM's first

@@ -199,6 +199,8 @@ func (a action) String() string { return actions[a].name }
 // fire applies the state machine to an event: it looks the action up in Table 9-10, runs it and
 // moves to the state it returns. An event that is blank in the current state is an error.
 func (a *Association) fire(e event, in eventArgs) (action, error) {
+	a.fsmMu.Lock()
+	defer a.fsmMu.Unlock()
 	act := transition(e, a.state)
 	if act == ___ {
 		return act, fmt.Errorf("state machine: %s is not valid in %s", e, a.state)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -152,7 +153,13 @@ type Server struct {
 	MaxPerHost int
 	// MaxPDULength is the maximum P-DATA-TF length announced to peers (0: DefaultMaxPDULength).
 	MaxPDULength uint32
-	Timeouts     Timeouts
+	// MaxOperations is how many C-STORE and C-ECHO requests of one association are performed at
+	// once when its requestor proposes an asynchronous operations window (PS3.7 D.3.3.3): the
+	// data sets still arrive one after the other, but each is committed and answered while the
+	// next arrives. 0 or 1: one at a time, as for a requestor that proposes no window. Other
+	// operations (C-FIND, C-MOVE, C-GET) always run alone.
+	MaxOperations int
+	Timeouts      Timeouts
 	// ShutdownGrace is how long associations may finish their current message at shutdown.
 	ShutdownGrace time.Duration
 	Logger        zerolog.Logger
@@ -452,7 +459,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, established func(
 		} else if err != nil && !errors.Is(err, io.EOF) {
 			log.Warn().Err(err).Stringer("event", e).Msg("bad association request")
 		}
-		if _, ferr := a.fire(e, eventArgs{pdu: p, reason: reasonOf(err, AbortReasonUnexpectedPDU)}); ferr == nil && a.state == sta13 {
+		if _, ferr := a.fire(e, eventArgs{pdu: p, reason: reasonOf(err, AbortReasonUnexpectedPDU)}); ferr == nil && a.currentState() == sta13 {
 			a.awaitClose()
 		}
 		return
@@ -473,7 +480,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, established func(
 		log.Error().Err(err).Msg("association")
 		return
 	}
-	if a.state == sta13 {
+	if a.currentState() == sta13 {
 		a.awaitClose()
 		return
 	}
@@ -496,7 +503,10 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, established func(
 	}
 	a.maxSend = rq.UserInfo.MaxLength
 	a.adoptContexts(rq, ac)
-	log.Info().Int("contexts", len(a.contexts)).Msg("association accepted")
+	if w := ac.UserInfo.AsyncOps; w != nil {
+		a.window = int(w.MaxPerformed)
+	}
+	log.Info().Int("contexts", len(a.contexts)).Int("window", max(a.window, 1)).Msg("association accepted")
 	s.serveMessages(ctx, a)
 }
 
@@ -558,9 +568,8 @@ func (s *Server) negotiate(ctx context.Context, rq *AssociateRQ, peer Requestor,
 			ImplementationVersionName: s.ImplementationVersionName,
 		},
 	}
-	if rq.UserInfo.AsyncOps != nil {
-		// Operations are performed one at a time on an association.
-		ac.UserInfo.AsyncOps = &AsyncOpsWindow{MaxInvoked: 1, MaxPerformed: 1}
+	if w := rq.UserInfo.AsyncOps; w != nil {
+		ac.UserInfo.AsyncOps = &AsyncOpsWindow{MaxInvoked: 1, MaxPerformed: performedWindow(w.MaxInvoked, s.MaxOperations)}
 	}
 	accepted := map[string]bool{}
 	scpRole := map[string]bool{}
@@ -599,6 +608,17 @@ func (s *Server) negotiate(ctx context.Context, rq *AssociateRQ, peer Requestor,
 		}
 	}
 	return ac, nil
+}
+
+// performedWindow is the number of operations an acceptor performs at once for a requestor that
+// may invoke invoked of them (0: no limit, PS3.7 D.3.3.3.1): the smaller of that and our own
+// limit, never more than the item can say, never 0 (which would mean no limit).
+func performedWindow(invoked uint16, limit int) uint16 {
+	n := uint16(min(max(limit, 1), math.MaxUint16))
+	if invoked != 0 && invoked < n {
+		n = invoked
+	}
+	return n
 }
 
 // adoptContexts records the accepted contexts and their roles.
@@ -644,12 +664,17 @@ func (w *responseWriter) Respond(rsp Response, data io.Reader) error {
 }
 
 func (s *Server) serveMessages(ctx context.Context, a *Association) {
+	ops := newOperations(a.window)
+	// Operations still being performed finish (their objects are stored) before the association's
+	// goroutine returns and the connection is closed.
+	defer ops.wait()
 	for {
 		if ctx.Err() != nil {
 			a.log.Info().Msg("shutting down: aborting association")
 			_ = a.Abort()
 			return
 		}
+		ops.acquire()
 		pc, msg, data, err := a.ReadMessage(a.timeouts.Idle)
 		var unknown *UnknownCommandError
 		switch {
@@ -658,9 +683,14 @@ func (s *Server) serveMessages(ctx context.Context, a *Association) {
 			// PS3.7 C.4.2: answer an unrecognized operation rather than dropping the association;
 			// no response type exists for an unknown command, so the association ends politely.
 			a.log.Warn().Err(err).Msg("unrecognized command: aborting association")
+			ops.release()
+			ops.wait()
 			_ = a.Abort()
 			return
 		case errors.Is(err, ErrReleaseRequested):
+			// The responses still owed go out before the A-RELEASE-RP (AR-7, then AR-4).
+			ops.release()
+			ops.wait()
 			if err := a.answerRelease(); err != nil {
 				a.log.Warn().Err(err).Msg("release")
 			}
@@ -668,44 +698,126 @@ func (s *Server) serveMessages(ctx context.Context, a *Association) {
 			return
 		case ctx.Err() != nil:
 			// Shutdown interrupted the wait for the next message.
+			ops.release()
 			a.log.Info().Msg("shutting down: association aborted")
 			_ = a.Abort()
 			return
 		default:
+			ops.release()
 			a.logEnd(err)
 			return
 		}
-		w := &responseWriter{a: a, pc: pc}
-		req := &Request{Association: a, Context: pc, Command: msg, Data: data}
-		s.Handler.ServeDIMSE(ctx, w, req)
-		if d, ok := data.(*dataReader); ok {
-			if err := d.drain(); err != nil && !errors.Is(err, ErrReleaseRequested) {
-				a.logEnd(err)
-				return
+		d, _ := data.(*dataReader)
+		if ops.concurrent() && performedConcurrently(msg) {
+			// The handler reads its data set in its own goroutine; the wire is this loop's again
+			// once the last fragment is in, while the handler commits and answers.
+			var received chan struct{}
+			if d != nil {
+				received = make(chan struct{})
+				d.onEnd = func() { close(received) }
 			}
-		}
-		if !w.done && (a.state == sta6 || a.state == sta8) {
-			if rsp := FailureResponse(msg, Status{Code: StatusProcessingFailure, ErrorComment: "no response from the service"}); rsp != nil {
-				if err := a.SendMessage(pc, rsp, nil); err != nil {
-					a.logEnd(err)
+			go func() {
+				defer ops.release()
+				s.serveRequest(ctx, a, pc, msg, d)
+			}()
+			if d != nil {
+				<-received
+				if d.endErr() != nil {
+					// The handler has logged it; a release asked for mid-data completes once
+					// every operation has been answered.
+					ops.wait()
+					s.endMidData(a, msg)
 					return
 				}
 			}
-		}
-		switch a.state {
-		case sta6:
 			continue
-		case sta8:
-			// The peer asked for release before the operation was done (between the fragments of
-			// its data set, or while we waited for its answer to a C-GET sub-operation). PS3.8
-			// 7.2 lets the acceptor still send P-DATA (AR-7), so the failed operation has had its
-			// response; now the release completes as the peer asked (AR-4).
-			a.log.Warn().Uint16("command", msg.CommandField()).Msg("A-RELEASE-RQ before the operation completed: operation failed, association released")
-			if err := a.answerRelease(); err != nil {
-				a.log.Warn().Err(err).Msg("release")
+		}
+		ops.release()
+		ops.wait()
+		if !s.serveRequest(ctx, a, pc, msg, d) {
+			return
+		}
+		if a.currentState() != sta6 {
+			s.endMidData(a, msg)
+			return
+		}
+	}
+}
+
+// performedConcurrently reports whether msg may be performed while others are: a C-STORE or a
+// C-ECHO needs the association only for its one response. C-FIND, C-MOVE and C-GET send pending
+// responses and read C-CANCEL or sub-operation responses, so they run alone.
+func performedConcurrently(msg Message) bool {
+	switch msg.(type) {
+	case *CStoreRQ, *CEchoRQ:
+		return true
+	}
+	return false
+}
+
+// serveRequest runs the handler for one request, drains what it left of the data set and sends
+// a failure response if it sent none. It reports whether the association can go on.
+func (s *Server) serveRequest(ctx context.Context, a *Association, pc *PresentationContext, msg Message, d *dataReader) bool {
+	w := &responseWriter{a: a, pc: pc}
+	req := &Request{Association: a, Context: pc, Command: msg}
+	if d != nil {
+		req.Data = d
+	}
+	s.Handler.ServeDIMSE(ctx, w, req)
+	if d != nil {
+		if err := d.drain(); err != nil && !errors.Is(err, ErrReleaseRequested) {
+			a.logEnd(err)
+			return false
+		}
+	}
+	if st := a.currentState(); !w.done && (st == sta6 || st == sta8) {
+		if rsp := FailureResponse(msg, Status{Code: StatusProcessingFailure, ErrorComment: "no response from the service"}); rsp != nil {
+			if err := a.SendMessage(pc, rsp, nil); err != nil {
+				a.logEnd(err)
+				return false
 			}
 		}
+	}
+	return true
+}
+
+// endMidData ends an association that left Sta6 during an operation. When the peer asked for
+// release between the fragments of its data set (or while we waited for its answer to a C-GET
+// sub-operation), PS3.8 7.2 lets the acceptor still send P-DATA (AR-7), so the failed operation
+// has had its response; now the release completes as the peer asked (AR-4). Otherwise the peer
+// or the transport ended it, and there is nothing left to do.
+func (s *Server) endMidData(a *Association, msg Message) {
+	if a.currentState() != sta8 {
 		return
+	}
+	a.log.Warn().Uint16("command", msg.CommandField()).Msg("A-RELEASE-RQ before the operation completed: operation failed, association released")
+	if err := a.answerRelease(); err != nil {
+		a.log.Warn().Err(err).Msg("release")
+	}
+}
+
+// operations bounds the operations an association performs at once: its window, negotiated in
+// A-ASSOCIATE-AC. A slot is taken before each message is read, so a requestor that invokes more
+// than it may is held back by TCP, not served out of bounds.
+type operations struct {
+	slots chan struct{}
+}
+
+func newOperations(window int) *operations {
+	return &operations{slots: make(chan struct{}, max(window, 1))}
+}
+
+func (o *operations) acquire()         { o.slots <- struct{}{} }
+func (o *operations) release()         { <-o.slots }
+func (o *operations) concurrent() bool { return cap(o.slots) > 1 }
+
+// wait returns once no operation is in progress.
+func (o *operations) wait() {
+	for range cap(o.slots) {
+		o.slots <- struct{}{}
+	}
+	for range cap(o.slots) {
+		<-o.slots
 	}
 }
 

@@ -12,6 +12,9 @@
 #   rss64     RSS_N (64) storescu at once, each streaming one distinct 50 MB object: peak RSS
 #   latency   the ct set sent by bench/ingest/send over one association: C-STORE-RSP latency
 #             p50 and p99 (storescu does not report them)
+#   window    the same with send -window WINDOW (8): it proposes an asynchronous operations
+#             window and keeps as many requests outstanding as the receiver grants (storescp and
+#             Orthanc grant none: one at a time); the granted window is printed
 # Every set is generated into a temporary folder and removed at the end; nothing is committed.
 # RECEIVERS (default "storescp orthanc espnode"); BASE=path/to/espnode adds "base", another
 # espnode binary, measured the same way (a commit to compare with), and OLD=path/to/espnode
@@ -29,7 +32,8 @@ small_n=${SMALL_N:-1000}
 large_n=${LARGE_N:-20}
 rss_n=${RSS_N:-64}
 parallel=${PARALLEL:-4}
-sets=${SETS:-ct small parallel large rss64 latency}
+window=${WINDOW:-8}
+sets=${SETS:-ct small parallel large rss64 latency window}
 receivers=${RECEIVERS:-storescp orthanc espnode}
 shared=${ESPNODE_SHARED:-$PWD/../shared}
 ct_src=$shared/data/dicom/CT/cornerstone_CT_evrle.dcm
@@ -54,7 +58,7 @@ if [ -n "${ESPNODE:-}" ]; then cp "$ESPNODE" "$work/espnode"; else go build -o "
 go build -o "$work/send" ./bench/ingest/send
 
 need() { case " $sets " in *" $1 "*) return 0 ;; esac; return 1; }
-if need ct || need latency; then
+if need ct || need latency || need window; then
   mkdir -p "$work/ct"
   for i in $(seq -w "$ct_n"); do cp "$ct_src" "$work/ct/ct$i.dcm"; done
   dcmodify -nb -gin -gse -gst "$work"/ct/*.dcm >/dev/null
@@ -73,7 +77,7 @@ if need parallel; then
     d="$work/parallel/$((i % parallel))"; mkdir -p "$d"; ln -s "$f" "$d/"; i=$((i + 1))
   done
 fi
-[ -d "$work/ct" ] && ln -sfn "$work/ct" "$work/latency"
+[ -d "$work/ct" ] && ln -sfn "$work/ct" "$work/latency" && ln -sfn "$work/ct" "$work/window"
 
 # The objects are routed to no channel (CT, OT) and no model is loaded (a path that does not
 # exist; the shipped one would be written to each fresh data directory while it receives): this
@@ -82,7 +86,12 @@ fi
 # A binary older than the per-host limit knows no such key and refuses it.
 config() {
   printf 'http:\n  addr: ""\nlog:\n  level: warn\nmodel:\n  path: %s/no-model.onnx\n' "$work"
-  if grep -aq max_connections_per_host "$1"; then printf 'dicom:\n  max_connections_per_host: 0\n'; fi
+  # The window the sender proposes is what espnode grants (a binary older than the window knows
+  # no such key).
+  local dicom=""
+  if grep -aq max_connections_per_host "$1"; then dicom+='  max_connections_per_host: 0\n'; fi
+  if grep -aq max_operations "$1"; then dicom+="  max_operations: $window\n"; fi
+  if [ -n "$dicom" ]; then printf "dicom:\n$dicom"; fi
 }
 config "$work/espnode" > "$work/espnode.yaml"
 [ -n "${BASE:-}" ] && config "$BASE" > "$work/base.yaml"
@@ -131,6 +140,7 @@ receive() {
       for d in "$work/$set"/*/; do storescu -aec ANY +sd 127.0.0.1 "$port" "$d" >/dev/null 2>>"$out/storescu.log" & senders+=($!); done
       wait "${senders[@]}" || true ;;
     latency) extra=$("$work/send" -addr "127.0.0.1:$port" -dir "$work/latency") ;;
+    window) extra=$("$work/send" -addr "127.0.0.1:$port" -dir "$work/window" -window "$window") ;;
     *) storescu -aec ANY +sd 127.0.0.1 "$port" "$work/$set" >/dev/null 2>>"$out/storescu.log" || true ;;
   esac
   t1=$(date +%s.%N)
@@ -172,7 +182,7 @@ printf '%-8s %-9s %6s %9s %15s %8s %9s %10s %s\n' set receiver files files/s "(m
 for set in $sets; do
   n=$(find -L "$work/$set" -name '*.dcm' | wc -l)
   mb=$(du -Lsm --apparent-size "$work/$set" | cut -f1)
-  declare -A secs=() rss=() cpu=() p50=() p99=()
+  declare -A secs=() rss=() cpu=() p50=() p99=() granted=()
   for r in $(seq "$rounds"); do
     # Alternate the order from round to round so no receiver always follows the same one.
     order=$receivers; [ $((r % 2)) = 0 ] && order=$(echo "$receivers" | tr ' ' '\n' | tac | tr '\n' ' ')
@@ -181,7 +191,9 @@ for set in $sets; do
       if [ "$f" -lt "$n" ]; then echo "$recv stored $f of $n files in round $r of $set" >&2; exit 1; fi
       secs[$recv]+="$s "; cpu[$recv]+="$c "
       [ -z "${rss[$recv]:-}" ] || [ "$m" -gt "${rss[$recv]}" ] && rss[$recv]=$m
-      if [ "$x" != - ]; then p50[$recv]+="$(echo "$x" | jget p50_ms) "; p99[$recv]+="$(echo "$x" | jget p99_ms) "; fi
+      if [ "$x" != - ]; then
+        p50[$recv]+="$(echo "$x" | jget p50_ms) "; p99[$recv]+="$(echo "$x" | jget p99_ms) "; granted[$recv]=$(echo "$x" | jget window)
+      fi
     done
   done
   for recv in $receivers; do
@@ -191,6 +203,7 @@ for set in $sets; do
     extra=""
     if [ -n "${p50[$recv]:-}" ]; then
       extra="p50_ms=$(echo "${p50[$recv]}" | tr ' ' '\n' | grep . | median) p99_ms=$(echo "${p99[$recv]}" | tr ' ' '\n' | grep . | median)"
+      [ "$set" = window ] && extra="$extra window=${granted[$recv]:-1}"
     fi
     printf '%-8s %-9s %6d %9.1f %15s %8.1f %9.2f %10.1f %s\n' "$set" "$recv" "$n" "$(echo "$n / $s" | bc -l)" \
       "($(printf '%.0f..%.0f' "$(echo "$n / $hi" | bc -l)" "$(echo "$n / $lo" | bc -l)"))" \
@@ -213,6 +226,6 @@ for set in $sets; do
   done
   if [ -n "${PROFILE:-}" ]; then receive espnode "$set" profile >/dev/null && echo "$set: profiles in $out/profile/$set"; fi
   if [ -n "${STRACE:-}" ]; then receive espnode "$set" strace >/dev/null && echo "$set: strace -c in $out/strace-$set.txt"; fi
-  unset secs rss cpu p50 p99
+  unset secs rss cpu p50 p99 granted
 done
 echo "# $(date -u +%FT%TZ) $(uptime)"

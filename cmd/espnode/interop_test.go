@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -381,6 +382,52 @@ func TestStorescuToNode(t *testing.T) {
 			t.Logf("%s: %d instances stored, %d in %s", tt.option, len(got), usedPreferred, tt.prefer)
 		})
 	}
+}
+
+// TestWindowedStoreToNode sends the shared tree with `espnode store` to two nodes, one at a time
+// and with --window 8, which the node grants (dicom.max_operations, 8 by default): each data set
+// is then committed and answered while the next arrives. Both nodes must end up with the same
+// instances, stored whole, and refuse the same malformed files.
+func TestWindowedStoreToNode(t *testing.T) {
+	sources := sharedDICOM(t)
+	type outcome struct {
+		stored   map[string]string
+		failures []string
+	}
+	send := func(window string) outcome {
+		n := startNode(t, nil)
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), &cliEnv{stdout: &stdout, stderr: &stderr},
+			[]string{"store", "--window", window, "--called-ae", "ESPNODE", n.addr, testutil.SharedData(t, "dicom")})
+		t.Logf("espnode store --window %s: exit %d\n%s", window, code, stdout.String())
+		if want := "(window " + window + ")"; window != "1" && !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary %q does not say %s", stdout.String(), want)
+		}
+		var failed []string
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if path, _, ok := strings.Cut(strings.TrimPrefix(line, "failed "), ": "); ok && strings.HasPrefix(line, "failed ") {
+				failed = append(failed, path)
+			}
+		}
+		slices.Sort(failed)
+		return outcome{archived(t, n.dataDir), failed}
+	}
+	one, windowed := send("1"), send("8")
+	if len(windowed.stored) < 80 {
+		t.Fatalf("%d instances stored with the window, expected over 80", len(windowed.stored))
+	}
+	for uid := range one.stored {
+		if windowed.stored[uid] == "" {
+			t.Errorf("%s was stored one at a time but not with the window", uid)
+		}
+	}
+	if len(windowed.stored) != len(one.stored) {
+		t.Errorf("%d instances stored with the window, %d one at a time", len(windowed.stored), len(one.stored))
+	}
+	if !slices.Equal(windowed.failures, one.failures) {
+		t.Errorf("failed with the window:\n%s\none at a time:\n%s", strings.Join(windowed.failures, "\n"), strings.Join(one.failures, "\n"))
+	}
+	compareStored(t, windowed.stored, sources)
 }
 
 // dcmtk367Unknown are the transfer syntaxes and SOP classes that DCMTK 3.6.7's storescp +xa and

@@ -182,6 +182,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, logs *con
 		MaxPending:      cfg.DICOM.MaxPending,
 		MaxPerHost:      cfg.DICOM.MaxPerHost,
 		MaxPDULength:    uint32(cfg.DICOM.MaxPDULength),
+		MaxOperations:   cfg.DICOM.MaxOperations,
 		Timeouts: dimse.Timeouts{
 			ARTIM:    cfg.DICOM.Timeouts.ARTIM,
 			FirstPDU: cfg.DICOM.Timeouts.FirstPDU,

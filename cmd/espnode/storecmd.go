@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,12 +30,17 @@ type sendFile struct {
 type syntaxPair struct{ sopClass, ts string }
 
 func runStore(ctx context.Context, env *cliEnv, args []string) error {
-	fset := env.newFlagSet("store", "usage: espnode store [--ae-title AET] [--called-ae AET] HOST:PORT PATH...",
+	fset := env.newFlagSet("store", "usage: espnode store [--ae-title AET] [--called-ae AET] [--window N] HOST:PORT PATH...",
 		"Sends DICOM files, and the files under folders (recursively), with C-STORE.")
 	var cf clientFlags
 	cf.register(fset)
+	window := fset.Int("window", 1, "propose an asynchronous operations window: keep up to N C-STOREs outstanding when the peer grants it (1: one at a time, nothing proposed)")
 	if err := parseArgs(fset, args, 2, -1); err != nil {
 		return err
+	}
+	if *window < 1 || *window > math.MaxUint16 {
+		fmt.Fprintf(env.stderr, "espnode store: --window must be 1..%d, got %d\n", math.MaxUint16, *window)
+		return exitError{2}
 	}
 	addr := fset.Arg(0)
 	paths, err := collectFiles(fset.Args()[1:])
@@ -43,7 +49,7 @@ func runStore(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	var files []sendFile
 	skipped := 0
-	s := &storeRun{env: env, cf: cf, addr: addr}
+	s := &storeRun{env: env, cf: cf, addr: addr, window: *window}
 	for _, p := range paths {
 		f, err := inspectFile(p)
 		switch {
@@ -59,8 +65,13 @@ func runStore(ctx context.Context, env *cliEnv, args []string) error {
 	s.progress = newProgress(env.stderr, len(files), isTerminal(env.stderr) && len(files) > 1)
 	s.sendAll(ctx, files)
 	s.progress.done()
-	fmt.Fprintf(env.stdout, "sent %d, failed %d, skipped %d (not DICOM) of %d files; %.1f MB in %v\n",
-		s.sent, s.failed, skipped, len(paths), float64(s.bytes)/1e6, s.elapsed.Round(time.Millisecond))
+	granted := ""
+	if s.window > 1 {
+		// What the peer granted, on its least generous association: 1 from most peers.
+		granted = fmt.Sprintf(" (window %d)", s.granted)
+	}
+	fmt.Fprintf(env.stdout, "sent %d, failed %d, skipped %d (not DICOM) of %d files; %.1f MB in %v%s\n",
+		s.sent, s.failed, skipped, len(paths), float64(s.bytes)/1e6, s.elapsed.Round(time.Millisecond), granted)
 	if s.failed > 0 {
 		return exitError{1}
 	}
@@ -148,9 +159,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 type storeRun struct {
-	env          *cliEnv
-	cf           clientFlags
-	addr         string
+	env    *cliEnv
+	cf     clientFlags
+	addr   string
+	window int
+	// granted is the smallest window a peer granted (0 before the first association).
+	granted      int
 	progress     *progress
 	sent, failed int
 	bytes        int64
@@ -187,28 +201,57 @@ func (s *storeRun) sendAll(ctx context.Context, files []sendFile) {
 	}
 }
 
+// sendBatch sends the batch over one association, and over a new one for what is left each time
+// an association breaks: the first file not answered then is counted failed (with a window above
+// 1 several were outstanding, and which of them broke it is not known), so every retry is
+// shorter than the one before.
 func (s *storeRun) sendBatch(ctx context.Context, batch []sendFile, contexts []dimse.PresentationContextRQ) {
-	var c *dimse.Client
-	defer func() {
-		if c != nil {
-			_ = c.Release(ctx)
-		}
-	}()
-	for _, f := range batch {
-		if c == nil {
-			var err error
-			if c, err = dimse.Dial(ctx, s.addr, s.cf.config(contexts)); err != nil {
-				s.fail(f, err)
-				continue
+	cfg := s.cf.config(contexts)
+	if s.window > 1 {
+		cfg.AsyncOps = &dimse.AsyncOpsWindow{MaxInvoked: uint16(s.window), MaxPerformed: 1}
+	}
+	for len(batch) > 0 {
+		if ctx.Err() != nil {
+			for _, f := range batch {
+				s.fail(f, ctx.Err())
+				s.progress.step()
 			}
+			return
 		}
-		st, err := s.sendOne(ctx, c, f)
+		c, err := dimse.Dial(ctx, s.addr, cfg)
+		if err != nil {
+			s.fail(batch[0], err)
+			s.progress.step()
+			batch = batch[1:]
+			continue
+		}
+		if w := c.Association().Window(); s.granted == 0 || w < s.granted {
+			s.granted = w
+		}
+		batch = s.sendOver(ctx, c, batch)
+	}
+}
+
+// sendOver sends the files over c and releases it; when the association breaks it returns the
+// files to send again.
+func (s *storeRun) sendOver(ctx context.Context, c *dimse.Client, files []sendFile) []sendFile {
+	var reqs []dimse.StoreRequest
+	var sending []sendFile
+	for _, f := range files {
+		if _, ok := c.FindContext(f.sopClass, f.ts); !ok {
+			s.fail(f, fmt.Errorf("the peer accepted no presentation context for %s in %s", f.sopClass, f.ts))
+			s.progress.step()
+			continue
+		}
+		reqs = append(reqs, dimse.StoreRequest{SOPClassUID: f.sopClass, SOPInstanceUID: f.sopInstance, TransferSyntaxUID: f.ts,
+			Open: func() (io.ReadCloser, error) { return openDataSet(f) }})
+		sending = append(sending, f)
+	}
+	answered := make([]bool, len(sending))
+	err := c.StoreMany(ctx, reqs, func(r dimse.StoreResult) {
+		answered[r.Index] = true
+		f, st := sending[r.Index], r.Status
 		switch {
-		case err != nil:
-			s.fail(f, err)
-			if dimse.IsAssociationGone(err) || ctx.Err() != nil {
-				c = nil // the association is gone; the next file opens a new one
-			}
 		case st.Code == dimse.StatusSuccess || st.Code&0xF000 == 0xB000:
 			s.sent++
 			s.bytes += f.size
@@ -219,29 +262,48 @@ func (s *storeRun) sendBatch(ctx context.Context, batch []sendFile, contexts []d
 			s.fail(f, fmt.Errorf("status %v", st))
 		}
 		s.progress.step()
+	})
+	if err == nil {
+		_ = c.Release(ctx)
+		return nil
 	}
+	var again []sendFile
+	blamed := false
+	for i, f := range sending {
+		switch {
+		case answered[i]:
+		case !blamed:
+			blamed = true
+			s.fail(f, err)
+			s.progress.step()
+		default:
+			again = append(again, f)
+		}
+	}
+	return again
 }
 
-func (s *storeRun) sendOne(ctx context.Context, c *dimse.Client, f sendFile) (dimse.Status, error) {
-	if _, ok := c.FindContext(f.sopClass, f.ts); !ok {
-		return dimse.Status{}, fmt.Errorf("the peer accepted no presentation context for %s in %s", f.sopClass, f.ts)
-	}
+// openDataSet opens f's data set, past its file meta information, padded to even length.
+func openDataSet(f sendFile) (io.ReadCloser, error) {
 	file, err := os.Open(f.path)
 	if err != nil {
-		return dimse.Status{}, err
+		return nil, err
 	}
-	defer file.Close()
 	br := bufio.NewReaderSize(file, 256<<10)
 	if !f.noMeta {
 		if _, err := dcm.ReadFileMeta(br); err != nil {
-			return dimse.Status{}, err
+			file.Close()
+			return nil, err
 		}
 	}
 	var data io.Reader = br
 	if f.dataLen%2 != 0 {
 		data = io.MultiReader(br, bytes.NewReader([]byte{0}))
 	}
-	return c.Store(ctx, f.sopClass, f.sopInstance, f.ts, data)
+	return struct {
+		io.Reader
+		io.Closer
+	}{data, file}, nil
 }
 
 func (s *storeRun) fail(f sendFile, err error) {

@@ -3,7 +3,9 @@
 // line, how many it sent, how long it took, and the C-STORE response latency: from the first
 // byte of the request to the response, per object, p50, p99 and the maximum. DCMTK's storescu
 // measures throughput in bench/ingest/run.sh; it cannot report latencies, which is why this
-// exists.
+// exists. With -window N it proposes an asynchronous operations window (PS3.7 D.3.3.3) and keeps
+// as many requests outstanding as the receiver grants, which storescu cannot do; a receiver that
+// grants none gets one request at a time, as from storescu.
 package main
 
 import (
@@ -13,6 +15,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,12 +33,13 @@ func main() {
 	dir := flag.String("dir", "", "folder of DICOM files (searched recursively, symbolic links followed)")
 	assocs := flag.Int("assocs", 1, "parallel associations")
 	calledAE := flag.String("aec", "ANY", "called AE title")
+	window := flag.Int("window", 1, "requests outstanding at once on an association, when the receiver grants them")
 	flag.Parse()
-	if *dir == "" || *assocs < 1 {
-		fmt.Fprintln(os.Stderr, "send: -dir is required and -assocs must be at least 1")
+	if *dir == "" || *assocs < 1 || *window < 1 || *window > math.MaxUint16 {
+		fmt.Fprintln(os.Stderr, "send: -dir is required, -assocs must be at least 1 and -window 1..65535")
 		os.Exit(2)
 	}
-	if err := run(*addr, *dir, *assocs, *calledAE); err != nil {
+	if err := run(*addr, *dir, *assocs, *window, *calledAE); err != nil {
 		fmt.Fprintln(os.Stderr, "send:", err)
 		os.Exit(1)
 	}
@@ -45,7 +50,7 @@ type object struct {
 	meta dcm.FileMeta
 }
 
-func run(addr, dir string, assocs int, calledAE string) error {
+func run(addr, dir string, assocs, window int, calledAE string) error {
 	// The folder may be a symbolic link (run.sh links the ct set), which WalkDir does not follow.
 	dir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -81,13 +86,14 @@ func run(addr, dir string, assocs int, calledAE string) error {
 	ctx := context.Background()
 	lat := make([][]time.Duration, assocs)
 	errs := make([]error, assocs)
+	granted := make([]int, assocs)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range assocs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat[i], errs[i] = sendShare(ctx, addr, calledAE, pcs, objs, i, assocs)
+			lat[i], granted[i], errs[i] = sendShare(ctx, addr, calledAE, pcs, objs, i, assocs, window)
 		}()
 	}
 	wg.Wait()
@@ -99,49 +105,60 @@ func run(addr, dir string, assocs int, calledAE string) error {
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"files": len(all), "seconds": took.Seconds(), "assocs": assocs,
+		"files": len(all), "seconds": took.Seconds(), "assocs": assocs, "window": slices.Min(granted),
 		"p50_ms": ms(pct(all, 50)), "p99_ms": ms(pct(all, 99)), "max_ms": ms(all[len(all)-1]),
 	})
 }
 
-// sendShare sends every n-th object, from the i-th, over one association.
-func sendShare(ctx context.Context, addr, calledAE string, pcs []dimse.PresentationContextRQ, objs []object, i, n int) ([]time.Duration, error) {
-	c, err := dimse.Dial(ctx, addr, dimse.ClientConfig{CallingAE: "BENCH", CalledAE: calledAE, Contexts: pcs})
+// sendShare sends every n-th object, from the i-th, over one association, and says how many
+// requests the receiver let it have outstanding.
+func sendShare(ctx context.Context, addr, calledAE string, pcs []dimse.PresentationContextRQ, objs []object, i, n, window int) ([]time.Duration, int, error) {
+	cfg := dimse.ClientConfig{CallingAE: "BENCH", CalledAE: calledAE, Contexts: pcs}
+	if window > 1 {
+		cfg.AsyncOps = &dimse.AsyncOpsWindow{MaxInvoked: uint16(window), MaxPerformed: 1}
+	}
+	c, err := dimse.Dial(ctx, addr, cfg)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	var reqs []dimse.StoreRequest
+	for j := i; j < len(objs); j += n {
+		reqs = append(reqs, storeRequest(objs[j]))
 	}
 	var lat []time.Duration
-	for j := i; j < len(objs); j += n {
-		d, err := sendOne(ctx, c, objs[j])
-		if err != nil {
-			_ = c.Abort()
-			return nil, fmt.Errorf("%s: %w", objs[j].path, err)
+	var failed error
+	err = c.StoreMany(ctx, reqs, func(r dimse.StoreResult) {
+		if r.Status.Code != dimse.StatusSuccess && failed == nil {
+			failed = fmt.Errorf("%s: status %s", reqs[r.Index].SOPInstanceUID, r.Status)
 		}
-		lat = append(lat, d)
+		lat = append(lat, r.Latency)
+	})
+	granted := c.Association().Window()
+	if err = errors.Join(err, failed); err != nil {
+		_ = c.Abort()
+		return nil, granted, err
 	}
-	return lat, c.Release(ctx)
+	return lat, granted, c.Release(ctx)
 }
 
-func sendOne(ctx context.Context, c *dimse.Client, o object) (time.Duration, error) {
-	f, err := os.Open(o.path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
-	if _, err := dcm.ReadFileMeta(br); err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	st, err := c.Store(ctx, o.meta.MediaStorageSOPClassUID, o.meta.MediaStorageSOPInstanceUID, o.meta.TransferSyntaxUID, br)
-	d := time.Since(t0)
-	if err != nil {
-		return 0, err
-	}
-	if st.Code != dimse.StatusSuccess {
-		return 0, fmt.Errorf("status %s", st)
-	}
-	return d, nil
+// storeRequest opens o's data set past its file meta information when it is sent.
+func storeRequest(o object) dimse.StoreRequest {
+	return dimse.StoreRequest{SOPClassUID: o.meta.MediaStorageSOPClassUID, SOPInstanceUID: o.meta.MediaStorageSOPInstanceUID,
+		TransferSyntaxUID: o.meta.TransferSyntaxUID, Open: func() (io.ReadCloser, error) {
+			f, err := os.Open(o.path)
+			if err != nil {
+				return nil, err
+			}
+			br := bufio.NewReaderSize(f, 64<<10)
+			if _, err := dcm.ReadFileMeta(br); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%s: %w", o.path, err)
+			}
+			return struct {
+				io.Reader
+				io.Closer
+			}{br, f}, nil
+		}}
 }
 
 func readMeta(path string) (dcm.FileMeta, error) {
