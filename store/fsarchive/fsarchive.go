@@ -51,6 +51,7 @@ type Archive struct {
 	syncMu sync.Mutex
 	synced map[string]struct{}
 	dirs   *dirHandles
+	rings  *ringPool
 }
 
 var _ store.Archive = (*Archive)(nil)
@@ -62,7 +63,7 @@ func Open(dir string, opts Options) (*Archive, error) {
 	if dir == "" {
 		return nil, errors.New("archive: no directory")
 	}
-	a := &Archive{root: dir, tmp: filepath.Join(dir, TmpDir), log: opts.Logger, synced: map[string]struct{}{}, dirs: newDirHandles()}
+	a := &Archive{root: dir, tmp: filepath.Join(dir, TmpDir), log: opts.Logger, synced: map[string]struct{}{}, dirs: newDirHandles(), rings: newRingPool()}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
@@ -110,6 +111,7 @@ func (a *Archive) cleanTmp() error {
 
 // Close releases the root.
 func (a *Archive) Close() error {
+	a.rings.close()
 	a.dirs.close()
 	return a.unlock()
 }
@@ -224,15 +226,7 @@ func (w *writer) commitNew(final string) error {
 	}
 	w.done = true
 	// the file's directory always; for each directory made or not yet known durable, its parent
-	syncs := append([]string{dir}, parents(unsynced)...)
-	errs := make(chan error, len(syncs))
-	for _, d := range syncs {
-		go func() { errs <- w.a.dirs.sync(d) }()
-	}
-	err = syncData(w.f)
-	for range syncs {
-		err = errors.Join(err, <-errs)
-	}
+	err = w.a.syncTogether(w.f, append([]string{dir}, parents(unsynced)...))
 	err = errors.Join(err, w.f.Close())
 	if err != nil {
 		// Withdraw the name: it may not survive a crash, and no row points at it yet.
@@ -243,6 +237,38 @@ func (w *writer) commitNew(final string) error {
 		w.a.markSynced(d)
 	}
 	return nil
+}
+
+// syncTogether runs f's fdatasync and each directory's fsync at once and returns when all are
+// done: as one io_uring submission where the kernel allows it (syncRing), from goroutines
+// otherwise. f's pages are dropped once its fdatasync has succeeded, as syncData does.
+func (a *Archive) syncTogether(f *os.File, dirs []string) error {
+	var r *syncRing
+	var err error
+	if 1+len(dirs) <= uringEntries {
+		r, err = a.rings.get()
+	}
+	switch {
+	case r != nil:
+		syncErr, ringErr := a.syncByRing(r, f, dirs)
+		if ringErr == nil {
+			a.rings.put(r)
+			return syncErr
+		}
+		r.close()
+		a.log.Warn().Err(ringErr).Msg("io_uring failed; this object's syncs run again without it")
+	case err != nil:
+		a.log.Info().Err(err).Msg("no io_uring: each sync of an object blocks a thread of its own")
+	}
+	errs := make(chan error, len(dirs))
+	for _, d := range dirs {
+		go func() { errs <- a.dirs.sync(d) }()
+	}
+	err = syncData(f)
+	for range dirs {
+		err = errors.Join(err, <-errs)
+	}
+	return err
 }
 
 func (w *writer) commitReplacement(final string) error {

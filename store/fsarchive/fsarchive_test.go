@@ -238,55 +238,67 @@ func TestCommitSyncs(t *testing.T) {
 			want: []string{".", "archive", "archive/1.2", "archive/1.2/3.4"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			a := openArchive(t, dir)
-			for _, k := range tt.before {
-				put(t, a, k, "old")
+		for _, withRing := range []bool{true, false} {
+			name := tt.name
+			if !withRing {
+				name += ", without io_uring"
 			}
-			var mu sync.Mutex
-			var synced []string
-			a.dirs.beforeSync = func(d string) error {
-				rel, _ := filepath.Rel(dir, d)
-				mu.Lock()
-				synced = append(synced, filepath.ToSlash(rel))
-				mu.Unlock()
-				if rel == filepath.FromSlash(tt.failSync) {
-					return errors.New("injected")
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				a := openArchive(t, dir)
+				if !withRing {
+					noRings(a)
 				}
-				return nil
-			}
-			w, err := a.Create(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.WriteString(w, "new")
-			err = w.Commit(context.Background(), key)
-			slices.Sort(synced)
-			if !slices.Equal(synced, tt.want) {
-				t.Errorf("synced %v, want %v", synced, tt.want)
-			}
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Commit: %v, want error %v", err, tt.wantErr)
-			}
-			a.dirs.beforeSync = nil
-			if tt.wantErr {
-				if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(key))); !errors.Is(err, fs.ErrNotExist) {
-					t.Errorf("failed new key left its name: %v", err)
+				for _, k := range tt.before {
+					put(t, a, k, "old")
 				}
-				if a.isSynced(filepath.Join(dir, "archive", "1.2", "3.4")) {
-					t.Error("series directory marked durable after a failed sync")
+				var mu sync.Mutex
+				var synced []string
+				a.dirs.beforeSync = func(d string) error {
+					rel, _ := filepath.Rel(dir, d)
+					mu.Lock()
+					synced = append(synced, filepath.ToSlash(rel))
+					mu.Unlock()
+					if rel == filepath.FromSlash(tt.failSync) {
+						return errors.New("injected")
+					}
+					return nil
 				}
-				return
-			}
-			if got := read(t, a, key, 0); got != "new" {
-				t.Errorf("object reads %q", got)
-			}
-			for _, d := range []string{"archive", "archive/1.2", "archive/1.2/3.4"} {
-				if !a.isSynced(filepath.Join(dir, filepath.FromSlash(d))) {
-					t.Errorf("%s not marked durable", d)
+				w, err := a.Create(context.Background())
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				io.WriteString(w, "new")
+				err = w.Commit(context.Background(), key)
+				slices.Sort(synced)
+				if !slices.Equal(synced, tt.want) {
+					t.Errorf("synced %v, want %v", synced, tt.want)
+				}
+				if (err != nil) != tt.wantErr {
+					t.Fatalf("Commit: %v, want error %v", err, tt.wantErr)
+				}
+				a.dirs.beforeSync = nil
+				if tt.wantErr {
+					if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(key))); !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("failed new key left its name: %v", err)
+					}
+					if a.isSynced(filepath.Join(dir, "archive", "1.2", "3.4")) {
+						t.Error("series directory marked durable after a failed sync")
+					}
+					return
+				}
+				if got := read(t, a, key, 0); got != "new" {
+					t.Errorf("object reads %q", got)
+				}
+				for _, d := range []string{"archive", "archive/1.2", "archive/1.2/3.4"} {
+					if !a.isSynced(filepath.Join(dir, filepath.FromSlash(d))) {
+						t.Errorf("%s not marked durable", d)
+					}
+				}
+			})
+		}
 	}
 }
+
+// noRings makes a's commits sync from goroutines, as on a kernel without io_uring.
+func noRings(a *Archive) { a.rings.disable(errors.New("test: no io_uring")) }

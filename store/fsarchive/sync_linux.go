@@ -60,3 +60,13 @@ func syncData(f *os.File) error {
 	}
 	return nil
 }
+
+// dropCached lets the kernel forget f's cached pages once a sync has made them clean (see
+// syncData for why).
+func dropCached(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) })
+}

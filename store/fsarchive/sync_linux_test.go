@@ -109,3 +109,34 @@ func residentPages(t *testing.T, name string) int {
 	}
 	return n
 }
+
+func idleRings(a *Archive) int {
+	a.rings.mu.Lock()
+	defer a.rings.mu.Unlock()
+	return len(a.rings.free)
+}
+
+// ringsWork reports whether this kernel gives an io_uring, saying why not when it does not.
+func ringsWork(t *testing.T) bool {
+	r, err := newSyncRing()
+	if err != nil {
+		t.Skipf("this kernel refuses io_uring (%v): the archive syncs from goroutines, which TestCommitSyncs covers", err)
+		return false
+	}
+	r.close()
+	return true
+}
+
+// TestNewKeySyncsThroughRing: where the kernel has io_uring, a new key's syncs go through a ring,
+// which goes back to the pool for the next commit.
+func TestNewKeySyncsThroughRing(t *testing.T) {
+	if !ringsWork(t) {
+		return
+	}
+	a := openArchive(t, t.TempDir())
+	put(t, a, "archive/1.2/3.4/5.6.dcm", "new")
+	put(t, a, "archive/1.2/3.4/5.7.dcm", "new")
+	if n := idleRings(a); n != 1 {
+		t.Fatalf("%d rings idle after two commits, want the one both used", n)
+	}
+}
