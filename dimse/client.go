@@ -145,15 +145,10 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	a.maxSend = ac.UserInfo.MaxLength
 	a.adoptContexts(rq, ac)
 	if w := ac.UserInfo.AsyncOps; w != nil && cfg.AsyncOps != nil {
-		// The smaller of the two sides' limits; 0 is "no limit" on either.
-		n := int(w.MaxPerformed)
-		if p := int(cfg.AsyncOps.MaxInvoked); p != 0 && (n == 0 || p < n) {
-			n = p
+		a.window = int(smallerWindow(w.MaxPerformed, cfg.AsyncOps.MaxInvoked))
+		if a.window == 0 { // neither side has a limit
+			a.window = math.MaxUint16
 		}
-		if n == 0 {
-			n = math.MaxUint16
-		}
-		a.window = n
 	}
 	// Roles the acceptor did not answer keep their defaults (PS3.7 D.3.3.4).
 	if len(a.contexts) == 0 {

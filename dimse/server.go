@@ -611,14 +611,19 @@ func (s *Server) negotiate(ctx context.Context, rq *AssociateRQ, peer Requestor,
 }
 
 // performedWindow is the number of operations an acceptor performs at once for a requestor that
-// may invoke invoked of them (0: no limit, PS3.7 D.3.3.3.1): the smaller of that and our own
-// limit, never more than the item can say, never 0 (which would mean no limit).
+// may invoke invoked of them: the smaller of that and our own limit, never more than the item
+// can say, never 0 (which would mean no limit).
 func performedWindow(invoked uint16, limit int) uint16 {
-	n := uint16(min(max(limit, 1), math.MaxUint16))
-	if invoked != 0 && invoked < n {
-		n = invoked
+	return smallerWindow(invoked, uint16(min(max(limit, 1), math.MaxUint16)))
+}
+
+// smallerWindow is the smaller of two limits on outstanding operations, where 0 is no limit
+// (PS3.7 D.3.3.3.1): 0 only when both are.
+func smallerWindow(a, b uint16) uint16 {
+	if a == 0 || (b != 0 && b < a) {
+		return b
 	}
-	return n
+	return a
 }
 
 // adoptContexts records the accepted contexts and their roles.

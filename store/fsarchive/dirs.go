@@ -31,14 +31,9 @@ func newDirHandles() *dirHandles { return &dirHandles{open: map[string]*dirHandl
 
 // sync fsyncs dir, making the entries created in it durable.
 func (d *dirHandles) sync(dir string) error {
-	if d.beforeSync != nil {
-		if err := d.beforeSync(dir); err != nil {
-			return fmt.Errorf("fsync %s: %w", dir, err)
-		}
-	}
-	h, err := d.acquire(dir)
+	h, err := d.acquireForSync(dir)
 	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+		return err
 	}
 	err = h.f.Sync()
 	d.release(h)
@@ -46,6 +41,21 @@ func (d *dirHandles) sync(dir string) error {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// acquireForSync is acquire for a sync of dir about to start (the tests' beforeSync runs here);
+// its errors name the sync.
+func (d *dirHandles) acquireForSync(dir string) (*dirHandle, error) {
+	if d.beforeSync != nil {
+		if err := d.beforeSync(dir); err != nil {
+			return nil, fmt.Errorf("fsync %s: %w", dir, err)
+		}
+	}
+	h, err := d.acquire(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return h, nil
 }
 
 func (d *dirHandles) acquire(dir string) (*dirHandle, error) {

@@ -243,11 +243,7 @@ func (w *writer) commitNew(final string) error {
 // done: as one io_uring submission where the kernel allows it (syncRing), from goroutines
 // otherwise. f's pages are dropped once its fdatasync has succeeded, as syncData does.
 func (a *Archive) syncTogether(f *os.File, dirs []string) error {
-	var r *syncRing
-	var err error
-	if 1+len(dirs) <= uringEntries {
-		r, err = a.rings.get()
-	}
+	r, err := a.rings.get(1 + len(dirs))
 	switch {
 	case r != nil:
 		syncErr, ringErr := a.syncByRing(r, f, dirs)

@@ -50,7 +50,7 @@ func syncData(f *os.File) error {
 			}
 		}
 		if serr == nil {
-			_ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED)
+			dropPages(int(fd))
 		}
 	}); err != nil {
 		return err
@@ -61,12 +61,6 @@ func syncData(f *os.File) error {
 	return nil
 }
 
-// dropCached lets the kernel forget f's cached pages once a sync has made them clean (see
-// syncData for why).
-func dropCached(f *os.File) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) })
-}
+// dropPages lets the kernel forget the cached pages of the file open as fd, once a sync has made
+// them clean (see syncData for why); a failure is ignored.
+func dropPages(fd int) { _ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED) }

@@ -16,13 +16,11 @@ type ringPool struct{}
 
 type syncRing struct{}
 
-const uringEntries = 0
-
-func newRingPool() *ringPool              { return &ringPool{} }
-func (*ringPool) get() (*syncRing, error) { return nil, nil }
-func (*ringPool) put(*syncRing)           {}
-func (*ringPool) close()                  {}
-func (*ringPool) disable(error)           {}
-func (*syncRing) close()                  {}
+func newRingPool() *ringPool                 { return &ringPool{} }
+func (*ringPool) get(int) (*syncRing, error) { return nil, nil }
+func (*ringPool) put(*syncRing)              {}
+func (*ringPool) close()                     {}
+func (*ringPool) disable(error)              {}
+func (*syncRing) close()                     {}
 
 func (a *Archive) syncByRing(*syncRing, *os.File, []string) (error, error) { return nil, nil }

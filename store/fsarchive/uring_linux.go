@@ -20,13 +20,14 @@ import (
 // (docs/PERFORMANCE.md, "Ingest"). Only fsyncs go through it; the kernel runs them in its own
 // workers, and they complete in any order.
 type syncRing struct {
-	fd              int
-	sq, cq, sqes    []byte
-	sqTail, sqMask  *uint32
-	sqArray         []uint32
-	cqHead, cqTail  *uint32
-	cqMask, cqesOff uint32
-	entries         uint32
+	fd             int
+	sq, cq, sqes   []byte
+	sqTail         *uint32
+	sqArray        []uint32
+	cqHead, cqTail *uint32
+	sqMask, cqMask uint32
+	cqesOff        uint32
+	entries        uint32
 }
 
 // The parts of struct io_uring_params, io_uring_sqe and io_uring_cqe (linux/io_uring.h) used here.
@@ -91,7 +92,7 @@ func newSyncRing() (*syncRing, error) {
 		return nil, fmt.Errorf("io_uring mmap: %w", err)
 	}
 	r.sqTail = (*uint32)(unsafe.Pointer(&r.sq[p.sqOff.tail]))
-	r.sqMask = (*uint32)(unsafe.Pointer(&r.sq[p.sqOff.ringMask]))
+	r.sqMask = *(*uint32)(unsafe.Pointer(&r.sq[p.sqOff.ringMask]))
 	r.sqArray = unsafe.Slice((*uint32)(unsafe.Pointer(&r.sq[p.sqOff.array])), p.sqEntries)
 	r.cqHead = (*uint32)(unsafe.Pointer(&r.cq[p.cqOff.head]))
 	r.cqTail = (*uint32)(unsafe.Pointer(&r.cq[p.cqOff.tail]))
@@ -109,20 +110,20 @@ func (r *syncRing) close() {
 	_ = unix.Close(r.fd)
 }
 
-// fsync runs one fsync per descriptor (an fdatasync where datasync says so) and returns each
-// one's error, once all have completed. The ring is the caller's alone meanwhile.
-func (r *syncRing) fsync(fds []int, datasync []bool) ([]error, error) {
+// sync runs fdatasync on fds[0] and fsync on each of the others, and returns each one's error
+// once all have completed. The ring is the caller's alone meanwhile; after an error of the ring
+// itself (the second result) it must be closed, not reused.
+func (r *syncRing) sync(fds []int) ([]error, error) {
 	n := uint32(len(fds))
 	if n == 0 || n > r.entries {
 		return nil, fmt.Errorf("io_uring: %d syncs for a ring of %d", n, r.entries)
 	}
 	tail := atomic.LoadUint32(r.sqTail)
-	mask := atomic.LoadUint32(r.sqMask)
 	for i, fd := range fds {
-		idx := (tail + uint32(i)) & mask
+		idx := (tail + uint32(i)) & r.sqMask
 		sqe := (*uringSQE)(unsafe.Pointer(&r.sqes[uintptr(idx)*unsafe.Sizeof(uringSQE{})]))
 		*sqe = uringSQE{opcode: uringOpFsync, fd: int32(fd), userData: uint64(i)}
-		if datasync[i] {
+		if i == 0 {
 			sqe.opFlags = uringFsyncDatasync
 		}
 		r.sqArray[idx] = idx
@@ -137,10 +138,6 @@ func (r *syncRing) fsync(fds []int, datasync []bool) ([]error, error) {
 		switch {
 		case errno == syscall.EINTR:
 		case errno != 0:
-			if submitted == 0 {
-				// Nothing was taken: the entries are withdrawn, and the ring stays usable.
-				atomic.StoreUint32(r.sqTail, tail)
-			}
 			return nil, fmt.Errorf("io_uring_enter: %w", errno)
 		default:
 			submitted += uint32(ret)
@@ -176,10 +173,11 @@ const maxIdleRings = 16
 
 func newRingPool() *ringPool { return &ringPool{} }
 
-// get returns a ring, or nil and, the first time, why there is none.
-func (p *ringPool) get() (*syncRing, error) {
+// get returns a ring for syncs syncs, or nil: when they are more than a ring holds, or when no
+// ring can be had (and then, the first time, why).
+func (p *ringPool) get(syncs int) (*syncRing, error) {
 	p.mu.Lock()
-	if p.err != nil || p.closed {
+	if p.err != nil || p.closed || syncs > uringEntries {
 		p.mu.Unlock()
 		return nil, nil
 	}
@@ -234,7 +232,6 @@ func (p *ringPool) close() {
 // failed, ringErr (the caller then closes r and syncs without it).
 func (a *Archive) syncByRing(r *syncRing, f *os.File, dirs []string) (syncErr, ringErr error) {
 	fds := []int{int(f.Fd())}
-	datasync := []bool{true}
 	names := []string{f.Name()}
 	handles := make([]*dirHandle, 0, len(dirs))
 	defer func() {
@@ -243,24 +240,16 @@ func (a *Archive) syncByRing(r *syncRing, f *os.File, dirs []string) (syncErr, r
 		}
 	}()
 	for _, d := range dirs {
-		if a.dirs.beforeSync != nil {
-			if err := a.dirs.beforeSync(d); err != nil {
-				syncErr = errors.Join(syncErr, fmt.Errorf("fsync %s: %w", d, err))
-				continue
-			}
-		}
-		h, err := a.dirs.acquire(d)
+		h, err := a.dirs.acquireForSync(d)
 		if err != nil {
-			syncErr = errors.Join(syncErr, fmt.Errorf("fsync %s: %w", d, err))
+			syncErr = errors.Join(syncErr, err)
 			continue
 		}
 		handles = append(handles, h)
 		fds = append(fds, int(h.f.Fd()))
-		datasync = append(datasync, false)
 		names = append(names, d)
 	}
-	errs, err := r.fsync(fds, datasync)
-	runtime.KeepAlive(f)
+	errs, err := r.sync(fds)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +263,8 @@ func (a *Archive) syncByRing(r *syncRing, f *os.File, dirs []string) (syncErr, r
 		}
 	}
 	if errs[0] == nil {
-		dropCached(f)
+		dropPages(fds[0])
 	}
+	runtime.KeepAlive(f)
 	return syncErr, nil
 }
