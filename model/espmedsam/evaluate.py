@@ -157,31 +157,49 @@ def summarise(per_image: Sequence[Dict], plaus: Optional[Dict] = None) -> Dict:
     return {"rows": rows}
 
 
+def add_run_arguments(ap: argparse.ArgumentParser, record_help: str) -> None:
+    """The arguments of a command that loads a run's checkpoint and updates its record."""
+    ap.add_argument("--run", required=True, help="training run folder (best.pth)")
+    ap.add_argument("--record", required=True, help=record_help)
+    ap.add_argument("--checkpoint", default="best.pth", help="file in the run folder")
+    ap.add_argument("--data", default=None, help="seg2d folder (default: ../shared/data/seg2d beside the checkout)")
+    ap.add_argument("--threads", type=int, default=1)
+
+
+def open_run(a: argparse.Namespace):
+    """(seg2d folder, record, model) of add_run_arguments' arguments; sets torch's threads."""
+    from .channels import REPO_ROOT
+
+    torch.set_num_threads(a.threads)
+    with open(a.record) as f:
+        rec = json.load(f)
+    return a.data or os.path.join(REPO_ROOT, "..", "shared", "data", "seg2d"), rec, load_run_model(a.run, rec, a.checkpoint)
+
+
+def write_record(path: str, rec: Dict) -> None:
+    """Replace the record at path (written beside it first, so a crash leaves the old one)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(rec, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m espmedsam.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="training run folder (best.pth)")
-    ap.add_argument("--record", required=True, help="the run's record (model, inputs; plausibility is written here)")
-    ap.add_argument("--checkpoint", default="best.pth", help="file in the run folder")
-    ap.add_argument("--data", default=None, help="seg2d folder (default: ../shared/data/seg2d beside the checkout)")
+    add_run_arguments(ap, "the run's record (model, inputs; plausibility is written here)")
     ap.add_argument("--split", choices=["train", "test"], required=True)
     ap.add_argument("--write-plausibility", action="store_true",
-                    help="train split only: store the statistics and bounds in the record (key plausibility)")
+                    help="train split only: store the statistics and bounds in the record (key plausibility); "
+                         "with --channels only theirs are replaced")
     ap.add_argument("--json", help="write the per-image figures and the summary here")
     ap.add_argument("--channels", help="comma-separated channel names to score (default all)")
     ap.add_argument("--every", type=int, default=1,
                     help="every n-th image per dataset (names sorted) only: a quick look, not for shipping")
-    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    from .channels import REPO_ROOT
-
-    root = a.data or os.path.join(REPO_ROOT, "..", "shared", "data", "seg2d")
-    with open(a.record) as f:
-        rec = json.load(f)
     if a.write_plausibility and a.split != "train":
         raise SystemExit("--write-plausibility measures on the train split only")
-    model = load_run_model(a.run, rec, a.checkpoint)
+    root, rec, model = open_run(a)
     inputs = record_inputs(rec, model.cfg.img_size)
     rows = select(root, a.split)
     if a.channels:
@@ -202,12 +220,14 @@ def main(argv=None):
         plaus = plausibility(per, f"train split ({len(per)} images: training rows and validation slice"
                                   + (f", every {a.every}th per dataset" if a.every > 1 else "")
                                   + f"), checkpoint {a.checkpoint}, inputs as in the record")
+        if a.channels and rec.get("plausibility"):
+            # the other channels keep the bounds they were measured with
+            old = rec["plausibility"]
+            plaus = {**old, "channels": {**old["channels"], **plaus["channels"]},
+                     "measured_on": f"{old['measured_on']}; {a.channels} again: {plaus['measured_on']}"}
         if a.write_plausibility:
             rec["plausibility"] = plaus
-            with open(a.record + ".tmp", "w") as f:
-                json.dump(rec, f, indent=1)
-                f.write("\n")
-            os.replace(a.record + ".tmp", a.record)
+            write_record(a.record, rec)
     summary = summarise(per, plaus)
     summary["split"] = a.split
     if a.json:

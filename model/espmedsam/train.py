@@ -662,12 +662,15 @@ def train(args) -> Dict:
     return summary
 
 
-def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int) -> Dict[str, Dict]:
+def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int,
+                  tuning: Optional[Dict[str, Dict]] = None) -> Dict[str, Dict]:
     """Per channel (by name), the input the validation supports: the best mode (tiles over letterbox
-    only by ``TILES_MIN_GAIN``), and its test-time flip only where it raised validation Dice by at
+    only by ``TILES_MIN_GAIN``), tiles at the working size ``tuning`` chose (``tuned_geometry``) or
+    else the training one, and its test-time flip only where it raised validation Dice by at
     least ``TTA_MIN_GAIN`` and the speed budget (``MAX_INPUTS``; fundus ``MAX_INPUTS_TILED_FUNDUS``) allows it;
     each with the figures that decided it."""
     names = {v: k for k, v in channel_indices().items()}
+    tuning = tuning or {}
     out = {}
     for c, ch in val["channels"].items():
         c = int(c)
@@ -681,6 +684,9 @@ def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int
         else:
             long_side, stride, _ = tiles[c]
             spec = infer.tiles(long_side, size, stride)
+        tuned = None
+        if spec.mode == "tiles" and names[c] in tuning:
+            spec, tuned = tuned_geometry(tuning[names[c]], c, size)
         flips = tta_flips(c)
         key = "dice+" + "".join(flips) if flips else None
         gain = m.get(key, -1.0) - m["dice"] if key else None
@@ -697,11 +703,36 @@ def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int
                          "model_inputs_worst_case": worst_case_inputs(spec, size) * (1 + len(spec.flips))}
         if why:
             out[names[c]]["flip_not_kept"] = why
+        if tuned:
+            out[names[c]]["geometry"] = tuned
     return out
+
+
+def tuned_geometry(entry: Dict, channel: int, size: int) -> Tuple[infer.ChannelInput, str]:
+    """The tiles a ``tune`` entry supports, and why: the geometry with the best validation Dice
+    among those within the channel's input budget, if it beats the training geometry (scored in
+    the same sweep) by ``GEOMETRY_MIN_GAIN``; else the training geometry."""
+    geos = entry["geometries"]
+    trained = geos[entry["trained"]]
+    budget = MAX_INPUTS_BY_CHANNEL.get(channel, MAX_INPUTS)
+    fits = {k: g for k, g in geos.items() if g["model_inputs_worst_case"] <= budget}
+    best = max(fits, key=lambda k: fits[k]["dice"], default=entry["trained"])
+    gain = geos[best]["dice"] - trained["dice"]
+    if best == entry["trained"] or gain < GEOMETRY_MIN_GAIN:
+        g, why = trained, (f"the training geometry {entry['trained']}: no other within {budget} inputs beat it "
+                           f"by {GEOMETRY_MIN_GAIN}")
+    else:
+        g, why = geos[best], (f"{best} over the training geometry {entry['trained']}: "
+                              f"validation Dice {geos[best]['dice']:.4f} against {trained['dice']:.4f}, "
+                              f"{geos[best]['model_inputs_worst_case']} inputs at most (budget {budget})")
+    return infer.tiles(g["long_side"], size, g["stride"]), why
 
 
 TTA_MIN_GAIN = 0.005  # a flip doubles the inference time: keep it only for a clear gain
 TILES_MIN_GAIN = 0.01  # where a channel trains both ways, tiles (4 or more inputs) must beat letterbox by this
+# a working size other than the one the channel trained at must beat it by this on validation (espmedsam.tune):
+# a tiled channel's validation slice is small (17 fundus images)
+GEOMETRY_MIN_GAIN = 0.005
 # Speed budget (issue 15): 100 ms an image, 300 ms a tiled fundus image, through the Go runtime on
 # two cores; one compact-256 input costs about 25 ms batched there (load about 1).
 MAX_INPUTS = 4
@@ -714,7 +745,7 @@ def inputs_from_record(record: Dict) -> Dict[str, Dict]:
     that a record written by an older trainer is judged by today's budget)."""
     tiles = {int(c): (v["long_side"], v["stride"], v["crop_share"])
              for c, v in record.get("training", {}).get("tiles", {}).items()}
-    return choose_inputs(record["best"]["val"], tiles, record["model"]["size"])
+    return choose_inputs(record["best"]["val"], tiles, record["model"]["size"], record.get("tuning"))
 
 
 def worst_case_inputs(spec: infer.ChannelInput, size: int) -> int:

@@ -295,6 +295,32 @@ class TestTiledTraining(OneThread):
         self.assertEqual(got["fundus"]["model_inputs_worst_case"], 9)
         self.assertEqual(got["microscopy"]["input"], {"mode": "letterbox"})
 
+    def test_tuned_geometry_needs_the_budget_and_a_clear_gain(self):
+        def geo(long_side, stride, dice, inputs):
+            return {"long_side": long_side, "stride": stride, "dice": dice, "model_inputs_worst_case": inputs}
+        entry = {"trained": "tiles:640:192", "geometries": {
+            "tiles:640:192": geo(640, 192, 0.600, 9),
+            "tiles:720:232": geo(720, 232, 0.615, 9),
+            "tiles:768:192": geo(768, 192, 0.630, 16),  # the best, but 16 inputs exceed fundus's 12
+        }}
+        spec, why = train.tuned_geometry(entry, 3, 256)
+        self.assertEqual((spec.mode, spec.long_side, spec.stride, spec.tile), ("tiles", 720, 232, 256))
+        self.assertIn("0.6150 against 0.6000", why)
+        entry["geometries"]["tiles:720:232"]["dice"] = 0.603  # under GEOMETRY_MIN_GAIN
+        spec, why = train.tuned_geometry(entry, 3, 256)
+        self.assertEqual((spec.long_side, spec.stride), (640, 192))
+        self.assertIn("training geometry", why)
+        # choose_inputs applies the tuning to the tiled channel and says why
+        entry["geometries"]["tiles:720:232"]["dice"] = 0.615
+        val = {"channels": {"3": {"modes": {"tiles:640:192": {"dice": 0.60, "dice+h": 0.61}}, "mode": "tiles:640:192",
+                                  "dice": 0.60}}}
+        got = train.choose_inputs(val, {3: (640, 192, 1.0)}, 256, {"fundus": entry})["fundus"]
+        self.assertEqual((got["input"]["long_side"], got["input"]["stride"]), (720, 232))
+        self.assertIn("tiles:720:232 over", got["geometry"])
+        self.assertEqual(got["model_inputs_worst_case"], 9)
+        got = train.choose_inputs(val, {3: (640, 192, 1.0)}, 256)["fundus"]
+        self.assertEqual(got["input"]["long_side"], 640)
+
     def test_parse_tiles(self):
         self.assertEqual(train.parse_tiles(["fundus=640:192", "4=448:192@0.5"]), {3: (640, 192, 1.0), 4: (448, 192, 0.5)})
         with self.assertRaises(ValueError):
@@ -342,6 +368,32 @@ class TestTiledTraining(OneThread):
             self.assertEqual(ex["channel_inputs"]["fundus"]["long_side"], 128)
             import onnx
             self.assertEqual([o.name for o in onnx.load(onnx_path).graph.output], ["logits", "patch_logits"])
+            # another working size for the tiled channel, scored on validation, then shipped without
+            # an export: the same graph and weights, the record's inputs and a new version
+            from espmedsam import tune
+            with open(rec) as f:
+                r = json.load(f)
+            entry = tune.tune(model, SEG2D, r, "fundus", [(160, 56)], val_every=2)
+            self.assertEqual(set(entry["geometries"]), {"tiles:128:48", "tiles:160:56"})
+            self.assertEqual(entry["trained"], "tiles:128:48")
+            self.assertIn(entry["chosen"], entry["geometries"])
+            r["tuning"] = {"fundus": entry}
+            with open(rec, "w") as f:
+                json.dump(r, f)
+            again_path = os.path.join(tmp, "m2.onnx")
+            ex2 = ship.ship(out, rec, again_path, "t3", weights_from=onnx_path)
+            chosen = entry["geometries"][entry["chosen"]]
+            self.assertEqual((ex2["channel_inputs"]["fundus"]["long_side"], ex2["channel_inputs"]["fundus"]["stride"]),
+                             (chosen["long_side"], chosen["stride"]))
+            self.assertEqual((ex2["model_version"], ex2["checkpoint_sha256"]), ("t3", ex["checkpoint_sha256"]))
+            a, b = onnx.load(onnx_path).graph, onnx.load(again_path).graph
+            self.assertEqual([t.SerializeToString() for t in a.initializer], [t.SerializeToString() for t in b.initializer])
+            self.assertEqual(len(a.node), len(b.node))
+            r["export"]["checkpoint_sha256"] = "0" * 64
+            with open(rec, "w") as f:
+                json.dump(r, f)
+            with self.assertRaisesRegex(ValueError, "the record describes"):
+                ship.ship(out, rec, os.path.join(tmp, "m3.onnx"), "t4", weights_from=onnx_path)
 
 
 class TestDistill(OneThread):

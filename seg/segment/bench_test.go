@@ -26,26 +26,32 @@ import (
 //	go test ./seg/segment -run '^$' -bench Predict -benchtime 20x
 func BenchmarkPredict(b *testing.B) {
 	e := shippedEngine(b)
-	tiles := func(long int, flips ...string) onnx.ChannelInput {
-		return onnx.ChannelInput{Mode: onnx.ModeTiles, LongSide: long, Tile: 256, Stride: 192, Window: "hann", Pad: "zero", Flips: flips}
+	tiles := func(long, stride int, flips ...string) *onnx.ChannelInput {
+		return &onnx.ChannelInput{Mode: onnx.ModeTiles, LongSide: long, Tile: 256, Stride: stride, Window: "hann", Pad: "zero", Flips: flips}
 	}
+	const drive, hrf = "fundus/drive/test/images/drive_05.png", "fundus/hrf/test/images/02_g.png"
+	const dsb = "microscopy/dsb2018/test/images/0287e7ee5b007c91ae2bd7628d09735e70496bc6127ecb7f3dd043e04ce37426.png"
 	for _, c := range []struct {
 		name, channel, image string
-		input                onnx.ChannelInput
+		input                *onnx.ChannelInput // nil: the shipped model's input for the channel
 	}{
-		{"letterbox/xray-512", "xray", "xray/shenzhen-sample/test/images/CHNCXR_0005_0.png", onnx.ChannelInput{Mode: onnx.ModeLetterbox}},
-		{"letterbox+h/busi", "ultrasound", "ultrasound/busi/test/images/benign_0007.png", onnx.ChannelInput{Mode: onnx.ModeLetterbox, Flips: []string{"h"}}},
-		{"tiles640/drive-9", "fundus", "fundus/drive/test/images/drive_05.png", tiles(640)},
-		{"tiles640/hrf-6", "fundus", "fundus/hrf/test/images/02_g.png", tiles(640)},
-		{"tiles448/dsb-4", "microscopy", "microscopy/dsb2018/test/images/0287e7ee5b007c91ae2bd7628d09735e70496bc6127ecb7f3dd043e04ce37426.png", tiles(448)},
-		{"tiles448+h/dsb-8", "microscopy", "microscopy/dsb2018/test/images/0287e7ee5b007c91ae2bd7628d09735e70496bc6127ecb7f3dd043e04ce37426.png", tiles(448, "h")},
+		{"letterbox/xray-512", "xray", "xray/shenzhen-sample/test/images/CHNCXR_0005_0.png", &onnx.ChannelInput{Mode: onnx.ModeLetterbox}},
+		{"letterbox+h/busi", "ultrasound", "ultrasound/busi/test/images/benign_0007.png", &onnx.ChannelInput{Mode: onnx.ModeLetterbox, Flips: []string{"h"}}},
+		{"shipped/fundus-drive", "fundus", drive, nil},
+		{"shipped/fundus-hrf", "fundus", hrf, nil},
+		{"tiles640/drive-9", "fundus", drive, tiles(640, 192)},
+		{"tiles640/hrf-6", "fundus", hrf, tiles(640, 192)},
+		{"tiles448/dsb-4", "microscopy", dsb, tiles(448, 192)},
+		{"tiles448+h/dsb-8", "microscopy", dsb, tiles(448, 192, "h")},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			r, err := e.Route(c.channel)
 			if err != nil {
 				b.Fatal(err)
 			}
-			r.Input = c.input
+			if c.input != nil {
+				r.Input = *c.input
+			}
 			img := benchRGB(b, testutil.SharedData(b, "seg2d", c.image))
 			var inputs int
 			var prep, infer, assemble float64
