@@ -110,6 +110,10 @@ CREATE INDEX instance_charset ON instance (specific_character_set);
 -- No query reads instances by the time they arrived, and the index cost a page write in every
 -- Put's commit.
 DROP INDEX IF EXISTS instance_received;
+`, `
+-- Only the UTF-8 migration (version 3) read instances by their character set, in its own
+-- transaction; every Put since has paid a page write for the index.
+DROP INDEX IF EXISTS instance_charset;
 `}
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,6 +71,23 @@ func TestMigrateFromVersion1(t *testing.T) {
 	var v int
 	if err := x.w.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations()) {
 		t.Errorf("schema version %d (%v), want %d", v, err, len(migrations()))
+	}
+	// Each index of instance costs every Put a B-tree insert: only those a query reads stay.
+	rows, err := x.w.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'instance' AND sql IS NOT NULL ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if want := []string{"instance_series", "instance_sop_class"}; !slices.Equal(names, want) {
+		t.Errorf("indexes of instance after migration: %v, want %v", names, want)
 	}
 }
 
