@@ -685,7 +685,8 @@ def choose_inputs(val: Dict, tiles: Dict[int, Tuple[int, int, float]], size: int
             long_side, stride, _ = tiles[c]
             spec = infer.tiles(long_side, size, stride)
         tuned = None
-        if spec.mode == "tiles" and names[c] in tuning:
+        # a sweep run from another training geometry belongs to another run: ignored
+        if spec.mode == "tiles" and tuning.get(names[c], {}).get("trained") == mode_name(spec):
             spec, tuned = tuned_geometry(tuning[names[c]], c, size)
         flips = tta_flips(c)
         key = "dice+" + "".join(flips) if flips else None

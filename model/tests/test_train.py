@@ -320,6 +320,11 @@ class TestTiledTraining(OneThread):
         self.assertEqual(got["model_inputs_worst_case"], 9)
         got = train.choose_inputs(val, {3: (640, 192, 1.0)}, 256)["fundus"]
         self.assertEqual(got["input"]["long_side"], 640)
+        # a sweep from another run's training geometry does not apply
+        val["channels"]["3"]["modes"] = {"tiles:704:224": {"dice": 0.60}}
+        val["channels"]["3"]["mode"] = "tiles:704:224"
+        got = train.choose_inputs(val, {3: (704, 224, 1.0)}, 256, {"fundus": entry})["fundus"]
+        self.assertEqual((got["input"]["long_side"], "geometry" in got), (704, False))
 
     def test_parse_tiles(self):
         self.assertEqual(train.parse_tiles(["fundus=640:192", "4=448:192@0.5"]), {3: (640, 192, 1.0), 4: (448, 192, 0.5)})
