@@ -68,6 +68,11 @@ def select(root: str, split: str = "train", channels_file: Optional[str] = None)
     return out
 
 
+def validation_rule(val_every: int) -> str:
+    """split_validation's rule, in words, for records."""
+    return f"per dataset, names sorted, item i with i % {val_every} == {val_every // 2}"
+
+
 def split_validation(rows: Sequence[Dict], val_every: int = 10) -> Tuple[List[Dict], List[Dict]]:
     """(train, validation): per dataset, names sorted, item i goes to validation when
     ``i % val_every == val_every // 2`` (a slice of train, never test)."""

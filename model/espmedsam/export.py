@@ -125,8 +125,17 @@ def build_metadata(model: ESPMedSAM, channels: List[Dict], model_name: str, mode
         "espnode.normalization": model.normalization,
         "espnode.checkpoint_sha256": checkpoint_sha256,
     }
+    meta.update(feeding_metadata(channel_inputs, plausibility, model.cfg.img_size))
+    return meta
+
+
+def feeding_metadata(channel_inputs: Optional[Dict[str, Dict]], plausibility: Optional[Dict],
+                     size: int) -> Dict[str, str]:
+    """``espnode.channel_inputs`` and ``espnode.plausibility`` (each only when given): how the node
+    feeds each channel and judges its output."""
+    meta = {}
     if channel_inputs:
-        specs = {k: ChannelInput.from_json(v, model.cfg.img_size) for k, v in channel_inputs.items()}
+        specs = {k: ChannelInput.from_json(v, size) for k, v in channel_inputs.items()}
         meta["espnode.channel_inputs"] = format_channel_inputs(specs)
     if plausibility:
         meta["espnode.plausibility"] = json.dumps(plausibility, separators=(",", ":"), sort_keys=True)

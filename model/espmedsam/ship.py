@@ -28,8 +28,7 @@ import tempfile
 import torch
 
 from .evaluate import write_record
-from .export import export, read_metadata, sha256_file, validate_onnx, write_metadata
-from .infer import ChannelInput, format_channel_inputs
+from .export import export, feeding_metadata, read_metadata, sha256_file, validate_onnx, write_metadata
 from .train import inputs_from_record
 
 MAX_BYTES = 25 * 1000 * 1000  # issue 15: the shipped ONNX file is at most 25 MB
@@ -91,10 +90,8 @@ def restamp(src: str, out: str, rec: dict, model_version: str) -> dict:
     inputs, plaus = record_metadata(rec)
     if not inputs or not plaus:
         raise ValueError("the record has no inputs or no plausibility to write")
-    size = int(old["espnode.input_size"])
     meta = {**old, "espnode.model_version": model_version,
-            "espnode.channel_inputs": format_channel_inputs({k: ChannelInput.from_json(v, size) for k, v in inputs.items()}),
-            "espnode.plausibility": json.dumps(plaus, separators=(",", ":"), sort_keys=True)}
+            **feeding_metadata(inputs, plaus, int(old["espnode.input_size"]))}
     if os.path.abspath(src) != os.path.abspath(out):
         shutil.copyfile(src, out)
     write_metadata(out, meta)

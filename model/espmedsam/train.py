@@ -50,7 +50,7 @@ from . import infer
 from .augment import POLICIES, Policy, augment, photometric, random_crop
 from .channels import REPO_ROOT
 from .config import PRESETS
-from .data import EXCLUDED, Packed, Sources, Tiled, channel_indices, manifest_sha256, select, split_validation
+from .data import EXCLUDED, Packed, Sources, Tiled, channel_indices, manifest_sha256, select, split_validation, validation_rule
 from .export import extract_state_dict, sha256_file
 from .model import DEFAULT_NORMALIZATION, NORMALIZATIONS, ESPMedSAM, build_model, count_parameters
 
@@ -565,7 +565,7 @@ def train(args) -> Dict:
                      "manifest_rows_hashed": "train rows used (training and validation slice), sorted raw MANIFEST.csv lines",
                      "excluded": {f"{m}/{d}": why for (m, d), why in EXCLUDED.items()},
                      "train": per_dataset_counts(train_rows), "validation": per_dataset_counts(val_rows),
-                     "validation_rule": f"per dataset, names sorted, item i with i % {args.val_every} == {args.val_every // 2}",
+                     "validation_rule": validation_rule(args.val_every),
                      "test_split": "never read"},
             "training": {k: getattr(args, k) for k in ("batch", "lr", "weight_decay", "warmup", "epochs", "max_minutes",
                                                          "alpha", "patch_weight", "clip", "seed", "threads", "val_minutes",
@@ -718,8 +718,7 @@ def tuned_geometry(entry: Dict, channel: int, size: int) -> Tuple[infer.ChannelI
     budget = MAX_INPUTS_BY_CHANNEL.get(channel, MAX_INPUTS)
     fits = {k: g for k, g in geos.items() if g["model_inputs_worst_case"] <= budget}
     best = max(fits, key=lambda k: fits[k]["dice"], default=entry["trained"])
-    gain = geos[best]["dice"] - trained["dice"]
-    if best == entry["trained"] or gain < GEOMETRY_MIN_GAIN:
+    if geos[best]["dice"] - trained["dice"] < GEOMETRY_MIN_GAIN:
         g, why = trained, (f"the training geometry {entry['trained']}: no other within {budget} inputs beat it "
                            f"by {GEOMETRY_MIN_GAIN}")
     else:

@@ -20,18 +20,17 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 from . import infer
-from .data import Sources, channel_indices, select, split_validation
+from .data import Sources, channel_indices, select, split_validation, validation_rule
 from .evaluate import add_run_arguments, open_run, write_record
 from .train import evaluate_sources, mode_name, tuned_geometry, worst_case_inputs
 
 
 def parse_geometries(s: str) -> List[Tuple[int, int]]:
+    """"L:S,L:S,..." -> [(L, S), ...]; ValueError on anything else."""
     out = []
     for part in s.split(","):
         long_side, _, stride = part.partition(":")
         out.append((int(long_side), int(stride)))
-    if not out:
-        raise ValueError("no geometry")
     return out
 
 
@@ -52,8 +51,8 @@ def tune(model, root: str, record: Dict, channel: str, geometries: Sequence[Tupl
     res = evaluate_sources(model, Sources(root, val_rows), {idx: specs}, tta=False)
     modes = res["channels"][idx]["modes"]
     entry = {
-        "validation": f"the train split's slice: per dataset, names sorted, item i with i % {val_every} == "
-                      f"{val_every // 2} ({len(val_rows)} images); infer.predict at the source size, no flip",
+        "validation": f"the train split's slice: {validation_rule(val_every)} ({len(val_rows)} images); "
+                      "infer.predict at the source size, no flip",
         "trained": mode_name(specs[0]),
         "geometries": {mode_name(s): {"long_side": s.long_side, "stride": s.stride, "dice": modes[mode_name(s)]["dice"],
                                       "datasets": modes[mode_name(s)]["datasets"],
